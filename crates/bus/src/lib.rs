@@ -1,1 +1,43 @@
-//! placeholder
+//! The engine every protocol shares: subscription routing, retained messages, the session
+//! registry, per-session outboxes and the sans-I/O QoS engine.
+//!
+//! Owns: who is subscribed to what, which sessions exist and who owns each, what is queued for
+//! whom, and the QoS 1/2 bookkeeping both ways.
+//! Must not know: any wire format or protocol. Gateways translate their packets into
+//! [`Message`](switchyard_core::Message)s and calls on [`BusHandle`]; nothing here names MQTT,
+//! MQTT-SN, CoAP or LwM2M (the `Namespace` is an opaque label they choose).
+//!
+//! The flow (DESIGN.md): a gateway calls [`BusHandle::publish`] in its own task; the [`Router`]
+//! matches the topic against a read-mostly trie and pushes a [`Delivery`] into each matching
+//! session's [`Outbox`]; the subscriber's task drains its outbox while the [`QosEngine`] gives it
+//! inflight credit.
+
+mod config;
+mod delivery;
+mod error;
+mod handle;
+mod keepalive;
+mod metrics;
+mod outbox;
+mod qos;
+mod registry;
+mod retain;
+mod router;
+mod session;
+mod store;
+mod sys;
+mod trie;
+
+pub use config::{BusConfig, SharedStrategy};
+pub use delivery::{Delivery, RetainHandling, SubOptions};
+pub use error::BusError;
+pub use handle::{BusHandle, SubscribeOutcome};
+pub use keepalive::Keepalive;
+pub use metrics::{Metrics, MetricsSnapshot};
+pub use outbox::{Outbox, PushOutcome};
+pub use qos::{AckError, Incoming2, QosConfig, QosEngine, Resend, SendPublish};
+pub use registry::{ClientInfo, Control, ControlRx, ControlTx, Namespace, OpenSession, Opened};
+pub use retain::RetainStore;
+pub use router::Router;
+pub use session::Session;
+pub use store::{MemoryStore, SessionStore};

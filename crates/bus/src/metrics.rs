@@ -1,0 +1,83 @@
+//! Broker-wide counters and gauges, lock-free, read by `$SYS` and the admin API.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! metrics {
+    ($($(#[$doc:meta])* $field:ident => $name:literal,)*) => {
+        /// Counters (monotonic) and gauges (up and down) of the whole node.
+        #[derive(Debug, Default)]
+        pub struct Metrics {
+            $($(#[$doc])* pub $field: AtomicU64,)*
+        }
+
+        /// A point-in-time copy of every metric, with EMQX-style dotted names.
+        pub type MetricsSnapshot = Vec<(&'static str, u64)>;
+
+        impl Metrics {
+            /// Reads every metric.
+            pub fn snapshot(&self) -> MetricsSnapshot {
+                vec![$(($name, self.$field.load(Ordering::Relaxed)),)*]
+            }
+        }
+    };
+}
+
+metrics! {
+    /// Gauge: connections currently open (all protocols).
+    connections => "connections.count",
+    /// Gauge: sessions held (online and offline).
+    sessions => "sessions.count",
+    /// Gauge: subscriptions held.
+    subscriptions => "subscriptions.count",
+    /// Gauge: retained messages stored.
+    retained => "retained.count",
+    /// Messages received from publishers.
+    messages_received => "messages.received",
+    /// Messages handed to subscribers' connections.
+    messages_sent => "messages.sent",
+    /// Messages published with QoS 0.
+    messages_qos0_received => "messages.qos0.received",
+    /// Messages published with QoS 1.
+    messages_qos1_received => "messages.qos1.received",
+    /// Messages published with QoS 2.
+    messages_qos2_received => "messages.qos2.received",
+    /// Messages that matched no subscription.
+    messages_dropped_no_subscribers => "messages.dropped.no_subscribers",
+    /// Messages dropped from full or closed queues.
+    messages_dropped => "messages.dropped",
+    /// Messages that expired before delivery.
+    messages_expired => "messages.expired",
+    /// Messages re-sent (DUP) to subscribers.
+    messages_retransmitted => "messages.retransmitted",
+    /// Connections closed for malformed packets.
+    packets_malformed => "packets.malformed",
+    /// Connections closed for oversize packets.
+    packets_too_large => "packets.too_large",
+    /// Connections refused by authentication.
+    auth_failures => "authentication.failure",
+    /// Connections closed by keepalive timeout.
+    keepalive_timeouts => "client.keepalive_timeout",
+    /// Sessions taken over by a new connection.
+    takeovers => "session.takenover",
+    /// Persistent sessions discarded after their expiry.
+    sessions_expired => "session.expired",
+    /// Incoming QoS 2 packet ids dropped after await_rel_timeout.
+    awaiting_rel_expired => "messages.qos2.expired",
+}
+
+impl Metrics {
+    /// Adds one to a counter.
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Subtracts one from a gauge, never below zero.
+    pub fn dec(gauge: &AtomicU64) {
+        let _ = gauge.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
+    }
+
+    /// Reads a metric.
+    pub fn get(value: &AtomicU64) -> u64 {
+        value.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,316 @@
+//! The router: which sessions hold which subscriptions, and for a published topic, which
+//! outboxes receive it.
+//!
+//! One read-mostly trie behind a `RwLock`: publishes take the read lock in the publisher's own
+//! task (no router thread, no global mutex on the hot path); subscribe and unsubscribe take the
+//! write lock briefly. Overlapping subscriptions of one session are merged into a single
+//! delivery at the highest granted QoS with every subscription identifier (MQTT-3.3.5-1,
+//! MQTT 5 §3.3.4). Shared groups pick one member per message (MQTT 5 §4.8.2).
+
+use crate::config::SharedStrategy;
+use crate::delivery::{Delivery, SubOptions};
+use crate::outbox::Outbox;
+use crate::trie::Trie;
+use parking_lot::RwLock;
+use rand::Rng;
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use switchyard_core::{Message, SessionId, SharedGroup, SubscriptionFilter};
+
+#[derive(Debug, Clone)]
+struct Subscriber {
+    outbox: Arc<Outbox>,
+    opts: SubOptions,
+}
+
+#[derive(Debug, Default)]
+struct Group {
+    members: Vec<(SessionId, Subscriber)>,
+    cursor: AtomicUsize,
+}
+
+#[derive(Debug, Default)]
+struct Leaf {
+    direct: HashMap<SessionId, Subscriber>,
+    shared: HashMap<SharedGroup, Group>,
+}
+
+impl Leaf {
+    fn is_empty(&self) -> bool {
+        self.direct.is_empty() && self.shared.is_empty()
+    }
+}
+
+/// The subscription table.
+#[derive(Debug)]
+pub struct Router {
+    trie: RwLock<Trie<Leaf>>,
+    strategy: SharedStrategy,
+}
+
+impl Router {
+    /// An empty router using `strategy` for shared groups.
+    pub fn new(strategy: SharedStrategy) -> Self {
+        Router {
+            trie: RwLock::new(Trie::default()),
+            strategy,
+        }
+    }
+
+    /// Adds or replaces a subscription. Returns true when it did not exist before.
+    pub fn subscribe(
+        &self,
+        sf: &SubscriptionFilter,
+        outbox: Arc<Outbox>,
+        opts: SubOptions,
+    ) -> bool {
+        let session = outbox.session();
+        let sub = Subscriber { outbox, opts };
+        let mut trie = self.trie.write();
+        let leaf = trie.entry(sf.filter.as_str());
+        match &sf.group {
+            None => leaf.direct.insert(session, sub).is_none(),
+            Some(group) => {
+                let group = leaf.shared.entry(group.clone()).or_default();
+                match group.members.iter_mut().find(|(s, _)| *s == session) {
+                    Some(existing) => {
+                        existing.1 = sub;
+                        false
+                    }
+                    None => {
+                        group.members.push((session, sub));
+                        true
+                    }
+                }
+            }
+        }
+    }
+
+    /// Removes a subscription. Returns true when it existed.
+    pub fn unsubscribe(&self, sf: &SubscriptionFilter, session: SessionId) -> bool {
+        let mut trie = self.trie.write();
+        let Some(leaf) = trie.get_mut(sf.filter.as_str()) else {
+            return false;
+        };
+        let removed = match &sf.group {
+            None => leaf.direct.remove(&session).is_some(),
+            Some(g) => match leaf.shared.get_mut(g) {
+                Some(group) => {
+                    let before = group.members.len();
+                    group.members.retain(|(s, _)| *s != session);
+                    let removed = group.members.len() != before;
+                    if group.members.is_empty() {
+                        leaf.shared.remove(g);
+                    }
+                    removed
+                }
+                None => false,
+            },
+        };
+        trie.prune(sf.filter.as_str(), Leaf::is_empty);
+        removed
+    }
+
+    /// Every outbox that must receive `msg`, with the per-session delivery decisions.
+    pub fn route(&self, msg: &Arc<Message>) -> Vec<(Arc<Outbox>, Delivery)> {
+        let origin = msg.origin.as_ref().map(|o| o.session);
+        let mut direct: Vec<(SessionId, Arc<Outbox>, Delivery)> = Vec::new();
+        let mut shared: Vec<(Arc<Outbox>, Delivery)> = Vec::new();
+        {
+            let trie = self.trie.read();
+            trie.for_each_match(msg.topic.as_str(), |leaf| {
+                for (session, sub) in &leaf.direct {
+                    if sub.opts.no_local && origin == Some(*session) {
+                        continue;
+                    }
+                    direct.push((*session, sub.outbox.clone(), delivery_for(msg, &sub.opts)));
+                }
+                for group in leaf.shared.values() {
+                    if let Some(sub) = self.pick(group, msg) {
+                        shared.push((sub.outbox.clone(), delivery_for(msg, &sub.opts)));
+                    }
+                }
+            });
+        }
+        let mut out = merge_overlapping(direct);
+        out.extend(shared);
+        out
+    }
+
+    fn pick<'a>(&self, group: &'a Group, msg: &Message) -> Option<&'a Subscriber> {
+        let n = group.members.len();
+        if n == 0 {
+            return None;
+        }
+        let start = match self.strategy {
+            SharedStrategy::RoundRobin => group.cursor.fetch_add(1, Ordering::Relaxed) % n,
+            SharedStrategy::Random => rand::thread_rng().gen_range(0..n),
+            SharedStrategy::Sticky => group.cursor.load(Ordering::Relaxed) % n,
+            SharedStrategy::HashClientId => {
+                let mut h = DefaultHasher::new();
+                msg.origin
+                    .as_ref()
+                    .map(|o| o.client_id.as_str())
+                    .hash(&mut h);
+                usize::try_from(h.finish() % n as u64).unwrap_or(0)
+            }
+        };
+        // Prefer a member with a live connection; an offline persistent member still queues if
+        // nobody is online, so the message is not lost.
+        let chosen = (0..n)
+            .map(|i| (start + i) % n)
+            .find(|&i| group.members[i].1.outbox.is_online())
+            .unwrap_or(start);
+        if self.strategy == SharedStrategy::Sticky {
+            group.cursor.store(chosen, Ordering::Relaxed);
+        }
+        group.members.get(chosen).map(|(_, s)| s)
+    }
+
+    /// Number of distinct (session, filter) subscriptions, for tests and stats.
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.trie.read().is_empty()
+    }
+}
+
+fn delivery_for(msg: &Arc<Message>, opts: &SubOptions) -> Delivery {
+    Delivery {
+        message: msg.clone(),
+        qos: msg.qos.min(opts.qos),
+        // MQTT-3.3.1-9 (3.1.1) / MQTT 5 retain-as-published: live deliveries clear retain.
+        retain: opts.retain_as_published && msg.retain,
+        subscription_ids: opts.subscription_id.into_iter().collect(),
+    }
+}
+
+fn merge_overlapping(
+    mut direct: Vec<(SessionId, Arc<Outbox>, Delivery)>,
+) -> Vec<(Arc<Outbox>, Delivery)> {
+    direct.sort_unstable_by_key(|(s, _, _)| *s);
+    let mut out: Vec<(Arc<Outbox>, Delivery)> = Vec::with_capacity(direct.len());
+    let mut last: Option<SessionId> = None;
+    for (session, outbox, d) in direct {
+        match out.last_mut() {
+            Some((_, prev)) if last == Some(session) => {
+                prev.qos = prev.qos.max(d.qos);
+                prev.retain |= d.retain;
+                prev.subscription_ids.extend(d.subscription_ids);
+            }
+            _ => out.push((outbox, d)),
+        }
+        last = Some(session);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use switchyard_core::{ClientId, Origin, QoS, TopicName};
+
+    fn outbox(id: u64) -> Arc<Outbox> {
+        let o = Arc::new(Outbox::new(
+            SessionId(id),
+            ClientId::from("c"),
+            0,
+            true,
+            Arc::new(Metrics::default()),
+        ));
+        o.set_online(true);
+        o
+    }
+    fn sf(s: &str) -> SubscriptionFilter {
+        SubscriptionFilter::parse(s, 0).unwrap_or_else(|e| panic!("{e}"))
+    }
+    fn msg(topic: &str, qos: QoS) -> Arc<Message> {
+        let mut m = Message::new(
+            TopicName::new(topic).unwrap_or_else(|e| panic!("{e}")),
+            "p",
+            qos,
+            true,
+        );
+        m.origin = Some(Origin {
+            session: SessionId(1),
+            client_id: "pub".into(),
+        });
+        Arc::new(m)
+    }
+    fn opts(qos: QoS, id: Option<u32>) -> SubOptions {
+        SubOptions {
+            qos,
+            subscription_id: id,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn overlapping_merge_to_max_qos_and_all_ids() {
+        let r = Router::new(SharedStrategy::RoundRobin);
+        let o = outbox(7);
+        assert!(r.subscribe(&sf("a/+"), o.clone(), opts(QoS::AtMostOnce, Some(1))));
+        assert!(r.subscribe(&sf("a/#"), o.clone(), opts(QoS::ExactlyOnce, Some(2))));
+        assert!(!r.subscribe(&sf("a/#"), o.clone(), opts(QoS::AtLeastOnce, Some(2))));
+        let out = r.route(&msg("a/b", QoS::ExactlyOnce));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].1.qos, QoS::AtLeastOnce);
+        let mut ids = out[0].1.subscription_ids.clone();
+        ids.sort_unstable();
+        assert_eq!(ids, vec![1, 2]);
+        assert!(!out[0].1.retain, "live delivery clears retain");
+    }
+
+    #[test]
+    fn no_local_and_shared_round_robin() {
+        let r = Router::new(SharedStrategy::RoundRobin);
+        let publisher = outbox(1);
+        r.subscribe(
+            &sf("t"),
+            publisher,
+            SubOptions {
+                no_local: true,
+                qos: QoS::AtLeastOnce,
+                ..Default::default()
+            },
+        );
+        assert!(r.route(&msg("t", QoS::AtLeastOnce)).is_empty());
+        let (a, b) = (outbox(2), outbox(3));
+        r.subscribe(&sf("$share/g/t"), a.clone(), opts(QoS::AtLeastOnce, None));
+        r.subscribe(&sf("$share/g/t"), b.clone(), opts(QoS::AtLeastOnce, None));
+        let mut counts = HashMap::new();
+        for _ in 0..10 {
+            for (o, _) in r.route(&msg("t", QoS::AtLeastOnce)) {
+                *counts.entry(o.session()).or_insert(0) += 1;
+            }
+        }
+        assert_eq!(counts.get(&SessionId(2)), Some(&5));
+        assert_eq!(counts.get(&SessionId(3)), Some(&5));
+        b.set_online(false);
+        let out = r.route(&msg("t", QoS::AtLeastOnce));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].0.session(), SessionId(2), "online member preferred");
+        assert!(r.unsubscribe(&sf("$share/g/t"), SessionId(2)));
+        assert!(r.unsubscribe(&sf("$share/g/t"), SessionId(3)));
+        assert!(r.unsubscribe(&sf("t"), SessionId(1)));
+        assert!(!r.unsubscribe(&sf("t"), SessionId(1)));
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn sticky_and_hash_are_stable() {
+        for strategy in [SharedStrategy::Sticky, SharedStrategy::HashClientId] {
+            let r = Router::new(strategy);
+            for i in 2..6 {
+                r.subscribe(&sf("$queue/t"), outbox(i), opts(QoS::AtMostOnce, None));
+            }
+            let first = r.route(&msg("t", QoS::AtMostOnce))[0].0.session();
+            for _ in 0..20 {
+                assert_eq!(r.route(&msg("t", QoS::AtMostOnce))[0].0.session(), first);
+            }
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! A session: the state that outlives a connection when the client asks for it — its
+//! subscriptions, its outbox and its QoS state. Exactly one owner at a time: the connection task
+//! while online, the registry while offline; takeover moves it.
+
+use crate::delivery::SubOptions;
+use crate::outbox::Outbox;
+use crate::qos::QosEngine;
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use switchyard_core::{ClientId, SessionId, SubscriptionFilter};
+
+/// One session.
+pub struct Session {
+    /// Stable across reconnects.
+    pub id: SessionId,
+    /// The client's id.
+    pub client_id: ClientId,
+    /// Deliveries waiting for this session.
+    pub outbox: Arc<Outbox>,
+    /// QoS 1/2 state both ways.
+    pub qos: QosEngine,
+    /// What the session is subscribed to.
+    pub subscriptions: BTreeMap<SubscriptionFilter, SubOptions>,
+    /// How long the session outlives its connection (zero: ends with it).
+    pub expiry: Duration,
+    /// When the session was created.
+    pub created_at: SystemTime,
+    /// State a gateway keeps with the session (e.g. MQTT-SN's topic id registry), opaque to the
+    /// bus; it moves with the session on resume and takeover.
+    pub ext: Option<Box<dyn Any + Send + Sync>>,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("client_id", &self.client_id)
+            .field("subscriptions", &self.subscriptions.len())
+            .field("inflight", &self.qos.inflight_len())
+            .field("queued", &self.outbox.len())
+            .field("expiry", &self.expiry)
+            .finish()
+    }
+}
