@@ -1,0 +1,190 @@
+//! The configuration schema: one serde struct per TOML table, each with
+//! `#[serde(deny_unknown_fields, default)]` and a `Default` that is the documented default, so
+//! a file may hold only the keys it changes and a misspelt key is an error, never ignored.
+//!
+//! Naming: every table type ends in `Config`; field names are the TOML keys. Durations are
+//! [`Duration`](crate::Duration), sizes [`ByteSize`](crate::ByteSize), and a duration that can
+//! be switched off is `Option<Duration>` (`None` = off, written "off").
+
+mod gateway;
+mod listeners;
+mod mqtt;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::units::{self, Duration};
+
+pub use gateway::{
+    CoapGatewayConfig, GatewayConfig, Lwm2mGatewayConfig, MqttSnGatewayConfig,
+    UdpGatewayListenersConfig, UdpListenerConfig, UdpListenersConfig,
+};
+pub use listeners::{
+    HttpListenerConfig, HttpListenersConfig, ListenersConfig, SslListenerConfig,
+    SslListenersConfig, TcpListenerConfig, TcpListenersConfig, TlsOptions, TlsVerify,
+    WsListenerConfig, WsListenersConfig, WssListenerConfig, WssListenersConfig,
+};
+pub use mqtt::{MqttConfig, SharedSubscriptionStrategy};
+
+/// The whole configuration: the root of `switchyard.toml`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `[node]`: this node's identity and where it keeps data.
+    pub node: NodeConfig,
+    /// `[log]`: log filter and format.
+    pub log: LogConfig,
+    /// `[mqtt]`: MQTT protocol limits and session/QoS behaviour, shared by all MQTT listeners.
+    pub mqtt: MqttConfig,
+    /// `[listeners.*]`: the MQTT listeners (TCP, WebSocket, TLS, secure WebSocket).
+    pub listeners: ListenersConfig,
+    /// `[sys_topics]`: the `$SYS/#` topics the broker publishes about itself.
+    pub sys_topics: SysTopicsConfig,
+    /// `[gateway.*]`: the UDP protocol gateways (MQTT-SN, CoAP, LwM2M).
+    pub gateway: GatewayConfig,
+    /// `[dashboard]`: the HTTP admin API and dashboard.
+    pub dashboard: DashboardConfig,
+    /// `[authentication]`: who may connect.
+    pub authentication: AuthenticationConfig,
+    /// `[authorization]`: what a connected client may publish and subscribe to.
+    pub authorization: AuthorizationConfig,
+}
+
+/// `[node]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// Node name, `name@host`. Default "switchyard@127.0.0.1".
+    pub name: String,
+    /// Directory for durable data, relative to the working directory unless absolute.
+    /// Default "data".
+    pub data_dir: PathBuf,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            name: "switchyard@127.0.0.1".to_owned(),
+            data_dir: PathBuf::from("data"),
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// error | warn | info | debug | trace, or any tracing `EnvFilter` directive such as
+    /// "info,switchyard_mqtt=debug". Must not be empty. Default "info".
+    pub level: String,
+    /// Output format. Default text.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// `log.format`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[sys_topics]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SysTopicsConfig {
+    /// How often to publish the `$SYS` broker statistics; `None` (off) disables them.
+    /// Default 1m.
+    #[serde(with = "units::off")]
+    pub sys_msg_interval: Option<Duration>,
+    /// How often to publish the `$SYS` uptime/datetime heartbeat; `None` (off) disables it.
+    /// Default 30s.
+    #[serde(with = "units::off")]
+    pub sys_heartbeat_interval: Option<Duration>,
+    /// Publish an event on `$SYS/brokers/<node>/clients/<clientid>/connected`. Default true.
+    pub client_connected: bool,
+    /// Publish an event on `$SYS/brokers/<node>/clients/<clientid>/disconnected`.
+    /// Default true.
+    pub client_disconnected: bool,
+}
+
+impl Default for SysTopicsConfig {
+    fn default() -> Self {
+        SysTopicsConfig {
+            sys_msg_interval: Some(Duration::from_secs(60)),
+            sys_heartbeat_interval: Some(Duration::from_secs(30)),
+            client_connected: true,
+            client_disconnected: true,
+        }
+    }
+}
+
+/// `[dashboard]`
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DashboardConfig {
+    /// `[dashboard.listeners.*]`
+    pub listeners: HttpListenersConfig,
+}
+
+/// `[authentication]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthenticationConfig {
+    /// Accept clients that present no credentials (or when no authenticator is configured).
+    /// Default true.
+    pub allow_anonymous: bool,
+}
+
+impl Default for AuthenticationConfig {
+    fn default() -> Self {
+        AuthenticationConfig {
+            allow_anonymous: true,
+        }
+    }
+}
+
+/// `[authorization]`
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthorizationConfig {
+    /// Decision when no ACL rule matches. Default allow.
+    pub no_match: AuthzDecision,
+    /// What to do with a client whose publish/subscribe is denied. Default ignore.
+    pub deny_action: DenyAction,
+}
+
+/// `authorization.no_match`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthzDecision {
+    /// Permit the operation.
+    #[default]
+    Allow,
+    /// Refuse the operation.
+    Deny,
+}
+
+/// `authorization.deny_action`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DenyAction {
+    /// Drop the publish / fail the subscription (reason code on MQTT 5) and keep the client.
+    #[default]
+    Ignore,
+    /// Disconnect the client.
+    Disconnect,
+}

@@ -1,0 +1,306 @@
+//! Checks that run after extraction: numeric ranges the types cannot express, and rules across
+//! keys (TLS listeners need certificates, two enabled listeners cannot share a port). Every
+//! problem is collected, not just the first, each as "key: must be ..., got ...".
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use crate::error::{ConfigError, Issue};
+use crate::schema::{Config, MqttConfig, TlsOptions, TlsVerify};
+use crate::units::{ByteSize, Duration};
+
+/// MQTT's largest packet: a 256MB remaining length plus header, rounded to the unit
+/// (MQTT-2.2.3, variable byte integer of at most 268,435,455).
+const MAX_PACKET_SIZE: u64 = 256 * ByteSize::MB;
+/// MQTT 5 Session Expiry Interval is a four-byte count of seconds (MQTT-3.1.2.11.2).
+const MAX_SESSION_EXPIRY_SECS: u64 = u32::MAX as u64;
+/// MQTT 5 Server Keep Alive is a two-byte count of seconds (MQTT-3.2.2.3.14).
+const MAX_SERVER_KEEPALIVE_SECS: u64 = u16::MAX as u64;
+
+impl Config {
+    /// Checks ranges and cross-key rules; `Err` lists every problem found.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut issues = Vec::new();
+        check_node_and_log(self, &mut issues);
+        check_mqtt(&self.mqtt, &mut issues);
+        check_off_durations(self, &mut issues);
+        check_listeners(self, &mut issues);
+        check_bind_conflicts("TCP", &tcp_binds(self), &mut issues);
+        check_bind_conflicts("UDP", &udp_binds(self), &mut issues);
+        match issues.is_empty() {
+            true => Ok(()),
+            false => Err(ConfigError::Invalid(issues)),
+        }
+    }
+}
+
+fn check_node_and_log(c: &Config, issues: &mut Vec<Issue>) {
+    let name_ok = matches!(c.node.name.split_once('@'),
+        Some((name, host)) if !name.is_empty() && !host.is_empty() && !host.contains('@'));
+    if !name_ok {
+        issues.push(Issue::new(
+            "node.name",
+            format!("must be name@host, got {:?}", c.node.name),
+        ));
+    }
+    if c.node.data_dir.as_os_str().is_empty() {
+        issues.push(Issue::new("node.data_dir", "must not be empty"));
+    }
+    if c.log.level.trim().is_empty() {
+        issues.push(Issue::new(
+            "log.level",
+            "must be error|warn|info|debug|trace or a tracing filter directive, got \"\"",
+        ));
+    }
+}
+
+fn check_mqtt(m: &MqttConfig, issues: &mut Vec<Issue>) {
+    let mut range = |key: &str, ok: bool, allowed: &str, got: String| {
+        if !ok {
+            issues.push(Issue::new(
+                format!("mqtt.{key}"),
+                format!("must be {allowed}, got {got}"),
+            ));
+        }
+    };
+    let size = m.max_packet_size;
+    range(
+        "max_packet_size",
+        (1..=MAX_PACKET_SIZE).contains(&size.bytes()),
+        "1B..=256MB",
+        size.to_string(),
+    );
+    range(
+        "max_clientid_len",
+        m.max_clientid_len >= 23,
+        "23..=65535",
+        m.max_clientid_len.to_string(),
+    );
+    range(
+        "max_qos_allowed",
+        m.max_qos_allowed <= 2,
+        "0..=2",
+        m.max_qos_allowed.to_string(),
+    );
+    range(
+        "session_expiry_interval",
+        m.session_expiry_interval.as_secs() <= MAX_SESSION_EXPIRY_SECS,
+        "at most 4294967295s",
+        m.session_expiry_interval.to_string(),
+    );
+    range(
+        "max_inflight",
+        m.max_inflight >= 1,
+        "1..=65535",
+        m.max_inflight.to_string(),
+    );
+    range(
+        "await_rel_timeout",
+        !m.await_rel_timeout.is_zero(),
+        "greater than 0s",
+        m.await_rel_timeout.to_string(),
+    );
+    range(
+        "idle_timeout",
+        !m.idle_timeout.is_zero(),
+        "greater than 0s",
+        m.idle_timeout.to_string(),
+    );
+    // Written so NaN fails too.
+    let multiplier_ok = m.keepalive_multiplier.is_finite() && m.keepalive_multiplier >= 1.0;
+    range(
+        "keepalive_multiplier",
+        multiplier_ok,
+        ">= 1.0 (and finite)",
+        m.keepalive_multiplier.to_string(),
+    );
+    if let Some(keepalive) = m.server_keepalive {
+        range(
+            "server_keepalive",
+            (1..=MAX_SERVER_KEEPALIVE_SECS).contains(&keepalive.as_secs()),
+            "1s..=65535s or \"off\"",
+            keepalive.to_string(),
+        );
+    }
+}
+
+/// `Some(0s)` cannot come from a file (0 reads as off) but can be built in code; it would
+/// mean "fire continuously", so it is refused rather than silently treated as off.
+fn check_off_durations(c: &Config, issues: &mut Vec<Issue>) {
+    let off_able: [(&str, Option<Duration>); 4] = [
+        ("mqtt.retry_interval", c.mqtt.retry_interval),
+        ("mqtt.server_keepalive", c.mqtt.server_keepalive),
+        ("sys_topics.sys_msg_interval", c.sys_topics.sys_msg_interval),
+        (
+            "sys_topics.sys_heartbeat_interval",
+            c.sys_topics.sys_heartbeat_interval,
+        ),
+    ];
+    for (key, value) in off_able {
+        if value.is_some_and(Duration::is_zero) {
+            issues.push(Issue::new(
+                key,
+                "must be greater than 0s, or \"off\" to disable",
+            ));
+        }
+    }
+}
+
+fn check_listeners(c: &Config, issues: &mut Vec<Issue>) {
+    let l = &c.listeners;
+    let g = &c.gateway;
+    let max_connections = [
+        ("listeners.tcp.default", l.tcp.default.max_connections),
+        ("listeners.ws.default", l.ws.default.max_connections),
+        ("listeners.ssl.default", l.ssl.default.max_connections),
+        ("listeners.wss.default", l.wss.default.max_connections),
+        (
+            "gateway.mqttsn.listeners.udp.default",
+            g.mqttsn.listeners.udp.default.max_connections,
+        ),
+        (
+            "gateway.coap.listeners.udp.default",
+            g.coap.listeners.udp.default.max_connections,
+        ),
+        (
+            "gateway.lwm2m.listeners.udp.default",
+            g.lwm2m.listeners.udp.default.max_connections,
+        ),
+    ];
+    for (prefix, value) in max_connections {
+        if value == 0 {
+            issues.push(Issue::new(
+                format!("{prefix}.max_connections"),
+                "must be at least 1, got 0",
+            ));
+        }
+    }
+    for (prefix, path) in [
+        ("listeners.ws.default", &l.ws.default.path),
+        ("listeners.wss.default", &l.wss.default.path),
+    ] {
+        if !path.starts_with('/') {
+            issues.push(Issue::new(
+                format!("{prefix}.path"),
+                format!("must start with '/', got {path:?}"),
+            ));
+        }
+    }
+    if l.ssl.default.enable {
+        check_tls("listeners.ssl.default", &l.ssl.default.tls(), issues);
+    }
+    if l.wss.default.enable {
+        check_tls("listeners.wss.default", &l.wss.default.tls(), issues);
+    }
+}
+
+/// Rules for an enabled TLS listener.
+fn check_tls(prefix: &str, tls: &TlsOptions, issues: &mut Vec<Issue>) {
+    let mut require = |key: &str, path: &Path, why: &str| {
+        if path.as_os_str().is_empty() {
+            issues.push(Issue::new(
+                format!("{prefix}.{key}"),
+                format!("must be a PEM file path {why}, got \"\""),
+            ));
+        }
+    };
+    require("certfile", &tls.certfile, "when the listener is enabled");
+    require("keyfile", &tls.keyfile, "when the listener is enabled");
+    if tls.verify == TlsVerify::VerifyPeer {
+        require(
+            "cacertfile",
+            &tls.cacertfile,
+            "when verify = \"verify_peer\"",
+        );
+    }
+    if tls.fail_if_no_peer_cert && tls.verify == TlsVerify::VerifyNone {
+        issues.push(Issue::new(
+            format!("{prefix}.fail_if_no_peer_cert"),
+            "must be false unless verify = \"verify_peer\" (no certificate is requested)",
+        ));
+    }
+}
+
+/// Enabled stream listeners, which share the TCP port space.
+fn tcp_binds(c: &Config) -> Vec<(&'static str, SocketAddr)> {
+    let l = &c.listeners;
+    let http = &c.dashboard.listeners.http;
+    [
+        (
+            l.tcp.default.enable,
+            "listeners.tcp.default.bind",
+            l.tcp.default.bind,
+        ),
+        (
+            l.ws.default.enable,
+            "listeners.ws.default.bind",
+            l.ws.default.bind,
+        ),
+        (
+            l.ssl.default.enable,
+            "listeners.ssl.default.bind",
+            l.ssl.default.bind,
+        ),
+        (
+            l.wss.default.enable,
+            "listeners.wss.default.bind",
+            l.wss.default.bind,
+        ),
+        (http.enable, "dashboard.listeners.http.bind", http.bind),
+    ]
+    .into_iter()
+    .filter(|(enable, _, _)| *enable)
+    .map(|(_, key, addr)| (key, addr))
+    .collect()
+}
+
+/// Enabled gateways, which share the UDP port space.
+fn udp_binds(c: &Config) -> Vec<(&'static str, SocketAddr)> {
+    let g = &c.gateway;
+    [
+        (
+            g.mqttsn.enable,
+            "gateway.mqttsn.listeners.udp.default.bind",
+            g.mqttsn.listeners.udp.default.bind,
+        ),
+        (
+            g.coap.enable,
+            "gateway.coap.listeners.udp.default.bind",
+            g.coap.listeners.udp.default.bind,
+        ),
+        (
+            g.lwm2m.enable,
+            "gateway.lwm2m.listeners.udp.default.bind",
+            g.lwm2m.listeners.udp.default.bind,
+        ),
+    ]
+    .into_iter()
+    .filter(|(enable, _, _)| *enable)
+    .map(|(_, key, addr)| (key, addr))
+    .collect()
+}
+
+/// Two sockets of one protocol collide on the same port when their addresses are equal or
+/// either is the unspecified address of the same family. Port 0 never collides: the OS
+/// picks a free port (tests bind everything to port 0).
+fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && a.is_ipv4() == b.is_ipv4()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+fn check_bind_conflicts(proto: &str, binds: &[(&str, SocketAddr)], issues: &mut Vec<Issue>) {
+    for (i, (key, addr)) in binds.iter().enumerate() {
+        if let Some((other, _)) = binds[..i].iter().find(|(_, prev)| overlaps(*prev, *addr)) {
+            issues.push(Issue::new(
+                *key,
+                format!("{proto} address {addr} is already used by {other}"),
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "validate_tests.rs"]
+mod tests;
