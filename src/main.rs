@@ -1,1 +1,62 @@
-fn main() {}
+//! The `switchyard` binary: the only place that knows every protocol. It loads the config,
+//! sets up logging, builds the bus, binds every enabled listener, and shuts down gracefully on
+//! SIGINT/SIGTERM.
+
+mod settings;
+mod startup;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Multi-protocol IoT gateway and MQTT broker.
+#[derive(Debug, Parser)]
+#[command(name = "switchyard", version, about)]
+struct Cli {
+    /// Config file (default: config/switchyard.toml when it exists, else built-in defaults).
+    #[arg(long, short = 'c', global = true)]
+    config: Option<PathBuf>,
+    /// Write the bound listener addresses as JSON to this file once all are listening.
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway (the default).
+    Run,
+    /// Print the effective configuration (defaults < file < environment) as TOML.
+    PrintConfig,
+}
+
+fn main() -> std::process::ExitCode {
+    match real_main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("switchyard: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = switchyard_config::load(cli.config.as_deref()).context("invalid configuration")?;
+    match cli.command.unwrap_or(Command::Run) {
+        Command::PrintConfig => {
+            print!("{}", switchyard_config::to_toml(&config));
+            Ok(())
+        }
+        Command::Run => {
+            startup::init_tracing(&config.log)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("switchyard")
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(startup::run(config, cli.ready_file))
+        }
+    }
+}

@@ -28,6 +28,9 @@ pub struct BusConfig {
     pub retain_available: bool,
     /// Shared-subscription member selection.
     pub shared_strategy: SharedStrategy,
+    /// Deliver at the subscription's QoS even when the message was published lower (EMQX
+    /// `upgrade_qos`).
+    pub upgrade_qos: bool,
     /// Session expiry for persistent sessions of protocols that have no expiry of their own.
     pub session_expiry_interval: Duration,
     /// Outgoing QoS 1/2 window per session.
@@ -63,6 +66,7 @@ impl Default for BusConfig {
             max_topic_levels: 128,
             retain_available: true,
             shared_strategy: SharedStrategy::RoundRobin,
+            upgrade_qos: false,
             session_expiry_interval: Duration::from_secs(2 * 3600),
             max_inflight: 32,
             retry_interval: None,

@@ -67,7 +67,7 @@ impl BusHandle {
     /// A bus reporting durable changes to `store`.
     pub fn with_store(config: BusConfig, store: Arc<dyn SessionStore>) -> Self {
         BusHandle(Arc::new(Inner {
-            router: Router::new(config.shared_strategy),
+            router: Router::new(config.shared_strategy, config.upgrade_qos),
             config,
             metrics: Arc::new(Metrics::default()),
             retain: RetainStore::default(),

@@ -122,6 +122,11 @@ impl QosEngine {
         self.outgoing.len() < usize::from(self.cfg.max_inflight)
     }
 
+    /// How many more QoS 1/2 publishes the window takes now.
+    pub fn credit(&self) -> usize {
+        usize::from(self.cfg.max_inflight).saturating_sub(self.outgoing.len())
+    }
+
     /// Outgoing messages in flight.
     pub fn inflight_len(&self) -> usize {
         self.outgoing.len()

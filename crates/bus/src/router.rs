@@ -49,14 +49,17 @@ impl Leaf {
 pub struct Router {
     trie: RwLock<Trie<Leaf>>,
     strategy: SharedStrategy,
+    upgrade_qos: bool,
 }
 
 impl Router {
-    /// An empty router using `strategy` for shared groups.
-    pub fn new(strategy: SharedStrategy) -> Self {
+    /// An empty router using `strategy` for shared groups; with `upgrade_qos` deliveries get
+    /// the subscription's QoS even when published lower.
+    pub fn new(strategy: SharedStrategy, upgrade_qos: bool) -> Self {
         Router {
             trie: RwLock::new(Trie::default()),
             strategy,
+            upgrade_qos,
         }
     }
 
@@ -126,11 +129,11 @@ impl Router {
                     if sub.opts.no_local && origin == Some(*session) {
                         continue;
                     }
-                    direct.push((*session, sub.outbox.clone(), delivery_for(msg, &sub.opts)));
+                    direct.push((*session, sub.outbox.clone(), delivery_for(msg, &sub.opts, self.upgrade_qos)));
                 }
                 for group in leaf.shared.values() {
                     if let Some(sub) = self.pick(group, msg) {
-                        shared.push((sub.outbox.clone(), delivery_for(msg, &sub.opts)));
+                        shared.push((sub.outbox.clone(), delivery_for(msg, &sub.opts, self.upgrade_qos)));
                     }
                 }
             });
@@ -177,10 +180,11 @@ impl Router {
     }
 }
 
-fn delivery_for(msg: &Arc<Message>, opts: &SubOptions) -> Delivery {
+fn delivery_for(msg: &Arc<Message>, opts: &SubOptions, upgrade: bool) -> Delivery {
     Delivery {
         message: msg.clone(),
-        qos: msg.qos.min(opts.qos),
+        // MQTT-3.8.4-6: the lower of published and granted, unless configured to upgrade.
+        qos: if upgrade { opts.qos } else { msg.qos.min(opts.qos) },
         // MQTT-3.3.1-9 (3.1.1) / MQTT 5 retain-as-published: live deliveries clear retain.
         retain: opts.retain_as_published && msg.retain,
         subscription_ids: opts.subscription_id.into_iter().collect(),
@@ -250,7 +254,7 @@ mod tests {
 
     #[test]
     fn overlapping_merge_to_max_qos_and_all_ids() {
-        let r = Router::new(SharedStrategy::RoundRobin);
+        let r = Router::new(SharedStrategy::RoundRobin, false);
         let o = outbox(7);
         assert!(r.subscribe(&sf("a/+"), o.clone(), opts(QoS::AtMostOnce, Some(1))));
         assert!(r.subscribe(&sf("a/#"), o.clone(), opts(QoS::ExactlyOnce, Some(2))));
@@ -266,7 +270,7 @@ mod tests {
 
     #[test]
     fn no_local_and_shared_round_robin() {
-        let r = Router::new(SharedStrategy::RoundRobin);
+        let r = Router::new(SharedStrategy::RoundRobin, false);
         let publisher = outbox(1);
         r.subscribe(
             &sf("t"),
@@ -303,7 +307,7 @@ mod tests {
     #[test]
     fn sticky_and_hash_are_stable() {
         for strategy in [SharedStrategy::Sticky, SharedStrategy::HashClientId] {
-            let r = Router::new(strategy);
+            let r = Router::new(strategy, false);
             for i in 2..6 {
                 r.subscribe(&sf("$queue/t"), outbox(i), opts(QoS::AtMostOnce, None));
             }

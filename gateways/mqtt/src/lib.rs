@@ -1,1 +1,32 @@
-//! placeholder
+//! The MQTT gateway: MQTT 3.1, 3.1.1 and 5.0 on one port, the version read from CONNECT.
+//!
+//! Owns: the wire codec ([`codec`], no I/O), the per-connection protocol state machine
+//! ([`Channel`], sans-I/O), the connection driver (one tokio task per connection: socket,
+//! timers, outbox wakeups, batched writes) and the TCP listener (connection limit, accept rate,
+//! accept back-off).
+//! Must not know: any other gateway, or how the bus routes and stores. It speaks to the engine
+//! only through [`switchyard_bus::BusHandle`].
+
+pub mod codec;
+
+mod channel;
+mod driver;
+mod listener;
+mod settings;
+
+pub use channel::{codes, Channel, ConnectDecision, NAMESPACE};
+pub use driver::run_connection;
+pub use listener::{serve_tcp, ListenerLimits};
+pub use settings::MqttSettings;
+
+use std::sync::Arc;
+use switchyard_bus::BusHandle;
+
+/// What every connection of the MQTT gateway shares.
+#[derive(Debug, Clone)]
+pub struct MqttGateway {
+    /// The engine.
+    pub bus: BusHandle,
+    /// Protocol settings.
+    pub settings: Arc<MqttSettings>,
+}

@@ -1,0 +1,53 @@
+//! Return and reason codes by name (MQTT 3.1.1 §3.2.2.3, MQTT 5 §2.4), so the channel never
+//! spells a bare number.
+
+/// CONNACK return codes of MQTT 3.1/3.1.1.
+pub mod v3 {
+    /// Connection accepted.
+    pub const ACCEPTED: u8 = 0x00;
+    /// Unacceptable protocol version.
+    pub const BAD_PROTOCOL_VERSION: u8 = 0x01;
+    /// Identifier rejected.
+    pub const IDENTIFIER_REJECTED: u8 = 0x02;
+    /// Server unavailable.
+    pub const SERVER_UNAVAILABLE: u8 = 0x03;
+    /// Bad user name or password.
+    pub const BAD_USERNAME_PASSWORD: u8 = 0x04;
+    /// Not authorized.
+    pub const NOT_AUTHORIZED: u8 = 0x05;
+    /// SUBACK failure.
+    pub const SUBACK_FAILURE: u8 = 0x80;
+}
+
+/// MQTT 5 reason codes.
+pub mod v5 {
+    pub const SUCCESS: u8 = 0x00;
+    pub const DISCONNECT_WITH_WILL: u8 = 0x04;
+    pub const NO_MATCHING_SUBSCRIBERS: u8 = 0x10;
+    pub const NO_SUBSCRIPTION_EXISTED: u8 = 0x11;
+    pub const UNSPECIFIED_ERROR: u8 = 0x80;
+    pub const MALFORMED_PACKET: u8 = 0x81;
+    pub const PROTOCOL_ERROR: u8 = 0x82;
+    pub const IMPLEMENTATION_SPECIFIC: u8 = 0x83;
+    pub const UNSUPPORTED_PROTOCOL_VERSION: u8 = 0x84;
+    pub const CLIENT_ID_NOT_VALID: u8 = 0x85;
+    pub const NOT_AUTHORIZED: u8 = 0x87;
+    pub const SERVER_UNAVAILABLE: u8 = 0x88;
+    pub const SERVER_SHUTTING_DOWN: u8 = 0x8B;
+    pub const BAD_AUTHENTICATION_METHOD: u8 = 0x8C;
+    pub const KEEP_ALIVE_TIMEOUT: u8 = 0x8D;
+    pub const SESSION_TAKEN_OVER: u8 = 0x8E;
+    pub const TOPIC_FILTER_INVALID: u8 = 0x8F;
+    pub const TOPIC_NAME_INVALID: u8 = 0x90;
+    pub const PACKET_ID_NOT_FOUND: u8 = 0x92;
+    pub const RECEIVE_MAXIMUM_EXCEEDED: u8 = 0x93;
+    pub const TOPIC_ALIAS_INVALID: u8 = 0x94;
+    pub const PACKET_TOO_LARGE: u8 = 0x95;
+    pub const QUOTA_EXCEEDED: u8 = 0x97;
+    pub const ADMINISTRATIVE_ACTION: u8 = 0x98;
+    pub const RETAIN_NOT_SUPPORTED: u8 = 0x9A;
+    pub const QOS_NOT_SUPPORTED: u8 = 0x9B;
+    pub const SHARED_SUBSCRIPTIONS_NOT_SUPPORTED: u8 = 0x9E;
+    pub const SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED: u8 = 0xA1;
+    pub const WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED: u8 = 0xA2;
+}

@@ -1,0 +1,120 @@
+//! Outbound deliveries: take from the session's outbox while the QoS engine gives credit, turn
+//! each into a PUBLISH, and resend what is due (MQTT 3.1.1 §4.4, MQTT 5 §4.9 flow control).
+
+use super::Channel;
+use crate::codec::{encoded_len, Ack, Packet, Publish, PublishProperties};
+use std::time::Instant;
+use switchyard_bus::{Delivery, Metrics, Resend, SendPublish};
+use switchyard_core::QoS;
+
+/// At most this many deliveries are turned into packets per wakeup, so one busy subscriber
+/// cannot starve its own socket reads.
+const MAX_BATCH: usize = 256;
+
+impl Channel {
+    /// Moves deliveries from the outbox to the outbound packets while there is inflight credit.
+    /// Returns how many were taken.
+    pub fn pull_deliveries(&mut self, now: Instant) -> usize {
+        if self.close.is_some() {
+            return 0;
+        }
+        let Some(session) = self.session.as_mut() else { return 0 };
+        let mut batch = MAX_BATCH;
+        let mut qos_credit = session.qos.credit();
+        let mut taken = Vec::new();
+        session.outbox.drain(
+            now,
+            |d| {
+                if batch == 0 {
+                    return false;
+                }
+                if d.qos != QoS::AtMostOnce {
+                    // Order is kept: a QoS 1/2 message without credit holds back what follows.
+                    if qos_credit == 0 {
+                        return false;
+                    }
+                    qos_credit -= 1;
+                }
+                batch -= 1;
+                true
+            },
+            &mut taken,
+        );
+        let n = taken.len();
+        for d in taken {
+            self.send_delivery(d, now);
+        }
+        n
+    }
+
+    fn send_delivery(&mut self, d: Delivery, now: Instant) {
+        let Some(session) = self.session.as_mut() else { return };
+        if let Some(max) = self.client_max_packet {
+            // MQTT-3.1.2-25: never send a packet larger than the client accepts; drop it.
+            let probe = publish_packet(&SendPublish { pkid: None, delivery: d.clone(), dup: false }, now, self.version.is_v5());
+            if encoded_len(&probe, self.version) > max {
+                tracing::debug!(topic = %d.message.topic, "delivery larger than client's maximum packet size dropped");
+                Metrics::inc(&self.bus.metrics().messages_dropped);
+                return;
+            }
+        }
+        let send = session.qos.send(d, now);
+        let packet = publish_packet(&send, now, self.version.is_v5());
+        Metrics::inc(&self.bus.metrics().messages_sent);
+        self.outbound.push(packet);
+    }
+
+    pub(crate) fn push_resend(&mut self, r: Resend) {
+        let v5 = self.version.is_v5();
+        match r {
+            Resend::Publish(s) => {
+                Metrics::inc(&self.bus.metrics().messages_retransmitted);
+                let packet = publish_packet(&s, Instant::now(), v5);
+                self.outbound.push(packet);
+            }
+            Resend::PubRel(pkid) => self.outbound.push(Packet::PubRel(Ack::new(pkid))),
+        }
+    }
+
+    pub(crate) fn resend_due(&mut self, now: Instant) {
+        let due = match self.session.as_mut() {
+            Some(s) => s.qos.poll_retry(now),
+            None => return,
+        };
+        for r in due {
+            self.push_resend(r);
+        }
+    }
+}
+
+/// The PUBLISH for a delivery. MQTT 5 gets the end-to-end properties, the remaining expiry
+/// (MQTT-3.3.2-6) and every matching subscription identifier.
+fn publish_packet(s: &SendPublish, now: Instant, v5: bool) -> Packet {
+    let d = &s.delivery;
+    let m = &d.message;
+    let mut p = Publish {
+        dup: s.dup,
+        qos: d.qos,
+        retain: d.retain,
+        topic: m.topic.as_bytestring().clone(),
+        pkid: s.pkid,
+        payload: m.payload.clone(),
+        properties: PublishProperties::default(),
+    };
+    if v5 {
+        if let Some(props) = &m.properties {
+            p.properties = PublishProperties {
+                payload_format_indicator: props.payload_format_indicator,
+                message_expiry_interval: m.remaining_expiry(now),
+                topic_alias: None,
+                response_topic: props.response_topic.clone(),
+                correlation_data: props.correlation_data.clone(),
+                user_properties: props.user_properties.clone(),
+                subscription_identifiers: Vec::new(),
+                content_type: props.content_type.clone(),
+            };
+        }
+        p.properties.subscription_identifiers = d.subscription_ids.clone();
+    }
+    Packet::Publish(p)
+}

@@ -1,0 +1,260 @@
+//! The MQTT protocol state machine for one connection, sans-I/O: packets in
+//! (`handle_packet`), packets out (`take_outbound`), with `now` passed in. The driver owns the
+//! socket and the timers; the bus owns routing and sessions.
+//!
+//! States: `Connecting` until CONNECT has been accepted and the session opened, then
+//! `Connected` until exactly one [`CloseReason`] is recorded. Every protocol violation maps to
+//! the spec clause it breaks and, for MQTT 5, to the DISCONNECT reason code sent before closing.
+
+pub mod codes;
+mod connect;
+mod deliver;
+mod publish;
+mod subscribe;
+
+pub use connect::ConnectDecision;
+
+use crate::codec::{Disconnect, Packet, ProtocolVersion};
+use crate::settings::MqttSettings;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use switchyard_bus::{BusHandle, ClientInfo, Keepalive, Namespace, Session};
+use switchyard_core::{CloseReason, Message, TopicName};
+
+/// Client-id namespace shared by every MQTT listener (TCP, TLS, WebSocket).
+pub const NAMESPACE: Namespace = Namespace("mqtt");
+
+/// The will as received in CONNECT, published on an abnormal close.
+#[derive(Debug, Clone)]
+pub(crate) struct Will {
+    pub(crate) message: Message,
+}
+
+/// One connection's protocol state.
+#[derive(Debug)]
+pub struct Channel {
+    pub(crate) bus: BusHandle,
+    pub(crate) settings: Arc<MqttSettings>,
+    pub(crate) peer: SocketAddr,
+    pub(crate) version: ProtocolVersion,
+    pub(crate) info: Option<Arc<ClientInfo>>,
+    pub(crate) session: Option<Session>,
+    pub(crate) generation: u64,
+    pub(crate) will: Option<Will>,
+    pub(crate) keepalive: Keepalive,
+    pub(crate) outbound: Vec<Packet>,
+    pub(crate) close: Option<CloseReason>,
+    /// MQTT 5: aliases the client set for its publishes (MQTT 5 §3.3.2.3.4).
+    pub(crate) inbound_aliases: HashMap<u16, TopicName>,
+    /// MQTT 5: the client's Maximum Packet Size; larger deliveries are dropped (MQTT-3.1.2-25).
+    pub(crate) client_max_packet: Option<usize>,
+    /// MQTT 5: CONNECT had no (or a zero) session expiry (MQTT-3.14.2-2).
+    pub(crate) connect_expiry_zero: bool,
+    /// MQTT 5: the session expiry the client asked for, to tell it when we chose another.
+    pub(crate) requested_expiry: u32,
+    /// MQTT 5: the client id we assigned to an empty one (MQTT-3.2.2-16).
+    pub(crate) assigned_id: Option<String>,
+}
+
+impl Channel {
+    /// A channel for a freshly accepted connection.
+    pub fn new(bus: BusHandle, settings: Arc<MqttSettings>, peer: SocketAddr, now: Instant) -> Self {
+        Channel {
+            bus,
+            settings,
+            peer,
+            version: ProtocolVersion::V311,
+            info: None,
+            session: None,
+            generation: 0,
+            will: None,
+            keepalive: Keepalive::new(0, 1.5, now),
+            outbound: Vec::new(),
+            close: None,
+            inbound_aliases: HashMap::new(),
+            client_max_packet: None,
+            connect_expiry_zero: true,
+            requested_expiry: 0,
+            assigned_id: None,
+        }
+    }
+
+    /// The protocol version fixed by CONNECT.
+    pub fn version(&self) -> ProtocolVersion {
+        self.version
+    }
+
+    /// The connected client, once CONNECT was accepted.
+    pub fn info(&self) -> Option<&Arc<ClientInfo>> {
+        self.info.as_ref()
+    }
+
+    /// The session, while connected.
+    pub fn session(&self) -> Option<&Session> {
+        self.session.as_ref()
+    }
+
+    /// Whether the channel has decided to close, and why.
+    pub fn close_reason(&self) -> Option<&CloseReason> {
+        self.close.as_ref()
+    }
+
+    /// Packets to write, in order.
+    pub fn take_outbound(&mut self) -> Vec<Packet> {
+        std::mem::take(&mut self.outbound)
+    }
+
+    /// Whether packets are waiting to be written.
+    pub fn has_outbound(&self) -> bool {
+        !self.outbound.is_empty()
+    }
+
+    /// Records the close reason (the first one wins: one reason per connection) and, for
+    /// MQTT 5, queues the server's DISCONNECT with the matching reason code.
+    pub fn fail(&mut self, reason: CloseReason) {
+        let code = disconnect_code(&reason);
+        self.fail_code(reason, code);
+    }
+
+    /// Like [`Channel::fail`] with an explicit MQTT 5 reason code (e.g. 0x93 receive maximum
+    /// exceeded), for violations more specific than their `CloseReason`.
+    pub(crate) fn fail_code(&mut self, reason: CloseReason, code: Option<u8>) {
+        if self.close.is_some() {
+            return;
+        }
+        tracing::debug!(reason = %reason, "closing connection");
+        if self.version.is_v5() && self.session.is_some() {
+            if let Some(code) = code {
+                self.outbound.push(Packet::Disconnect(Disconnect::new(code)));
+            }
+        }
+        self.close = Some(reason);
+    }
+
+    /// Handles one packet from the client after CONNECT.
+    pub fn handle_packet(&mut self, packet: Packet, now: Instant) {
+        self.keepalive.on_packet(now);
+        match packet {
+            Packet::Publish(p) => self.handle_publish(p, now),
+            Packet::PubAck(a) => self.handle_puback(a),
+            Packet::PubRec(a) => self.handle_pubrec(a, now),
+            Packet::PubRel(a) => self.handle_pubrel(a),
+            Packet::PubComp(a) => self.handle_pubcomp(a),
+            Packet::Subscribe(s) => self.handle_subscribe(s),
+            Packet::Unsubscribe(u) => self.handle_unsubscribe(u),
+            Packet::PingReq => self.outbound.push(Packet::PingResp),
+            Packet::Disconnect(d) => self.handle_disconnect(d),
+            Packet::Connect(_) => {
+                // MQTT-3.1.0-2: a second CONNECT is a protocol violation.
+                self.fail(CloseReason::ProtocolError("second CONNECT (MQTT-3.1.0-2)".into()));
+            }
+            Packet::Auth(_) => {
+                // No enhanced authentication method was agreed at CONNECT (MQTT 5 §4.12).
+                self.fail(CloseReason::ProtocolError("AUTH without an authentication method (MQTT-4.12.0-1)".into()));
+            }
+            other => {
+                let name = other.packet_type().name();
+                self.fail(CloseReason::ProtocolError(format!("{name} is sent by servers only")));
+            }
+        }
+    }
+
+    fn handle_disconnect(&mut self, d: Disconnect) {
+        if self.version.is_v5() {
+            if let Some(expiry) = d.properties.session_expiry_interval {
+                // MQTT-3.14.2-2: zero at CONNECT cannot become non-zero at DISCONNECT.
+                if self.connect_expiry_zero && expiry != 0 {
+                    self.fail(CloseReason::ProtocolError("session expiry set at DISCONNECT after zero at CONNECT (MQTT-3.14.2-2)".into()));
+                    return;
+                }
+                if let Some(s) = self.session.as_mut() {
+                    s.expiry = std::time::Duration::from_secs(u64::from(expiry)).min(self.settings.session_expiry_interval);
+                }
+            }
+            if d.reason_code == codes::v5::DISCONNECT_WITH_WILL {
+                self.close = Some(CloseReason::ClientDisconnectWithWill);
+                return;
+            }
+        }
+        // MQTT-3.14.4-3: a normal DISCONNECT discards the will.
+        self.will = None;
+        if self.close.is_none() {
+            self.close = Some(CloseReason::ClientDisconnect);
+        }
+    }
+
+    /// Periodic work: keepalive, retries, expiry of unreleased QoS 2 ids.
+    pub fn handle_tick(&mut self, now: Instant) {
+        if self.close.is_some() {
+            return;
+        }
+        if self.keepalive.is_expired(now) {
+            self.fail(CloseReason::KeepaliveTimeout);
+            return;
+        }
+        self.resend_due(now);
+        if let Some(s) = self.session.as_mut() {
+            let expired = s.qos.expire_awaiting_rel(now);
+            if expired > 0 {
+                tracing::warn!(expired, "incoming QoS 2 messages never released; dropped their packet ids");
+                self.bus
+                    .metrics()
+                    .awaiting_rel_expired
+                    .fetch_add(expired as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// When `handle_tick` must next run.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let keepalive = self.keepalive.deadline();
+        let qos = self.session.as_ref().and_then(|s| s.qos.next_timeout());
+        match (keepalive, qos) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Ends the connection: publishes the will if the reason calls for it, returns the
+    /// session to the bus, reports the disconnect. Returns the final reason.
+    pub fn finish(
+        &mut self,
+        control: &mut switchyard_bus::ControlRx,
+        takeover: Option<tokio::sync::oneshot::Sender<Option<Session>>>,
+    ) -> CloseReason {
+        let reason = self.close.take().unwrap_or(CloseReason::PeerClosed);
+        if let Some(will) = self.will.take() {
+            if reason.publishes_will() {
+                self.bus.publish(will.message);
+            }
+        }
+        if let Some(session) = self.session.take() {
+            self.bus.release_session(NAMESPACE, session, self.generation, control, takeover);
+        }
+        if let Some(info) = &self.info {
+            self.bus.client_disconnected(info, &reason);
+        }
+        reason
+    }
+}
+
+/// The MQTT 5 DISCONNECT reason the server sends for a close it initiates.
+fn disconnect_code(reason: &CloseReason) -> Option<u8> {
+    use codes::v5::*;
+    Some(match reason {
+        CloseReason::KeepaliveTimeout => KEEP_ALIVE_TIMEOUT,
+        CloseReason::Takeover => SESSION_TAKEN_OVER,
+        CloseReason::ServerShutdown => SERVER_SHUTTING_DOWN,
+        CloseReason::Kicked => ADMINISTRATIVE_ACTION,
+        CloseReason::Malformed(_) => MALFORMED_PACKET,
+        CloseReason::ProtocolError(_) => PROTOCOL_ERROR,
+        CloseReason::PacketTooLarge => PACKET_TOO_LARGE,
+        CloseReason::NotAuthorized => NOT_AUTHORIZED,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests;

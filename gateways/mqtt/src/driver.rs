@@ -1,0 +1,236 @@
+//! The connection driver: one task per connection that owns the socket, feeds decoded packets
+//! to the [`Channel`], wakes on outbox pushes, control requests and timers, and writes
+//! everything the channel produced in one buffered write per wakeup.
+//!
+//! Generic over the byte stream so TCP, TLS and WebSocket (as a byte stream) share it:
+//! packets and transport frames need not line up (DESIGN.md habit 3).
+
+use crate::channel::{Channel, ConnectDecision};
+use crate::codec::{decode_packet, encode_packet, Connect, DecodeError, Packet, ProtocolVersion};
+use crate::MqttGateway;
+use bytes::BytesMut;
+use std::net::SocketAddr;
+use std::time::Duration;
+use switchyard_bus::{Control, ControlRx, Metrics, Session};
+use switchyard_core::CloseReason;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// Stop reading from a client while this much output is waiting for it: back-pressure instead
+/// of unbounded buffering.
+const WRITE_HIGH_WATER: usize = 1024 * 1024;
+/// How long the final flush (CONNACK refusal, server DISCONNECT) may take.
+const FINAL_FLUSH: Duration = Duration::from_secs(2);
+
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// Serves one MQTT connection until it closes. Logs exactly one close line.
+pub async fn run_connection<S>(stream: S, peer: SocketAddr, gw: MqttGateway, cancel: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let span = tracing::info_span!("conn", %peer, proto = "mqtt", client_id = tracing::field::Empty);
+    async move {
+        let reason = drive(stream, peer, gw, cancel).await;
+        match reason.detail() {
+            Some(detail) => tracing::info!(reason = reason.as_str(), detail, "connection closed"),
+            None => tracing::info!(reason = reason.as_str(), "connection closed"),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+enum FirstPacket {
+    Connect(Box<Connect>),
+    Close(CloseReason),
+    BadVersion,
+}
+
+async fn read_connect<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut BytesMut, gw: &MqttGateway) -> FirstPacket {
+    loop {
+        match decode_packet(buf, ProtocolVersion::V311, gw.settings.max_packet_size) {
+            Ok(Some(Packet::Connect(c))) => return FirstPacket::Connect(c),
+            Ok(Some(other)) => {
+                let name = other.packet_type().name();
+                return FirstPacket::Close(CloseReason::ProtocolError(format!("first packet is {name}, not CONNECT (MQTT-3.1.0-1)")));
+            }
+            Ok(None) => {}
+            Err(DecodeError::UnsupportedProtocolVersion(_)) => return FirstPacket::BadVersion,
+            Err(e) => return FirstPacket::Close(decode_close(&e, gw)),
+        }
+        match rd.read_buf(buf).await {
+            Ok(0) => return FirstPacket::Close(CloseReason::PeerClosed),
+            Ok(_) => {}
+            Err(e) => return FirstPacket::Close(CloseReason::Io(e.to_string())),
+        }
+    }
+}
+
+fn decode_close(e: &DecodeError, gw: &MqttGateway) -> CloseReason {
+    let m = gw.bus.metrics();
+    match e {
+        DecodeError::PacketTooLarge { .. } => {
+            Metrics::inc(&m.packets_too_large);
+            CloseReason::PacketTooLarge
+        }
+        DecodeError::Io(io) => CloseReason::Io(io.to_string()),
+        other => {
+            Metrics::inc(&m.packets_malformed);
+            CloseReason::Malformed(other.to_string())
+        }
+    }
+}
+
+async fn flush<W: AsyncWrite + Unpin>(wr: &mut W, ch: &mut Channel, wbuf: &mut BytesMut) {
+    encode_all(ch, wbuf);
+    if wbuf.is_empty() {
+        return;
+    }
+    let _ = tokio::time::timeout(FINAL_FLUSH, async {
+        let _ = wr.write_all_buf(wbuf).await;
+        let _ = wr.flush().await;
+    })
+    .await;
+}
+
+fn encode_all(ch: &mut Channel, wbuf: &mut BytesMut) {
+    let version = ch.version();
+    for packet in ch.take_outbound() {
+        if let Err(e) = encode_packet(&packet, version, wbuf) {
+            tracing::error!(error = %e, "cannot encode outbound packet");
+        }
+    }
+}
+
+async fn drive<S>(stream: S, peer: SocketAddr, gw: MqttGateway, cancel: CancellationToken) -> CloseReason
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut rbuf = BytesMut::with_capacity(4096);
+    let mut wbuf = BytesMut::with_capacity(4096);
+    let mut ch = Channel::new(gw.bus.clone(), gw.settings.clone(), peer, now());
+    let first = tokio::select! {
+        _ = cancel.cancelled() => return CloseReason::ServerShutdown,
+        r = tokio::time::timeout(gw.settings.idle_timeout, read_connect(&mut rd, &mut rbuf, &gw)) => match r {
+            Ok(first) => first,
+            Err(_) => return CloseReason::ConnectTimeout,
+        },
+    };
+    let connect = match first {
+        FirstPacket::Connect(c) => c,
+        FirstPacket::Close(reason) => return reason,
+        FirstPacket::BadVersion => {
+            ch.refuse_protocol_version(false);
+            flush(&mut wr, &mut ch, &mut wbuf).await;
+            return ch.close_reason().cloned().unwrap_or(CloseReason::PeerClosed);
+        }
+    };
+    let (control_tx, mut control_rx) = mpsc::channel(8);
+    let request = match ch.handle_connect(*connect, control_tx, now()) {
+        ConnectDecision::Open(req) => req,
+        ConnectDecision::Refused => {
+            flush(&mut wr, &mut ch, &mut wbuf).await;
+            return ch.close_reason().cloned().unwrap_or(CloseReason::PeerClosed);
+        }
+    };
+    tracing::Span::current().record("client_id", request.info.client_id.as_str());
+    match gw.bus.open_session(request).await {
+        Ok(opened) => ch.on_session_opened(opened, now()),
+        Err(e) => {
+            ch.on_session_failed(&e);
+            flush(&mut wr, &mut ch, &mut wbuf).await;
+            return ch.close_reason().cloned().unwrap_or(CloseReason::PeerClosed);
+        }
+    }
+    let takeover = serve(&mut rd, &mut wr, &mut rbuf, &mut wbuf, &mut ch, &mut control_rx, &gw, &cancel).await;
+    flush(&mut wr, &mut ch, &mut wbuf).await;
+    let _ = wr.shutdown().await;
+    ch.finish(&mut control_rx, takeover)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve<R, W>(
+    rd: &mut R,
+    wr: &mut W,
+    rbuf: &mut BytesMut,
+    wbuf: &mut BytesMut,
+    ch: &mut Channel,
+    control_rx: &mut ControlRx,
+    gw: &MqttGateway,
+    cancel: &CancellationToken,
+) -> Option<oneshot::Sender<Option<Session>>>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let Some(outbox) = ch.session().map(|s| s.outbox.clone()) else {
+        return None;
+    };
+    let mut takeover = None;
+    let mut codec_version = ch.version();
+    loop {
+        if wbuf.len() < WRITE_HIGH_WATER {
+            ch.pull_deliveries(now());
+        }
+        encode_all(ch, wbuf);
+        if ch.close_reason().is_some() {
+            return takeover;
+        }
+        let can_read = wbuf.len() < WRITE_HIGH_WATER;
+        let can_write = !wbuf.is_empty();
+        let deadline = ch.next_deadline().map(tokio::time::Instant::from_std);
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => ch.fail(CloseReason::ServerShutdown),
+            msg = control_rx.recv() => match msg {
+                Some(Control::Takeover { reply }) => {
+                    takeover = Some(reply);
+                    ch.fail(CloseReason::Takeover);
+                }
+                Some(Control::Kick) => ch.fail(CloseReason::Kicked),
+                None => {}
+            },
+            r = wr.write_buf(wbuf), if can_write => match r {
+                Ok(0) => ch.fail(CloseReason::PeerClosed),
+                Ok(_) => {}
+                Err(e) => ch.fail(CloseReason::Io(e.to_string())),
+            },
+            r = rd.read_buf(rbuf), if can_read => match r {
+                Ok(0) => ch.fail(CloseReason::PeerClosed),
+                Ok(_) => {
+                    let t = now();
+                    loop {
+                        match decode_packet(rbuf, codec_version, gw.settings.max_packet_size) {
+                            Ok(Some(packet)) => ch.handle_packet(packet, t),
+                            Ok(None) => break,
+                            Err(e) => {
+                                let reason = decode_close(&e, gw);
+                                ch.fail(reason);
+                            }
+                        }
+                        if ch.close_reason().is_some() {
+                            break;
+                        }
+                        codec_version = ch.version();
+                    }
+                }
+                Err(e) => ch.fail(CloseReason::Io(e.to_string())),
+            },
+            _ = outbox.notified(), if can_read => {}
+            _ = sleep_until(deadline) => ch.handle_tick(now()),
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,138 @@
+//! Start-up and shutdown: tracing, binding listeners (a port in use is a clear error), the
+//! ready file, and graceful shutdown on SIGINT/SIGTERM (stop accepting, close connections with
+//! the right reason, wait for tasks).
+
+use crate::settings;
+use anyhow::Context;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_bus::BusHandle;
+use switchyard_config::{Config, LogConfig, LogFormat};
+use switchyard_mqtt::MqttGateway;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing_subscriber::EnvFilter;
+
+/// How long shutdown waits for connections to close.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Sets up logging from `[log]`; `RUST_LOG` overrides the level when set.
+pub fn init_tracing(log: &LogConfig) -> anyhow::Result<()> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(s) if !s.is_empty() => EnvFilter::try_new(s),
+        _ => EnvFilter::try_new(&log.level),
+    }
+    .with_context(|| format!("log.level: invalid filter {:?}", log.level))?;
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stdout);
+    let result = match log.format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    result.map_err(|e| anyhow::anyhow!("cannot initialise logging: {e}"))
+}
+
+async fn bind_tcp(name: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listener {name}: cannot bind {addr}"))
+}
+
+/// Runs the gateway until a shutdown signal.
+pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let bus = BusHandle::new(settings::bus_config(&config));
+    let mut bound: BTreeMap<String, String> = BTreeMap::new();
+
+    let mqtt = MqttGateway {
+        bus: bus.clone(),
+        settings: Arc::new(settings::mqtt_settings(&config)),
+    };
+    let tcp = &config.listeners.tcp.default;
+    if tcp.enable {
+        let name = "mqtt:tcp:default";
+        let listener = bind_tcp(name, tcp.bind).await?;
+        let addr = listener.local_addr()?;
+        tracing::info!(listener = name, %addr, "listener started");
+        bound.insert(name.into(), addr.to_string());
+        tracker.spawn(switchyard_mqtt::serve_tcp(
+            listener,
+            name.into(),
+            mqtt.clone(),
+            settings::limits(tcp.max_connections, tcp.max_conn_rate),
+            cancel.clone(),
+            tracker.clone(),
+        ));
+    }
+    log_not_yet_available(&config);
+
+    bus.spawn_background(cancel.clone(), &tracker);
+    if let Some(path) = ready_file {
+        write_ready_file(&path, &bound)?;
+    }
+    tracing::info!(node = %config.node.name, version = env!("CARGO_PKG_VERSION"), "switchyard started");
+
+    let reason = shutdown_signal().await;
+    tracing::info!(signal = reason, "shutting down");
+    cancel.cancel();
+    tracker.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
+        tracing::warn!("some connections did not close within the grace period");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Listeners that have config keys but whose protocol lands in a later release: say so once
+/// instead of silently ignoring an enabled section.
+fn log_not_yet_available(c: &Config) {
+    let pending = [
+        ("mqtt:ws:default", c.listeners.ws.default.enable),
+        ("mqtt:ssl:default", c.listeners.ssl.default.enable),
+        ("mqtt:wss:default", c.listeners.wss.default.enable),
+        ("mqttsn:udp:default", c.gateway.mqttsn.enable),
+        ("coap:udp:default", c.gateway.coap.enable),
+        ("lwm2m:udp:default", c.gateway.lwm2m.enable),
+        ("dashboard:http", c.dashboard.listeners.http.enable),
+    ];
+    for (name, enabled) in pending {
+        if enabled {
+            tracing::info!(listener = name, "configured but not available in this build yet; not started");
+        }
+    }
+}
+
+fn write_ready_file(path: &std::path::Path, bound: &BTreeMap<String, String>) -> anyhow::Result<()> {
+    let body = serde_json::json!({ "listeners": bound }).to_string();
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, body).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    }
+}
