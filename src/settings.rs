@@ -50,7 +50,9 @@ pub fn mqtt_settings(c: &Config) -> MqttSettings {
         shared_subscription: m.shared_subscription,
         session_expiry_interval: m.session_expiry_interval.as_std(),
         keepalive_multiplier: m.keepalive_multiplier,
-        server_keepalive: m.server_keepalive.map(|d| u16::try_from(d.as_secs()).unwrap_or(u16::MAX)),
+        server_keepalive: m
+            .server_keepalive
+            .map(|d| u16::try_from(d.as_secs()).unwrap_or(u16::MAX)),
         idle_timeout: m.idle_timeout.as_std(),
         max_awaiting_rel: m.max_awaiting_rel as usize,
         max_inflight: m.max_inflight,

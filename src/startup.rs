@@ -28,7 +28,10 @@ pub fn init_tracing(log: &LogConfig) -> anyhow::Result<()> {
     }
     .with_context(|| format!("log.level: invalid filter {:?}", log.level))?;
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stdout);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stdout);
     let result = match log.format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -81,7 +84,10 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
     tracing::info!(signal = reason, "shutting down");
     cancel.cancel();
     tracker.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("some connections did not close within the grace period");
     }
     tracing::info!("stopped");
@@ -102,12 +108,18 @@ fn log_not_yet_available(c: &Config) {
     ];
     for (name, enabled) in pending {
         if enabled {
-            tracing::info!(listener = name, "configured but not available in this build yet; not started");
+            tracing::info!(
+                listener = name,
+                "configured but not available in this build yet; not started"
+            );
         }
     }
 }
 
-fn write_ready_file(path: &std::path::Path, bound: &BTreeMap<String, String>) -> anyhow::Result<()> {
+fn write_ready_file(
+    path: &std::path::Path,
+    bound: &BTreeMap<String, String>,
+) -> anyhow::Result<()> {
     let body = serde_json::json!({ "listeners": bound }).to_string();
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, body).with_context(|| format!("cannot write {}", tmp.display()))?;

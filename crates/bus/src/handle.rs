@@ -35,6 +35,8 @@ pub(crate) struct Inner {
     next_session: AtomicU64,
     next_generation: AtomicU64,
     pub(crate) started: Instant,
+    /// Delayed wills (MQTT 5 will delay), cancelled when their client reconnects.
+    pending_wills: Mutex<std::collections::HashMap<Key, tokio_util::sync::CancellationToken>>,
 }
 
 /// Handle to the bus.
@@ -76,6 +78,7 @@ impl BusHandle {
             next_session: AtomicU64::new(1),
             next_generation: AtomicU64::new(1),
             started: Instant::now(),
+            pending_wills: Mutex::new(std::collections::HashMap::new()),
         }))
     }
 
@@ -137,6 +140,10 @@ impl BusHandle {
     /// taking it over from a live connection if there is one (MQTT-3.1.4-2/3).
     pub async fn open_session(&self, req: OpenSession) -> Result<Opened, BusError> {
         let key: Key = (req.info.namespace, req.info.client_id.clone());
+        if let Some(will) = self.0.pending_wills.lock().remove(&key) {
+            // MQTT 5 §3.1.3.2.2: reconnecting before the delay ends cancels the will.
+            will.cancel();
+        }
         let generation = self.0.next_generation.fetch_add(1, Ordering::Relaxed);
         let (previous, pending) = {
             let mut reg = self.0.registry.lock();
@@ -300,6 +307,40 @@ impl BusHandle {
             self.discard(*s);
         }
         n
+    }
+
+    /// Publishes `will` after `delay` unless the same client id opens a session first.
+    pub fn publish_will_later(
+        &self,
+        namespace: Namespace,
+        client_id: ClientId,
+        will: Message,
+        delay: Duration,
+    ) {
+        let key: Key = (namespace, client_id);
+        let token = tokio_util::sync::CancellationToken::new();
+        if let Some(old) = self
+            .0
+            .pending_wills
+            .lock()
+            .insert(key.clone(), token.clone())
+        {
+            old.cancel();
+        }
+        let bus = self.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = token.cancelled() => {}
+                _ = tokio::time::sleep(delay) => {
+                    let mut pending = bus.0.pending_wills.lock();
+                    if pending.get(&key).is_some_and(|t| !t.is_cancelled()) {
+                        pending.remove(&key);
+                        drop(pending);
+                        bus.publish(will);
+                    }
+                }
+            }
+        });
     }
 
     /// Asks the connection owning a client id to close. True if it was online.

@@ -129,11 +129,18 @@ impl Router {
                     if sub.opts.no_local && origin == Some(*session) {
                         continue;
                     }
-                    direct.push((*session, sub.outbox.clone(), delivery_for(msg, &sub.opts, self.upgrade_qos)));
+                    direct.push((
+                        *session,
+                        sub.outbox.clone(),
+                        delivery_for(msg, &sub.opts, self.upgrade_qos),
+                    ));
                 }
                 for group in leaf.shared.values() {
                     if let Some(sub) = self.pick(group, msg) {
-                        shared.push((sub.outbox.clone(), delivery_for(msg, &sub.opts, self.upgrade_qos)));
+                        shared.push((
+                            sub.outbox.clone(),
+                            delivery_for(msg, &sub.opts, self.upgrade_qos),
+                        ));
                     }
                 }
             });
@@ -184,7 +191,11 @@ fn delivery_for(msg: &Arc<Message>, opts: &SubOptions, upgrade: bool) -> Deliver
     Delivery {
         message: msg.clone(),
         // MQTT-3.8.4-6: the lower of published and granted, unless configured to upgrade.
-        qos: if upgrade { opts.qos } else { msg.qos.min(opts.qos) },
+        qos: if upgrade {
+            opts.qos
+        } else {
+            msg.qos.min(opts.qos)
+        },
         // MQTT-3.3.1-9 (3.1.1) / MQTT 5 retain-as-published: live deliveries clear retain.
         retain: opts.retain_as_published && msg.retain,
         subscription_ids: opts.subscription_id.into_iter().collect(),

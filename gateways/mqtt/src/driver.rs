@@ -29,11 +29,16 @@ fn now() -> std::time::Instant {
 }
 
 /// Serves one MQTT connection until it closes. Logs exactly one close line.
-pub async fn run_connection<S>(stream: S, peer: SocketAddr, gw: MqttGateway, cancel: CancellationToken)
-where
+pub async fn run_connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    gw: MqttGateway,
+    cancel: CancellationToken,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let span = tracing::info_span!("conn", %peer, proto = "mqtt", client_id = tracing::field::Empty);
+    let span =
+        tracing::info_span!("conn", %peer, proto = "mqtt", client_id = tracing::field::Empty);
     async move {
         let reason = drive(stream, peer, gw, cancel).await;
         match reason.detail() {
@@ -51,13 +56,19 @@ enum FirstPacket {
     BadVersion,
 }
 
-async fn read_connect<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut BytesMut, gw: &MqttGateway) -> FirstPacket {
+async fn read_connect<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    buf: &mut BytesMut,
+    gw: &MqttGateway,
+) -> FirstPacket {
     loop {
         match decode_packet(buf, ProtocolVersion::V311, gw.settings.max_packet_size) {
             Ok(Some(Packet::Connect(c))) => return FirstPacket::Connect(c),
             Ok(Some(other)) => {
                 let name = other.packet_type().name();
-                return FirstPacket::Close(CloseReason::ProtocolError(format!("first packet is {name}, not CONNECT (MQTT-3.1.0-1)")));
+                return FirstPacket::Close(CloseReason::ProtocolError(format!(
+                    "first packet is {name}, not CONNECT (MQTT-3.1.0-1)"
+                )));
             }
             Ok(None) => {}
             Err(DecodeError::UnsupportedProtocolVersion(_)) => return FirstPacket::BadVersion,
@@ -107,7 +118,12 @@ fn encode_all(ch: &mut Channel, wbuf: &mut BytesMut) {
     }
 }
 
-async fn drive<S>(stream: S, peer: SocketAddr, gw: MqttGateway, cancel: CancellationToken) -> CloseReason
+async fn drive<S>(
+    stream: S,
+    peer: SocketAddr,
+    gw: MqttGateway,
+    cancel: CancellationToken,
+) -> CloseReason
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -128,7 +144,10 @@ where
         FirstPacket::BadVersion => {
             ch.refuse_protocol_version(false);
             flush(&mut wr, &mut ch, &mut wbuf).await;
-            return ch.close_reason().cloned().unwrap_or(CloseReason::PeerClosed);
+            return ch
+                .close_reason()
+                .cloned()
+                .unwrap_or(CloseReason::PeerClosed);
         }
     };
     let (control_tx, mut control_rx) = mpsc::channel(8);
@@ -136,7 +155,10 @@ where
         ConnectDecision::Open(req) => req,
         ConnectDecision::Refused => {
             flush(&mut wr, &mut ch, &mut wbuf).await;
-            return ch.close_reason().cloned().unwrap_or(CloseReason::PeerClosed);
+            return ch
+                .close_reason()
+                .cloned()
+                .unwrap_or(CloseReason::PeerClosed);
         }
     };
     tracing::Span::current().record("client_id", request.info.client_id.as_str());
@@ -145,10 +167,23 @@ where
         Err(e) => {
             ch.on_session_failed(&e);
             flush(&mut wr, &mut ch, &mut wbuf).await;
-            return ch.close_reason().cloned().unwrap_or(CloseReason::PeerClosed);
+            return ch
+                .close_reason()
+                .cloned()
+                .unwrap_or(CloseReason::PeerClosed);
         }
     }
-    let takeover = serve(&mut rd, &mut wr, &mut rbuf, &mut wbuf, &mut ch, &mut control_rx, &gw, &cancel).await;
+    let takeover = serve(
+        &mut rd,
+        &mut wr,
+        &mut rbuf,
+        &mut wbuf,
+        &mut ch,
+        &mut control_rx,
+        &gw,
+        &cancel,
+    )
+    .await;
     flush(&mut wr, &mut ch, &mut wbuf).await;
     let _ = wr.shutdown().await;
     ch.finish(&mut control_rx, takeover)
@@ -169,9 +204,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let Some(outbox) = ch.session().map(|s| s.outbox.clone()) else {
-        return None;
-    };
+    let outbox = ch.session().map(|s| s.outbox.clone())?;
     let mut takeover = None;
     let mut codec_version = ch.version();
     loop {

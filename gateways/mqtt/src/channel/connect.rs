@@ -4,7 +4,7 @@
 
 use super::codes::{v3, v5};
 use super::{Channel, Will, NAMESPACE};
-use crate::codec::{ConnAck, Connect, ConnAckProperties, Packet, ProtocolVersion};
+use crate::codec::{ConnAck, ConnAckProperties, Connect, Packet, ProtocolVersion};
 use bytestring::ByteString;
 use rand::distributions::Alphanumeric;
 use rand::Rng;
@@ -24,7 +24,12 @@ pub enum ConnectDecision {
 
 impl Channel {
     /// Validates CONNECT and builds the session request, or queues a refusing CONNACK.
-    pub fn handle_connect(&mut self, c: Connect, control: ControlTx, now: Instant) -> ConnectDecision {
+    pub fn handle_connect(
+        &mut self,
+        c: Connect,
+        control: ControlTx,
+        now: Instant,
+    ) -> ConnectDecision {
         self.version = c.protocol;
         let v5 = c.protocol.is_v5();
         if v5 && c.properties.authentication_method.is_some() {
@@ -37,7 +42,11 @@ impl Channel {
             if (!v5 && !c.clean_start) || c.protocol == ProtocolVersion::V31 {
                 return self.refuse_id("empty client id without clean session (MQTT-3.1.3-8)");
             }
-            let id: String = rand::thread_rng().sample_iter(&Alphanumeric).take(20).map(char::from).collect();
+            let id: String = rand::thread_rng()
+                .sample_iter(&Alphanumeric)
+                .take(20)
+                .map(char::from)
+                .collect();
             let id = format!("sy-{id}");
             assigned = Some(id.clone());
             ClientId::new(id)
@@ -47,7 +56,12 @@ impl Channel {
             }
             ClientId::new(c.client_id.clone())
         };
-        let will = match c.will.as_ref().map(|w| self.build_will(w, &client_id, now)).transpose() {
+        let will = match c
+            .will
+            .as_ref()
+            .map(|w| self.build_will(w, &client_id, now))
+            .transpose()
+        {
             Ok(w) => w,
             Err((code, why)) => return self.refuse(code, CloseReason::ProtocolError(why.into())),
         };
@@ -68,6 +82,12 @@ impl Channel {
         };
         self.keepalive = Keepalive::new(keepalive, self.settings.keepalive_multiplier, now);
         self.client_max_packet = c.properties.maximum_packet_size.map(|m| m as usize);
+        self.client_alias_max = if v5 {
+            c.properties.topic_alias_maximum.unwrap_or(0)
+        } else {
+            0
+        };
+        self.problem_info = c.properties.request_problem_information.unwrap_or(1) == 1;
         self.will = will;
         let info = Arc::new(ClientInfo {
             namespace: NAMESPACE,
@@ -83,7 +103,11 @@ impl Channel {
         });
         self.info = Some(info.clone());
         self.assigned_id = assigned;
-        let window = c.properties.receive_maximum.unwrap_or(u16::MAX).min(self.settings.max_inflight);
+        let window = c
+            .properties
+            .receive_maximum
+            .unwrap_or(u16::MAX)
+            .min(self.settings.max_inflight);
         ConnectDecision::Open(OpenSession {
             info,
             clean_start: c.clean_start,
@@ -102,10 +126,16 @@ impl Channel {
         let topic = TopicName::with_max_levels(w.topic.clone(), self.settings.max_topic_levels)
             .map_err(|_| (v5::TOPIC_NAME_INVALID, "invalid will topic (MQTT-3.1.3-11)"))?;
         if self.version.is_v5() && w.qos > self.settings.max_qos_allowed {
-            return Err((v5::QOS_NOT_SUPPORTED, "will QoS above maximum (MQTT-3.2.2-12)"));
+            return Err((
+                v5::QOS_NOT_SUPPORTED,
+                "will QoS above maximum (MQTT-3.2.2-12)",
+            ));
         }
         if self.version.is_v5() && w.retain && !self.settings.retain_available {
-            return Err((v5::RETAIN_NOT_SUPPORTED, "will retain not supported (MQTT-3.2.2-13)"));
+            return Err((
+                v5::RETAIN_NOT_SUPPORTED,
+                "will retain not supported (MQTT-3.2.2-13)",
+            ));
         }
         let p = &w.properties;
         let props = Properties {
@@ -116,26 +146,44 @@ impl Channel {
             correlation_data: p.correlation_data.clone(),
             user_properties: p.user_properties.clone(),
         };
-        let mut message = Message::new(topic, w.payload.clone(), w.qos.min(self.settings.max_qos_allowed), w.retain);
+        let mut message = Message::new(
+            topic,
+            w.payload.clone(),
+            w.qos.min(self.settings.max_qos_allowed),
+            w.retain,
+        );
         message.received = now;
         message.properties = (!props.is_empty()).then(|| Arc::new(props));
         // The will is published on behalf of the client; it has no session id yet, and no-local
         // does not apply to wills.
-        message.origin = Some(Origin { session: switchyard_core::SessionId(0), client_id: client_id.clone() });
-        Ok(Will { message })
+        message.origin = Some(Origin {
+            session: switchyard_core::SessionId(0),
+            client_id: client_id.clone(),
+        });
+        let delay = std::time::Duration::from_secs(u64::from(p.will_delay_interval.unwrap_or(0)));
+        Ok(Will { message, delay })
     }
 
     fn refuse_id(&mut self, why: &str) -> ConnectDecision {
         tracing::info!(peer = %self.peer, why, "client id rejected");
-        let code = if self.version.is_v5() { v5::CLIENT_ID_NOT_VALID } else { v3::IDENTIFIER_REJECTED };
-        self.outbound.push(Packet::ConnAck(ConnAck::new(code, false)));
+        let code = if self.version.is_v5() {
+            v5::CLIENT_ID_NOT_VALID
+        } else {
+            v3::IDENTIFIER_REJECTED
+        };
+        self.outbound
+            .push(Packet::ConnAck(ConnAck::new(code, false)));
         self.close = Some(CloseReason::ProtocolError(why.into()));
         ConnectDecision::Refused
     }
 
     fn refuse(&mut self, v5_code: u8, reason: CloseReason) -> ConnectDecision {
         tracing::info!(peer = %self.peer, reason = %reason, "CONNECT refused");
-        let code = if self.version.is_v5() { v5_code } else { v3::NOT_AUTHORIZED };
+        let code = if self.version.is_v5() {
+            v5_code
+        } else {
+            v3::NOT_AUTHORIZED
+        };
         let code = if !self.version.is_v5() && matches!(reason, CloseReason::ProtocolError(_)) {
             // MQTT 3.x has no CONNACK code for a bad will; the spec says close the connection.
             self.close = Some(reason);
@@ -143,24 +191,39 @@ impl Channel {
         } else {
             code
         };
-        self.outbound.push(Packet::ConnAck(ConnAck::new(code, false)));
+        self.outbound
+            .push(Packet::ConnAck(ConnAck::new(code, false)));
         self.close = Some(reason);
         ConnectDecision::Refused
     }
 
     /// The refusal for a CONNECT whose protocol level we do not speak (MQTT-3.1.2-2).
     pub fn refuse_protocol_version(&mut self, v5: bool) {
-        let code = if v5 { v5::UNSUPPORTED_PROTOCOL_VERSION } else { v3::BAD_PROTOCOL_VERSION };
-        self.outbound.push(Packet::ConnAck(ConnAck::new(code, false)));
-        self.close = Some(CloseReason::ProtocolError("unsupported protocol version (MQTT-3.1.2-2)".into()));
+        let code = if v5 {
+            v5::UNSUPPORTED_PROTOCOL_VERSION
+        } else {
+            v3::BAD_PROTOCOL_VERSION
+        };
+        self.outbound
+            .push(Packet::ConnAck(ConnAck::new(code, false)));
+        self.close = Some(CloseReason::ProtocolError(
+            "unsupported protocol version (MQTT-3.1.2-2)".into(),
+        ));
     }
 
     /// The bus could not open the session: CONNACK server unavailable.
     pub fn on_session_failed(&mut self, error: &switchyard_bus::BusError) {
         tracing::warn!(error = %error, "cannot open session");
-        let code = if self.version.is_v5() { v5::SERVER_UNAVAILABLE } else { v3::SERVER_UNAVAILABLE };
-        self.outbound.push(Packet::ConnAck(ConnAck::new(code, false)));
-        self.close = Some(CloseReason::ProtocolError(format!("session not opened: {error}")));
+        let code = if self.version.is_v5() {
+            v5::SERVER_UNAVAILABLE
+        } else {
+            v3::SERVER_UNAVAILABLE
+        };
+        self.outbound
+            .push(Packet::ConnAck(ConnAck::new(code, false)));
+        self.close = Some(CloseReason::ProtocolError(format!(
+            "session not opened: {error}"
+        )));
     }
 
     /// The session is open: CONNACK, then resend what the resumed session had in flight
@@ -174,7 +237,11 @@ impl Channel {
             }
         }
         // MQTT 5 never resends on a live connection; 3.x may when configured.
-        session.qos.set_retry_interval(if self.version.is_v5() { None } else { self.settings.retry_interval });
+        session.qos.set_retry_interval(if self.version.is_v5() {
+            None
+        } else {
+            self.settings.retry_interval
+        });
         let mut ack = ConnAck::new(0, opened.present);
         if self.version.is_v5() {
             ack.properties = self.connack_properties();

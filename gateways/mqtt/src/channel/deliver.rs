@@ -18,7 +18,9 @@ impl Channel {
         if self.close.is_some() {
             return 0;
         }
-        let Some(session) = self.session.as_mut() else { return 0 };
+        let Some(session) = self.session.as_mut() else {
+            return 0;
+        };
         let mut batch = MAX_BATCH;
         let mut qos_credit = session.qos.credit();
         let mut taken = Vec::new();
@@ -48,10 +50,20 @@ impl Channel {
     }
 
     fn send_delivery(&mut self, d: Delivery, now: Instant) {
-        let Some(session) = self.session.as_mut() else { return };
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
         if let Some(max) = self.client_max_packet {
             // MQTT-3.1.2-25: never send a packet larger than the client accepts; drop it.
-            let probe = publish_packet(&SendPublish { pkid: None, delivery: d.clone(), dup: false }, now, self.version.is_v5());
+            let probe = publish_packet(
+                &SendPublish {
+                    pkid: None,
+                    delivery: d.clone(),
+                    dup: false,
+                },
+                now,
+                self.version.is_v5(),
+            );
             if encoded_len(&probe, self.version) > max {
                 tracing::debug!(topic = %d.message.topic, "delivery larger than client's maximum packet size dropped");
                 Metrics::inc(&self.bus.metrics().messages_dropped);
@@ -59,9 +71,35 @@ impl Channel {
             }
         }
         let send = session.qos.send(d, now);
-        let packet = publish_packet(&send, now, self.version.is_v5());
+        let mut packet = publish_packet(&send, now, self.version.is_v5());
+        self.apply_outbound_alias(&mut packet);
         Metrics::inc(&self.bus.metrics().messages_sent);
         self.outbound.push(packet);
+    }
+
+    /// MQTT 5 §3.3.2.3.4: the first PUBLISH on a topic carries the topic and a new alias;
+    /// later ones carry only the alias. Once the client's maximum is used up, topics are sent
+    /// in full. Retransmissions never use aliases, since they may follow a new connection.
+    fn apply_outbound_alias(&mut self, packet: &mut Packet) {
+        if self.client_alias_max == 0 {
+            return;
+        }
+        let Packet::Publish(p) = packet else { return };
+        let Ok(topic) = switchyard_core::TopicName::new(p.topic.clone()) else {
+            return;
+        };
+        if let Some(alias) = self.outbound_aliases.get(&topic) {
+            p.properties.topic_alias = Some(*alias);
+            p.topic = bytestring::ByteString::new();
+            return;
+        }
+        let next = self.outbound_aliases.len() + 1;
+        if let Ok(alias) = u16::try_from(next) {
+            if alias <= self.client_alias_max {
+                self.outbound_aliases.insert(topic, alias);
+                p.properties.topic_alias = Some(alias);
+            }
+        }
     }
 
     pub(crate) fn push_resend(&mut self, r: Resend) {

@@ -30,6 +30,8 @@ pub const NAMESPACE: Namespace = Namespace("mqtt");
 #[derive(Debug, Clone)]
 pub(crate) struct Will {
     pub(crate) message: Message,
+    /// MQTT 5 Will Delay Interval.
+    pub(crate) delay: std::time::Duration,
 }
 
 /// One connection's protocol state.
@@ -56,11 +58,23 @@ pub struct Channel {
     pub(crate) requested_expiry: u32,
     /// MQTT 5: the client id we assigned to an empty one (MQTT-3.2.2-16).
     pub(crate) assigned_id: Option<String>,
+    /// MQTT 5: aliases we assigned to topics we send (MQTT 5 §3.3.2.3.4), at most the client's
+    /// Topic Alias Maximum.
+    pub(crate) outbound_aliases: HashMap<TopicName, u16>,
+    /// MQTT 5: the client's Topic Alias Maximum (0 = no aliases toward it).
+    pub(crate) client_alias_max: u16,
+    /// MQTT 5: the client asked for reason strings on failures (Request Problem Information).
+    pub(crate) problem_info: bool,
 }
 
 impl Channel {
     /// A channel for a freshly accepted connection.
-    pub fn new(bus: BusHandle, settings: Arc<MqttSettings>, peer: SocketAddr, now: Instant) -> Self {
+    pub fn new(
+        bus: BusHandle,
+        settings: Arc<MqttSettings>,
+        peer: SocketAddr,
+        now: Instant,
+    ) -> Self {
         Channel {
             bus,
             settings,
@@ -78,6 +92,9 @@ impl Channel {
             connect_expiry_zero: true,
             requested_expiry: 0,
             assigned_id: None,
+            outbound_aliases: HashMap::new(),
+            client_alias_max: 0,
+            problem_info: true,
         }
     }
 
@@ -127,7 +144,8 @@ impl Channel {
         tracing::debug!(reason = %reason, "closing connection");
         if self.version.is_v5() && self.session.is_some() {
             if let Some(code) = code {
-                self.outbound.push(Packet::Disconnect(Disconnect::new(code)));
+                self.outbound
+                    .push(Packet::Disconnect(Disconnect::new(code)));
             }
         }
         self.close = Some(reason);
@@ -148,15 +166,21 @@ impl Channel {
             Packet::Disconnect(d) => self.handle_disconnect(d),
             Packet::Connect(_) => {
                 // MQTT-3.1.0-2: a second CONNECT is a protocol violation.
-                self.fail(CloseReason::ProtocolError("second CONNECT (MQTT-3.1.0-2)".into()));
+                self.fail(CloseReason::ProtocolError(
+                    "second CONNECT (MQTT-3.1.0-2)".into(),
+                ));
             }
             Packet::Auth(_) => {
                 // No enhanced authentication method was agreed at CONNECT (MQTT 5 §4.12).
-                self.fail(CloseReason::ProtocolError("AUTH without an authentication method (MQTT-4.12.0-1)".into()));
+                self.fail(CloseReason::ProtocolError(
+                    "AUTH without an authentication method (MQTT-4.12.0-1)".into(),
+                ));
             }
             other => {
                 let name = other.packet_type().name();
-                self.fail(CloseReason::ProtocolError(format!("{name} is sent by servers only")));
+                self.fail(CloseReason::ProtocolError(format!(
+                    "{name} is sent by servers only"
+                )));
             }
         }
     }
@@ -166,11 +190,15 @@ impl Channel {
             if let Some(expiry) = d.properties.session_expiry_interval {
                 // MQTT-3.14.2-2: zero at CONNECT cannot become non-zero at DISCONNECT.
                 if self.connect_expiry_zero && expiry != 0 {
-                    self.fail(CloseReason::ProtocolError("session expiry set at DISCONNECT after zero at CONNECT (MQTT-3.14.2-2)".into()));
+                    self.fail(CloseReason::ProtocolError(
+                        "session expiry set at DISCONNECT after zero at CONNECT (MQTT-3.14.2-2)"
+                            .into(),
+                    ));
                     return;
                 }
                 if let Some(s) = self.session.as_mut() {
-                    s.expiry = std::time::Duration::from_secs(u64::from(expiry)).min(self.settings.session_expiry_interval);
+                    s.expiry = std::time::Duration::from_secs(u64::from(expiry))
+                        .min(self.settings.session_expiry_interval);
                 }
             }
             if d.reason_code == codes::v5::DISCONNECT_WITH_WILL {
@@ -198,7 +226,10 @@ impl Channel {
         if let Some(s) = self.session.as_mut() {
             let expired = s.qos.expire_awaiting_rel(now);
             if expired > 0 {
-                tracing::warn!(expired, "incoming QoS 2 messages never released; dropped their packet ids");
+                tracing::warn!(
+                    expired,
+                    "incoming QoS 2 messages never released; dropped their packet ids"
+                );
                 self.bus
                     .metrics()
                     .awaiting_rel_expired
@@ -227,16 +258,40 @@ impl Channel {
         let reason = self.close.take().unwrap_or(CloseReason::PeerClosed);
         if let Some(will) = self.will.take() {
             if reason.publishes_will() {
-                self.bus.publish(will.message);
+                self.publish_will(will);
             }
         }
         if let Some(session) = self.session.take() {
-            self.bus.release_session(NAMESPACE, session, self.generation, control, takeover);
+            self.bus
+                .release_session(NAMESPACE, session, self.generation, control, takeover);
         }
         if let Some(info) = &self.info {
             self.bus.client_disconnected(info, &reason);
         }
         reason
+    }
+}
+
+impl Channel {
+    /// Publishes the will now, or after its delay (MQTT 5 §3.1.3.2.2): the delayed will is
+    /// cancelled if the client reconnects first, and never outlives the session.
+    fn publish_will(&mut self, will: Will) {
+        let expiry = self.session.as_ref().map(|s| s.expiry).unwrap_or_default();
+        let delay = will.delay.min(expiry);
+        match (&self.info, delay.is_zero()) {
+            (Some(info), false) => {
+                self.bus
+                    .publish_will_later(NAMESPACE, info.client_id.clone(), will.message, delay);
+            }
+            _ => {
+                self.bus.publish(will.message);
+            }
+        }
+    }
+
+    /// A reason string for a failure, when the client has not opted out (MQTT-3.1.2-29).
+    pub(crate) fn reason_string(&self, why: &str) -> Option<bytestring::ByteString> {
+        (self.version.is_v5() && self.problem_info).then(|| bytestring::ByteString::from(why))
     }
 }
 

@@ -24,15 +24,28 @@ impl Channel {
                 Some(v5::RETAIN_NOT_SUPPORTED),
             );
         }
-        let Some(topic) = self.resolve_topic(&p) else { return };
+        let Some(topic) = self.resolve_topic(&p) else {
+            return;
+        };
         let pkid = p.pkid;
         if topic.as_str().starts_with("$SYS/") || topic.as_str() == "$SYS" {
             // $SYS belongs to the broker: a client's publish there is answered and dropped.
             tracing::info!(topic = %topic, "publish to $SYS by a client dropped");
-            let code = if self.version.is_v5() { v5::NOT_AUTHORIZED } else { 0 };
-            return self.ack_publish(p.qos, pkid, code);
+            let code = if self.version.is_v5() {
+                v5::NOT_AUTHORIZED
+            } else {
+                0
+            };
+            self.ack_publish(p.qos, pkid, code);
+            let why = self.reason_string("$SYS topics are reserved for the broker");
+            if let Some(Packet::PubAck(a) | Packet::PubRec(a)) = self.outbound.last_mut() {
+                a.properties.reason_string = why;
+            }
+            return;
         }
-        let Some(session) = self.session.as_mut() else { return };
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
         if p.qos == QoS::ExactlyOnce {
             let Some(id) = pkid else { return };
             match session.qos.on_incoming_qos2(id, now) {
@@ -40,25 +53,46 @@ impl Channel {
                 Incoming2::Duplicate => return self.outbound.push(Packet::PubRec(Ack::new(id))),
                 Incoming2::TooMany => {
                     // MQTT 5 §3.3.4: more unreleased QoS 2 than our Receive Maximum.
-                    tracing::warn!(limit = self.settings.max_awaiting_rel, "too many QoS 2 messages awaiting PUBREL");
+                    tracing::warn!(
+                        limit = self.settings.max_awaiting_rel,
+                        "too many QoS 2 messages awaiting PUBREL"
+                    );
                     return self.fail_code(
-                        CloseReason::ProtocolError("receive maximum exceeded (MQTT-3.3.4-9)".into()),
+                        CloseReason::ProtocolError(
+                            "receive maximum exceeded (MQTT-3.3.4-9)".into(),
+                        ),
                         Some(v5::RECEIVE_MAXIMUM_EXCEEDED),
                     );
                 }
             }
         }
         let session_id = session.id;
-        let message = self.build_message(topic, p.payload, p.qos, p.retain, p.properties, session_id, now);
+        let message = self.build_message(
+            topic,
+            p.payload,
+            p.qos,
+            p.retain,
+            p.properties,
+            session_id,
+            now,
+        );
         let routed = self.bus.publish(message);
-        let code = if self.version.is_v5() && routed == 0 { v5::NO_MATCHING_SUBSCRIBERS } else { v5::SUCCESS };
+        let code = if self.version.is_v5() && routed == 0 {
+            v5::NO_MATCHING_SUBSCRIBERS
+        } else {
+            v5::SUCCESS
+        };
         self.ack_publish(p.qos, pkid, code);
     }
 
     fn ack_publish(&mut self, qos: QoS, pkid: Option<switchyard_core::PacketId>, code: u8) {
         match (qos, pkid) {
-            (QoS::AtLeastOnce, Some(id)) => self.outbound.push(Packet::PubAck(Ack::with_reason(id, code))),
-            (QoS::ExactlyOnce, Some(id)) => self.outbound.push(Packet::PubRec(Ack::with_reason(id, code))),
+            (QoS::AtLeastOnce, Some(id)) => self
+                .outbound
+                .push(Packet::PubAck(Ack::with_reason(id, code))),
+            (QoS::ExactlyOnce, Some(id)) => self
+                .outbound
+                .push(Packet::PubRec(Ack::with_reason(id, code))),
             _ => {}
         }
     }
@@ -76,7 +110,10 @@ impl Channel {
     ) -> Message {
         let mut m = Message::new(topic, payload, qos, retain);
         m.received = now;
-        m.origin = self.info.as_ref().map(|i| Origin { session, client_id: i.client_id.clone() });
+        m.origin = self.info.as_ref().map(|i| Origin {
+            session,
+            client_id: i.client_id.clone(),
+        });
         let props = Properties {
             payload_format_indicator: props.payload_format_indicator,
             message_expiry_interval: props.message_expiry_interval,
@@ -93,11 +130,17 @@ impl Channel {
 
     /// The topic of an inbound PUBLISH, applying MQTT 5 topic aliases (§3.3.2.3.4).
     fn resolve_topic(&mut self, p: &Publish) -> Option<TopicName> {
-        let alias = if self.version.is_v5() { p.properties.topic_alias } else { None };
+        let alias = if self.version.is_v5() {
+            p.properties.topic_alias
+        } else {
+            None
+        };
         if let Some(alias) = alias {
             if alias == 0 || alias > self.settings.max_topic_alias {
                 self.fail_code(
-                    CloseReason::ProtocolError(format!("topic alias {alias} out of range (MQTT-3.3.2-8/9)")),
+                    CloseReason::ProtocolError(format!(
+                        "topic alias {alias} out of range (MQTT-3.3.2-8/9)"
+                    )),
                     Some(v5::TOPIC_ALIAS_INVALID),
                 );
                 return None;
@@ -131,7 +174,9 @@ impl Channel {
     }
 
     pub(crate) fn handle_puback(&mut self, a: Ack) {
-        let Some(session) = self.session.as_mut() else { return };
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
         if let Err(e) = session.qos.on_puback(a.pkid) {
             // A stray PUBACK (e.g. after a resume raced a late ack) is harmless; log and go on.
             tracing::debug!(error = %e, "PUBACK ignored");
@@ -139,29 +184,45 @@ impl Channel {
     }
 
     pub(crate) fn handle_pubrec(&mut self, a: Ack, now: Instant) {
-        let Some(session) = self.session.as_mut() else { return };
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
         let accepted = a.reason_code < 0x80;
         match session.qos.on_pubrec(a.pkid, accepted, now) {
             Ok(()) if accepted => self.outbound.push(Packet::PubRel(Ack::new(a.pkid))),
             Ok(()) => {}
             Err(AckError::UnknownPacketId(_)) => {
-                let code = if self.version.is_v5() { v5::PACKET_ID_NOT_FOUND } else { 0 };
-                self.outbound.push(Packet::PubRel(Ack::with_reason(a.pkid, code)));
+                let code = if self.version.is_v5() {
+                    v5::PACKET_ID_NOT_FOUND
+                } else {
+                    0
+                };
+                self.outbound
+                    .push(Packet::PubRel(Ack::with_reason(a.pkid, code)));
             }
             Err(e) => tracing::debug!(error = %e, "PUBREC ignored"),
         }
     }
 
     pub(crate) fn handle_pubrel(&mut self, a: Ack) {
-        let Some(session) = self.session.as_mut() else { return };
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
         let known = session.qos.on_pubrel(a.pkid);
         // MQTT-4.3.3-11: PUBCOMP even for an unknown id; MQTT 5 says which.
-        let code = if known || !self.version.is_v5() { 0 } else { v5::PACKET_ID_NOT_FOUND };
-        self.outbound.push(Packet::PubComp(Ack::with_reason(a.pkid, code)));
+        let code = if known || !self.version.is_v5() {
+            0
+        } else {
+            v5::PACKET_ID_NOT_FOUND
+        };
+        self.outbound
+            .push(Packet::PubComp(Ack::with_reason(a.pkid, code)));
     }
 
     pub(crate) fn handle_pubcomp(&mut self, a: Ack) {
-        let Some(session) = self.session.as_mut() else { return };
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
         if let Err(e) = session.qos.on_pubcomp(a.pkid) {
             tracing::debug!(error = %e, "PUBCOMP ignored");
         }

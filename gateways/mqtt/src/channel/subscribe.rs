@@ -12,11 +12,13 @@ impl Channel {
         let v5 = self.version.is_v5();
         let sub_id = s.properties.subscription_identifier;
         let mut codes = Vec::with_capacity(s.filters.len());
+        let mut refused = Vec::new();
         for (filter, opts) in s.filters {
             match self.subscribe_one(&filter, opts, sub_id) {
                 Ok(code) => codes.push(code),
                 Err(code) => {
                     tracing::info!(filter = %filter, code, "subscription refused");
+                    refused.push(filter.to_string());
                     codes.push(if v5 { code } else { v3::SUBACK_FAILURE });
                 }
             }
@@ -24,12 +26,23 @@ impl Channel {
                 return;
             }
         }
-        self.outbound.push(Packet::SubAck(SubAck::new(s.pkid, codes)));
+        let mut ack = SubAck::new(s.pkid, codes);
+        if !refused.is_empty() {
+            ack.properties.reason_string =
+                self.reason_string(&format!("refused: {}", refused.join(", ")));
+        }
+        self.outbound.push(Packet::SubAck(ack));
     }
 
     /// Returns the granted QoS as the return code, or the MQTT 5 failure code.
-    fn subscribe_one(&mut self, filter: &str, opts: SubscriptionOptions, sub_id: Option<u32>) -> Result<u8, u8> {
-        let sf = SubscriptionFilter::parse(filter, self.settings.max_topic_levels).map_err(|_| v5::TOPIC_FILTER_INVALID)?;
+    fn subscribe_one(
+        &mut self,
+        filter: &str,
+        opts: SubscriptionOptions,
+        sub_id: Option<u32>,
+    ) -> Result<u8, u8> {
+        let sf = SubscriptionFilter::parse(filter, self.settings.max_topic_levels)
+            .map_err(|_| v5::TOPIC_FILTER_INVALID)?;
         if sf.filter.has_wildcards() && !self.settings.wildcard_subscription {
             return Err(v5::WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED);
         }
@@ -39,7 +52,9 @@ impl Channel {
             }
             if opts.no_local {
                 // MQTT-3.8.3-4: no-local on a shared subscription is a protocol error.
-                self.fail(CloseReason::ProtocolError("no-local on a shared subscription (MQTT-3.8.3-4)".into()));
+                self.fail(CloseReason::ProtocolError(
+                    "no-local on a shared subscription (MQTT-3.8.3-4)".into(),
+                ));
                 return Err(v5::PROTOCOL_ERROR);
             }
         }
@@ -56,7 +71,9 @@ impl Channel {
             },
             subscription_id: if v5 { sub_id } else { None },
         };
-        let Some(session) = self.session.as_mut() else { return Err(v5::UNSPECIFIED_ERROR) };
+        let Some(session) = self.session.as_mut() else {
+            return Err(v5::UNSPECIFIED_ERROR);
+        };
         match self.bus.subscribe(session, sf, bus_opts) {
             Ok(_) => Ok(granted.as_u8()),
             Err(BusError::QuotaExceeded(_)) => Err(v5::QUOTA_EXCEEDED),
@@ -85,7 +102,12 @@ impl Channel {
             codes.push(code);
         }
         // MQTT 3.x UNSUBACK carries no per-filter codes.
-        let codes = if self.version.is_v5() { codes } else { Vec::new() };
-        self.outbound.push(Packet::UnsubAck(UnsubAck::new(u.pkid, codes)));
+        let codes = if self.version.is_v5() {
+            codes
+        } else {
+            Vec::new()
+        };
+        self.outbound
+            .push(Packet::UnsubAck(UnsubAck::new(u.pkid, codes)));
     }
 }
