@@ -72,6 +72,23 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
             tracker.clone(),
         ));
     }
+    let ws = &config.listeners.ws.default;
+    if ws.enable {
+        let name = "mqtt:ws:default";
+        let listener = bind_tcp(name, ws.bind).await?;
+        let addr = listener.local_addr()?;
+        tracing::info!(listener = name, %addr, path = %ws.path, "listener started");
+        bound.insert(name.into(), addr.to_string());
+        tracker.spawn(switchyard_mqtt::serve_ws(
+            listener,
+            name.into(),
+            ws.path.clone(),
+            mqtt.clone(),
+            settings::limits(ws.max_connections, ws.max_conn_rate),
+            cancel.clone(),
+            tracker.clone(),
+        ));
+    }
     log_not_yet_available(&config);
 
     bus.spawn_background(cancel.clone(), &tracker);
@@ -98,7 +115,6 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
 /// instead of silently ignoring an enabled section.
 fn log_not_yet_available(c: &Config) {
     let pending = [
-        ("mqtt:ws:default", c.listeners.ws.default.enable),
         ("mqtt:ssl:default", c.listeners.ssl.default.enable),
         ("mqtt:wss:default", c.listeners.wss.default.enable),
         ("mqttsn:udp:default", c.gateway.mqttsn.enable),

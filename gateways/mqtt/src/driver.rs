@@ -207,6 +207,8 @@ where
     let outbox = ch.session().map(|s| s.outbox.clone())?;
     let mut takeover = None;
     let mut codec_version = ch.version();
+    // Framed transports (WebSocket) hold written bytes until flushed; TCP's flush is a no-op.
+    let mut needs_flush = false;
     loop {
         if wbuf.len() < WRITE_HIGH_WATER {
             ch.pull_deliveries(now());
@@ -217,6 +219,7 @@ where
         }
         let can_read = wbuf.len() < WRITE_HIGH_WATER;
         let can_write = !wbuf.is_empty();
+        let can_flush = needs_flush && !can_write;
         let deadline = ch.next_deadline().map(tokio::time::Instant::from_std);
         tokio::select! {
             biased;
@@ -229,9 +232,10 @@ where
                 Some(Control::Kick) => ch.fail(CloseReason::Kicked),
                 None => {}
             },
-            r = wr.write_buf(wbuf), if can_write => match r {
-                Ok(0) => ch.fail(CloseReason::PeerClosed),
-                Ok(_) => {}
+            r = write_or_flush(wr, wbuf), if can_write || can_flush => match r {
+                Ok(Some(0)) => ch.fail(CloseReason::PeerClosed),
+                Ok(Some(_)) => needs_flush = true,
+                Ok(None) => needs_flush = false,
                 Err(e) => ch.fail(CloseReason::Io(e.to_string())),
             },
             r = rd.read_buf(rbuf), if can_read => match r {
@@ -258,6 +262,19 @@ where
             _ = outbox.notified(), if can_read => {}
             _ = sleep_until(deadline) => ch.handle_tick(now()),
         }
+    }
+}
+
+/// Writes some of `wbuf` (`Some(n)`), or flushes when it is empty (`None`). Cancel-safe: each
+/// is a single poll of the transport.
+async fn write_or_flush<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    wbuf: &mut BytesMut,
+) -> std::io::Result<Option<usize>> {
+    if wbuf.is_empty() {
+        wr.flush().await.map(|()| None)
+    } else {
+        wr.write_buf(wbuf).await.map(Some)
     }
 }
 

@@ -3,7 +3,7 @@
 //! Owns: the wire codec ([`codec`], no I/O), the per-connection protocol state machine
 //! ([`Channel`], sans-I/O), the connection driver (one tokio task per connection: socket,
 //! timers, outbox wakeups, batched writes) and the TCP listener (connection limit, accept rate,
-//! accept back-off).
+//! accept back-off), plain and over WebSocket.
 //! Must not know: any other gateway, or how the bus routes and stores. It speaks to the engine
 //! only through [`switchyard_bus::BusHandle`].
 
@@ -13,10 +13,11 @@ mod channel;
 mod driver;
 mod listener;
 mod settings;
+mod ws;
 
 pub use channel::{codes, Channel, ConnectDecision, NAMESPACE};
 pub use driver::run_connection;
-pub use listener::{serve_tcp, ListenerLimits};
+pub use listener::{serve_tcp, serve_ws, ListenerLimits};
 pub use settings::MqttSettings;
 
 use std::sync::Arc;

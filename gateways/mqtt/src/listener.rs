@@ -1,4 +1,4 @@
-//! The TCP accept loop: a connection semaphore (`max_connections`), an accept-rate limit
+//! The accept loop shared by the TCP and WebSocket listeners: a connection semaphore (`max_connections`), an accept-rate limit
 //! (`max_conn_rate` per second), back-off on accept errors (e.g. EMFILE), and shutdown on
 //! cancellation. Each connection runs in its own task on the shared `TaskTracker`.
 
@@ -29,6 +29,57 @@ pub async fn serve_tcp(
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
+    accept_loop(
+        listener,
+        name,
+        limits,
+        cancel,
+        tracker,
+        move |stream, peer, cancel| {
+            let gw = gw.clone();
+            async move { run_connection(stream, peer, gw, cancel).await }
+        },
+    )
+    .await
+}
+
+/// Accepts MQTT-over-WebSocket connections on `listener` (upgrade on `path` only).
+pub async fn serve_ws(
+    listener: TcpListener,
+    name: String,
+    path: String,
+    gw: MqttGateway,
+    limits: ListenerLimits,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let path: Arc<str> = Arc::from(path);
+    accept_loop(listener, name, limits, cancel, tracker, move |stream, peer, cancel| {
+        let gw = gw.clone();
+        let path = path.clone();
+        async move {
+            let handshake = tokio::time::timeout(gw.settings.idle_timeout, crate::ws::accept(stream, &path, gw.settings.max_packet_size));
+            match handshake.await {
+                Ok(Ok(ws)) => run_connection(ws, peer, gw, cancel).await,
+                Ok(Err(e)) => tracing::info!(%peer, proto = "mqtt-ws", error = %e, "WebSocket handshake refused"),
+                Err(_) => tracing::info!(%peer, proto = "mqtt-ws", "WebSocket handshake timed out"),
+            }
+        }
+    })
+    .await
+}
+
+async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    name: String,
+    limits: ListenerLimits,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+    handle: F,
+) where
+    F: Fn(tokio::net::TcpStream, std::net::SocketAddr, CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let spacing = (limits.max_conn_rate > 0).then(|| Duration::from_secs(1) / limits.max_conn_rate);
     let mut next_slot = tokio::time::Instant::now();
@@ -69,10 +120,9 @@ pub async fn serve_tcp(
             }
         }
         let _ = stream.set_nodelay(true);
-        let gw = gw.clone();
-        let cancel = cancel.clone();
+        let connection = handle(stream, peer, cancel.clone());
         tracker.spawn(async move {
-            run_connection(stream, peer, gw, cancel).await;
+            connection.await;
             drop(permit);
         });
     }
