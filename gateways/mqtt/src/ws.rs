@@ -29,6 +29,8 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let expected = path.to_string();
+    // The callback signature is fixed by tungstenite.
+    #[allow(clippy::result_large_err)]
     let callback = move |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
         if req.uri().path() != expected {
             let mut not_found = ErrorResponse::new(Some("not found".to_string()));
