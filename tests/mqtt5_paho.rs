@@ -104,5 +104,8 @@ fn v5_will_delay_and_disconnect_with_will() {
 
 #[test]
 fn v5_no_resend_on_live_connection_resend_on_resume() {
-    run_case("no_resend_live_resend_on_resume", "[mqtt]\nretry_interval = \"1s\"\n");
+    run_case(
+        "no_resend_live_resend_on_resume",
+        "[mqtt]\nretry_interval = \"1s\"\n",
+    );
 }

@@ -42,6 +42,10 @@ pub struct Delivery {
     pub retain: bool,
     /// Identifiers of every subscription of this session that matched.
     pub subscription_ids: Vec<u32>,
+    /// The stored message's id, when the store holds it (0: not stored).
+    pub message_id: u64,
+    /// Position in a stored queue (0: not stored).
+    pub seq: u64,
 }
 
 impl Delivery {
@@ -52,6 +56,8 @@ impl Delivery {
             qos,
             retain,
             subscription_ids: Vec::new(),
+            message_id: 0,
+            seq: 0,
         }
     }
 }

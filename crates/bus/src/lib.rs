@@ -21,9 +21,11 @@ mod metrics;
 mod outbox;
 mod qos;
 mod registry;
+mod restore;
 mod retain;
 mod router;
 mod session;
+mod sessions;
 mod store;
 mod sys;
 mod trie;
@@ -37,7 +39,11 @@ pub use metrics::{Metrics, MetricsSnapshot};
 pub use outbox::{Outbox, PushOutcome};
 pub use qos::{AckError, Incoming2, QosConfig, QosEngine, Resend, SendPublish};
 pub use registry::{ClientInfo, Control, ControlRx, ControlTx, Namespace, OpenSession, Opened};
+pub use restore::RestoreReport;
 pub use retain::RetainStore;
 pub use router::Router;
 pub use session::Session;
-pub use store::{MemoryStore, SessionStore};
+pub use store::{
+    durability_scope, MemoryStore, SessionStore, Snapshot, StoreLink, StoreOp, StoredDelivery,
+    StoredSession, StoredStage, Ticket,
+};

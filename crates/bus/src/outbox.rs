@@ -8,6 +8,7 @@
 
 use crate::delivery::Delivery;
 use crate::metrics::Metrics;
+use crate::store::{StoreLink, StoreOp};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -33,6 +34,9 @@ pub enum PushOutcome {
 struct Inner {
     queue: VecDeque<Delivery>,
     closed: bool,
+    /// Set while the session is persistent: QoS 1/2 pushes and removals are mirrored to it.
+    store: Option<StoreLink>,
+    next_seq: u64,
 }
 
 /// The queue of deliveries for one session.
@@ -64,6 +68,8 @@ impl Outbox {
             inner: Mutex::new(Inner {
                 queue: VecDeque::new(),
                 closed: false,
+                store: None,
+                next_seq: 1,
             }),
             notify: Notify::new(),
             online: AtomicBool::new(false),
@@ -112,10 +118,29 @@ impl Outbox {
                     .iter()
                     .position(|q| q.qos == QoS::AtMostOnce)
                     .unwrap_or(0);
-                inner.queue.remove(victim);
+                if let Some(v) = inner.queue.remove(victim) {
+                    forget(&inner, &v);
+                }
                 self.count_drop();
                 outcome = PushOutcome::QueuedDroppedOldest;
             }
+            let mut d = d;
+            if let Some(link) = &inner.store {
+                if d.qos != QoS::AtMostOnce && d.message_id > 0 {
+                    d.seq = inner.next_seq;
+                    // Submitted under the queue lock, so the store sees the push before any
+                    // removal of the same entry.
+                    link.submit(StoreOp::QueuePush {
+                        session: self.session,
+                        seq: d.seq,
+                        message_id: d.message_id,
+                        qos: d.qos.as_u8(),
+                        retain: d.retain,
+                        subscription_ids: d.subscription_ids.clone(),
+                    });
+                }
+            }
+            inner.next_seq += 1;
             inner.queue.push_back(d);
             outcome
         };
@@ -160,6 +185,30 @@ impl Outbox {
         }
     }
 
+    /// Mirrors QoS 1/2 pushes to the store from now on (`None`: stop, the session is not
+    /// persistent).
+    pub fn set_store(&self, link: Option<StoreLink>) {
+        self.inner.lock().store = link;
+    }
+
+    /// Whether pushes are mirrored to a store.
+    pub fn is_stored(&self) -> bool {
+        self.inner.lock().store.is_some()
+    }
+
+    /// Restores a stored delivery at the back of the queue (start-up only).
+    pub(crate) fn restore(&self, d: Delivery) {
+        let mut inner = self.inner.lock();
+        inner.next_seq = inner.next_seq.max(d.seq + 1);
+        inner.queue.push_back(d);
+    }
+
+    /// Makes sure new queue positions come after `seq` (start-up only).
+    pub(crate) fn reserve_seq(&self, seq: u64) {
+        let mut inner = self.inner.lock();
+        inner.next_seq = inner.next_seq.max(seq + 1);
+    }
+
     /// Number of queued deliveries.
     pub fn len(&self) -> usize {
         self.inner.lock().queue.len()
@@ -194,6 +243,16 @@ impl Outbox {
         self.metrics
             .messages_dropped
             .fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Tells the store a queued delivery is gone.
+fn forget(inner: &Inner, d: &Delivery) {
+    if let (Some(link), true) = (&inner.store, d.seq > 0) {
+        link.submit(StoreOp::QueueRemove {
+            session: link.session,
+            seq: d.seq,
+        });
     }
 }
 

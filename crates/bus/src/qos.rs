@@ -8,6 +8,7 @@
 //! (MQTT-4.6.0-1).
 
 use crate::delivery::Delivery;
+use crate::store::{StoreLink, StoreOp, StoredStage};
 use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU16;
 use std::time::{Duration, Instant};
@@ -93,6 +94,8 @@ pub struct QosEngine {
     next_pkid: u16,
     outgoing: VecDeque<Inflight>,
     incoming: HashMap<u16, Instant>,
+    /// Set while the session is persistent: state changes are mirrored to the store.
+    store: Option<StoreLink>,
 }
 
 impl QosEngine {
@@ -103,7 +106,55 @@ impl QosEngine {
             next_pkid: 0,
             outgoing: VecDeque::new(),
             incoming: HashMap::new(),
+            store: None,
         }
+    }
+
+    /// Mirrors state changes to the store from now on (`None`: stop).
+    pub fn set_store(&mut self, link: Option<StoreLink>) {
+        self.store = link;
+    }
+
+    fn journal(&self, op: impl FnOnce(&StoreLink) -> StoreOp) {
+        if let Some(link) = &self.store {
+            link.submit(op(link));
+        }
+    }
+
+    fn journal_remove(&self, seq: u64) {
+        if seq > 0 {
+            self.journal(|l| StoreOp::QueueRemove {
+                session: l.session,
+                seq,
+            });
+        }
+    }
+
+    /// Restores an in-flight entry (start-up only): `released` for QoS 2 after PUBREC.
+    pub(crate) fn restore_inflight(
+        &mut self,
+        pkid: PacketId,
+        delivery: Delivery,
+        released: bool,
+        now: Instant,
+    ) {
+        let stage = match (delivery.qos, released) {
+            (_, true) => Stage::Comp,
+            (QoS::ExactlyOnce, false) => Stage::Rec,
+            _ => Stage::Ack,
+        };
+        self.next_pkid = self.next_pkid.max(pkid.get());
+        self.outgoing.push_back(Inflight {
+            pkid,
+            delivery,
+            stage,
+            sent_at: now,
+        });
+    }
+
+    /// Restores an incoming QoS 2 id awaiting PUBREL (start-up only).
+    pub(crate) fn restore_incoming(&mut self, pkid: PacketId, now: Instant) {
+        self.incoming.insert(pkid.get(), now);
     }
 
     /// Changes the window (e.g. a resumed session whose new connection has another receive
@@ -219,10 +270,22 @@ impl QosEngine {
             Stage::Rec if accepted => {
                 self.outgoing[i].stage = Stage::Comp;
                 self.outgoing[i].sent_at = now;
+                let seq = self.outgoing[i].delivery.seq;
+                if seq > 0 {
+                    // Durable before PUBREL: after a crash the flow resumes with PUBREL.
+                    self.journal(|l| StoreOp::QueueInflight {
+                        session: l.session,
+                        seq,
+                        pkid,
+                        stage: StoredStage::Released,
+                    });
+                }
                 Ok(())
             }
             Stage::Rec => {
-                self.outgoing.remove(i);
+                if let Some(e) = self.outgoing.remove(i) {
+                    self.journal_remove(e.delivery.seq);
+                }
                 Ok(())
             }
             // A repeated PUBREC: answer PUBREL again.
@@ -297,13 +360,24 @@ impl QosEngine {
             return Incoming2::TooMany;
         }
         self.incoming.insert(pkid.get(), now);
+        self.journal(|l| StoreOp::IncomingPut {
+            session: l.session,
+            pkid,
+        });
         Incoming2::New
     }
 
     /// PUBREL for an incoming QoS 2 id. Returns whether it was known (MQTT 5 PUBCOMP 0x92
     /// otherwise); PUBCOMP is sent either way (MQTT-4.3.3-12).
     pub fn on_pubrel(&mut self, pkid: PacketId) -> bool {
-        self.incoming.remove(&pkid.get()).is_some()
+        let known = self.incoming.remove(&pkid.get()).is_some();
+        if known {
+            self.journal(|l| StoreOp::IncomingDelete {
+                session: l.session,
+                pkid,
+            });
+        }
+        known
     }
 
     /// Forgets incoming QoS 2 ids older than `await_rel_timeout`; returns how many.

@@ -13,13 +13,13 @@ use switchyard_core::{Message, TopicFilter, TopicName};
 #[derive(Debug, Default)]
 pub struct RetainStore {
     // Ordered so that listing is stable and filter lookups are a range scan.
-    messages: RwLock<BTreeMap<TopicName, Arc<Message>>>,
+    messages: RwLock<BTreeMap<TopicName, (Arc<Message>, u64)>>,
 }
 
 impl RetainStore {
-    /// Stores or clears (empty payload) the retained message for its topic. Returns the change
-    /// in count: +1, 0 or -1.
-    pub fn set(&self, msg: Arc<Message>) -> i64 {
+    /// Stores or clears (empty payload) the retained message for its topic, with its id in the
+    /// durable store (0: not stored). Returns the change in count: +1, 0 or -1.
+    pub fn set(&self, msg: Arc<Message>, store_id: u64) -> i64 {
         let mut map = self.messages.write();
         if msg.payload.is_empty() {
             return if map.remove(&msg.topic).is_some() {
@@ -28,33 +28,39 @@ impl RetainStore {
                 0
             };
         }
-        if map.insert(msg.topic.clone(), msg).is_some() {
+        if map.insert(msg.topic.clone(), (msg, store_id)).is_some() {
             0
         } else {
             1
         }
     }
 
-    /// Every retained message whose topic matches `filter`, skipping expired ones.
-    pub fn matching(&self, filter: &TopicFilter, now: std::time::Instant) -> Vec<Arc<Message>> {
+    /// Every retained message whose topic matches `filter`, skipping expired ones, with its
+    /// store id.
+    pub fn matching(
+        &self,
+        filter: &TopicFilter,
+        now: std::time::Instant,
+    ) -> Vec<(Arc<Message>, u64)> {
         let map = self.messages.read();
         let literal_prefix = literal_prefix(filter.as_str());
         map.iter()
             .skip_while(|(t, _)| t.as_str() < literal_prefix)
             .take_while(|(t, _)| t.as_str().starts_with(literal_prefix))
-            .filter(|(t, m)| filter.matches(t) && !m.is_expired(now))
-            .map(|(_, m)| m.clone())
+            .filter(|(t, (m, _))| filter.matches(t) && !m.is_expired(now))
+            .map(|(_, (m, id))| (m.clone(), *id))
             .collect()
     }
 
     /// The retained message on one topic.
     pub fn get(&self, topic: &str) -> Option<Arc<Message>> {
         let topic = TopicName::new(topic).ok()?;
-        self.messages.read().get(&topic).cloned()
+        self.messages.read().get(&topic).map(|(m, _)| m.clone())
     }
 
-    /// Removes the retained message on one topic; true if there was one.
-    pub fn remove(&self, topic: &str) -> bool {
+    /// Removes the retained message on one topic; true if there was one. Not mirrored to the
+    /// store: operators go through `BusHandle::delete_retained`.
+    pub(crate) fn remove(&self, topic: &str) -> bool {
         match TopicName::new(topic) {
             Ok(t) => self.messages.write().remove(&t).is_some(),
             Err(_) => false,
@@ -68,7 +74,7 @@ impl RetainStore {
             .values()
             .skip(skip)
             .take(limit)
-            .cloned()
+            .map(|(m, _)| m.clone())
             .collect()
     }
 
@@ -106,10 +112,10 @@ mod tests {
     #[test]
     fn set_clear_match() {
         let s = RetainStore::default();
-        assert_eq!(s.set(msg("a/b", "1")), 1);
-        assert_eq!(s.set(msg("a/c", "2")), 1);
-        assert_eq!(s.set(msg("a/b", "3")), 0);
-        assert_eq!(s.set(msg("$SYS/x", "4")), 1);
+        assert_eq!(s.set(msg("a/b", "1"), 0), 1);
+        assert_eq!(s.set(msg("a/c", "2"), 0), 1);
+        assert_eq!(s.set(msg("a/b", "3"), 0), 0);
+        assert_eq!(s.set(msg("$SYS/x", "4"), 0), 1);
         let f = TopicFilter::new("a/+").unwrap_or_else(|e| panic!("{e}"));
         let got: Vec<_> = s
             .matching(&f, std::time::Instant::now())
@@ -123,7 +129,7 @@ mod tests {
             2,
             "$SYS not matched by #"
         );
-        assert_eq!(s.set(msg("a/b", "")), -1);
+        assert_eq!(s.set(msg("a/b", ""), 0), -1);
         assert_eq!(s.len(), 2);
         assert_eq!(literal_prefix("a/b/+/c"), "a/b/");
     }

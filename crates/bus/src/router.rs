@@ -199,6 +199,8 @@ fn delivery_for(msg: &Arc<Message>, opts: &SubOptions, upgrade: bool) -> Deliver
         // MQTT-3.3.1-9 (3.1.1) / MQTT 5 retain-as-published: live deliveries clear retain.
         retain: opts.retain_as_published && msg.retain,
         subscription_ids: opts.subscription_id.into_iter().collect(),
+        message_id: 0,
+        seq: 0,
     }
 }
 

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The one test command: installs the external test clients (scripts/install-test-deps.sh), then
+# runs every test of the workspace in debug builds (unit, integration and the black-box tests
+# of the real binary in tests/). Exits non-zero on any failure.
+#
+# Extra arguments go to `cargo test`, e.g. `scripts/test.sh --test mqtt_raw`.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+scripts/install-test-deps.sh
+
+# Two cores are shared by build and tests; debug builds only (no --release).
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
+
+status=0
+echo "test.sh: cargo test --workspace --all-targets $*"
+cargo test --workspace --all-targets --no-fail-fast "$@" || status=$?
+if [ "$#" -eq 0 ]; then
+    # --all-targets leaves out doctests; run them too.
+    echo "test.sh: cargo test --workspace --doc"
+    cargo test --workspace --doc --no-fail-fast || status=$?
+fi
+if [ "$status" -ne 0 ]; then
+    echo "test.sh: FAILED (exit $status)" >&2
+fi
+exit "$status"
