@@ -49,7 +49,7 @@ async fn bind_tcp(name: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
 pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let bus = BusHandle::new(settings::bus_config(&config));
+    let (bus, store) = open_bus(&config)?;
     let mut bound: BTreeMap<String, String> = BTreeMap::new();
 
     let mqtt = MqttGateway {
@@ -107,8 +107,42 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
     {
         tracing::warn!("some connections did not close within the grace period");
     }
+    if let Some(store) = store {
+        // Commits whatever the closing connections submitted (their sessions going offline).
+        store.close();
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The bus, with the SQLite store restored into it unless `storage.durability = "memory"`.
+fn open_bus(
+    config: &Config,
+) -> anyhow::Result<(BusHandle, Option<Arc<switchyard_store::SqliteStore>>)> {
+    use switchyard_config::DurabilityMode;
+    use switchyard_store::{Durability, SqliteStore};
+    let bus_config = settings::bus_config(config);
+    let mode = match config.storage.durability {
+        DurabilityMode::Memory => return Ok((BusHandle::new(bus_config), None)),
+        DurabilityMode::Strict => Durability::Strict,
+        DurabilityMode::Batched => Durability::Batched(config.storage.flush_interval.as_std()),
+        DurabilityMode::Relaxed => Durability::Relaxed,
+    };
+    let (store, snapshot) =
+        SqliteStore::open(&config.node.data_dir, mode).context("cannot open the session store")?;
+    let bus = BusHandle::with_store(bus_config, store.clone());
+    let report = bus.restore(snapshot);
+    tracing::info!(
+        data_dir = %config.node.data_dir.display(),
+        durability = ?config.storage.durability,
+        sessions = report.sessions,
+        queued = report.deliveries,
+        retained = report.retained,
+        expired = report.expired,
+        wills = report.wills,
+        "session store opened"
+    );
+    Ok((bus, Some(store)))
 }
 
 /// Listeners that have config keys but whose protocol lands in a later release: say so once

@@ -120,7 +120,7 @@ mod tests {
         let got: Vec<_> = s
             .matching(&f, std::time::Instant::now())
             .iter()
-            .map(|m| m.payload.clone())
+            .map(|(m, _)| m.payload.clone())
             .collect();
         assert_eq!(got, vec!["3", "2"]);
         let all = TopicFilter::new("#").unwrap_or_else(|e| panic!("{e}"));

@@ -35,7 +35,12 @@ fn str_field(v: &Value, k: &str) -> Option<ByteString> {
 pub(crate) fn props_from_json(s: &str) -> Option<Properties> {
     let v: Value = serde_json::from_str(s).ok()?;
     let bytes = v.get("cd").and_then(Value::as_array).map(|a| {
-        Bytes::from(a.iter().filter_map(|x| x.as_u64()).map(|x| u8::try_from(x).unwrap_or(0)).collect::<Vec<u8>>())
+        Bytes::from(
+            a.iter()
+                .filter_map(|x| x.as_u64())
+                .map(|x| u8::try_from(x).unwrap_or(0))
+                .collect::<Vec<u8>>(),
+        )
     });
     let user = v
         .get("up")
@@ -51,8 +56,14 @@ pub(crate) fn props_from_json(s: &str) -> Option<Properties> {
         })
         .unwrap_or_default();
     Some(Properties {
-        payload_format_indicator: v.get("pfi").and_then(Value::as_u64).and_then(|x| u8::try_from(x).ok()),
-        message_expiry_interval: v.get("exp").and_then(Value::as_u64).and_then(|x| u32::try_from(x).ok()),
+        payload_format_indicator: v
+            .get("pfi")
+            .and_then(Value::as_u64)
+            .and_then(|x| u8::try_from(x).ok()),
+        message_expiry_interval: v
+            .get("exp")
+            .and_then(Value::as_u64)
+            .and_then(|x| u32::try_from(x).ok()),
         content_type: str_field(&v, "ct"),
         response_topic: str_field(&v, "rt"),
         correlation_data: bytes,
@@ -68,7 +79,13 @@ pub(crate) fn rh_to_i64(rh: RetainHandling) -> i64 {
     }
 }
 
-pub(crate) fn sub_options(qos: i64, nl: bool, rap: bool, rh: i64, subid: Option<i64>) -> SubOptions {
+pub(crate) fn sub_options(
+    qos: i64,
+    nl: bool,
+    rap: bool,
+    rh: i64,
+    subid: Option<i64>,
+) -> SubOptions {
     SubOptions {
         qos: QoS::try_from(u8::try_from(qos).unwrap_or(0)).unwrap_or(QoS::AtMostOnce),
         no_local: nl,

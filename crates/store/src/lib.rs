@@ -14,8 +14,8 @@ mod load;
 mod schema;
 mod writer;
 
-pub use writer::{Durability, SqliteStore, StoreError};
 pub use switchyard_bus::{SessionStore, Snapshot};
+pub use writer::{Durability, SqliteStore, StoreError};
 
 #[cfg(test)]
 mod tests;

@@ -17,18 +17,31 @@ fn message_from(row: &Row<'_>, at: usize) -> rusqlite::Result<Option<Message>> {
     let props: Option<String> = row.get(at + 4)?;
     let origin: Option<String> = row.get(at + 5)?;
     let received_ms: i64 = row.get(at + 6)?;
-    let Ok(topic) = TopicName::new(topic) else { return Ok(None) };
-    let mut m = Message::new(topic, payload, QoS::try_from(qos).unwrap_or(QoS::AtMostOnce), retain);
+    let Ok(topic) = TopicName::new(topic) else {
+        return Ok(None);
+    };
+    let mut m = Message::new(
+        topic,
+        payload,
+        QoS::try_from(qos).unwrap_or(QoS::AtMostOnce),
+        retain,
+    );
     m.timestamp = from_millis(received_ms);
     // Expiry counts from the original receipt, also across restarts.
-    let age = SystemTime::now().duration_since(m.timestamp).unwrap_or_default();
+    let age = SystemTime::now()
+        .duration_since(m.timestamp)
+        .unwrap_or_default();
     m.received = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
     m.properties = props.as_deref().and_then(props_from_json).map(Arc::new);
-    m.origin = origin.map(|c| Origin { session: SessionId(0), client_id: ClientId::new(c) });
+    m.origin = origin.map(|c| Origin {
+        session: SessionId(0),
+        client_id: ClientId::new(c),
+    });
     Ok(Some(m))
 }
 
-const MESSAGE_COLUMNS: &str = "m.topic, m.payload, m.qos, m.retain, m.props, m.origin, m.received_ms";
+const MESSAGE_COLUMNS: &str =
+    "m.topic, m.payload, m.qos, m.retain, m.props, m.origin, m.received_ms";
 
 fn u64_of(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
@@ -36,10 +49,19 @@ fn u64_of(v: i64) -> u64 {
 
 /// Loads every session and retained message.
 pub(crate) fn load(conn: &Connection) -> rusqlite::Result<Snapshot> {
-    let mut snap = Snapshot::default();
-    snap.max_message_id = conn.query_row("SELECT COALESCE(MAX(id), 0) FROM messages", [], |r| r.get::<_, i64>(0)).map(u64_of)?;
+    let max_message_id = conn
+        .query_row("SELECT COALESCE(MAX(id), 0) FROM messages", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map(u64_of)?;
+    let mut snap = Snapshot {
+        max_message_id,
+        ..Default::default()
+    };
 
-    let mut stmt = conn.prepare(&format!("SELECT r.msg, {MESSAGE_COLUMNS} FROM retained r JOIN messages m ON m.id = r.msg"))?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT r.msg, {MESSAGE_COLUMNS} FROM retained r JOIN messages m ON m.id = r.msg"
+    ))?;
     let rows = stmt.query_map([], |row| Ok((u64_of(row.get(0)?), message_from(row, 1)?)))?;
     for r in rows {
         if let (id, Some(m)) = r? {
@@ -85,7 +107,11 @@ pub(crate) fn load(conn: &Connection) -> rusqlite::Result<Snapshot> {
     }
     for (sid, (msg, delay)) in will_ids {
         let m = conn
-            .query_row(&format!("SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id = ?1"), params![msg], |row| message_from(row, 0))
+            .query_row(
+                &format!("SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id = ?1"),
+                params![msg],
+                |row| message_from(row, 0),
+            )
             .ok()
             .flatten();
         if let (Some(s), Some(m)) = (sessions.get_mut(&sid), m) {
@@ -95,12 +121,26 @@ pub(crate) fn load(conn: &Connection) -> rusqlite::Result<Snapshot> {
 
     let mut stmt = conn.prepare("SELECT sid, filter, qos, nl, rap, rh, subid FROM subs")?;
     let rows = stmt.query_map([], |row| {
-        Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?))
+        Ok((
+            row.get::<_, i64>(0)?,
+            row.get::<_, String>(1)?,
+            row.get(2)?,
+            row.get(3)?,
+            row.get(4)?,
+            row.get(5)?,
+            row.get(6)?,
+        ))
     })?;
     for r in rows {
         let (sid, filter, qos, nl, rap, rh, subid) = r?;
-        let (Some(s), Ok(sf)) = (sessions.get_mut(&sid), SubscriptionFilter::parse(&filter, 0)) else { continue };
-        s.subscriptions.push((sf, sub_options(qos, nl, rap, rh, subid)));
+        let (Some(s), Ok(sf)) = (
+            sessions.get_mut(&sid),
+            SubscriptionFilter::parse(&filter, 0),
+        ) else {
+            continue;
+        };
+        s.subscriptions
+            .push((sf, sub_options(qos, nl, rap, rh, subid)));
     }
 
     let mut stmt = conn.prepare(&format!(
@@ -113,7 +153,16 @@ pub(crate) fn load(conn: &Connection) -> rusqlite::Result<Snapshot> {
         let inflight = pkid
             .and_then(|p| u16::try_from(p).ok())
             .and_then(NonZeroU16::new)
-            .map(|p| (p, if released { StoredStage::Released } else { StoredStage::Sent }));
+            .map(|p| {
+                (
+                    p,
+                    if released {
+                        StoredStage::Released
+                    } else {
+                        StoredStage::Sent
+                    },
+                )
+            });
         Ok((
             row.get::<_, i64>(0)?,
             u64_of(row.get(1)?),
@@ -127,8 +176,18 @@ pub(crate) fn load(conn: &Connection) -> rusqlite::Result<Snapshot> {
     })?;
     for r in rows {
         let (sid, seq, message_id, qos, retain, subscription_ids, inflight, message) = r?;
-        let (Some(s), Some(message)) = (sessions.get_mut(&sid), message) else { continue };
-        s.queue.push(StoredDelivery { seq, message_id, message, qos, retain, subscription_ids, inflight });
+        let (Some(s), Some(message)) = (sessions.get_mut(&sid), message) else {
+            continue;
+        };
+        s.queue.push(StoredDelivery {
+            seq,
+            message_id,
+            message,
+            qos,
+            retain,
+            subscription_ids,
+            inflight,
+        });
     }
 
     let mut stmt = conn.prepare("SELECT sid, pkid FROM incoming")?;

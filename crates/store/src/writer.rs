@@ -54,7 +54,10 @@ pub enum StoreError {
         detail: String,
     },
     /// Written by a newer Switchyard.
-    #[error("store {path} has schema version {found}, newer than this build's {}", schema::VERSION)]
+    #[error(
+        "store {path} has schema version {found}, newer than this build's {}",
+        schema::VERSION
+    )]
     TooNew {
         /// the file
         path: PathBuf,
@@ -80,6 +83,7 @@ struct Shared {
     pending: Mutex<Pending>,
     wake: Condvar,
     durable: watch::Sender<Ticket>,
+    commits: std::sync::atomic::AtomicU64,
 }
 
 /// The SQLite store. Dropping it commits what was submitted and stops the writer.
@@ -93,35 +97,70 @@ impl SqliteStore {
     /// Opens (or creates) `dir/switchyard.db`, checks it, loads everything into a snapshot and
     /// starts the writer.
     pub fn open(dir: &Path, mode: Durability) -> Result<(Arc<SqliteStore>, Snapshot), StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir { path: dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let path = dir.join("switchyard.db");
-        let sql = |source| StoreError::Sqlite { path: path.clone(), source };
+        let sql = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
         let conn = Connection::open(&path).map_err(sql)?;
-        let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(sql)?;
+        let check: String = conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(sql)?;
         if check != "ok" {
-            return Err(StoreError::Corrupt { path, detail: check });
+            return Err(StoreError::Corrupt {
+                path,
+                detail: check,
+            });
         }
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
-        let sync = if mode == Durability::Relaxed { "OFF" } else { "FULL" };
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql)?;
+        let sync = if mode == Durability::Relaxed {
+            "OFF"
+        } else {
+            "FULL"
+        };
         conn.pragma_update(None, "synchronous", sync).map_err(sql)?;
-        conn.pragma_update(None, "foreign_keys", "OFF").map_err(sql)?;
+        conn.pragma_update(None, "foreign_keys", "OFF")
+            .map_err(sql)?;
         if let Err(found) = schema::init(&conn).map_err(sql)? {
             return Err(StoreError::TooNew { path, found });
         }
         let snapshot = crate::load::load(&conn).map_err(sql)?;
         compact(&conn, snapshot.max_message_id);
         let shared = Arc::new(Shared {
-            pending: Mutex::new(Pending { ops: Vec::new(), next: 0, closed: false }),
+            pending: Mutex::new(Pending {
+                ops: Vec::new(),
+                next: 0,
+                closed: false,
+            }),
             wake: Condvar::new(),
             durable: watch::Sender::new(0),
+            commits: std::sync::atomic::AtomicU64::new(0),
         });
         let worker = shared.clone();
         let handle = std::thread::Builder::new()
             .name("switchyard-store".into())
             .spawn(move || run(conn, worker, mode))
-            .map_err(|source| StoreError::DataDir { path: dir.to_path_buf(), source })?;
-        let store = Arc::new(SqliteStore { shared, writer: Mutex::new(Some(handle)) });
+            .map_err(|source| StoreError::DataDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        let store = Arc::new(SqliteStore {
+            shared,
+            writer: Mutex::new(Some(handle)),
+        });
         Ok((store, snapshot))
+    }
+
+    /// Transactions committed so far (each may hold many ops: group commit).
+    pub fn commits(&self) -> u64 {
+        self.shared
+            .commits
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Commits what was submitted and stops the writer (idempotent).
@@ -171,8 +210,12 @@ fn compact(conn: &Connection, watermark: u64) {
     if let Err(e) = conn.execute(schema::SWEEP, params![watermark]) {
         tracing::warn!(error = %e, "store sweep failed");
     }
-    let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap_or(0);
-    let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0)).unwrap_or(0);
+    let pages: i64 = conn
+        .query_row("PRAGMA page_count", [], |r| r.get(0))
+        .unwrap_or(0);
+    let free: i64 = conn
+        .query_row("PRAGMA freelist_count", [], |r| r.get(0))
+        .unwrap_or(0);
     if pages > 256 && free * 4 > pages {
         tracing::info!(pages, free, "compacting store");
         if let Err(e) = conn.execute_batch("VACUUM") {
@@ -198,7 +241,11 @@ fn take_batch(shared: &Shared, mode: Durability) -> Option<Vec<(Ticket, StoreOp)
             }
         }
     }
-    let rest = if p.ops.len() > MAX_BATCH { p.ops.split_off(MAX_BATCH) } else { Vec::new() };
+    let rest = if p.ops.len() > MAX_BATCH {
+        p.ops.split_off(MAX_BATCH)
+    } else {
+        Vec::new()
+    };
     Some(std::mem::replace(&mut p.ops, rest))
 }
 
@@ -219,6 +266,9 @@ fn run(mut conn: Connection, shared: Arc<Shared>, mode: Durability) {
         });
         match result {
             Ok(()) => {
+                shared
+                    .commits
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 shared.durable.send_replace(last);
             }
             Err(e) => {
@@ -253,7 +303,13 @@ fn apply(tx: &Transaction<'_>, op: &StoreOp) -> rusqlite::Result<()> {
                 params![int(*id), m.topic.as_str(), &m.payload[..], m.qos.as_u8(), m.retain, props, origin, millis(m.timestamp)],
             )?;
         }
-        StoreOp::SessionPut { session, namespace, client_id, expiry_secs, created_at } => {
+        StoreOp::SessionPut {
+            session,
+            namespace,
+            client_id,
+            expiry_secs,
+            created_at,
+        } => {
             tx.execute(
                 "INSERT INTO sessions (sid, ns, client_id, expiry_secs, created_ms, offline_ms) VALUES (?1, ?2, ?3, ?4, ?5, NULL)
                  ON CONFLICT(sid) DO UPDATE SET expiry_secs = excluded.expiry_secs, offline_ms = NULL",
@@ -261,7 +317,10 @@ fn apply(tx: &Transaction<'_>, op: &StoreOp) -> rusqlite::Result<()> {
             )?;
         }
         StoreOp::SessionOffline { session, at } => {
-            tx.execute("UPDATE sessions SET offline_ms = ?2 WHERE sid = ?1", params![sid(*session), millis(*at)])?;
+            tx.execute(
+                "UPDATE sessions SET offline_ms = ?2 WHERE sid = ?1",
+                params![sid(*session), millis(*at)],
+            )?;
         }
         StoreOp::SessionDelete { session } => {
             let s = sid(*session);
@@ -275,9 +334,16 @@ fn apply(tx: &Transaction<'_>, op: &StoreOp) -> rusqlite::Result<()> {
                 Some((id, delay)) => (Some(int(*id)), Some(i64::from(*delay))),
                 None => (None, None),
             };
-            tx.execute("UPDATE sessions SET will_msg = ?2, will_delay = ?3 WHERE sid = ?1", params![sid(*session), msg, delay])?;
+            tx.execute(
+                "UPDATE sessions SET will_msg = ?2, will_delay = ?3 WHERE sid = ?1",
+                params![sid(*session), msg, delay],
+            )?;
         }
-        StoreOp::SubscriptionPut { session, filter, opts } => {
+        StoreOp::SubscriptionPut {
+            session,
+            filter,
+            opts,
+        } => {
             tx.execute(
                 "INSERT OR REPLACE INTO subs (sid, filter, qos, nl, rap, rh, subid) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
@@ -292,31 +358,65 @@ fn apply(tx: &Transaction<'_>, op: &StoreOp) -> rusqlite::Result<()> {
             )?;
         }
         StoreOp::SubscriptionDelete { session, filter } => {
-            tx.execute("DELETE FROM subs WHERE sid = ?1 AND filter = ?2", params![sid(*session), filter.to_string()])?;
+            tx.execute(
+                "DELETE FROM subs WHERE sid = ?1 AND filter = ?2",
+                params![sid(*session), filter.to_string()],
+            )?;
         }
-        StoreOp::QueuePush { session, seq, message_id, qos, retain, subscription_ids } => {
+        StoreOp::QueuePush {
+            session,
+            seq,
+            message_id,
+            qos,
+            retain,
+            subscription_ids,
+        } => {
             tx.execute(
                 "INSERT OR REPLACE INTO queue (sid, seq, msg, qos, retain, subids, pkid, released) VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, 0)",
                 params![sid(*session), int(*seq), int(*message_id), qos, retain, ids_to_text(subscription_ids)],
             )?;
         }
-        StoreOp::QueueInflight { session, seq, pkid, stage } => {
+        StoreOp::QueueInflight {
+            session,
+            seq,
+            pkid,
+            stage,
+        } => {
             tx.execute(
                 "UPDATE queue SET pkid = ?3, released = ?4 WHERE sid = ?1 AND seq = ?2",
-                params![sid(*session), int(*seq), pkid.get(), *stage == StoredStage::Released],
+                params![
+                    sid(*session),
+                    int(*seq),
+                    pkid.get(),
+                    *stage == StoredStage::Released
+                ],
             )?;
         }
         StoreOp::QueueRemove { session, seq } => {
-            tx.execute("DELETE FROM queue WHERE sid = ?1 AND seq = ?2", params![sid(*session), int(*seq)])?;
+            tx.execute(
+                "DELETE FROM queue WHERE sid = ?1 AND seq = ?2",
+                params![sid(*session), int(*seq)],
+            )?;
         }
         StoreOp::IncomingPut { session, pkid } => {
-            tx.execute("INSERT OR IGNORE INTO incoming (sid, pkid) VALUES (?1, ?2)", params![sid(*session), pkid.get()])?;
+            tx.execute(
+                "INSERT OR IGNORE INTO incoming (sid, pkid) VALUES (?1, ?2)",
+                params![sid(*session), pkid.get()],
+            )?;
         }
         StoreOp::IncomingDelete { session, pkid } => {
-            tx.execute("DELETE FROM incoming WHERE sid = ?1 AND pkid = ?2", params![sid(*session), pkid.get()])?;
+            tx.execute(
+                "DELETE FROM incoming WHERE sid = ?1 AND pkid = ?2",
+                params![sid(*session), pkid.get()],
+            )?;
         }
-        StoreOp::RetainPut { topic, message_id, .. } => {
-            tx.execute("INSERT OR REPLACE INTO retained (topic, msg) VALUES (?1, ?2)", params![topic, int(*message_id)])?;
+        StoreOp::RetainPut {
+            topic, message_id, ..
+        } => {
+            tx.execute(
+                "INSERT OR REPLACE INTO retained (topic, msg) VALUES (?1, ?2)",
+                params![topic, int(*message_id)],
+            )?;
         }
         StoreOp::RetainDelete { topic } => {
             tx.execute("DELETE FROM retained WHERE topic = ?1", params![topic])?;

@@ -9,9 +9,10 @@ use crate::channel::{Channel, ConnectDecision};
 use crate::codec::{decode_packet, encode_packet, Connect, DecodeError, Packet, ProtocolVersion};
 use crate::MqttGateway;
 use bytes::BytesMut;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
-use switchyard_bus::{Control, ControlRx, Metrics, Session};
+use switchyard_bus::{durability_scope, Control, ControlRx, Metrics, Session, Ticket};
 use switchyard_core::CloseReason;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
@@ -92,7 +93,12 @@ fn decode_close(e: &DecodeError, gw: &MqttGateway) -> CloseReason {
         DecodeError::Io(io) => CloseReason::Io(io.to_string()),
         other => {
             Metrics::inc(&m.packets_malformed);
-            CloseReason::Malformed(other.to_string())
+            if other.reason_code() == crate::codes::v5::MALFORMED_PACKET {
+                CloseReason::Malformed(other.to_string())
+            } else {
+                // Well-formed but against the protocol (duplicate property, alias 0, ...).
+                CloseReason::ProtocolError(other.to_string())
+            }
         }
     }
 }
@@ -163,7 +169,13 @@ where
     };
     tracing::Span::current().record("client_id", request.info.client_id.as_str());
     match gw.bus.open_session(request).await {
-        Ok(opened) => ch.on_session_opened(opened, now()),
+        Ok(opened) => {
+            let ((), ticket) = durability_scope(|| ch.on_session_opened(opened, now()));
+            if let Some(t) = ticket {
+                // The will of a persistent session is durable before CONNACK.
+                gw.bus.wait_durable(t).await;
+            }
+        }
         Err(e) => {
             ch.on_session_failed(&e);
             flush(&mut wr, &mut ch, &mut wbuf).await;
@@ -207,14 +219,26 @@ where
     let outbox = ch.session().map(|s| s.outbox.clone())?;
     let mut takeover = None;
     let mut codec_version = ch.version();
+    // Acknowledgements of persistent state wait here until the store says they are durable;
+    // everything produced after them waits too, so the order on the wire is kept.
+    let mut durable = gw.bus.durable();
+    let mut held: VecDeque<(Ticket, Vec<Packet>)> = VecDeque::new();
     // Framed transports (WebSocket) hold written bytes until flushed; TCP's flush is a no-op.
     let mut needs_flush = false;
     loop {
         if wbuf.len() < WRITE_HIGH_WATER {
             ch.pull_deliveries(now());
         }
-        encode_all(ch, wbuf);
+        release_held(&mut held, *durable.borrow(), ch.version(), wbuf);
+        match held.back_mut() {
+            Some((_, later)) => later.extend(ch.take_outbound()),
+            None => encode_all(ch, wbuf),
+        }
         if ch.close_reason().is_some() {
+            if let Some(&(last, _)) = held.back() {
+                let _ = tokio::time::timeout(FINAL_FLUSH, durable.wait_for(|d| *d >= last)).await;
+                release_held(&mut held, *durable.borrow(), ch.version(), wbuf);
+            }
             return takeover;
         }
         let can_read = wbuf.len() < WRITE_HIGH_WATER;
@@ -241,26 +265,66 @@ where
             r = rd.read_buf(rbuf), if can_read => match r {
                 Ok(0) => ch.fail(CloseReason::PeerClosed),
                 Ok(_) => {
-                    let t = now();
-                    loop {
-                        match decode_packet(rbuf, codec_version, gw.settings.max_packet_size) {
-                            Ok(Some(packet)) => ch.handle_packet(packet, t),
-                            Ok(None) => break,
-                            Err(e) => {
-                                let reason = decode_close(&e, gw);
-                                ch.fail(reason);
-                            }
-                        }
-                        if ch.close_reason().is_some() {
-                            break;
-                        }
-                        codec_version = ch.version();
+                    let ((), ticket) = durability_scope(|| handle_input(ch, rbuf, &mut codec_version, gw));
+                    if let Some(t) = ticket.filter(|t| *t > *durable.borrow()) {
+                        held.push_back((t, ch.take_outbound()));
                     }
                 }
                 Err(e) => ch.fail(CloseReason::Io(e.to_string())),
             },
             _ = outbox.notified(), if can_read => {}
+            r = durable.changed(), if !held.is_empty() => {
+                if r.is_err() {
+                    ch.fail(CloseReason::Io("session store stopped".into()));
+                }
+            }
             _ = sleep_until(deadline) => ch.handle_tick(now()),
+        }
+    }
+}
+
+/// Decodes and handles every whole packet in `rbuf`.
+fn handle_input(
+    ch: &mut Channel,
+    rbuf: &mut BytesMut,
+    codec_version: &mut ProtocolVersion,
+    gw: &MqttGateway,
+) {
+    let t = now();
+    loop {
+        match decode_packet(rbuf, *codec_version, gw.settings.max_packet_size) {
+            Ok(Some(packet)) => ch.handle_packet(packet, t),
+            Ok(None) => break,
+            Err(e) => {
+                let reason = decode_close(&e, gw);
+                // The codec names the wire reason (0x81, 0x82, 0x94, 0x95); a transport
+                // error gets no DISCONNECT.
+                let code = (!matches!(e, DecodeError::Io(_))).then(|| e.reason_code());
+                ch.fail_code(reason, code);
+            }
+        }
+        if ch.close_reason().is_some() {
+            break;
+        }
+        *codec_version = ch.version();
+    }
+}
+
+/// Moves held packets whose ticket is durable to the write buffer, in order.
+fn release_held(
+    held: &mut VecDeque<(Ticket, Vec<Packet>)>,
+    durable: Ticket,
+    version: ProtocolVersion,
+    wbuf: &mut BytesMut,
+) {
+    while held.front().is_some_and(|(t, _)| *t <= durable) {
+        let Some((_, packets)) = held.pop_front() else {
+            break;
+        };
+        for packet in packets {
+            if let Err(e) = encode_packet(&packet, version, wbuf) {
+                tracing::error!(error = %e, "cannot encode outbound packet");
+            }
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Session lifecycle tests on the public API: resume, takeover, expiry, retained, queues.
 
 use super::*;
-use crate::registry::ControlTx;
+use crate::registry::{Control, ControlRx, ControlTx, Namespace, OpenSession, Opened};
+use std::time::SystemTime;
 use std::net::SocketAddr;
 use switchyard_core::TopicName;
 use tokio::sync::mpsc;

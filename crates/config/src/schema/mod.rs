@@ -9,6 +9,7 @@
 mod gateway;
 mod listeners;
 mod mqtt;
+mod storage;
 
 use std::path::PathBuf;
 
@@ -26,6 +27,7 @@ pub use listeners::{
     WsListenerConfig, WsListenersConfig, WssListenerConfig, WssListenersConfig,
 };
 pub use mqtt::{MqttConfig, SharedSubscriptionStrategy};
+pub use storage::{DurabilityMode, StorageConfig};
 
 /// The whole configuration: the root of `switchyard.toml`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -49,6 +51,8 @@ pub struct Config {
     pub authentication: AuthenticationConfig,
     /// `[authorization]`: what a connected client may publish and subscribe to.
     pub authorization: AuthorizationConfig,
+    /// `[storage]`: durability of persistent sessions and retained messages.
+    pub storage: StorageConfig,
 }
 
 /// `[node]`

@@ -247,6 +247,10 @@ impl Channel {
             ack.properties = self.connack_properties();
         }
         self.outbound.push(Packet::ConnAck(ack));
+        if let Some(will) = &self.will {
+            self.bus
+                .set_will(&session, Some((&will.message, will.delay)));
+        }
         let resend = session.qos.resume(now);
         self.session = Some(session);
         for r in resend {

@@ -207,7 +207,11 @@ impl Channel {
             }
         }
         // MQTT-3.14.4-3: a normal DISCONNECT discards the will.
-        self.will = None;
+        if self.will.take().is_some() {
+            if let Some(s) = &self.session {
+                self.bus.set_will(s, None);
+            }
+        }
         if self.close.is_none() {
             self.close = Some(CloseReason::ClientDisconnect);
         }

@@ -1,0 +1,300 @@
+//! Durability against the real binary: SIGKILL the broker mid-stream and check that every
+//! acknowledged QoS 1/2 message for a persistent session survives, with QoS 2 exactly once,
+//! and that retained messages and subscriptions survive while clean sessions leave nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::raw::{packet, publish, Connect, Got, Raw, CONNACK, PUBACK, PUBCOMP, PUBLISH, PUBREC};
+use common::{config_toml, parse_ready_file, temp_dir, wait_child, wait_until};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+/// A broker process on a fixed data dir, restartable.
+struct Node {
+    dir: PathBuf,
+    child: Option<Child>,
+    addr: Option<SocketAddr>,
+    starts: u32,
+}
+
+impl Node {
+    fn new(tag: &str) -> Node {
+        let dir = temp_dir(tag);
+        // The queue bound must not drop what the test counts (its own test covers dropping).
+        std::fs::write(
+            dir.join("config.toml"),
+            config_toml(&dir, "[mqtt]\nmax_mqueue_len = 100000\n"),
+        )
+        .unwrap();
+        Node {
+            dir,
+            child: None,
+            addr: None,
+            starts: 0,
+        }
+    }
+
+    fn start(&mut self) -> SocketAddr {
+        self.starts += 1;
+        let ready = self.dir.join(format!("ready-{}.json", self.starts));
+        let log =
+            std::fs::File::create(self.dir.join(format!("broker-{}.log", self.starts))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .arg("--config")
+            .arg(self.dir.join("config.toml"))
+            .arg("--ready-file")
+            .arg(&ready)
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let mut addr = None;
+        assert!(
+            wait_until(Duration::from_secs(20), || {
+                addr = std::fs::read_to_string(&ready)
+                    .ok()
+                    .and_then(|t| parse_ready_file(&t))
+                    .and_then(|m: BTreeMap<String, SocketAddr>| m.get("mqtt:tcp:default").copied());
+                addr.is_some()
+            }),
+            "broker did not start: {}",
+            self.log()
+        );
+        self.addr = addr;
+        addr.unwrap()
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill(); // SIGKILL
+            let _ = wait_child(&mut c, WAIT);
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join(format!("broker-{}.log", self.starts)))
+            .unwrap_or_default()
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.join("data").join("switchyard.db")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn persistent(client_id: &str) -> Connect {
+    let mut c = Connect::v311(client_id);
+    c.flags &= !0x02;
+    c
+}
+
+/// Connects; returns the connection and the session-present flag.
+fn connect(addr: SocketAddr, c: &Connect) -> (Raw, bool) {
+    let mut raw = Raw::open(addr);
+    raw.send(&c.encode());
+    match raw.read(WAIT) {
+        Got::Packet(CONNACK, body) => {
+            assert_eq!(body.get(1), Some(&0), "CONNACK refused");
+            (raw, body[0] & 1 == 1)
+        }
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+}
+
+/// Publishes numbered messages until the broker dies; returns the numbers acknowledged
+/// (PUBACK for QoS 1, PUBREC for QoS 2 — the point where the broker owns the message).
+fn publish_until_dead(addr: SocketAddr, qos: u8, stop: &AtomicBool) -> Vec<u32> {
+    let (mut p, _) = connect(addr, &Connect::v311("crash-pub"));
+    let mut acked = Vec::new();
+    for n in 1..=100_000u32 {
+        if stop.load(Ordering::Relaxed) && n % 50 == 0 {
+            break;
+        }
+        let pkid = (n % 60_000 + 1) as u16;
+        p.send(&publish("crash/t", qos, pkid, n.to_string().as_bytes()));
+        let want = if qos == 1 { PUBACK } else { PUBREC };
+        match p.read(WAIT) {
+            Got::Packet(h, body) if h == want && body[..2] == pkid.to_be_bytes() => acked.push(n),
+            _ => return acked,
+        }
+        if qos == 2 {
+            p.send(&packet(0x62, &pkid.to_be_bytes()));
+            match p.read(WAIT) {
+                Got::Packet(PUBCOMP, _) => {}
+                _ => return acked,
+            }
+        }
+    }
+    acked
+}
+
+/// Reads every queued PUBLISH (acknowledging each) until the session is drained.
+fn drain(raw: &mut Raw, qos: u8) -> Vec<(u32, bool)> {
+    let mut got = Vec::new();
+    loop {
+        match raw.read(Duration::from_millis(1500)) {
+            Got::Packet(h, body) if h & 0xF0 == PUBLISH => {
+                let dup = h & 0x08 != 0;
+                let (_, _topic, pkid, payload) = common::raw::split_publish(h, &body);
+                let n: u32 = String::from_utf8(payload).unwrap().parse().unwrap();
+                got.push((n, dup));
+                let id = pkid.expect("QoS 1/2 publish has a packet id").to_be_bytes();
+                if qos == 1 {
+                    raw.send(&packet(PUBACK, &id));
+                } else {
+                    raw.send(&packet(PUBREC, &id));
+                }
+            }
+            Got::Packet(h, body) if h == 0x62 => raw.send(&packet(PUBCOMP, &body[..2])),
+            Got::Packet(..) => {}
+            Got::Timeout | Got::Closed => return got,
+        }
+    }
+}
+
+fn crash_round(qos: u8, kill_after: Duration) {
+    let mut node = Node::new(&format!("crash-q{qos}"));
+    let addr = node.start();
+    // The persistent subscriber subscribes and goes away.
+    let (mut sub, _) = connect(addr, &persistent("crash-sub"));
+    sub.subscribe(1, "crash/+", qos);
+    sub.send(&[0xE0, 0x00]);
+    drop(sub);
+    // A retained message and a clean session that must leave nothing behind.
+    let (mut r, _) = connect(addr, &Connect::v311("crash-retainer"));
+    let mut retained = publish("keep/retained", 1, 1, b"kept");
+    retained[0] |= 0x01; // RETAIN
+    r.send(&retained);
+    assert!(matches!(r.read(WAIT), Got::Packet(PUBACK, _)));
+    let (mut clean, _) = connect(addr, &Connect::v311("crash-clean"));
+    clean.subscribe(1, "clean/#", 1);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let killer_stop = stop.clone();
+    let started = Instant::now();
+    let acked = std::thread::scope(|s| {
+        let publisher = s.spawn(|| publish_until_dead(addr, qos, &stop));
+        std::thread::sleep(kill_after);
+        node.kill();
+        killer_stop.store(true, Ordering::Relaxed);
+        publisher.join().unwrap()
+    });
+    assert!(
+        !acked.is_empty(),
+        "nothing was acknowledged before the kill at {kill_after:?} ({:?} elapsed)",
+        started.elapsed()
+    );
+
+    let addr = node.start();
+    let (mut sub, present) = connect(addr, &persistent("crash-sub"));
+    assert!(present, "session not present after restart");
+    let got = drain(&mut sub, qos);
+    let mut seen: BTreeMap<u32, Vec<bool>> = BTreeMap::new();
+    for (n, dup) in &got {
+        seen.entry(*n).or_default().push(*dup);
+    }
+    let lost: Vec<u32> = acked
+        .iter()
+        .copied()
+        .filter(|n| !seen.contains_key(n))
+        .collect();
+    assert!(lost.is_empty(), "QoS {qos}: {} acknowledged messages lost after SIGKILL at {kill_after:?} (of {}), e.g. {:?}", lost.len(), acked.len(), &lost[..lost.len().min(10)]);
+    for (n, dups) in &seen {
+        if qos == 2 {
+            assert_eq!(
+                dups.len(),
+                1,
+                "QoS 2 message {n} delivered {} times",
+                dups.len()
+            );
+        } else {
+            assert!(
+                dups.iter().skip(1).all(|d| *d),
+                "QoS 1 message {n} duplicated without DUP: {dups:?}"
+            );
+        }
+    }
+    // Order: the first delivery of each number comes in publish order.
+    let firsts: Vec<u32> = {
+        let mut s = std::collections::HashSet::new();
+        got.iter()
+            .filter(|(n, _)| s.insert(*n))
+            .map(|(n, _)| *n)
+            .collect()
+    };
+    assert!(
+        firsts.windows(2).all(|w| w[0] < w[1]),
+        "redelivery out of order"
+    );
+
+    // The subscription survived: a new message reaches the resumed session.
+    let (mut p, _) = connect(addr, &Connect::v311("crash-pub2"));
+    p.send(&publish("crash/t", 1, 7, b"999999"));
+    assert!(matches!(p.read(WAIT), Got::Packet(PUBACK, _)));
+    let after = drain(&mut sub, qos);
+    assert!(
+        after.iter().any(|(n, _)| *n == 999_999),
+        "subscription lost across the crash"
+    );
+    // The retained message survived.
+    let (mut r, _) = connect(addr, &Connect::v311("crash-reader"));
+    r.subscribe(1, "keep/retained", 1);
+    let (_, topic, payload) = r.expect_publish("retained message after restart");
+    assert_eq!(
+        (topic.as_str(), payload.as_slice()),
+        ("keep/retained", &b"kept"[..])
+    );
+    node.kill();
+    assert_no_clean_session(&node.db());
+}
+
+/// The clean session's client id appears nowhere in the store.
+fn assert_no_clean_session(db: &Path) {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg("import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); print(c.execute(\"select count(*) from sessions where client_id like 'crash-clean%' or client_id like 'crash-pub%' or client_id like 'crash-reader%'\").fetchone()[0]); print(c.execute('select count(*) from sessions').fetchone()[0])")
+        .arg(db)
+        .output()
+        .expect("python3 with sqlite3");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some("0"),
+        "a clean session was written to the store: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        lines.next(),
+        Some("1"),
+        "exactly the persistent subscriber's session is stored"
+    );
+}
+
+#[test]
+fn qos1_acknowledged_messages_survive_sigkill_at_several_points() {
+    for ms in [40, 250, 700] {
+        crash_round(1, Duration::from_millis(ms));
+    }
+}
+
+#[test]
+fn qos2_acknowledged_messages_survive_sigkill_exactly_once() {
+    for ms in [40, 250, 700] {
+        crash_round(2, Duration::from_millis(ms));
+    }
+}
