@@ -16,20 +16,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut opts = MqttOptions::new("example-sensor", host, port);
     opts.set_keep_alive(Duration::from_secs(10));
     let (client, mut events) = AsyncClient::new(opts, 16);
-    client.subscribe("example/readings/#", QoS::AtLeastOnce).await?;
+    client
+        .subscribe("example/readings/#", QoS::AtLeastOnce)
+        .await?;
     for i in 0..3 {
         client
-            .publish(format!("example/readings/{i}"), QoS::AtLeastOnce, false, format!("{}", 20 + i))
+            .publish(
+                format!("example/readings/{i}"),
+                QoS::AtLeastOnce,
+                false,
+                format!("{}", 20 + i),
+            )
             .await?;
     }
     let mut received = 0;
     while received < 3 {
-        match tokio::time::timeout(Duration::from_secs(5), events.poll()).await?? {
-            Event::Incoming(Packet::Publish(p)) => {
-                println!("{} {}", p.topic, String::from_utf8_lossy(&p.payload));
-                received += 1;
-            }
-            _ => {}
+        if let Event::Incoming(Packet::Publish(p)) =
+            tokio::time::timeout(Duration::from_secs(5), events.poll()).await??
+        {
+            println!("{} {}", p.topic, String::from_utf8_lossy(&p.payload));
+            received += 1;
         }
     }
     client.disconnect().await?;

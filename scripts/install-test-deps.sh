@@ -78,3 +78,74 @@ else
 fi
 
 log "ready: mosquitto_sub, mosquitto_pub, python3 with paho-mqtt $PAHO_VERSION"
+
+# --- mqtt-sn-12 (MQTT-SN gateway tests, tests/mqttsn_pyclient.rs; owner: MQTT-SN gateway) ----
+MQTTSN12_VERSION="1.0.9"
+if [ "$(python3 -c 'import importlib.metadata as m; print(m.version("mqtt-sn-12"))' 2>/dev/null || true)" = "$MQTTSN12_VERSION" ] \
+    && command -v mqtt_sn_pub >/dev/null 2>&1 && command -v mqtt_sn_sub >/dev/null 2>&1; then
+    log "mqtt-sn-12 $MQTTSN12_VERSION present"
+else
+    log "pip install mqtt-sn-12==$MQTTSN12_VERSION"
+    "${SUDO[@]}" python3 -m pip install --quiet --disable-pip-version-check "mqtt-sn-12==$MQTTSN12_VERSION" \
+        || "${SUDO[@]}" python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "mqtt-sn-12==$MQTTSN12_VERSION"
+fi
+# pyenv only sees new console scripts after a rehash.
+if command -v pyenv >/dev/null 2>&1; then pyenv rehash 2>/dev/null || true; fi
+
+# === CoAP gateway clients (tests/coap_libcoap.rs, tests/coap_aiocoap.rs) ==================
+# libcoap's coap-client (Debian libcoap3-bin: coap-client-notls) and aiocoap, pinned.
+AIOCOAP_VERSION="0.4.17"
+if command -v coap-client-notls >/dev/null 2>&1 || command -v coap-client >/dev/null 2>&1; then
+    log "coap-client present"
+else
+    apt_install libcoap3-bin
+fi
+aiocoap_version() {
+    python3 -c 'import importlib.metadata as m; print(m.version("aiocoap"))' 2>/dev/null || true
+}
+have="$(aiocoap_version)"
+if [ "$have" = "$AIOCOAP_VERSION" ]; then
+    log "aiocoap $have present for $(command -v python3)"
+else
+    log "pip install aiocoap==$AIOCOAP_VERSION (had: ${have:-none})"
+    coap_pip=(-m pip install --quiet --disable-pip-version-check "aiocoap==$AIOCOAP_VERSION")
+    if ! "${SUDO[@]}" python3 "${coap_pip[@]}" 2>/tmp/install-test-deps-aiocoap.err; then
+        if grep -q externally-managed-environment /tmp/install-test-deps-aiocoap.err; then
+            "${SUDO[@]}" python3 "${coap_pip[@]}" --break-system-packages
+        else
+            cat /tmp/install-test-deps-aiocoap.err >&2
+            exit 1
+        fi
+    fi
+    if [ "$(aiocoap_version)" != "$AIOCOAP_VERSION" ]; then
+        log "aiocoap still not importable as $AIOCOAP_VERSION"
+        exit 1
+    fi
+fi
+log "ready: coap-client, aiocoap $AIOCOAP_VERSION"
+
+# --- browser test: MQTT.js in headless Chromium (tests/browser_mqttjs.rs, tests/browser/) -------
+# Debian's chromium driven by playwright-core from npm. No browser download: playwright-core
+# has no install step of its own, and `npx playwright install` is never run.
+BROWSER_TEST_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/browser"
+if [ -x /usr/bin/chromium ]; then
+    log "chromium present (/usr/bin/chromium)"
+else
+    apt_install chromium
+fi
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    apt_install nodejs npm
+fi
+# npm ci only when node_modules was not installed from this exact lockfile (a stamp copy of
+# the lockfile is kept in node_modules), so a second run is instant.
+browser_stamp="$BROWSER_TEST_DIR/node_modules/.switchyard-package-lock.json"
+if [ -f "$browser_stamp" ] && cmp -s "$browser_stamp" "$BROWSER_TEST_DIR/package-lock.json"; then
+    log "tests/browser node_modules up to date"
+else
+    log "npm ci in tests/browser"
+    (cd "$BROWSER_TEST_DIR" &&
+        PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+    cp "$BROWSER_TEST_DIR/package-lock.json" "$browser_stamp"
+fi
+log "ready: chromium, node $(node --version), tests/browser (mqtt, playwright-core)"
+

@@ -67,3 +67,92 @@ pub fn limits(max_connections: u32, max_conn_rate: u32) -> ListenerLimits {
         max_conn_rate,
     }
 }
+
+/// The MQTT-SN gateway's settings (`[gateway.mqttsn]`; session expiry and keepalive factor
+/// come from `[mqtt]`, as EMQX's gateways take them from the zone).
+pub fn mqttsn_settings(c: &Config) -> switchyard_mqttsn::MqttSnSettings {
+    let g = &c.gateway.mqttsn;
+    let template = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+    switchyard_mqttsn::MqttSnSettings {
+        gateway_id: g.gateway_id,
+        broadcast: g.broadcast.then_some(g.broadcast_address),
+        broadcast_interval: g.broadcast_interval.as_std(),
+        enable_qos3: g.enable_qos3,
+        subs_resume: g.subs_resume,
+        predefined: std::sync::Arc::new(switchyard_mqttsn::Predefined::new(
+            g.predefined.iter().map(|p| (p.id, p.topic.clone())),
+        )),
+        mountpoint: g.mountpoint.clone(),
+        retry_interval: g.retry_interval.as_std(),
+        max_retries: g.max_retries,
+        idle_timeout: g.idle_timeout.as_std(),
+        session_expiry_interval: c.mqtt.session_expiry_interval.as_std(),
+        keepalive_multiplier: c.mqtt.keepalive_multiplier,
+        max_topic_levels: usize::from(c.mqtt.max_topic_levels),
+        reject_anonymous: g.enable_authn && !c.authentication.allow_anonymous,
+        username: template(&g.clientinfo_override.username),
+        password: template(&g.clientinfo_override.password),
+    }
+}
+
+/// Limits of one UDP gateway listener.
+pub fn udp_limits(max_connections: u32, max_conn_rate: u32) -> switchyard_mqttsn::ListenerLimits {
+    switchyard_mqttsn::ListenerLimits {
+        max_connections: max_connections as usize,
+        max_conn_rate,
+    }
+}
+
+/// The CoAP gateway's settings (`[gateway.coap]`), checked: values the schema cannot
+/// constrain are start-up errors here.
+pub fn coap_settings(c: &Config) -> anyhow::Result<switchyard_coap::CoapSettings> {
+    use switchyard_coap::{NotifyType, QosMode};
+    use switchyard_config::{CoapNotifyType, CoapQosMode};
+    let g = &c.gateway.coap;
+    let udp = &g.listeners.udp.default;
+    if !(g.ack_random_factor.is_finite() && g.ack_random_factor >= 1.0) {
+        anyhow::bail!("gateway.coap.ack_random_factor: must be a number >= 1.0");
+    }
+    if g.max_retransmit > 10 {
+        anyhow::bail!("gateway.coap.max_retransmit: must be 0..=10");
+    }
+    if g.ack_timeout.is_zero() {
+        anyhow::bail!("gateway.coap.ack_timeout: must be above zero");
+    }
+    if g.heartbeat.is_zero() {
+        anyhow::bail!("gateway.coap.heartbeat: must be above zero");
+    }
+    if !(16..=1024).contains(&g.max_block_size) || !g.max_block_size.is_power_of_two() {
+        anyhow::bail!("gateway.coap.max_block_size: must be 16, 32, 64, 128, 256, 512 or 1024");
+    }
+    let qos_mode = |m: CoapQosMode| match m {
+        CoapQosMode::Coap => QosMode::Coap,
+        CoapQosMode::Qos0 => QosMode::Fixed(QoS::AtMostOnce),
+        CoapQosMode::Qos1 => QosMode::Fixed(QoS::AtLeastOnce),
+        CoapQosMode::Qos2 => QosMode::Fixed(QoS::ExactlyOnce),
+    };
+    Ok(switchyard_coap::CoapSettings {
+        transport: switchyard_coap::transport::TransportConfig {
+            ack_timeout: g.ack_timeout.as_std(),
+            ack_random_factor: g.ack_random_factor,
+            max_retransmit: g.max_retransmit,
+            max_block_size: g.max_block_size as usize,
+            max_body_size: g.max_body_size.as_usize(),
+        },
+        connection_required: g.connection_required,
+        heartbeat: g.heartbeat.as_std(),
+        notify_type: match g.notify_type {
+            CoapNotifyType::Qos => NotifyType::Qos,
+            CoapNotifyType::Non => NotifyType::Non,
+            CoapNotifyType::Con => NotifyType::Con,
+        },
+        publish_qos: qos_mode(g.publish_qos),
+        subscribe_qos: qos_mode(g.subscribe_qos),
+        mountpoint: g.mountpoint.clone(),
+        enable_authn: g.enable_authn,
+        reject_anonymous: g.enable_authn && !c.authentication.allow_anonymous,
+        max_topic_levels: usize::from(c.mqtt.max_topic_levels),
+        max_connections: udp.max_connections as usize,
+        max_conn_rate: udp.max_conn_rate,
+    })
+}

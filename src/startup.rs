@@ -89,6 +89,51 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
             tracker.clone(),
         ));
     }
+    let sn = &config.gateway.mqttsn;
+    if sn.enable {
+        let name = "mqttsn:udp:default";
+        let udp = &sn.listeners.udp.default;
+        let socket = tokio::net::UdpSocket::bind(udp.bind)
+            .await
+            .with_context(|| format!("listener {name}: cannot bind {}", udp.bind))?;
+        let addr = socket.local_addr()?;
+        tracing::info!(listener = name, %addr, "listener started");
+        bound.insert(name.into(), addr.to_string());
+        let gateway = switchyard_mqttsn::MqttSnGateway {
+            bus: bus.clone(),
+            settings: Arc::new(settings::mqttsn_settings(&config)),
+        };
+        tracker.spawn(switchyard_mqttsn::serve_udp(
+            socket,
+            name.into(),
+            gateway,
+            settings::udp_limits(udp.max_connections, udp.max_conn_rate),
+            cancel.clone(),
+            tracker.clone(),
+        ));
+    }
+    let coap = &config.gateway.coap;
+    if coap.enable {
+        let name = "coap:udp:default";
+        let udp = &coap.listeners.udp.default;
+        let gateway = switchyard_coap::CoapGateway {
+            bus: bus.clone(),
+            settings: Arc::new(settings::coap_settings(&config)?),
+        };
+        let socket = tokio::net::UdpSocket::bind(udp.bind)
+            .await
+            .with_context(|| format!("listener {name}: cannot bind {}", udp.bind))?;
+        let addr = socket.local_addr()?;
+        tracing::info!(listener = name, %addr, "listener started");
+        bound.insert(name.into(), addr.to_string());
+        tracker.spawn(switchyard_coap::serve_udp(
+            socket,
+            name.into(),
+            gateway,
+            cancel.clone(),
+            tracker.clone(),
+        ));
+    }
     log_not_yet_available(&config);
 
     bus.spawn_background(cancel.clone(), &tracker);
@@ -149,12 +194,10 @@ fn open_bus(
 /// instead of silently ignoring an enabled section.
 fn log_not_yet_available(c: &Config) {
     let pending = [
+        ("dashboard:http", c.dashboard.listeners.http.enable),
         ("mqtt:ssl:default", c.listeners.ssl.default.enable),
         ("mqtt:wss:default", c.listeners.wss.default.enable),
-        ("mqttsn:udp:default", c.gateway.mqttsn.enable),
-        ("coap:udp:default", c.gateway.coap.enable),
         ("lwm2m:udp:default", c.gateway.lwm2m.enable),
-        ("dashboard:http", c.dashboard.listeners.http.enable),
     ];
     for (name, enabled) in pending {
         if enabled {

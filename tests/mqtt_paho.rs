@@ -27,9 +27,7 @@ fn paho_available() -> bool {
         return true;
     }
     if std::env::var_os("SY_SKIP_EXTERNAL_CLIENTS").is_some() {
-        eprintln!(
-            "skipping: paho-mqtt 2.x not importable and SY_SKIP_EXTERNAL_CLIENTS is set"
-        );
+        eprintln!("skipping: paho-mqtt 2.x not importable and SY_SKIP_EXTERNAL_CLIENTS is set");
         return false;
     }
     panic!("python3 cannot import paho-mqtt 2.x: run scripts/install-test-deps.sh");

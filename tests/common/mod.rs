@@ -62,8 +62,7 @@ bind = "127.0.0.1:0"
 /// `scripts/reference-broker.py`, which runs mosquitto, to check a test against a reference
 /// broker).
 pub fn bin() -> String {
-    std::env::var("SY_TEST_BIN")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_switchyard").to_owned())
+    std::env::var("SY_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_switchyard").to_owned())
 }
 
 /// A fresh, empty, unique directory under the system temp dir.

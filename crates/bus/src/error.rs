@@ -15,6 +15,9 @@ pub enum BusError {
     /// The previous owner of the session did not hand it over in time.
     #[error("session takeover timed out")]
     TakeoverTimeout,
+    /// No session with that client id.
+    #[error("no such client")]
+    NotFound,
     /// The bus is shutting down.
     #[error("broker is shutting down")]
     ShuttingDown,

@@ -6,7 +6,7 @@ use crate::delivery::{Delivery, RetainHandling, SubOptions};
 use crate::error::BusError;
 use crate::metrics::Metrics;
 use crate::qos::QosConfig;
-use crate::registry::{ClientInfo, Key, Registry};
+use crate::registry::{Attached, ClientInfo, Key, Registry};
 use crate::retain::RetainStore;
 use crate::router::Router;
 use crate::session::Session;
@@ -228,21 +228,38 @@ impl BusHandle {
         sf: SubscriptionFilter,
         opts: SubOptions,
     ) -> Result<SubscribeOutcome, BusError> {
+        let out = self.subscribe_parts(&session.attached(), sf.clone(), opts)?;
+        session.subscriptions.insert(sf, opts);
+        Ok(out)
+    }
+
+    /// The subscribe itself, on the parts of a session other tasks may hold (so an operator can
+    /// subscribe on behalf of a client whose connection owns the session).
+    pub(crate) fn subscribe_parts(
+        &self,
+        s: &Attached,
+        sf: SubscriptionFilter,
+        opts: SubOptions,
+    ) -> Result<SubscribeOutcome, BusError> {
         let max = self.0.config.max_subscriptions;
-        let exists = session.subscriptions.contains_key(&sf);
-        if !exists && max > 0 && session.subscriptions.len() >= max {
-            return Err(BusError::QuotaExceeded(max));
-        }
-        self.0.router.subscribe(&sf, session.outbox.clone(), opts);
-        session.subscriptions.insert(sf.clone(), opts);
+        let exists = {
+            let mut subs = s.shared.subscriptions.lock();
+            let exists = subs.contains_key(&sf);
+            if !exists && max > 0 && subs.len() >= max {
+                return Err(BusError::QuotaExceeded(max));
+            }
+            subs.insert(sf.clone(), opts);
+            exists
+        };
+        self.0.router.subscribe(&sf, s.outbox.clone(), opts);
         if !exists {
             Metrics::inc(&self.0.metrics.subscriptions);
         }
-        if session.outbox.is_stored() {
+        if s.outbox.is_stored() {
             crate::store::submit(
                 self.0.store.as_ref(),
                 StoreOp::SubscriptionPut {
-                    session: session.id,
+                    session: s.session,
                     filter: sf.clone(),
                     opts,
                 },
@@ -266,7 +283,7 @@ impl BusHandle {
                     message_id: id,
                     seq: 0,
                 };
-                session.outbox.push(d);
+                s.outbox.push(d);
                 retained += 1;
             }
         }
@@ -278,16 +295,21 @@ impl BusHandle {
 
     /// Removes a subscription; true if the session held it.
     pub fn unsubscribe(&self, session: &mut Session, sf: &SubscriptionFilter) -> bool {
-        if session.subscriptions.remove(sf).is_none() {
+        session.subscriptions.remove(sf);
+        self.unsubscribe_parts(&session.attached(), sf)
+    }
+
+    pub(crate) fn unsubscribe_parts(&self, s: &Attached, sf: &SubscriptionFilter) -> bool {
+        if s.shared.subscriptions.lock().remove(sf).is_none() {
             return false;
         }
-        self.0.router.unsubscribe(sf, session.id);
+        self.0.router.unsubscribe(sf, s.session);
         Metrics::dec(&self.0.metrics.subscriptions);
-        if session.outbox.is_stored() {
+        if s.outbox.is_stored() {
             crate::store::submit(
                 self.0.store.as_ref(),
                 StoreOp::SubscriptionDelete {
-                    session: session.id,
+                    session: s.session,
                     filter: sf.clone(),
                 },
             );

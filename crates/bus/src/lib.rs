@@ -12,6 +12,7 @@
 //! session's [`Outbox`]; the subscriber's task drains its outbox while the [`QosEngine`] gives it
 //! inflight credit.
 
+mod admin;
 mod config;
 mod delivery;
 mod error;
@@ -30,6 +31,7 @@ mod store;
 mod sys;
 mod trie;
 
+pub use admin::ClientSummary;
 pub use config::{BusConfig, SharedStrategy};
 pub use delivery::{Delivery, RetainHandling, SubOptions};
 pub use error::BusError;
@@ -42,7 +44,7 @@ pub use registry::{ClientInfo, Control, ControlRx, ControlTx, Namespace, OpenSes
 pub use restore::RestoreReport;
 pub use retain::RetainStore;
 pub use router::Router;
-pub use session::Session;
+pub use session::{Session, SessionShared};
 pub use store::{
     durability_scope, MemoryStore, SessionStore, Snapshot, StoreLink, StoreOp, StoredDelivery,
     StoredSession, StoredStage, Ticket,

@@ -11,6 +11,8 @@ use crate::delivery::Delivery;
 use crate::store::{StoreLink, StoreOp, StoredStage};
 use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU16;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_core::{PacketId, QoS};
 use thiserror::Error;
@@ -96,6 +98,8 @@ pub struct QosEngine {
     incoming: HashMap<u16, Instant>,
     /// Set while the session is persistent: state changes are mirrored to the store.
     store: Option<StoreLink>,
+    /// Outgoing entries in flight, readable by the admin API.
+    gauge: Arc<AtomicUsize>,
 }
 
 impl QosEngine {
@@ -107,7 +111,18 @@ impl QosEngine {
             outgoing: VecDeque::new(),
             incoming: HashMap::new(),
             store: None,
+            gauge: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// The shared in-flight gauge.
+    pub(crate) fn gauge(&self) -> Arc<AtomicUsize> {
+        self.gauge.clone()
+    }
+
+    fn update_gauge(&self) {
+        self.gauge
+            .store(self.outgoing.len(), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Mirrors state changes to the store from now on (`None`: stop).
@@ -150,6 +165,7 @@ impl QosEngine {
             stage,
             sent_at: now,
         });
+        self.update_gauge();
     }
 
     /// Restores an incoming QoS 2 id awaiting PUBREL (start-up only).
@@ -216,6 +232,16 @@ impl QosEngine {
             stage,
             sent_at: now,
         });
+        self.update_gauge();
+        if delivery.seq > 0 {
+            let seq = delivery.seq;
+            self.journal(|l| StoreOp::QueueInflight {
+                session: l.session,
+                seq,
+                pkid,
+                stage: StoredStage::Sent,
+            });
+        }
         SendPublish {
             pkid: Some(pkid),
             delivery,
@@ -251,10 +277,14 @@ impl QosEngine {
         if self.outgoing[i].stage != Stage::Ack {
             return Err(AckError::WrongStage(pkid.get()));
         }
-        self.outgoing
+        let d = self
+            .outgoing
             .remove(i)
             .map(|e| e.delivery)
-            .ok_or(AckError::UnknownPacketId(pkid.get()))
+            .ok_or(AckError::UnknownPacketId(pkid.get()))?;
+        self.journal_remove(d.seq);
+        self.update_gauge();
+        Ok(d)
     }
 
     /// PUBREC for a QoS 2 message. With `accepted` the caller sends PUBREL; a failure reason
@@ -286,6 +316,7 @@ impl QosEngine {
                 if let Some(e) = self.outgoing.remove(i) {
                     self.journal_remove(e.delivery.seq);
                 }
+                self.update_gauge();
                 Ok(())
             }
             // A repeated PUBREC: answer PUBREL again.
@@ -300,10 +331,14 @@ impl QosEngine {
         if self.outgoing[i].stage != Stage::Comp {
             return Err(AckError::WrongStage(pkid.get()));
         }
-        self.outgoing
+        let d = self
+            .outgoing
             .remove(i)
             .map(|e| e.delivery)
-            .ok_or(AckError::UnknownPacketId(pkid.get()))
+            .ok_or(AckError::UnknownPacketId(pkid.get()))?;
+        self.journal_remove(d.seq);
+        self.update_gauge();
+        Ok(d)
     }
 
     /// Everything unacknowledged, in send order, to resend when a session resumes
@@ -383,20 +418,35 @@ impl QosEngine {
     /// Forgets incoming QoS 2 ids older than `await_rel_timeout`; returns how many.
     pub fn expire_awaiting_rel(&mut self, now: Instant) -> usize {
         let timeout = self.cfg.await_rel_timeout;
-        let before = self.incoming.len();
-        self.incoming
-            .retain(|_, t| now.saturating_duration_since(*t) < timeout);
-        before - self.incoming.len()
+        let expired: Vec<u16> = self
+            .incoming
+            .iter()
+            .filter(|(_, t)| now.saturating_duration_since(**t) >= timeout)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &expired {
+            self.incoming.remove(id);
+            if let Some(pkid) = NonZeroU16::new(*id) {
+                self.journal(|l| StoreOp::IncomingDelete {
+                    session: l.session,
+                    pkid,
+                });
+            }
+        }
+        expired.len()
     }
 
     /// Drops every outgoing entry and returns the deliveries not yet PUBREC'd, for requeueing
     /// (used when a clean session ends or a gateway abandons its window).
     pub fn take_unacked(&mut self) -> Vec<Delivery> {
-        self.outgoing
+        let out = self
+            .outgoing
             .drain(..)
             .filter(|e| e.stage != Stage::Comp)
             .map(|e| e.delivery)
-            .collect()
+            .collect();
+        self.update_gauge();
+        out
     }
 }
 

@@ -105,12 +105,26 @@ pub(crate) enum Entry {
         generation: u64,
         control: ControlTx,
         info: Arc<ClientInfo>,
+        /// Set once the session is open: what the admin API reads while the connection owns it.
+        attached: Option<Attached>,
     },
     Offline {
         generation: u64,
         session: Box<Session>,
         expires_at: Instant,
+        /// The client as it was last connected.
+        info: Arc<ClientInfo>,
     },
+}
+
+/// The shared handles of an online session.
+#[derive(Debug, Clone)]
+pub(crate) struct Attached {
+    pub(crate) session: switchyard_core::SessionId,
+    pub(crate) outbox: Arc<crate::outbox::Outbox>,
+    pub(crate) shared: Arc<crate::session::SessionShared>,
+    pub(crate) expiry: std::time::Duration,
+    pub(crate) created_at: std::time::SystemTime,
 }
 
 #[derive(Debug, Default)]

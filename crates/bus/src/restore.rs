@@ -8,8 +8,8 @@ use crate::handle::BusHandle;
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::qos::QosEngine;
-use crate::registry::{Entry, Key, Namespace};
-use crate::session::Session;
+use crate::registry::{ClientInfo, Entry, Key, Namespace};
+use crate::session::{Session, SessionShared};
 use crate::store::{Snapshot, StoreLink, StoreOp, StoredSession, StoredStage};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
@@ -145,6 +145,11 @@ impl BusHandle {
                 },
             );
         }
+        let shared = Arc::new(SessionShared {
+            subscriptions: parking_lot::Mutex::new(subscriptions.clone()),
+            inflight: qos.gauge(),
+            disconnected_at: parking_lot::Mutex::new(Some(s.offline_at.unwrap_or(now_wall))),
+        });
         let session = Session {
             id: s.session,
             client_id: client_id.clone(),
@@ -154,7 +159,20 @@ impl BusHandle {
             expiry,
             created_at: s.created_at,
             ext: None,
+            shared,
         };
+        let info = Arc::new(ClientInfo {
+            namespace,
+            client_id: client_id.clone(),
+            username: None,
+            peer: None,
+            proto_name: namespace.0,
+            proto_ver: 0,
+            keepalive: 0,
+            clean_start: false,
+            expiry_interval: s.expiry_secs,
+            connected_at: s.offline_at.unwrap_or(now_wall),
+        });
         Metrics::inc(&inner.metrics.sessions);
         let generation = inner.next_generation.fetch_add(1, Ordering::Relaxed);
         let expires_at = now + (expiry - elapsed);
@@ -168,6 +186,7 @@ impl BusHandle {
                     generation,
                     session: Box::new(session),
                     expires_at,
+                    info,
                 },
             );
         }

@@ -5,9 +5,11 @@
 use crate::delivery::SubOptions;
 use crate::outbox::Outbox;
 use crate::qos::QosEngine;
+use parking_lot::Mutex;
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use switchyard_core::{ClientId, SessionId, SubscriptionFilter};
@@ -31,6 +33,31 @@ pub struct Session {
     /// State a gateway keeps with the session (e.g. MQTT-SN's topic id registry), opaque to the
     /// bus; it moves with the session on resume and takeover.
     pub ext: Option<Box<dyn Any + Send + Sync>>,
+    /// What the admin API reads while a connection owns the session.
+    pub(crate) shared: Arc<SessionShared>,
+}
+
+/// The part of a session other tasks may read (admin API) or change (subscribe on a client's
+/// behalf) while a connection owns it. Its subscription map is the authoritative one: it also
+/// holds subscriptions made on the client's behalf.
+#[derive(Debug, Default)]
+pub struct SessionShared {
+    pub(crate) subscriptions: Mutex<BTreeMap<SubscriptionFilter, SubOptions>>,
+    pub(crate) inflight: Arc<AtomicUsize>,
+    pub(crate) disconnected_at: Mutex<Option<SystemTime>>,
+}
+
+impl Session {
+    /// The shared handles the registry keeps while a connection owns this session.
+    pub(crate) fn attached(&self) -> crate::registry::Attached {
+        crate::registry::Attached {
+            session: self.id,
+            outbox: self.outbox.clone(),
+            shared: self.shared.clone(),
+            expiry: self.expiry,
+            created_at: self.created_at,
+        }
+    }
 }
 
 impl fmt::Debug for Session {

@@ -7,7 +7,7 @@ use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::qos::QosEngine;
 use crate::registry::{ClientInfo, Control, ControlRx, Entry, Key, Namespace, OpenSession, Opened};
-use crate::session::Session;
+use crate::session::{Session, SessionShared};
 use crate::store::{durability_scope, StoreLink, StoreOp};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -33,15 +33,21 @@ impl BusHandle {
             self.0.metrics.clone(),
         ));
         Metrics::inc(&self.0.metrics.sessions);
+        let qos = QosEngine::new(self.qos_config(max_inflight));
+        let shared = Arc::new(SessionShared {
+            inflight: qos.gauge(),
+            ..Default::default()
+        });
         Session {
             id,
             client_id,
             outbox,
-            qos: QosEngine::new(self.qos_config(max_inflight)),
+            qos,
             subscriptions: BTreeMap::new(),
             expiry,
             created_at: SystemTime::now(),
             ext: None,
+            shared,
         }
     }
 
@@ -60,6 +66,7 @@ impl BusHandle {
                 generation,
                 control: req.control.clone(),
                 info: req.info.clone(),
+                attached: None,
             };
             match reg.entries.insert(key.clone(), new_entry) {
                 None => (None, None),
@@ -67,6 +74,7 @@ impl BusHandle {
                     session,
                     expires_at,
                     generation: g,
+                    ..
                 }) => {
                     reg.expiries.remove(&(expires_at, g, key.clone()));
                     (Some(*session), None)
@@ -115,7 +123,18 @@ impl BusHandle {
             .qos
             .set_max_inflight(self.qos_config(req.max_inflight).max_inflight);
         session.outbox.set_online(true);
+        *session.shared.disconnected_at.lock() = None;
         self.persist_open(&mut session, req.info.namespace).await;
+        if let Some(Entry::Online {
+            generation: g,
+            attached,
+            ..
+        }) = self.0.registry.lock().entries.get_mut(&key)
+        {
+            if *g == generation {
+                *attached = Some(session.attached());
+            }
+        }
         Ok(Opened {
             session,
             present,
@@ -200,8 +219,15 @@ impl BusHandle {
         }
         let key: Key = (namespace, session.client_id.clone());
         let mut reg = self.0.registry.lock();
-        let mine = matches!(reg.entries.get(&key), Some(Entry::Online { generation: g, .. }) if *g == generation);
-        if !mine {
+        let info = match reg.entries.get(&key) {
+            Some(Entry::Online {
+                generation: g,
+                info,
+                ..
+            }) if *g == generation => Some(info.clone()),
+            _ => None,
+        };
+        let Some(info) = info else {
             drop(reg);
             control.close();
             while let Ok(msg) = control.try_recv() {
@@ -212,7 +238,8 @@ impl BusHandle {
             }
             self.discard(session);
             return;
-        }
+        };
+        *session.shared.disconnected_at.lock() = Some(SystemTime::now());
         if session.expiry.is_zero() {
             reg.entries.remove(&key);
             drop(reg);
@@ -236,6 +263,7 @@ impl BusHandle {
                 generation,
                 session: Box::new(session),
                 expires_at,
+                info,
             },
         );
     }
@@ -249,7 +277,8 @@ impl BusHandle {
 
     /// Ends a session for good: its subscriptions leave the router and its queue is dropped.
     fn discard(&self, session: Session) {
-        for sf in session.subscriptions.keys() {
+        let subscriptions = std::mem::take(&mut *session.shared.subscriptions.lock());
+        for sf in subscriptions.keys() {
             self.0.router.unsubscribe(sf, session.id);
             Metrics::dec(&self.0.metrics.subscriptions);
         }

@@ -25,6 +25,7 @@ impl Config {
         check_mqtt(&self.mqtt, &mut issues);
         check_off_durations(self, &mut issues);
         check_listeners(self, &mut issues);
+        self.gateway.mqttsn.check(&mut issues);
         check_bind_conflicts("TCP", &tcp_binds(self), &mut issues);
         check_bind_conflicts("UDP", &udp_binds(self), &mut issues);
         match issues.is_empty() {

@@ -2,8 +2,8 @@
 
 use super::*;
 use crate::registry::{Control, ControlRx, ControlTx, Namespace, OpenSession, Opened};
-use std::time::SystemTime;
 use std::net::SocketAddr;
+use std::time::SystemTime;
 use switchyard_core::TopicName;
 use tokio::sync::mpsc;
 

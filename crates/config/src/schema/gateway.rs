@@ -7,10 +7,10 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 use super::listeners::{any_v4, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONN_RATE};
-use crate::units;
+use crate::units::{self, ByteSize, Duration};
 
-/// `[gateway]`
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+/// `[gateway]` (not `Eq`: `gateway.coap.ack_random_factor` is a float)
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GatewayConfig {
     /// `[gateway.mqttsn]`: MQTT-SN 1.2 over UDP.
@@ -21,12 +21,39 @@ pub struct GatewayConfig {
     pub lwm2m: Lwm2mGatewayConfig,
 }
 
-/// `[gateway.mqttsn]`
+/// `[gateway.mqttsn]` (EMQX-compatible keys, specs/emqx-gateway-compat.md §2.1)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MqttSnGatewayConfig {
     /// Whether to run the gateway. Default true.
     pub enable: bool,
+    /// Gateway id sent in GWINFO and ADVERTISE. Default 1.
+    pub gateway_id: u8,
+    /// Send ADVERTISE periodically. Default false.
+    pub broadcast: bool,
+    /// Where ADVERTISE goes. Default 255.255.255.255:1884.
+    #[serde(deserialize_with = "units::socket_addr")]
+    pub broadcast_address: SocketAddr,
+    /// Interval between ADVERTISEs (also their Duration field). Default 15m.
+    pub broadcast_interval: Duration,
+    /// Accept QoS -1 PUBLISH (from connected and unconnected clients). Default true.
+    pub enable_qos3: bool,
+    /// REGISTER every non-wildcard subscribed topic when a session is resumed. Default false.
+    pub subs_resume: bool,
+    /// Predefined topics `{id, topic}`, ids 1..1024, shared by every client. Default none.
+    pub predefined: Vec<PredefinedTopicConfig>,
+    /// Topic prefix for publish and subscribe (`${clientid}`, `${username}`). Default "".
+    pub mountpoint: String,
+    /// Resend unacknowledged QoS 1/2 downlinks and REGISTERs after this long. Default 10s.
+    pub retry_interval: Duration,
+    /// Resends before the client is disconnected. Default 4.
+    pub max_retries: u32,
+    /// Time a client has to finish CONNECT (with the will handshake). Default 30s.
+    pub idle_timeout: Duration,
+    /// Authenticate clients (with `clientinfo_override` credentials). Default false.
+    pub enable_authn: bool,
+    /// `[gateway.mqttsn.clientinfo_override]`
+    pub clientinfo_override: ClientInfoOverrideConfig,
     /// `[gateway.mqttsn.listeners.*]`; the UDP listener defaults to 0.0.0.0:1884.
     pub listeners: UdpGatewayListenersConfig,
 }
@@ -35,17 +62,124 @@ impl Default for MqttSnGatewayConfig {
     fn default() -> Self {
         MqttSnGatewayConfig {
             enable: true,
+            gateway_id: 1,
+            broadcast: false,
+            broadcast_address: SocketAddr::from(([255, 255, 255, 255], 1884)),
+            broadcast_interval: Duration::from_secs(15 * 60),
+            enable_qos3: true,
+            subs_resume: false,
+            predefined: Vec::new(),
+            mountpoint: String::new(),
+            retry_interval: Duration::from_secs(10),
+            max_retries: 4,
+            idle_timeout: Duration::from_secs(30),
+            enable_authn: false,
+            clientinfo_override: ClientInfoOverrideConfig::default(),
             listeners: UdpGatewayListenersConfig::on_port(1884),
         }
     }
 }
 
-/// `[gateway.coap]`
+impl MqttSnGatewayConfig {
+    /// Highest predefined topic id (EMQX's schema range).
+    pub const MAX_PREDEFINED_ID: u16 = 1024;
+
+    /// Range and uniqueness checks the types cannot express.
+    pub(crate) fn check(&self, issues: &mut Vec<crate::error::Issue>) {
+        use crate::error::Issue;
+        let mut seen = std::collections::HashSet::new();
+        for (i, p) in self.predefined.iter().enumerate() {
+            let key = format!("gateway.mqttsn.predefined[{i}]");
+            if p.id == 0 || p.id > Self::MAX_PREDEFINED_ID {
+                issues.push(Issue::new(
+                    format!("{key}.id"),
+                    format!("must be 1..1024, got {}", p.id),
+                ));
+            }
+            if !seen.insert(p.id) {
+                issues.push(Issue::new(
+                    format!("{key}.id"),
+                    format!("id {} is predefined twice", p.id),
+                ));
+            }
+            if p.topic.is_empty() || p.topic.contains(['+', '#']) {
+                issues.push(Issue::new(
+                    format!("{key}.topic"),
+                    format!("must be a topic name without wildcards, got {:?}", p.topic),
+                ));
+            }
+        }
+        for (key, d) in [
+            ("gateway.mqttsn.retry_interval", self.retry_interval),
+            ("gateway.mqttsn.idle_timeout", self.idle_timeout),
+            ("gateway.mqttsn.broadcast_interval", self.broadcast_interval),
+        ] {
+            if d.is_zero() {
+                issues.push(Issue::new(key, "must be greater than 0s"));
+            }
+        }
+    }
+}
+
+/// One `[[gateway.mqttsn.predefined]]` entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PredefinedTopicConfig {
+    /// Topic id, 1..1024.
+    pub id: u16,
+    /// Topic name (no wildcards).
+    pub topic: String,
+}
+
+/// `[gateway.mqttsn.clientinfo_override]`: MQTT-SN CONNECT has no credentials, so they come
+/// from these templates (`${clientid}` is replaced); "" = unset.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientInfoOverrideConfig {
+    /// Username template. Default "" (none).
+    pub username: String,
+    /// Password template. Default "" (none).
+    pub password: String,
+}
+
+/// `[gateway.coap]` (EMQX-compatible keys, specs/emqx-gateway-compat.md §3.1, plus the RFC 7252
+/// transmission parameters and the RFC 7959 limits)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CoapGatewayConfig {
     /// Whether to run the gateway. Default true.
     pub enable: bool,
+    /// Connection mode: clients create a connection (`POST /mqtt/connection`) and send
+    /// `clientid` + `token` on every request. Default false.
+    pub connection_required: bool,
+    /// Keepalive: a client silent for 1.5 x heartbeat is dropped, except a connectionless
+    /// observer whose observation is alive. Default 30s.
+    pub heartbeat: Duration,
+    /// Notification message type: qos (QoS 0 -> NON, 1/2 -> CON), non or con. Default qos.
+    pub notify_type: CoapNotifyType,
+    /// QoS of a subscription without `qos`: coap (CON -> 1, NON -> 0), qos0, qos1, qos2.
+    /// Default coap.
+    pub subscribe_qos: CoapQosMode,
+    /// QoS of a publish without `qos`, as `subscribe_qos`. Default coap.
+    pub publish_qos: CoapQosMode,
+    /// Topic prefix for publish and subscribe (`${clientid}`, `${username}`). Default "".
+    pub mountpoint: String,
+    /// Authenticate clients: the connection create, or each connectionless request
+    /// (`username`/`password` query). Default false.
+    pub enable_authn: bool,
+    /// RFC 7252 ACK_TIMEOUT: first retransmission of a CON after this x random factor.
+    /// Default 2s.
+    pub ack_timeout: Duration,
+    /// RFC 7252 ACK_RANDOM_FACTOR (>= 1.0). Default 1.5.
+    pub ack_random_factor: f64,
+    /// RFC 7252 MAX_RETRANSMIT (0..=10). EXCHANGE_LIFETIME is derived. Default 4.
+    pub max_retransmit: u32,
+    /// RFC 7959 largest block sent or accepted: 16, 32, 64, 128, 256, 512 or 1024 bytes.
+    /// Default 1024.
+    pub max_block_size: u32,
+    /// RFC 7959 largest request body reassembled from Block1 blocks (4.13 beyond).
+    /// Default 4MB.
+    pub max_body_size: ByteSize,
     /// `[gateway.coap.listeners.*]`; the UDP listener defaults to 0.0.0.0:5683.
     pub listeners: UdpGatewayListenersConfig,
 }
@@ -54,9 +188,49 @@ impl Default for CoapGatewayConfig {
     fn default() -> Self {
         CoapGatewayConfig {
             enable: true,
+            connection_required: false,
+            heartbeat: Duration::from_secs(30),
+            notify_type: CoapNotifyType::Qos,
+            subscribe_qos: CoapQosMode::Coap,
+            publish_qos: CoapQosMode::Coap,
+            mountpoint: String::new(),
+            enable_authn: false,
+            ack_timeout: Duration::from_secs(2),
+            ack_random_factor: 1.5,
+            max_retransmit: 4,
+            max_block_size: 1024,
+            max_body_size: ByteSize(4 * ByteSize::MB),
             listeners: UdpGatewayListenersConfig::on_port(5683),
         }
     }
+}
+
+/// `gateway.coap.notify_type`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CoapNotifyType {
+    /// QoS 0 -> NON, QoS 1/2 -> CON.
+    #[default]
+    Qos,
+    /// Always NON (CON at least every 24 h, RFC 7641 §4.5).
+    Non,
+    /// Always CON.
+    Con,
+}
+
+/// `gateway.coap.subscribe_qos` / `publish_qos`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CoapQosMode {
+    /// CON -> QoS 1, NON -> QoS 0.
+    #[default]
+    Coap,
+    /// QoS 0.
+    Qos0,
+    /// QoS 1.
+    Qos1,
+    /// QoS 2.
+    Qos2,
 }
 
 /// `[gateway.lwm2m]`

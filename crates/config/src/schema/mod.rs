@@ -18,9 +18,11 @@ use serde::{Deserialize, Serialize};
 use crate::units::{self, Duration};
 
 pub use gateway::{
-    CoapGatewayConfig, GatewayConfig, Lwm2mGatewayConfig, MqttSnGatewayConfig,
-    UdpGatewayListenersConfig, UdpListenerConfig, UdpListenersConfig,
+    ClientInfoOverrideConfig, CoapGatewayConfig, GatewayConfig, Lwm2mGatewayConfig,
+    MqttSnGatewayConfig, PredefinedTopicConfig, UdpGatewayListenersConfig, UdpListenerConfig,
+    UdpListenersConfig,
 };
+pub use gateway::{CoapNotifyType, CoapQosMode};
 pub use listeners::{
     HttpListenerConfig, HttpListenersConfig, ListenersConfig, SslListenerConfig,
     SslListenersConfig, TcpListenerConfig, TcpListenersConfig, TlsOptions, TlsVerify,
@@ -137,11 +139,33 @@ impl Default for SysTopicsConfig {
 }
 
 /// `[dashboard]`
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DashboardConfig {
+    /// Admin created on first start when `node.data_dir` holds no admin users; it must change
+    /// its password at first login. Default "admin".
+    pub default_username: String,
+    /// Password of that first admin. Default "public".
+    pub default_password: String,
+    /// How long a login token stays valid. Default 60m.
+    pub token_expiry: Duration,
+    /// Failed logins allowed per client IP per minute before further attempts get 429.
+    /// Default 10.
+    pub login_max_failures: u32,
     /// `[dashboard.listeners.*]`
     pub listeners: HttpListenersConfig,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        DashboardConfig {
+            default_username: "admin".into(),
+            default_password: "public".into(),
+            token_expiry: Duration::from_secs(3600),
+            login_max_failures: 10,
+            listeners: HttpListenersConfig::default(),
+        }
+    }
 }
 
 /// `[authentication]`

@@ -5,7 +5,7 @@ use super::Channel;
 use crate::codec::{encoded_len, Ack, Packet, Publish, PublishProperties};
 use std::time::Instant;
 use switchyard_bus::{Delivery, Metrics, Resend, SendPublish};
-use switchyard_core::QoS;
+use switchyard_core::{PacketId, QoS};
 
 /// At most this many deliveries are turned into packets per wakeup, so one busy subscriber
 /// cannot starve its own socket reads.
@@ -55,15 +55,24 @@ impl Channel {
         };
         if let Some(max) = self.client_max_packet {
             // MQTT-3.1.2-25: never send a packet larger than the client accepts; drop it.
-            let probe = publish_packet(
+            // The probe must be encodable: a QoS 1/2 PUBLISH needs a packet id (any id has
+            // the same size), or `encoded_len` reports usize::MAX and every QoS 1/2 message
+            // is dropped. It also carries a topic alias when aliases are on, the largest form
+            // `apply_outbound_alias` may produce (full topic plus alias).
+            let mut probe = publish_packet(
                 &SendPublish {
-                    pkid: None,
+                    pkid: (d.qos != QoS::AtMostOnce).then_some(PacketId::MAX),
                     delivery: d.clone(),
                     dup: false,
                 },
                 now,
                 self.version.is_v5(),
             );
+            if let Packet::Publish(p) = &mut probe {
+                if self.client_alias_max > 0 {
+                    p.properties.topic_alias = Some(self.client_alias_max);
+                }
+            }
             if encoded_len(&probe, self.version) > max {
                 tracing::debug!(topic = %d.message.topic, "delivery larger than client's maximum packet size dropped");
                 Metrics::inc(&self.bus.metrics().messages_dropped);

@@ -327,3 +327,45 @@ async fn inflight_window_holds_back_and_resumes_with_dup() {
     assert_eq!(rest.len(), 3);
     assert!(rest.iter().all(|p| !p.dup));
 }
+
+/// MQTT-3.1.2-25 drops only what is too big: a QoS 1/2 delivery within the client's Maximum
+/// Packet Size is sent (the size probe once lacked a packet id, so every QoS 1/2 message to a
+/// client that set a maximum was dropped), a larger one is not.
+#[tokio::test(start_paused = true)]
+async fn client_maximum_packet_size_drops_only_oversize_deliveries() {
+    let bus = bus();
+    let mut c = Connect::new(ProtocolVersion::V5, "small");
+    c.properties.maximum_packet_size = Some(64);
+    c.properties.topic_alias_maximum = Some(4);
+    let (mut sub, out) = connect_with(&bus, c).await;
+    assert!(matches!(out.as_slice(), [Packet::ConnAck(a)] if a.code == 0));
+    subscribe(&mut sub, "m/#", QoS::ExactlyOnce);
+    let mut publ = connect(&bus, "p", ProtocolVersion::V5, 0).await;
+    for (i, qos) in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce]
+        .into_iter()
+        .enumerate()
+    {
+        let id = u16::try_from(i + 1).ok();
+        let mut big = Publish::new("m/big", vec![b'x'; 100]);
+        big.qos = qos;
+        big.pkid = (qos != QoS::AtMostOnce).then(|| pkid(10 + id.unwrap_or(1)));
+        publ.ch.handle_packet(Packet::Publish(big), now());
+        let mut small = Publish::new("m/small", "fits");
+        small.qos = qos;
+        small.pkid = (qos != QoS::AtMostOnce).then(|| pkid(20 + id.unwrap_or(1)));
+        publ.ch.handle_packet(Packet::Publish(small), now());
+    }
+    let got: Vec<(QoS, bytes::Bytes)> = delivered(&mut sub)
+        .into_iter()
+        .map(|p| (p.qos, p.payload))
+        .collect();
+    let fits = bytes::Bytes::from_static(b"fits");
+    assert_eq!(
+        got,
+        vec![
+            (QoS::AtMostOnce, fits.clone()),
+            (QoS::AtLeastOnce, fits.clone()),
+            (QoS::ExactlyOnce, fits)
+        ]
+    );
+}

@@ -264,10 +264,10 @@ fn write_disconnect<S: Sink>(
         return Ok(());
     }
     s.put_u8(p.reason_code);
-    if !no_properties {
-        put_properties(s, &p.properties)?;
-    }
-    Ok(())
+    // §3.14.2.2.1 allows omitting an empty property length after the reason code, but
+    // mqttbytes-based clients (rumqttc 0.24's v5 client) then wait for a byte that never
+    // comes and miss the reason (0x8E takeover, 0x8B shutdown); EMQX always writes it too.
+    put_properties(s, &p.properties)
 }
 
 /// AUTH, MQTT 5 only, with the same short forms as DISCONNECT (§3.15.2.1, §3.15.2.2.1).

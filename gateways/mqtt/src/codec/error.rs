@@ -19,8 +19,12 @@ const MALFORMED_PACKET: u8 = 0x81;
 const PROTOCOL_ERROR: u8 = 0x82;
 /// MQTT 5 reason code 0x84, Unsupported Protocol Version.
 const UNSUPPORTED_PROTOCOL_VERSION: u8 = 0x84;
+/// MQTT 5 reason code 0x94, Topic Alias invalid.
+const TOPIC_ALIAS_INVALID: u8 = 0x94;
 /// MQTT 5 reason code 0x95, Packet too large.
 const PACKET_TOO_LARGE: u8 = 0x95;
+/// The Topic Alias property identifier (MQTT 5 §3.3.2.3.4).
+const TOPIC_ALIAS_PROPERTY: u8 = 0x23;
 
 /// Why bytes from a peer are not a valid MQTT packet.
 ///
@@ -136,10 +140,16 @@ pub enum DecodeError {
 impl DecodeError {
     /// The MQTT 5 reason code to put in the DISCONNECT (or CONNACK) that answers this error:
     /// 0x81 Malformed Packet, 0x82 Protocol Error, 0x84 Unsupported Protocol Version,
-    /// 0x95 Packet too large, 0x80 for transport errors.
+    /// 0x94 Topic Alias invalid, 0x95 Packet too large, 0x80 for transport errors.
     pub fn reason_code(&self) -> u8 {
         match self {
             DecodeError::PacketTooLarge { .. } => PACKET_TOO_LARGE,
+            // MQTT-3.3.2-8: alias 0 is out of range like one above the maximum (what the
+            // channel answers for those, and what EMQX and mosquitto send).
+            DecodeError::InvalidPropertyValue {
+                id: TOPIC_ALIAS_PROPERTY,
+                ..
+            } => TOPIC_ALIAS_INVALID,
             DecodeError::UnsupportedProtocolVersion(_) => UNSUPPORTED_PROTOCOL_VERSION,
             // MQTT 5 calls these "Protocol Error" rather than "Malformed Packet".
             DecodeError::DuplicateProperty(_)

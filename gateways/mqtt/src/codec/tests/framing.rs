@@ -276,7 +276,7 @@ fn codec_adopts_the_connect_version() {
     codec
         .encode(&Packet::PingResp, &mut out)
         .expect("encodes by reference");
-    assert_eq!(&out[..], &[0xE0, 0x01, 0x8E, 0xD0, 0x00]);
+    assert_eq!(&out[..], &[0xE0, 0x02, 0x8E, 0x00, 0xD0, 0x00]);
     codec.set_version(ProtocolVersion::V31);
     assert_eq!(codec.version(), ProtocolVersion::V31);
 }

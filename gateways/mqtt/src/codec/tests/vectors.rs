@@ -422,7 +422,14 @@ fn disconnect_all_versions() {
     assert_vector(&[0xE0, 0], &normal, V31);
     // MQTT 5 short forms (§3.14.2.1, §3.14.2.2.1).
     assert_vector(&[0xE0, 0], &normal, V5);
+    // A reason code is always followed by the property length on output (mqttbytes-based
+    // clients cannot read the reason-only form); both forms decode.
     assert_vector(
+        &[0xE0, 2, 0x04, 0x00],
+        &Packet::Disconnect(Disconnect::new(0x04)),
+        V5,
+    );
+    assert_decodes(
         &[0xE0, 1, 0x04],
         &Packet::Disconnect(Disconnect::new(0x04)),
         V5,

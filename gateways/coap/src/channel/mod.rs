@@ -1,0 +1,612 @@
+//! The per-client protocol state machine of the pub/sub gateway (sans-I/O): requests in,
+//! replies and notifications out, `now` passed in.
+//!
+//! Owns: the client's bus session while it is online, its observations (one per topic filter,
+//! each a bus subscription whose subscription id names it), the connection-mode token, the
+//! CON-notification window (at most one unacknowledged, RFC 7252 §4.7 NSTART = 1) and the
+//! keepalive clock.
+//! Invariants: a delivery leaves the outbox only with CON credit when it will be sent CON;
+//! an observation is removed on Observe=1, on RST to one of its notifications and when a CON
+//! notification times out (RFC 7641 §3.6/§4.5 — EMQX keeps it: QUIRK, fixed); a connectionless
+//! client with a live observation is never dropped for silence (EMQX drops it after
+//! 1.5 × heartbeat, issues #11800/#16037).
+
+pub mod request;
+
+use crate::settings::render;
+use crate::transport::observe::Observation;
+use crate::transport::wire::code;
+use crate::transport::{error_response, response, wire, Exchange, Request};
+use crate::CoapGateway;
+use coap_lite::{CoapOption, Packet};
+use request::{Query, Refusal, Resource};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switchyard_bus::{
+    ClientInfo, ControlRx, Delivery, Metrics, Namespace, RetainHandling, Session, SubOptions,
+};
+use switchyard_core::{
+    CloseReason, Message, Origin, Properties, QoS, SubscriptionFilter, TopicName,
+};
+use tokio::sync::oneshot;
+
+/// Client ids of this gateway live in their own namespace (as EMQX's do).
+pub const NAMESPACE: Namespace = Namespace("coap");
+
+/// Diagnostic of every connection-mode identity failure (spec 3.5, EMQX's wording).
+const MISSING_TOKEN: &str = "Missing token or clientid in connection mode";
+/// Recent NON notifications remembered so an RST to one cancels its observation.
+const RECENT_NON: usize = 64;
+/// At most this many deliveries are turned into notifications per wakeup.
+const MAX_BATCH: usize = 256;
+
+/// How datagrams find their channel (DESIGN: by client identity, not only source address).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ClientKey {
+    /// The `clientid` query parameter.
+    Id(String),
+    /// A connectionless client without `clientid`: its source address.
+    Addr(SocketAddr),
+}
+
+/// What a channel asks the socket task to send.
+#[derive(Debug)]
+pub enum Output {
+    /// The answer to a request.
+    Reply {
+        /// The request's exchange.
+        exchange: Exchange,
+        /// Code, options, payload.
+        packet: Packet,
+    },
+    /// An RFC 7641 notification.
+    Notify {
+        /// Where the observer is.
+        peer: SocketAddr,
+        /// Code 2.05, token, Observe, payload.
+        packet: Packet,
+        /// CON or NON.
+        confirmable: bool,
+        /// The channel's id for this notification (comes back in transport events).
+        nid: u64,
+        /// The observed resource, for Block2 follow-ups.
+        resource: String,
+    },
+}
+
+/// What the transport reported about one of this channel's notifications.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyOutcome {
+    /// Acknowledged.
+    Acked,
+    /// Rejected with RST.
+    Reset,
+    /// Never acknowledged.
+    Timeout,
+}
+
+struct Observed {
+    filter: SubscriptionFilter,
+    obs: Observation,
+}
+
+/// One CoAP client.
+pub struct Channel {
+    gw: CoapGateway,
+    info: Arc<ClientInfo>,
+    peer: SocketAddr,
+    session: Option<Session>,
+    generation: u64,
+    token: Option<String>,
+    observations: BTreeMap<u32, Observed>,
+    by_filter: HashMap<SubscriptionFilter, u32>,
+    next_sub_id: u32,
+    con_inflight: HashMap<u64, u32>,
+    recent_non: VecDeque<(u64, u32)>,
+    next_nid: u64,
+    out: Vec<Output>,
+    last_seen: Instant,
+    close: Option<CloseReason>,
+}
+
+/// Identity of a new client from its first request.
+pub fn client_info(
+    key: &ClientKey,
+    q: &Query,
+    peer: SocketAddr,
+    heartbeat: Duration,
+) -> ClientInfo {
+    let client_id = match key {
+        ClientKey::Id(id) => id.clone(),
+        ClientKey::Addr(_) => random_client_id(),
+    };
+    ClientInfo {
+        namespace: NAMESPACE,
+        client_id: client_id.as_str().into(),
+        username: q.username.clone(),
+        peer: Some(peer),
+        proto_name: "CoAP",
+        proto_ver: 1,
+        // EMQX reports heartbeat / 2 (QUIRK, fixed in 6.3.0): we report the heartbeat.
+        keepalive: u16::try_from(heartbeat.as_secs()).unwrap_or(u16::MAX),
+        clean_start: true,
+        expiry_interval: 0,
+        connected_at: std::time::SystemTime::now(),
+    }
+}
+
+fn random_client_id() -> String {
+    use rand::distributions::{Alphanumeric, DistString};
+    Alphanumeric.sample_string(&mut rand::thread_rng(), 16)
+}
+
+/// `Login Failed: <reason>` when `enable_authn` refuses these credentials.
+pub fn authenticate(gw: &CoapGateway, q: &Query) -> Result<(), &'static str> {
+    let s = &gw.settings;
+    if s.enable_authn && s.reject_anonymous && q.username.is_none() {
+        Metrics::inc(&gw.bus.metrics().auth_failures);
+        return Err("not_authorized");
+    }
+    Ok(())
+}
+
+impl Channel {
+    /// A channel for a client whose session is open.
+    pub fn new(
+        gw: CoapGateway,
+        info: Arc<ClientInfo>,
+        session: Session,
+        generation: u64,
+        now: Instant,
+    ) -> Self {
+        Channel {
+            peer: info
+                .peer
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
+            gw,
+            info,
+            session: Some(session),
+            generation,
+            token: None,
+            observations: BTreeMap::new(),
+            by_filter: HashMap::new(),
+            next_sub_id: 1,
+            con_inflight: HashMap::new(),
+            recent_non: VecDeque::new(),
+            next_nid: 1,
+            out: Vec::new(),
+            last_seen: now,
+            close: None,
+        }
+    }
+
+    /// The session's outbox, for the driver to wait on.
+    pub fn outbox(&self) -> Option<Arc<switchyard_bus::Outbox>> {
+        self.session.as_ref().map(|s| s.outbox.clone())
+    }
+
+    /// Why the channel ended, once it has.
+    pub fn close_reason(&self) -> Option<&CloseReason> {
+        self.close.as_ref()
+    }
+
+    /// Ends the channel (first reason wins: exactly one close reason, DESIGN habit 6).
+    pub fn fail(&mut self, reason: CloseReason) {
+        if self.close.is_none() {
+            self.close = Some(reason);
+        }
+    }
+
+    /// What to send, in order.
+    pub fn take_outputs(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Number of live observations.
+    pub fn observations(&self) -> usize {
+        self.observations.len()
+    }
+
+    /// When the keepalive fires: 1.5 × heartbeat after the last message from the client, except
+    /// for a connectionless client that still has observations (see the module doc).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if self.close.is_some()
+            || (!self.gw.settings.connection_required && !self.observations.is_empty())
+        {
+            return None;
+        }
+        Some(self.last_seen + self.gw.settings.heartbeat.mul_f64(1.5))
+    }
+
+    /// Timer wakeup.
+    pub fn tick(&mut self, now: Instant) {
+        if self.next_deadline().is_some_and(|d| now >= d) {
+            Metrics::inc(&self.gw.bus.metrics().keepalive_timeouts);
+            self.fail(CloseReason::KeepaliveTimeout);
+        }
+    }
+
+    fn reply(&mut self, ex: &Exchange, packet: Packet) {
+        self.out.push(Output::Reply {
+            exchange: ex.clone(),
+            packet,
+        });
+    }
+
+    fn refuse(&mut self, ex: &Exchange, (c, text): Refusal) {
+        self.reply(ex, error_response(c, text));
+    }
+
+    /// One request of this client.
+    pub fn handle_request(&mut self, req: Request, now: Instant) {
+        if self.close.is_some() {
+            return;
+        }
+        let ex = req.exchange;
+        let q = match request::query(&req.packet) {
+            Ok(q) => q,
+            Err(r) => return self.refuse(&ex, r),
+        };
+        let res = request::resource(&req.packet);
+        let is_connection = matches!(res, Ok(Resource::Connection));
+        let method = wire::code_of(&req.packet);
+        if self.gw.settings.connection_required && !(is_connection && method == code::POST) {
+            // Spec 3.5: every request carries clientid and token; a missing token is answered
+            // 4.00 (EMQX 5.8.9 stays silent: QUIRK, fixed as 5.10/6.x do).
+            let ok = q.clientid.as_deref() == Some(self.info.client_id.as_str())
+                && q.token.is_some()
+                && q.token == self.token;
+            if !ok {
+                return self.refuse(&ex, (code::BAD_REQUEST, MISSING_TOKEN));
+            }
+        } else if !self.gw.settings.connection_required
+            && !is_connection
+            && authenticate(&self.gw, &q).is_err()
+        {
+            return self.refuse(&ex, (code::UNAUTHORIZED, "not authorized"));
+        }
+        self.last_seen = now;
+        self.peer = req.peer;
+        match res {
+            Err(r) => self.refuse(&ex, r),
+            Ok(Resource::Connection) => self.connection(&ex, method, &q),
+            Ok(Resource::PubSub(topic)) => match method {
+                code::POST => self.publish(&ex, &topic, &q, req.packet.payload),
+                code::GET => self.observe(&ex, &req.packet, &topic, &q, now),
+                _ => self.refuse(&ex, (code::METHOD_NOT_ALLOWED, "method not allowed")),
+            },
+        }
+    }
+
+    fn connection(&mut self, ex: &Exchange, method: u8, q: &Query) {
+        match method {
+            code::POST => {
+                if let Err(reason) = authenticate(&self.gw, q) {
+                    let text = format!("Login Failed: {reason}");
+                    return self.reply(ex, error_response(code::BAD_REQUEST, &text));
+                }
+                // A create for a connected client id (a rebooted device) takes the session
+                // over with a new token; the old token is refused from now on.
+                let token = rand::Rng::gen_range(&mut rand::thread_rng(), 1..=u32::MAX).to_string();
+                let mut r = response(code::CREATED);
+                r.payload = token.clone().into_bytes();
+                self.token = Some(token);
+                self.reply(ex, r);
+            }
+            code::PUT => self.reply(ex, response(code::CHANGED)),
+            code::DELETE => {
+                self.reply(ex, response(code::DELETED));
+                self.fail(CloseReason::ClientDisconnect);
+            }
+            _ => self.refuse(ex, (code::METHOD_NOT_ALLOWED, "method not allowed")),
+        }
+    }
+
+    fn mount(&self, topic: &str) -> String {
+        let mp = &self.gw.settings.mountpoint;
+        if mp.is_empty() {
+            return topic.to_owned();
+        }
+        let prefix = render(
+            mp,
+            self.info.client_id.as_str(),
+            self.info.username.as_deref(),
+        );
+        format!("{prefix}{topic}")
+    }
+
+    fn publish(&mut self, ex: &Exchange, topic: &str, q: &Query, payload: Vec<u8>) {
+        let parsed = (|| -> Result<(QoS, bool, Option<u32>), Refusal> {
+            let qos = match &q.qos {
+                Some(v) => request::parse_qos(v)?,
+                None => self.gw.settings.publish_qos.resolve(ex.is_confirmable()),
+            };
+            let retain = match &q.retain {
+                Some(v) => request::parse_bool(v, "invalid retain")?,
+                None => false,
+            };
+            let expiry = q.expiry.as_deref().map(request::parse_expiry).transpose()?;
+            Ok((qos, retain, expiry))
+        })();
+        let (qos, retain, expiry) = match parsed {
+            Ok(v) => v,
+            Err(r) => return self.refuse(ex, r),
+        };
+        let levels = self.gw.settings.max_topic_levels;
+        let Ok(name) = TopicName::with_max_levels(self.mount(topic), levels) else {
+            return self.refuse(ex, (code::BAD_REQUEST, "invalid topic"));
+        };
+        let mut msg = Message::new(name, payload, qos, retain);
+        if let Some(secs) = expiry {
+            // Spec 3.6: EMQX 5.8.9 ignores `expiry` (QUIRK); it sets the message expiry here.
+            msg.properties = Some(Arc::new(Properties {
+                message_expiry_interval: Some(secs),
+                ..Properties::default()
+            }));
+        }
+        if let Some(s) = &self.session {
+            msg.origin = Some(Origin {
+                session: s.id,
+                client_id: s.client_id.clone(),
+            });
+        }
+        self.gw.bus.publish(msg);
+        self.reply(ex, response(code::CHANGED));
+    }
+
+    fn observe(&mut self, ex: &Exchange, packet: &Packet, topic: &str, q: &Query, now: Instant) {
+        let obs = match request::observe(packet) {
+            Ok(Some(v)) => v,
+            Ok(None) => return self.refuse(ex, (code::BAD_REQUEST, "invalid observe value")),
+            Err(r) => return self.refuse(ex, r),
+        };
+        if ex.token().is_empty() {
+            return self.refuse(ex, (code::BAD_REQUEST, "observe without token"));
+        }
+        let levels = self.gw.settings.max_topic_levels;
+        let Ok(filter) = SubscriptionFilter::parse(&self.mount(topic), levels) else {
+            return self.refuse(ex, (code::BAD_REQUEST, "invalid topic"));
+        };
+        if obs == 1 {
+            if let Some(id) = self.by_filter.get(&filter).copied() {
+                self.cancel(id);
+            }
+            return self.reply(ex, response(code::NO_CONTENT));
+        }
+        let opts = match self.sub_options(ex, q) {
+            Ok(o) => o,
+            Err(r) => return self.refuse(ex, r),
+        };
+        let seq = match self.by_filter.get(&filter).copied() {
+            Some(id) => match self.observations.get_mut(&id) {
+                Some(o) => {
+                    o.obs.reregister(ex.token().to_vec());
+                    o.obs.seq()
+                }
+                None => 0,
+            },
+            None => {
+                let id = self.next_sub_id;
+                self.next_sub_id = self.next_sub_id.wrapping_add(1).max(1);
+                let Some(session) = self.session.as_mut() else {
+                    return;
+                };
+                let opts = SubOptions {
+                    subscription_id: Some(id),
+                    ..opts
+                };
+                if self
+                    .gw
+                    .bus
+                    .subscribe(session, filter.clone(), opts)
+                    .is_err()
+                {
+                    return self.refuse(ex, (code::BAD_REQUEST, "subscription refused"));
+                }
+                let resource = ex.resource().to_owned();
+                let obs = Observation::new(ex.token().to_vec(), resource, now);
+                self.by_filter.insert(filter.clone(), id);
+                self.observations.insert(id, Observed { filter, obs });
+                0
+            }
+        };
+        let mut r = response(code::CONTENT);
+        r.set_observe_value(seq);
+        self.reply(ex, r);
+    }
+
+    fn sub_options(&self, ex: &Exchange, q: &Query) -> Result<SubOptions, Refusal> {
+        let qos = match &q.qos {
+            Some(v) => request::parse_qos(v)?,
+            None => self.gw.settings.subscribe_qos.resolve(ex.is_confirmable()),
+        };
+        let nl = match &q.nl {
+            Some(v) => request::parse_bool(v, "invalid nl")?,
+            None => false,
+        };
+        // Spec 3.7: as EMQX, retained messages reach an observer only with rh=0.
+        let rh0 = match q.rh.as_deref() {
+            None | Some("1") | Some("2") => false,
+            Some("0") => true,
+            Some(_) => return Err((code::BAD_REQUEST, "invalid rh")),
+        };
+        Ok(SubOptions {
+            qos,
+            no_local: nl,
+            retain_as_published: false,
+            retain_handling: if rh0 {
+                RetainHandling::OnSubscribe
+            } else {
+                RetainHandling::Never
+            },
+            subscription_id: None,
+        })
+    }
+
+    fn cancel(&mut self, id: u32) {
+        if let Some(o) = self.observations.remove(&id) {
+            self.by_filter.remove(&o.filter);
+            if let Some(s) = self.session.as_mut() {
+                self.gw.bus.unsubscribe(s, &o.filter);
+            }
+        }
+    }
+
+    /// The transport's verdict on one of our notifications.
+    pub fn handle_notify_outcome(&mut self, nid: u64, outcome: NotifyOutcome, now: Instant) {
+        let sub = self.con_inflight.remove(&nid).or_else(|| {
+            let pos = self.recent_non.iter().position(|(n, _)| *n == nid)?;
+            self.recent_non.remove(pos).map(|(_, s)| s)
+        });
+        match outcome {
+            NotifyOutcome::Acked => self.last_seen = now,
+            NotifyOutcome::Reset | NotifyOutcome::Timeout => {
+                if outcome == NotifyOutcome::Reset {
+                    self.last_seen = now;
+                }
+                if let Some(id) = sub {
+                    tracing::debug!(sub_id = id, ?outcome, "observation cancelled");
+                    self.cancel(id);
+                }
+            }
+        }
+    }
+
+    /// Turns queued deliveries into notifications while CON credit allows.
+    pub fn pull_deliveries(&mut self, now: Instant) -> usize {
+        if self.close.is_some() {
+            return 0;
+        }
+        let Some(session) = self.session.as_ref() else {
+            return 0;
+        };
+        let notify = self.gw.settings.notify_type;
+        let mut con_credit = self.con_inflight.is_empty();
+        let mut batch = MAX_BATCH;
+        let mut taken = Vec::new();
+        session.outbox.drain(
+            now,
+            |d| {
+                if batch == 0 {
+                    return false;
+                }
+                if wants_con(notify, d.qos) {
+                    if !con_credit {
+                        return false;
+                    }
+                    con_credit = false;
+                }
+                batch -= 1;
+                true
+            },
+            &mut taken,
+        );
+        let n = taken.len();
+        for d in taken {
+            self.notify(d, now);
+        }
+        n
+    }
+
+    fn notify(&mut self, d: Delivery, now: Instant) {
+        let want_con = wants_con(self.gw.settings.notify_type, d.qos);
+        let mut sent = false;
+        for id in &d.subscription_ids {
+            let Some(o) = self.observations.get_mut(id) else {
+                continue;
+            };
+            let (seq, con) = o.obs.next(want_con, now);
+            let mut p = response(code::CONTENT);
+            p.set_token(o.obs.token.clone());
+            p.set_observe_value(seq);
+            p.payload = d.message.payload.to_vec();
+            let nid = self.next_nid;
+            self.next_nid = self.next_nid.wrapping_add(1);
+            if con {
+                self.con_inflight.insert(nid, *id);
+            } else {
+                if self.recent_non.len() >= RECENT_NON {
+                    self.recent_non.pop_front();
+                }
+                self.recent_non.push_back((nid, *id));
+            }
+            self.out.push(Output::Notify {
+                peer: self.peer,
+                packet: p,
+                confirmable: con,
+                nid,
+                resource: o.obs.resource.clone(),
+            });
+            sent = true;
+        }
+        let m = self.gw.bus.metrics();
+        Metrics::inc(if sent {
+            &m.messages_sent
+        } else {
+            &m.messages_dropped
+        });
+    }
+
+    /// Hands the session back to the bus and reports the disconnect. Returns the close reason.
+    pub fn finish(
+        &mut self,
+        control: &mut ControlRx,
+        takeover: Option<oneshot::Sender<Option<Session>>>,
+    ) -> CloseReason {
+        let reason = self.close.clone().unwrap_or(CloseReason::ServerShutdown);
+        if let Some(session) = self.session.take() {
+            self.gw
+                .bus
+                .release_session(NAMESPACE, session, self.generation, control, takeover);
+            self.gw.bus.client_disconnected(&self.info, &reason);
+        }
+        reason
+    }
+}
+
+fn wants_con(notify: crate::NotifyType, qos: QoS) -> bool {
+    match notify {
+        crate::NotifyType::Con => true,
+        crate::NotifyType::Non => false,
+        crate::NotifyType::Qos => qos != QoS::AtMostOnce,
+    }
+}
+
+/// The answer the socket task gives itself when a connection-mode request names no live
+/// channel: `Ok(())` to create one (a connection create), else the reply.
+pub fn precheck_connection_mode(gw: &CoapGateway, packet: &Packet) -> Result<(), Packet> {
+    let q = request::query(packet).map_err(|(c, t)| error_response(c, t))?;
+    let is_connection = matches!(request::resource(packet), Ok(Resource::Connection));
+    match (is_connection, wire::code_of(packet), &q.clientid) {
+        (true, code::POST, None) => Err(error_response(code::BAD_REQUEST, MISSING_TOKEN)),
+        (true, code::POST, Some(_)) => authenticate(gw, &q).map_err(|reason| {
+            error_response(code::BAD_REQUEST, &format!("Login Failed: {reason}"))
+        }),
+        // Spec 3.5: a DELETE reaching a fresh channel is answered 2.02.
+        (true, code::DELETE, _) => Err(response(code::DELETED)),
+        (true, code::GET, _) => Err(error_response(
+            code::METHOD_NOT_ALLOWED,
+            "method not allowed",
+        )),
+        _ => Err(error_response(code::BAD_REQUEST, MISSING_TOKEN)),
+    }
+}
+
+/// The key a request is routed by, or the reply when it cannot be routed (spec 1.3, 3.4, 3.5).
+pub fn route(gw: &CoapGateway, peer: SocketAddr, packet: &Packet) -> Result<ClientKey, Packet> {
+    let q = request::query(packet).map_err(|(c, t)| error_response(c, t))?;
+    match q.clientid.filter(|c| !c.is_empty()) {
+        Some(id) => Ok(ClientKey::Id(id)),
+        None if gw.settings.connection_required => {
+            Err(error_response(code::BAD_REQUEST, MISSING_TOKEN))
+        }
+        None => Ok(ClientKey::Addr(peer)),
+    }
+}
+
+/// Whether a packet carries Observe (used in logs).
+pub fn has_observe(p: &Packet) -> bool {
+    p.get_first_option(CoapOption::Observe).is_some()
+}

@@ -1,0 +1,374 @@
+//! The UDP side: one socket task owns the socket and the [`Transport`], demultiplexes requests
+//! to per-client tasks by client identity ([`ClientKey`]), and sends what they produce; one
+//! task per client owns its [`Channel`] and bus session (DESIGN: UDP gateways).
+//!
+//! Invariants: every channel between tasks is bounded; a full client queue drops the request
+//! (the client's CON retransmission brings it back); the socket task never waits on a client.
+
+use crate::channel::{self, Channel, ClientKey, NotifyOutcome, Output};
+use crate::transport::wire::code;
+use crate::transport::{error_response, Event, Request, Transport};
+use crate::CoapGateway;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+use switchyard_bus::{Control, ControlRx, OpenSession, Session};
+use switchyard_core::CloseReason;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+/// Largest datagram read.
+const MAX_DATAGRAM: usize = 65_535;
+/// Queue from the socket task to one client.
+const CLIENT_QUEUE: usize = 256;
+/// Queue from every client to the socket task.
+const SOCKET_QUEUE: usize = 4096;
+
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+type Tag = (u64, u64);
+
+enum ClientIn {
+    Request(Box<Request>),
+    Outcome(u64, NotifyOutcome),
+}
+
+enum ToSocket {
+    Out(Output),
+    Closed(u64, ClientKey),
+}
+
+struct Slot {
+    tx: mpsc::Sender<ClientIn>,
+}
+
+struct Demux {
+    gw: CoapGateway,
+    slots: HashMap<u64, Slot>,
+    keys: HashMap<ClientKey, u64>,
+    next_slot: u64,
+    rate_window: (Instant, u32),
+    out_tx: mpsc::Sender<ToSocket>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+}
+
+/// Serves the CoAP gateway on `socket` until `cancel`.
+pub async fn serve_udp(
+    socket: UdpSocket,
+    name: String,
+    gw: CoapGateway,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let mut transport: Transport<Tag> = Transport::new(gw.settings.transport.clone());
+    let (out_tx, mut out_rx) = mpsc::channel(SOCKET_QUEUE);
+    let mut demux = Demux {
+        gw,
+        slots: HashMap::new(),
+        keys: HashMap::new(),
+        next_slot: 1,
+        rate_window: (now(), 0),
+        out_tx,
+        cancel: cancel.clone(),
+        tracker,
+    };
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        while let Some((addr, bytes)) = transport.poll_transmit() {
+            if let Err(e) = socket.send_to(&bytes, addr).await {
+                tracing::debug!(%addr, error = %e, "CoAP send failed");
+            }
+        }
+        let deadline = transport
+            .next_deadline()
+            .map(tokio::time::Instant::from_std);
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            Some(msg) = out_rx.recv() => match msg {
+                ToSocket::Out(Output::Reply { exchange, packet }) => {
+                    transport.respond(&exchange, packet, now());
+                }
+                ToSocket::Out(Output::Notify { peer, packet, confirmable, nid, resource }) => {
+                    // The slot is in the tag so transport events find the client again.
+                    let slot = demux.slot_of_peer_notify(nid);
+                    transport.notify(peer, packet, confirmable, (slot, nid), &resource, now());
+                }
+                ToSocket::Closed(slot, key) => demux.closed(slot, &key),
+            },
+            r = socket.recv_from(&mut buf) => match r {
+                Ok((n, peer)) => {
+                    let data = buf.get(..n).unwrap_or_default();
+                    for ev in transport.handle_datagram(peer, data, now()) {
+                        demux.dispatch(ev, &mut transport);
+                    }
+                }
+                Err(e) => tracing::debug!(listener = %name, error = %e, "CoAP recv failed"),
+            },
+            _ = sleep_until(deadline) => {
+                for ev in transport.poll(now()) {
+                    demux.dispatch(ev, &mut transport);
+                }
+            }
+        }
+    }
+    tracing::debug!(listener = %name, "CoAP listener stopped");
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Demux {
+    /// Notifications carry their slot in the high bits of `nid` (see `run_client`).
+    fn slot_of_peer_notify(&self, nid: u64) -> u64 {
+        nid >> 40
+    }
+
+    fn dispatch(&mut self, ev: Event<Tag>, transport: &mut Transport<Tag>) {
+        let (tag, outcome) = match ev {
+            Event::Request(req) => return self.request(req, transport),
+            Event::Acked { tag, .. } => (tag, NotifyOutcome::Acked),
+            Event::Reset { tag, .. } => (tag, NotifyOutcome::Reset),
+            Event::Timeout { tag, .. } => (tag, NotifyOutcome::Timeout),
+            Event::Response { .. } => return,
+        };
+        if let Some(slot) = self.slots.get(&tag.0) {
+            if slot.tx.try_send(ClientIn::Outcome(tag.1, outcome)).is_err() {
+                tracing::warn!("CoAP client queue full: notification outcome dropped");
+            }
+        }
+    }
+
+    fn request(&mut self, req: Request, transport: &mut Transport<Tag>) {
+        let key = match channel::route(&self.gw, req.peer, &req.packet) {
+            Ok(k) => k,
+            Err(reply) => return transport.respond(&req.exchange, reply, now()),
+        };
+        let mut req = req;
+        if let Some(slot_id) = self.keys.get(&key).copied() {
+            match self
+                .slots
+                .get(&slot_id)
+                .map(|s| s.tx.try_send(ClientIn::Request(Box::new(req))))
+            {
+                Some(Ok(())) => return,
+                Some(Err(mpsc::error::TrySendError::Full(_))) => {
+                    tracing::debug!("CoAP client queue full: request dropped");
+                    return;
+                }
+                Some(Err(mpsc::error::TrySendError::Closed(ClientIn::Request(r)))) => {
+                    self.closed(slot_id, &key);
+                    req = *r;
+                }
+                _ => return,
+            }
+        }
+        if self.gw.settings.connection_required {
+            if let Err(reply) = channel::precheck_connection_mode(&self.gw, &req.packet) {
+                return transport.respond(&req.exchange, reply, now());
+            }
+        }
+        if !self.admit() {
+            let reply = error_response(code::SERVICE_UNAVAILABLE, "too many clients");
+            return transport.respond(&req.exchange, reply, now());
+        }
+        self.spawn(key, req);
+    }
+
+    fn admit(&mut self) -> bool {
+        let s = &self.gw.settings;
+        if self.slots.len() >= s.max_connections {
+            return false;
+        }
+        if s.max_conn_rate == 0 {
+            return true;
+        }
+        let t = now();
+        if t.duration_since(self.rate_window.0).as_secs() >= 1 {
+            self.rate_window = (t, 0);
+        }
+        if self.rate_window.1 >= s.max_conn_rate {
+            return false;
+        }
+        self.rate_window.1 += 1;
+        true
+    }
+
+    fn spawn(&mut self, key: ClientKey, first: Request) {
+        let slot = self.next_slot;
+        self.next_slot += 1;
+        let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
+        let _ = tx.try_send(ClientIn::Request(Box::new(first)));
+        self.slots.insert(slot, Slot { tx });
+        self.keys.insert(key.clone(), slot);
+        let client = Client {
+            gw: self.gw.clone(),
+            slot,
+            key,
+            rx,
+            out_tx: self.out_tx.clone(),
+            cancel: self.cancel.clone(),
+        };
+        self.tracker.spawn(client.run());
+    }
+
+    fn closed(&mut self, slot: u64, key: &ClientKey) {
+        self.slots.remove(&slot);
+        if self.keys.get(key) == Some(&slot) {
+            self.keys.remove(key);
+        }
+    }
+}
+
+struct Client {
+    gw: CoapGateway,
+    slot: u64,
+    key: ClientKey,
+    rx: mpsc::Receiver<ClientIn>,
+    out_tx: mpsc::Sender<ToSocket>,
+    cancel: CancellationToken,
+}
+
+impl Client {
+    async fn run(mut self) {
+        let Some(ClientIn::Request(first)) = self.rx.recv().await else {
+            return;
+        };
+        let first = *first;
+        let q = channel::request::query(&first.packet).unwrap_or_default();
+        let info = channel::client_info(&self.key, &q, first.peer, self.gw.settings.heartbeat);
+        let span = tracing::info_span!("conn", peer = %first.peer, proto = "coap", client_id = %info.client_id);
+        async move {
+            let reason = self.serve(info, first).await;
+            match reason.detail() {
+                Some(detail) => {
+                    tracing::info!(reason = reason.as_str(), detail, "connection closed")
+                }
+                None => tracing::info!(reason = reason.as_str(), "connection closed"),
+            }
+            let _ = self
+                .out_tx
+                .send(ToSocket::Closed(self.slot, self.key.clone()))
+                .await;
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn serve(&mut self, info: switchyard_bus::ClientInfo, first: Request) -> CloseReason {
+        let info = Arc::new(info);
+        let (control_tx, mut control_rx) = mpsc::channel(8);
+        let opened = self
+            .gw
+            .bus
+            .open_session(OpenSession {
+                info: info.clone(),
+                clean_start: true,
+                expiry: std::time::Duration::ZERO,
+                max_inflight: 1,
+                control: control_tx,
+            })
+            .await;
+        let opened = match opened {
+            Ok(o) => o,
+            Err(e) => {
+                let reply = error_response(code::SERVICE_UNAVAILABLE, "session refused");
+                let _ = self
+                    .out_tx
+                    .send(ToSocket::Out(Output::Reply {
+                        exchange: first.exchange,
+                        packet: reply,
+                    }))
+                    .await;
+                return CloseReason::ProtocolError(e.to_string());
+            }
+        };
+        self.gw.bus.client_connected(&info);
+        tracing::debug!("client connected");
+        let mut ch = Channel::new(
+            self.gw.clone(),
+            info,
+            opened.session,
+            opened.generation,
+            now(),
+        );
+        ch.handle_request(first, now());
+        let takeover = self.drive(&mut ch, &mut control_rx).await;
+        self.flush(&mut ch).await;
+        ch.finish(&mut control_rx, takeover)
+    }
+
+    async fn flush(&mut self, ch: &mut Channel) {
+        for o in ch.take_outputs() {
+            let o = match o {
+                Output::Notify {
+                    peer,
+                    packet,
+                    confirmable,
+                    nid,
+                    resource,
+                } => Output::Notify {
+                    peer,
+                    packet,
+                    confirmable,
+                    // Slot in the high bits: see `Demux::slot_of_peer_notify`.
+                    nid: (self.slot << 40) | (nid & ((1 << 40) - 1)),
+                    resource,
+                },
+                reply => reply,
+            };
+            if self.out_tx.send(ToSocket::Out(o)).await.is_err() {
+                ch.fail(CloseReason::ServerShutdown);
+                return;
+            }
+        }
+    }
+
+    async fn drive(
+        &mut self,
+        ch: &mut Channel,
+        control_rx: &mut ControlRx,
+    ) -> Option<oneshot::Sender<Option<Session>>> {
+        let outbox = ch.outbox()?;
+        let mut takeover = None;
+        loop {
+            ch.pull_deliveries(now());
+            self.flush(ch).await;
+            if ch.close_reason().is_some() {
+                return takeover;
+            }
+            let deadline = ch.next_deadline().map(tokio::time::Instant::from_std);
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => ch.fail(CloseReason::ServerShutdown),
+                msg = control_rx.recv() => match msg {
+                    Some(Control::Takeover { reply }) => {
+                        takeover = Some(reply);
+                        ch.fail(CloseReason::Takeover);
+                    }
+                    Some(Control::Kick) => ch.fail(CloseReason::Kicked),
+                    None => {}
+                },
+                msg = self.rx.recv() => match msg {
+                    Some(ClientIn::Request(r)) => ch.handle_request(*r, now()),
+                    Some(ClientIn::Outcome(nid, o)) => {
+                        ch.handle_notify_outcome(nid & ((1 << 40) - 1), o, now())
+                    }
+                    None => ch.fail(CloseReason::ServerShutdown),
+                },
+                _ = outbox.notified() => {}
+                _ = sleep_until(deadline) => ch.tick(now()),
+            }
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! The CoAP gateway: publish/subscribe over CoAP (RFC 7252, RFC 7641 observe, RFC 7959
+//! block-wise), wire-compatible with EMQX 5's CoAP gateway (spec section 3) minus its QUIRKs.
+//!
+//! Owns: the reusable CoAP [`transport`] (message layer, dedup, retransmission, block-wise,
+//! observe bookkeeping; LwM2M builds on it), the per-client protocol state machine
+//! ([`Channel`], sans-I/O) and the UDP driver (one socket task demultiplexing to one task per
+//! client identity).
+//! Must not know: any other gateway, or how the bus routes and stores. It speaks to the engine
+//! only through [`switchyard_bus::BusHandle`].
+
+pub mod channel;
+pub mod transport;
+
+mod driver;
+mod settings;
+
+pub use channel::{Channel, ClientKey, NAMESPACE};
+/// The message types the transport speaks (re-exported so users need no second dependency).
+pub use coap_lite;
+pub use driver::serve_udp;
+pub use settings::{CoapSettings, NotifyType, QosMode};
+
+use std::sync::Arc;
+use switchyard_bus::BusHandle;
+
+/// What every client of the CoAP gateway shares.
+#[derive(Debug, Clone)]
+pub struct CoapGateway {
+    /// The engine.
+    pub bus: BusHandle,
+    /// Protocol settings.
+    pub settings: Arc<CoapSettings>,
+}
