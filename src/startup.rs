@@ -134,6 +134,7 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
             tracker.clone(),
         ));
     }
+    start_tls_listeners(&config, &mqtt, &mut bound, &cancel, &tracker).await?;
     log_not_yet_available(&config);
 
     bus.spawn_background(cancel.clone(), &tracker);
@@ -190,13 +191,80 @@ fn open_bus(
     Ok((bus, Some(store)))
 }
 
+fn tls_listener(
+    name: &str,
+    o: &switchyard_config::TlsOptions,
+) -> anyhow::Result<switchyard_mqtt::TlsListener> {
+    let settings = switchyard_mqtt::tls::TlsSettings {
+        certfile: o.certfile.clone(),
+        keyfile: o.keyfile.clone(),
+        cacertfile: (!o.cacertfile.as_os_str().is_empty()).then(|| o.cacertfile.clone()),
+        verify_peer: o.verify == switchyard_config::TlsVerify::VerifyPeer,
+        fail_if_no_peer_cert: o.fail_if_no_peer_cert,
+        peer_cert_as_username: o.peer_cert_as_username == switchyard_config::PeerCertAsUsername::Cn,
+    };
+    let acceptor =
+        switchyard_mqtt::tls::acceptor(&settings).with_context(|| format!("listener {name}"))?;
+    Ok(switchyard_mqtt::TlsListener {
+        acceptor,
+        cn_as_username: settings.peer_cert_as_username,
+    })
+}
+
+/// MQTT over TLS (8883) and over secure WebSocket (8084), when enabled; a bad certificate or
+/// key is a start-up error naming the file.
+async fn start_tls_listeners(
+    config: &Config,
+    mqtt: &MqttGateway,
+    bound: &mut BTreeMap<String, String>,
+    cancel: &CancellationToken,
+    tracker: &TaskTracker,
+) -> anyhow::Result<()> {
+    let ssl = &config.listeners.ssl.default;
+    if ssl.enable {
+        let name = "mqtt:ssl:default";
+        let tls = tls_listener(name, &ssl.tls())?;
+        let listener = bind_tcp(name, ssl.bind).await?;
+        let addr = listener.local_addr()?;
+        tracing::info!(listener = name, %addr, "listener started");
+        bound.insert(name.into(), addr.to_string());
+        tracker.spawn(switchyard_mqtt::serve_tls(
+            listener,
+            name.into(),
+            tls,
+            mqtt.clone(),
+            settings::limits(ssl.max_connections, ssl.max_conn_rate),
+            cancel.clone(),
+            tracker.clone(),
+        ));
+    }
+    let wss = &config.listeners.wss.default;
+    if wss.enable {
+        let name = "mqtt:wss:default";
+        let tls = tls_listener(name, &wss.tls())?;
+        let listener = bind_tcp(name, wss.bind).await?;
+        let addr = listener.local_addr()?;
+        tracing::info!(listener = name, %addr, path = %wss.path, "listener started");
+        bound.insert(name.into(), addr.to_string());
+        tracker.spawn(switchyard_mqtt::serve_wss(
+            listener,
+            name.into(),
+            wss.path.clone(),
+            tls,
+            mqtt.clone(),
+            settings::limits(wss.max_connections, wss.max_conn_rate),
+            cancel.clone(),
+            tracker.clone(),
+        ));
+    }
+    Ok(())
+}
+
 /// Listeners that have config keys but whose protocol lands in a later release: say so once
 /// instead of silently ignoring an enabled section.
 fn log_not_yet_available(c: &Config) {
     let pending = [
         ("dashboard:http", c.dashboard.listeners.http.enable),
-        ("mqtt:ssl:default", c.listeners.ssl.default.enable),
-        ("mqtt:wss:default", c.listeners.wss.default.enable),
         ("lwm2m:udp:default", c.gateway.lwm2m.enable),
     ];
     for (name, enabled) in pending {

@@ -38,10 +38,23 @@ pub async fn run_connection<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
+    run_connection_as(stream, peer, gw, cancel, None).await
+}
+
+/// [`run_connection`] for a TLS connection whose client certificate names the user.
+pub async fn run_connection_as<S>(
+    stream: S,
+    peer: SocketAddr,
+    gw: MqttGateway,
+    cancel: CancellationToken,
+    cert_username: Option<String>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
     let span =
         tracing::info_span!("conn", %peer, proto = "mqtt", client_id = tracing::field::Empty);
     async move {
-        let reason = drive(stream, peer, gw, cancel).await;
+        let reason = drive(stream, peer, gw, cancel, cert_username).await;
         match reason.detail() {
             Some(detail) => tracing::info!(reason = reason.as_str(), detail, "connection closed"),
             None => tracing::info!(reason = reason.as_str(), "connection closed"),
@@ -129,6 +142,7 @@ async fn drive<S>(
     peer: SocketAddr,
     gw: MqttGateway,
     cancel: CancellationToken,
+    cert_username: Option<String>,
 ) -> CloseReason
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
@@ -137,6 +151,7 @@ where
     let mut rbuf = BytesMut::with_capacity(4096);
     let mut wbuf = BytesMut::with_capacity(4096);
     let mut ch = Channel::new(gw.bus.clone(), gw.settings.clone(), peer, now());
+    ch.set_cert_username(cert_username);
     let first = tokio::select! {
         _ = cancel.cancelled() => return CloseReason::ServerShutdown,
         r = tokio::time::timeout(gw.settings.idle_timeout, read_connect(&mut rd, &mut rbuf, &gw)) => match r {

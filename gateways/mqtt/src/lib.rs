@@ -3,7 +3,7 @@
 //! Owns: the wire codec ([`codec`], no I/O), the per-connection protocol state machine
 //! ([`Channel`], sans-I/O), the connection driver (one tokio task per connection: socket,
 //! timers, outbox wakeups, batched writes) and the TCP listener (connection limit, accept rate,
-//! accept back-off), plain and over WebSocket.
+//! accept back-off), plain, over TLS, and over WebSocket with or without TLS.
 //! Must not know: any other gateway, or how the bus routes and stores. It speaks to the engine
 //! only through [`switchyard_bus::BusHandle`].
 
@@ -13,12 +13,15 @@ mod channel;
 mod driver;
 mod listener;
 mod settings;
+pub mod tls;
+mod tls_listener;
 mod ws;
 
 pub use channel::{codes, Channel, ConnectDecision, NAMESPACE};
-pub use driver::run_connection;
+pub use driver::{run_connection, run_connection_as};
 pub use listener::{serve_tcp, serve_ws, ListenerLimits};
 pub use settings::MqttSettings;
+pub use tls_listener::{serve_tls, serve_wss, TlsListener};
 
 use std::sync::Arc;
 use switchyard_bus::BusHandle;

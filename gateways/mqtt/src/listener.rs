@@ -69,7 +69,7 @@ pub async fn serve_ws(
     .await
 }
 
-async fn accept_loop<F, Fut>(
+pub(crate) async fn accept_loop<F, Fut>(
     listener: TcpListener,
     name: String,
     limits: ListenerLimits,

@@ -138,6 +138,19 @@ pub struct TlsOptions {
     pub verify: TlsVerify,
     /// With `verify_peer`: refuse clients that present no certificate.
     pub fail_if_no_peer_cert: bool,
+    /// Whether the client certificate's CN replaces the MQTT username.
+    pub peer_cert_as_username: PeerCertAsUsername,
+}
+
+/// `peer_cert_as_username`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PeerCertAsUsername {
+    /// The username from CONNECT is used.
+    #[default]
+    Disabled,
+    /// The client certificate's Common Name is the username.
+    Cn,
 }
 
 /// `[listeners.ssl]`
@@ -174,6 +187,9 @@ pub struct SslListenerConfig {
     pub verify: TlsVerify,
     /// With verify_peer: refuse clients that present no certificate. Default false.
     pub fail_if_no_peer_cert: bool,
+    /// Use the client certificate's Common Name as the MQTT username: disabled | cn.
+    /// Default disabled.
+    pub peer_cert_as_username: PeerCertAsUsername,
 }
 
 impl Default for SslListenerConfig {
@@ -189,6 +205,7 @@ impl Default for SslListenerConfig {
             cacertfile: PathBuf::new(),
             verify: TlsVerify::VerifyNone,
             fail_if_no_peer_cert: false,
+            peer_cert_as_username: PeerCertAsUsername::Disabled,
         }
     }
 }
@@ -202,6 +219,7 @@ impl SslListenerConfig {
             cacertfile: self.cacertfile.clone(),
             verify: self.verify,
             fail_if_no_peer_cert: self.fail_if_no_peer_cert,
+            peer_cert_as_username: self.peer_cert_as_username,
         }
     }
 }
@@ -242,6 +260,9 @@ pub struct WssListenerConfig {
     pub verify: TlsVerify,
     /// With verify_peer: refuse clients that present no certificate. Default false.
     pub fail_if_no_peer_cert: bool,
+    /// Use the client certificate's Common Name as the MQTT username: disabled | cn.
+    /// Default disabled.
+    pub peer_cert_as_username: PeerCertAsUsername,
 }
 
 impl Default for WssListenerConfig {
@@ -258,6 +279,7 @@ impl Default for WssListenerConfig {
             cacertfile: PathBuf::new(),
             verify: TlsVerify::VerifyNone,
             fail_if_no_peer_cert: false,
+            peer_cert_as_username: PeerCertAsUsername::Disabled,
         }
     }
 }
@@ -271,6 +293,7 @@ impl WssListenerConfig {
             cacertfile: self.cacertfile.clone(),
             verify: self.verify,
             fail_if_no_peer_cert: self.fail_if_no_peer_cert,
+            peer_cert_as_username: self.peer_cert_as_username,
         }
     }
 }

@@ -24,9 +24,9 @@ pub use gateway::{
 };
 pub use gateway::{CoapNotifyType, CoapQosMode};
 pub use listeners::{
-    HttpListenerConfig, HttpListenersConfig, ListenersConfig, SslListenerConfig,
-    SslListenersConfig, TcpListenerConfig, TcpListenersConfig, TlsOptions, TlsVerify,
-    WsListenerConfig, WsListenersConfig, WssListenerConfig, WssListenersConfig,
+    HttpListenerConfig, HttpListenersConfig, ListenersConfig, PeerCertAsUsername,
+    SslListenerConfig, SslListenersConfig, TcpListenerConfig, TcpListenersConfig, TlsOptions,
+    TlsVerify, WsListenerConfig, WsListenersConfig, WssListenerConfig, WssListenersConfig,
 };
 pub use mqtt::{MqttConfig, SharedSubscriptionStrategy};
 pub use storage::{DurabilityMode, StorageConfig};

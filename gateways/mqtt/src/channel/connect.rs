@@ -26,10 +26,14 @@ impl Channel {
     /// Validates CONNECT and builds the session request, or queues a refusing CONNACK.
     pub fn handle_connect(
         &mut self,
-        c: Connect,
+        mut c: Connect,
         control: ControlTx,
         now: Instant,
     ) -> ConnectDecision {
+        if let Some(cn) = &self.cert_username {
+            // peer_cert_as_username = "cn": the verified certificate names the user.
+            c.username = Some(ByteString::from(cn.as_str()));
+        }
         self.version = c.protocol;
         let v5 = c.protocol.is_v5();
         if v5 && c.properties.authentication_method.is_some() {

@@ -65,6 +65,8 @@ pub struct Channel {
     pub(crate) client_alias_max: u16,
     /// MQTT 5: the client asked for reason strings on failures (Request Problem Information).
     pub(crate) problem_info: bool,
+    /// The client certificate's Common Name, when the listener uses it as the username.
+    pub(crate) cert_username: Option<String>,
 }
 
 impl Channel {
@@ -95,7 +97,13 @@ impl Channel {
             outbound_aliases: HashMap::new(),
             client_alias_max: 0,
             problem_info: true,
+            cert_username: None,
         }
+    }
+
+    /// Makes the TLS client certificate's Common Name the username of this connection.
+    pub fn set_cert_username(&mut self, cn: Option<String>) {
+        self.cert_username = cn;
     }
 
     /// The protocol version fixed by CONNECT.
