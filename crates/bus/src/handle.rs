@@ -33,6 +33,8 @@ pub(crate) struct Inner {
     pub(crate) next_message_id: AtomicU64,
     pub(crate) started: Instant,
     /// Delayed wills (MQTT 5 will delay), cancelled when their client reconnects.
+    /// Open connections per namespace label.
+    pub(crate) connections_by_ns: Mutex<std::collections::HashMap<&'static str, u64>>,
     pub(crate) pending_wills:
         Mutex<std::collections::HashMap<Key, tokio_util::sync::CancellationToken>>,
 }
@@ -78,6 +80,7 @@ impl BusHandle {
             next_message_id: AtomicU64::new(1),
             started: Instant::now(),
             pending_wills: Mutex::new(std::collections::HashMap::new()),
+            connections_by_ns: Mutex::new(std::collections::HashMap::new()),
         }))
     }
 
@@ -317,9 +320,28 @@ impl BusHandle {
         true
     }
 
+    /// Open connections per namespace label (one per protocol family), for `$SYS` and metrics.
+    pub fn connections_by_namespace(&self) -> Vec<(&'static str, u64)> {
+        let mut v: Vec<_> = self
+            .0
+            .connections_by_ns
+            .lock()
+            .iter()
+            .map(|(k, n)| (*k, *n))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
     /// Reports a successful connect: counts it and publishes the `$SYS` presence event.
     pub fn client_connected(&self, info: &ClientInfo) {
         Metrics::inc(&self.0.metrics.connections);
+        *self
+            .0
+            .connections_by_ns
+            .lock()
+            .entry(info.namespace.0)
+            .or_insert(0) += 1;
         if self.0.config.sys_client_connected {
             crate::sys::publish_connected(self, info);
         }
@@ -328,6 +350,9 @@ impl BusHandle {
     /// Reports the end of a connection that had connected.
     pub fn client_disconnected(&self, info: &ClientInfo, reason: &CloseReason) {
         Metrics::dec(&self.0.metrics.connections);
+        if let Some(n) = self.0.connections_by_ns.lock().get_mut(info.namespace.0) {
+            *n = n.saturating_sub(1);
+        }
         if self.0.config.sys_client_disconnected {
             crate::sys::publish_disconnected(self, info, reason);
         }

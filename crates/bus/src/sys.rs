@@ -87,6 +87,15 @@ fn publish_stats(bus: &BusHandle) {
         Metrics::get(&m.connections).to_string(),
         false,
     );
+    for (ns, n) in bus.connections_by_namespace() {
+        // Per protocol family (namespace label): mqtt, mqttsn, coap, lwm2m.
+        publish_sys(
+            bus,
+            &format!("stats/connections/{ns}/count"),
+            n.to_string(),
+            false,
+        );
+    }
     publish_sys(
         bus,
         "stats/sessions/count",

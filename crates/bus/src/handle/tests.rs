@@ -229,3 +229,28 @@ async fn subscription_quota() {
         Err(BusError::QuotaExceeded(1))
     ));
 }
+
+#[tokio::test]
+async fn connections_are_counted_per_namespace() {
+    let bus = BusHandle::new(BusConfig {
+        sys_client_connected: false,
+        sys_client_disconnected: false,
+        ..Default::default()
+    });
+    let a = info("a", true);
+    let mut b = (*info("b", true)).clone();
+    b.namespace = Namespace("other");
+    bus.client_connected(&a);
+    bus.client_connected(&b);
+    bus.client_connected(&info("c", true));
+    assert_eq!(
+        bus.connections_by_namespace(),
+        vec![("other", 1), ("test", 2)]
+    );
+    bus.client_disconnected(&a, &CloseReason::ClientDisconnect);
+    assert_eq!(
+        bus.connections_by_namespace(),
+        vec![("other", 1), ("test", 1)]
+    );
+    assert_eq!(Metrics::get(&bus.metrics().connections), 2);
+}
