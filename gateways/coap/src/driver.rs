@@ -12,7 +12,7 @@ use crate::CoapGateway;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
-use switchyard_bus::{Control, ControlRx, OpenSession, Session};
+use switchyard_bus::{durability_scope, Control, ControlRx, OpenSession, Session};
 use switchyard_core::CloseReason;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
@@ -360,7 +360,14 @@ impl Client {
                     None => {}
                 },
                 msg = self.rx.recv() => match msg {
-                    Some(ClientIn::Request(r)) => ch.handle_request(*r, now()),
+                    Some(ClientIn::Request(r)) => {
+                        // A CON publish or an observe of a persistent session is answered only
+                        // once the state it created is durable.
+                        let ((), ticket) = durability_scope(|| ch.handle_request(*r, now()));
+                        if let Some(t) = ticket {
+                            self.gw.bus.wait_durable(t).await;
+                        }
+                    }
                     Some(ClientIn::Outcome(nid, o)) => {
                         ch.handle_notify_outcome(nid & ((1 << 40) - 1), o, now())
                     }

@@ -10,7 +10,7 @@ use bytes::BytesMut;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use switchyard_bus::Control;
+use switchyard_bus::{durability_scope, Control};
 use switchyard_core::CloseReason;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -91,7 +91,7 @@ async fn drive(task: ClientTask) -> CloseReason {
     );
     let mut buf = BytesMut::with_capacity(512);
     let mut takeover = None;
-    ch.handle_packet(first.0, first.1, now());
+    handle_durably(&mut ch, &gw, first.0, first.1).await;
     loop {
         if let Some(req) = ch.take_open_request() {
             tracing::Span::current().record("client_id", req.info.client_id.as_str());
@@ -125,7 +125,7 @@ async fn drive(task: ClientTask) -> CloseReason {
                 None => {}
             },
             inbound = rx.recv() => match inbound {
-                Some((packet, from)) => ch.handle_packet(packet, from, now()),
+                Some((packet, from)) => handle_durably(&mut ch, &gw, packet, from).await,
                 None => ch.fail(CloseReason::ServerShutdown, true),
             },
             _ = notified(outbox.as_deref()), if deliver => {}
@@ -134,6 +134,16 @@ async fn drive(task: ClientTask) -> CloseReason {
     }
     send_all(&mut ch, &socket, &mut buf).await;
     ch.finish(&mut control_rx, takeover)
+}
+
+/// Handles one datagram; the acknowledgements it produced for persistent state (PUBACK,
+/// PUBREC, PUBCOMP, SUBACK, UNSUBACK of a persistent session) leave only once the store has
+/// made that state durable.
+async fn handle_durably(ch: &mut Channel, gw: &MqttSnGateway, packet: Packet, from: SocketAddr) {
+    let ((), ticket) = durability_scope(|| ch.handle_packet(packet, from, now()));
+    if let Some(t) = ticket {
+        gw.bus.wait_durable(t).await;
+    }
 }
 
 async fn notified(outbox: Option<&switchyard_bus::Outbox>) {
