@@ -5,111 +5,17 @@
 
 mod common;
 
+use common::node::Node;
 use common::raw::{packet, publish, Connect, Got, Raw, CONNACK, PUBACK, PUBCOMP, PUBLISH, PUBREC};
-use common::{config_toml, parse_ready_file, temp_dir, wait_child, wait_until};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(5);
-
-/// A broker process on a fixed data dir, restartable.
-struct Node {
-    dir: PathBuf,
-    child: Option<Child>,
-    addr: Option<SocketAddr>,
-    starts: u32,
-}
-
-impl Node {
-    fn new(tag: &str) -> Node {
-        let dir = temp_dir(tag);
-        // The queue bound must not drop what the test counts (its own test covers dropping).
-        std::fs::write(
-            dir.join("config.toml"),
-            config_toml(&dir, "[mqtt]\nmax_mqueue_len = 100000\n"),
-        )
-        .unwrap();
-        Node {
-            dir,
-            child: None,
-            addr: None,
-            starts: 0,
-        }
-    }
-
-    fn start(&mut self) -> SocketAddr {
-        self.starts += 1;
-        let ready = self.dir.join(format!("ready-{}.json", self.starts));
-        let log =
-            std::fs::File::create(self.dir.join(format!("broker-{}.log", self.starts))).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .arg("--config")
-            .arg(self.dir.join("config.toml"))
-            .arg("--ready-file")
-            .arg(&ready)
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let mut addr = None;
-        assert!(
-            wait_until(Duration::from_secs(20), || {
-                addr = std::fs::read_to_string(&ready)
-                    .ok()
-                    .and_then(|t| parse_ready_file(&t))
-                    .and_then(|m: BTreeMap<String, SocketAddr>| m.get("mqtt:tcp:default").copied());
-                addr.is_some()
-            }),
-            "broker did not start: {}",
-            self.log()
-        );
-        self.addr = addr;
-        addr.unwrap()
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill(); // SIGKILL
-            let _ = wait_child(&mut c, WAIT);
-        }
-    }
-
-    /// SIGTERM: a graceful stop that commits what was submitted.
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            assert!(
-                common::send_signal(c.id(), "TERM"),
-                "cannot signal the broker"
-            );
-            let status = wait_child(&mut c, Duration::from_secs(15));
-            assert!(
-                status.is_some_and(|s| s.success()),
-                "broker did not stop cleanly: {status:?}"
-            );
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join(format!("broker-{}.log", self.starts)))
-            .unwrap_or_default()
-    }
-
-    fn db(&self) -> PathBuf {
-        self.dir.join("data").join("switchyard.db")
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 fn persistent(client_id: &str) -> Connect {
     let mut c = Connect::v311(client_id);

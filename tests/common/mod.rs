@@ -11,6 +11,7 @@
 #![allow(dead_code)]
 
 pub mod mqtt;
+pub mod node;
 pub mod raw;
 
 use std::collections::BTreeMap;
