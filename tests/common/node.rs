@@ -1,5 +1,7 @@
 //! A broker that can be killed and restarted on the same data directory, for durability
 //! tests: SIGKILL (`kill`) or SIGTERM (`stop`), then `start` again and read the new addresses.
+// Test support: a failed file write or spawn should fail the test loudly.
+#![allow(clippy::unwrap_used)]
 
 use super::{config_toml, parse_ready_file, temp_dir, wait_child, wait_until};
 use std::collections::BTreeMap;
