@@ -149,3 +149,28 @@ else
 fi
 log "ready: chromium, node $(node --version), tests/browser (mqtt, playwright-core)"
 
+# --- dashboard browser test (tests/admin_browser.rs, tests/admin_browser/; owner: admin) --------
+# Same chromium and node as above; its own package.json holds playwright-core only. No browser
+# download: playwright-core has no install step of its own.
+ADMIN_BROWSER_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/admin_browser"
+if [ ! -x /usr/bin/chromium ]; then
+    apt_install chromium
+fi
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    apt_install nodejs npm
+fi
+# A CJK font, so the 简体中文 screenshots show glyphs rather than boxes (the test reads the DOM and
+# passes either way).
+if ! fc-list :lang=zh 2>/dev/null | grep -q .; then
+    apt_install fonts-wqy-zenhei
+fi
+admin_browser_stamp="$ADMIN_BROWSER_DIR/node_modules/.switchyard-package-lock.json"
+if [ -f "$admin_browser_stamp" ] && cmp -s "$admin_browser_stamp" "$ADMIN_BROWSER_DIR/package-lock.json"; then
+    log "tests/admin_browser node_modules up to date"
+else
+    log "npm ci in tests/admin_browser"
+    (cd "$ADMIN_BROWSER_DIR" &&
+        PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+    cp "$ADMIN_BROWSER_DIR/package-lock.json" "$admin_browser_stamp"
+fi
+log "ready: tests/admin_browser (playwright-core)"

@@ -2,6 +2,7 @@
 //! sets up logging, builds the bus, binds every enabled listener, and shuts down gracefully on
 //! SIGINT/SIGTERM.
 
+mod ctl;
 mod settings;
 mod startup;
 
@@ -29,6 +30,8 @@ enum Command {
     Run,
     /// Print the effective configuration (defaults < file < environment) as TOML.
     PrintConfig,
+    /// Query or operate a running node through its admin API (status, clients, gateways).
+    Ctl(ctl::CtlArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -49,6 +52,7 @@ fn real_main() -> anyhow::Result<()> {
             print!("{}", switchyard_config::to_toml(&config));
             Ok(())
         }
+        Command::Ctl(args) => ctl::run(&config, args),
         Command::Run => {
             startup::init_tracing(&config.log)?;
             let runtime = tokio::runtime::Builder::new_multi_thread()

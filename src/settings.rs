@@ -1,10 +1,12 @@
 //! Translation of the loaded config into each component's own settings type, so that neither
 //! the bus nor a gateway depends on how configuration is loaded.
 
+use std::sync::Arc;
+use switchyard_auth::Security;
 use switchyard_bus::{BusConfig, SharedStrategy};
 use switchyard_config::{Config, SharedSubscriptionStrategy};
 use switchyard_core::QoS;
-use switchyard_mqtt::{ListenerLimits, MqttSettings};
+use switchyard_mqtt::{ListenerLimits, MqttGateway, MqttSettings};
 
 /// The bus's settings.
 pub fn bus_config(c: &Config) -> BusConfig {
@@ -36,8 +38,80 @@ pub fn bus_config(c: &Config) -> BusConfig {
     }
 }
 
+/// Authentication (the built-in user database under `node.data_dir`, seeded from the
+/// bootstrap file) and authorization (the rules of `authorization.file`), shared by every
+/// gateway. A bad bootstrap or rules file is a start-up error naming the file.
+pub fn security(c: &Config) -> anyhow::Result<Security> {
+    use switchyard_auth as auth;
+    let a = &c.authentication;
+    let path = |p: &std::path::Path| (!p.as_os_str().is_empty()).then(|| p.to_path_buf());
+    let authn = auth::Authenticator::open(auth::AuthnSettings {
+        allow_anonymous: a.allow_anonymous,
+        user_id_type: match a.user_id_type {
+            switchyard_config::UserIdType::Username => auth::UserIdType::Username,
+            switchyard_config::UserIdType::Clientid => auth::UserIdType::Clientid,
+        },
+        algorithm: match a.password_hash_algorithm {
+            switchyard_config::PasswordHashAlgorithm::Argon2 => auth::HashAlgorithm::Argon2,
+            switchyard_config::PasswordHashAlgorithm::Pbkdf2Sha256 => {
+                auth::HashAlgorithm::Pbkdf2Sha256
+            }
+        },
+        data_dir: Some(c.node.data_dir.clone()),
+        bootstrap_file: path(&a.bootstrap_file),
+        bootstrap_type: match a.bootstrap_type {
+            switchyard_config::BootstrapType::Plain => auth::BootstrapType::Plain,
+            switchyard_config::BootstrapType::Hash => auth::BootstrapType::Hash,
+        },
+    })
+    .map_err(|e| anyhow::anyhow!("authentication: {e}"))?;
+    let z = &c.authorization;
+    let authz = auth::Authorizer::load(
+        path(&z.file).as_deref(),
+        auth::AuthzSettings {
+            no_match: match z.no_match {
+                switchyard_config::AuthzDecision::Allow => auth::Decision::Allow,
+                switchyard_config::AuthzDecision::Deny => auth::Decision::Deny,
+            },
+            deny_action: match z.deny_action {
+                switchyard_config::DenyAction::Ignore => auth::DenyAction::Ignore,
+                switchyard_config::DenyAction::Disconnect => auth::DenyAction::Disconnect,
+            },
+            cache: auth::AclCacheSettings {
+                enable: z.cache.enable,
+                max_size: z.cache.max_size as usize,
+                ttl: z.cache.ttl.as_std(),
+            },
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("authorization.file: {e}"))?;
+    tracing::info!(
+        allow_anonymous = a.allow_anonymous,
+        users = authn.list_users().len(),
+        acl_rules = authz.rule_count(),
+        "security configured"
+    );
+    Ok(Security {
+        authn: Arc::new(authn),
+        authz: Arc::new(authz),
+    })
+}
+
+/// The MQTT gateway for a listener with this `enable_authn`.
+pub fn with_authn(gw: &MqttGateway, enable_authn: bool) -> MqttGateway {
+    if gw.settings.enable_authn == enable_authn {
+        return gw.clone();
+    }
+    let mut settings = (*gw.settings).clone();
+    settings.enable_authn = enable_authn;
+    MqttGateway {
+        bus: gw.bus.clone(),
+        settings: Arc::new(settings),
+    }
+}
+
 /// The MQTT gateway's settings.
-pub fn mqtt_settings(c: &Config) -> MqttSettings {
+pub fn mqtt_settings(c: &Config, security: &Security) -> MqttSettings {
     let m = &c.mqtt;
     MqttSettings {
         max_packet_size: m.max_packet_size.as_usize(),
@@ -57,6 +131,9 @@ pub fn mqtt_settings(c: &Config) -> MqttSettings {
         max_awaiting_rel: m.max_awaiting_rel as usize,
         max_inflight: m.max_inflight,
         retry_interval: m.retry_interval.map(|d| d.as_std()),
+        security: security.clone(),
+        enable_authn: true,
+        max_publish_rate: m.max_publish_rate,
     }
 }
 
@@ -70,7 +147,7 @@ pub fn limits(max_connections: u32, max_conn_rate: u32) -> ListenerLimits {
 
 /// The MQTT-SN gateway's settings (`[gateway.mqttsn]`; session expiry and keepalive factor
 /// come from `[mqtt]`, as EMQX's gateways take them from the zone).
-pub fn mqttsn_settings(c: &Config) -> switchyard_mqttsn::MqttSnSettings {
+pub fn mqttsn_settings(c: &Config, security: &Security) -> switchyard_mqttsn::MqttSnSettings {
     let g = &c.gateway.mqttsn;
     let template = |s: &str| (!s.is_empty()).then(|| s.to_owned());
     switchyard_mqttsn::MqttSnSettings {
@@ -89,9 +166,10 @@ pub fn mqttsn_settings(c: &Config) -> switchyard_mqttsn::MqttSnSettings {
         session_expiry_interval: c.mqtt.session_expiry_interval.as_std(),
         keepalive_multiplier: c.mqtt.keepalive_multiplier,
         max_topic_levels: usize::from(c.mqtt.max_topic_levels),
-        reject_anonymous: g.enable_authn && !c.authentication.allow_anonymous,
+        enable_authn: g.enable_authn,
         username: template(&g.clientinfo_override.username),
         password: template(&g.clientinfo_override.password),
+        security: security.clone(),
     }
 }
 
@@ -105,7 +183,10 @@ pub fn udp_limits(max_connections: u32, max_conn_rate: u32) -> switchyard_mqttsn
 
 /// The CoAP gateway's settings (`[gateway.coap]`), checked: values the schema cannot
 /// constrain are start-up errors here.
-pub fn coap_settings(c: &Config) -> anyhow::Result<switchyard_coap::CoapSettings> {
+pub fn coap_settings(
+    c: &Config,
+    security: &Security,
+) -> anyhow::Result<switchyard_coap::CoapSettings> {
     use switchyard_coap::{NotifyType, QosMode};
     use switchyard_config::{CoapNotifyType, CoapQosMode};
     let g = &c.gateway.coap;
@@ -150,9 +231,67 @@ pub fn coap_settings(c: &Config) -> anyhow::Result<switchyard_coap::CoapSettings
         subscribe_qos: qos_mode(g.subscribe_qos),
         mountpoint: g.mountpoint.clone(),
         enable_authn: g.enable_authn,
-        reject_anonymous: g.enable_authn && !c.authentication.allow_anonymous,
+        security: security.clone(),
         max_topic_levels: usize::from(c.mqtt.max_topic_levels),
         max_connections: udp.max_connections as usize,
         max_conn_rate: udp.max_conn_rate,
+    })
+}
+
+/// The LwM2M gateway's settings (`[gateway.lwm2m]`), checked: values the schema cannot
+/// constrain are start-up errors here.
+pub fn lwm2m_settings(c: &Config) -> anyhow::Result<switchyard_lwm2m::Lwm2mSettings> {
+    use switchyard_config::{Lwm2mUpdateCondition, TranslatorConfig};
+    use switchyard_lwm2m::{Translator, UpdateCondition};
+    let g = &c.gateway.lwm2m;
+    let udp = &g.listeners.udp.default;
+    if !(g.ack_random_factor.is_finite() && g.ack_random_factor >= 1.0) {
+        anyhow::bail!("gateway.lwm2m.ack_random_factor: must be a number >= 1.0");
+    }
+    if g.max_retransmit > 10 {
+        anyhow::bail!("gateway.lwm2m.max_retransmit: must be 0..=10");
+    }
+    if g.ack_timeout.is_zero() {
+        anyhow::bail!("gateway.lwm2m.ack_timeout: must be above zero");
+    }
+    if g.lifetime_min.as_std() > g.lifetime_max.as_std() {
+        anyhow::bail!("gateway.lwm2m.lifetime_min: must not exceed lifetime_max");
+    }
+    let t = |name: &str, t: &TranslatorConfig| -> anyhow::Result<Translator> {
+        let qos = QoS::try_from(t.qos).map_err(|_| {
+            anyhow::anyhow!("gateway.lwm2m.translators.{name}.qos: must be 0, 1 or 2")
+        })?;
+        if t.topic.is_empty() {
+            anyhow::bail!("gateway.lwm2m.translators.{name}.topic: must not be empty");
+        }
+        Ok(Translator::new(&t.topic, qos))
+    };
+    let tr = &g.translators;
+    Ok(switchyard_lwm2m::Lwm2mSettings {
+        transport: switchyard_coap::transport::TransportConfig {
+            ack_timeout: g.ack_timeout.as_std(),
+            ack_random_factor: g.ack_random_factor,
+            max_retransmit: g.max_retransmit,
+            ..Default::default()
+        },
+        lifetime_min: g.lifetime_min.as_std(),
+        lifetime_max: g.lifetime_max.as_std(),
+        qmode_time_window: g.qmode_time_window.as_std(),
+        auto_observe: g.auto_observe,
+        update_msg_publish_condition: match g.update_msg_publish_condition {
+            Lwm2mUpdateCondition::Always => UpdateCondition::Always,
+            Lwm2mUpdateCondition::ContainsObjectList => UpdateCondition::ContainsObjectList,
+        },
+        mountpoint: g.mountpoint.clone(),
+        command: t("command", &tr.command)?,
+        response: t("response", &tr.response)?,
+        notify: t("notify", &tr.notify)?,
+        register: t("register", &tr.register)?,
+        update: t("update", &tr.update)?,
+        enable_authn: g.enable_authn,
+        reject_anonymous: g.enable_authn && !c.authentication.allow_anonymous,
+        max_connections: udp.max_connections as usize,
+        max_conn_rate: udp.max_conn_rate,
+        max_queue: c.mqtt.max_mqueue_len.max(1) as usize,
     })
 }

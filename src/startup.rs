@@ -52,9 +52,10 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
     let (bus, store) = open_bus(&config)?;
     let mut bound: BTreeMap<String, String> = BTreeMap::new();
 
+    let security = settings::security(&config)?;
     let mqtt = MqttGateway {
         bus: bus.clone(),
-        settings: Arc::new(settings::mqtt_settings(&config)),
+        settings: Arc::new(settings::mqtt_settings(&config, &security)),
     };
     let tcp = &config.listeners.tcp.default;
     if tcp.enable {
@@ -66,7 +67,7 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
         tracker.spawn(switchyard_mqtt::serve_tcp(
             listener,
             name.into(),
-            mqtt.clone(),
+            settings::with_authn(&mqtt, tcp.enable_authn),
             settings::limits(tcp.max_connections, tcp.max_conn_rate),
             cancel.clone(),
             tracker.clone(),
@@ -83,7 +84,7 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
             listener,
             name.into(),
             ws.path.clone(),
-            mqtt.clone(),
+            settings::with_authn(&mqtt, ws.enable_authn),
             settings::limits(ws.max_connections, ws.max_conn_rate),
             cancel.clone(),
             tracker.clone(),
@@ -101,7 +102,7 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
         bound.insert(name.into(), addr.to_string());
         let gateway = switchyard_mqttsn::MqttSnGateway {
             bus: bus.clone(),
-            settings: Arc::new(settings::mqttsn_settings(&config)),
+            settings: Arc::new(settings::mqttsn_settings(&config, &security)),
         };
         tracker.spawn(switchyard_mqttsn::serve_udp(
             socket,
@@ -118,7 +119,7 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
         let udp = &coap.listeners.udp.default;
         let gateway = switchyard_coap::CoapGateway {
             bus: bus.clone(),
-            settings: Arc::new(settings::coap_settings(&config)?),
+            settings: Arc::new(settings::coap_settings(&config, &security)?),
         };
         let socket = tokio::net::UdpSocket::bind(udp.bind)
             .await
@@ -134,8 +135,50 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
             tracker.clone(),
         ));
     }
+    let lwm2m = &config.gateway.lwm2m;
+    if lwm2m.enable {
+        let name = "lwm2m:udp:default";
+        let udp = &lwm2m.listeners.udp.default;
+        let objects = lwm2m_objects(lwm2m)?;
+        let gateway = switchyard_lwm2m::Lwm2mGateway {
+            bus: bus.clone(),
+            settings: Arc::new(settings::lwm2m_settings(&config)?),
+            objects: Arc::new(objects),
+        };
+        let socket = tokio::net::UdpSocket::bind(udp.bind)
+            .await
+            .with_context(|| format!("listener {name}: cannot bind {}", udp.bind))?;
+        let addr = socket.local_addr()?;
+        tracing::info!(listener = name, %addr, objects = gateway.objects.len(), "listener started");
+        bound.insert(name.into(), addr.to_string());
+        tracker.spawn(switchyard_lwm2m::serve_udp(
+            socket,
+            name.into(),
+            gateway,
+            cancel.clone(),
+            tracker.clone(),
+        ));
+    }
     start_tls_listeners(&config, &mqtt, &mut bound, &cancel, &tracker).await?;
-    log_not_yet_available(&config);
+    let dash = &config.dashboard.listeners.http;
+    if dash.enable {
+        // Last, so the admin API sees every other bound listener (the WebSocket tool needs
+        // mqtt:ws:default).
+        let name = "dashboard:http:default";
+        let admin = switchyard_admin::Admin::open(switchyard_admin::AdminContext {
+            bus: bus.clone(),
+            config: Arc::new(config.clone()),
+            listeners: bound.clone(),
+            gateways_built: vec!["mqttsn", "coap", "lwm2m"],
+            version: env!("CARGO_PKG_VERSION"),
+        })
+        .map_err(|e| anyhow::anyhow!("dashboard: cannot open the admin store: {e}"))?;
+        let listener = bind_tcp(name, dash.bind).await?;
+        let addr = listener.local_addr()?;
+        tracing::info!(listener = name, %addr, "listener started");
+        bound.insert(name.into(), addr.to_string());
+        tracker.spawn(admin.serve(listener, cancel.clone()));
+    }
 
     bus.spawn_background(cancel.clone(), &tracker);
     if let Some(path) = ready_file {
@@ -232,7 +275,7 @@ async fn start_tls_listeners(
             listener,
             name.into(),
             tls,
-            mqtt.clone(),
+            settings::with_authn(mqtt, ssl.enable_authn),
             settings::limits(ssl.max_connections, ssl.max_conn_rate),
             cancel.clone(),
             tracker.clone(),
@@ -251,7 +294,7 @@ async fn start_tls_listeners(
             name.into(),
             wss.path.clone(),
             tls,
-            mqtt.clone(),
+            settings::with_authn(mqtt, wss.enable_authn),
             settings::limits(wss.max_connections, wss.max_conn_rate),
             cancel.clone(),
             tracker.clone(),
@@ -260,21 +303,23 @@ async fn start_tls_listeners(
     Ok(())
 }
 
-/// Listeners that have config keys but whose protocol lands in a later release: say so once
-/// instead of silently ignoring an enabled section.
-fn log_not_yet_available(c: &Config) {
-    let pending = [
-        ("dashboard:http", c.dashboard.listeners.http.enable),
-        ("lwm2m:udp:default", c.gateway.lwm2m.enable),
-    ];
-    for (name, enabled) in pending {
-        if enabled {
-            tracing::info!(
-                listener = name,
-                "configured but not available in this build yet; not started"
-            );
-        }
+/// The LwM2M object definitions: every `*.xml` in `xml_dir`. When the default directory does
+/// not exist (the binary runs from elsewhere), the shipped definitions compiled into the binary;
+/// a configured directory that cannot be loaded is a start-up error.
+fn lwm2m_objects(
+    g: &switchyard_config::Lwm2mGatewayConfig,
+) -> anyhow::Result<switchyard_lwm2m::ObjectDb> {
+    let dir = std::path::Path::new(&g.xml_dir);
+    let default = switchyard_config::Lwm2mGatewayConfig::default().xml_dir;
+    if !dir.exists() && g.xml_dir == default {
+        tracing::info!(
+            xml_dir = %g.xml_dir,
+            "LwM2M xml_dir not found; using the built-in object definitions"
+        );
+        return Ok(switchyard_lwm2m::ObjectDb::builtin());
     }
+    switchyard_lwm2m::ObjectDb::load_dir(dir)
+        .map_err(|e| anyhow::anyhow!("gateway.lwm2m.xml_dir: {e}"))
 }
 
 fn write_ready_file(

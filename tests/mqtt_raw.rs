@@ -7,8 +7,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::raw::{
-    assert_round_trip, mqtt_str, packet, publish, split_publish, Connect, Got, Raw, CONNACK,
-    PINGREQ, PINGRESP, PUBCOMP, PUBLISH, PUBREC, PUBREL, SUBSCRIBE, WAIT,
+    assert_round_trip, mqtt_str, packet, publish, split_publish, subscribe, Connect, Got, Raw,
+    CONNACK, PINGREQ, PINGRESP, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, SUBACK, SUBSCRIBE, WAIT,
 };
 use common::Broker;
 
@@ -473,4 +473,33 @@ fn read_qos1(sub: &mut Raw) -> (u16, Vec<u8>) {
         }
         other => panic!("expected a QoS 1 PUBLISH, got {other:?}"),
     }
+}
+
+/// MQTT 3.1.1 §3.1.4: a client may send packets right behind CONNECT without waiting for CONNACK;
+/// bytes that arrive in the same read as CONNECT are handled at once, not when more arrive.
+#[test]
+fn packets_in_the_same_write_as_connect_are_handled() {
+    let broker = Broker::start();
+    // Small on purpose: all three fit in the broker's first read.
+    let mut bytes = Connect::v311("pipe").encode();
+    bytes.extend(subscribe(1, "p/t", 1));
+    bytes.extend(publish("p/t", 1, 2, b"x"));
+    assert!(bytes.len() < 64);
+    let mut raw = Raw::open(broker.mqtt_addr());
+    raw.send(&bytes);
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        match raw.read(Duration::from_secs(3)) {
+            Got::Packet(h, body) => seen.push((h, body)),
+            other => panic!("after {} packets: {other:?} (got {seen:?})", seen.len()),
+        }
+    }
+    let kinds: Vec<u8> = seen.iter().map(|(h, _)| h & 0xF0).collect();
+    assert_eq!(kinds[0], CONNACK);
+    assert!(kinds.contains(&SUBACK), "no SUBACK: {kinds:x?}");
+    assert!(kinds.contains(&PUBACK), "no PUBACK: {kinds:x?}");
+    assert!(
+        kinds.contains(&PUBLISH),
+        "own message not delivered: {kinds:x?}"
+    );
 }

@@ -95,6 +95,10 @@ pub struct QosEngine {
     cfg: QosConfig,
     next_pkid: u16,
     outgoing: VecDeque<Inflight>,
+    /// Packet ids in `outgoing` as a bitmap, kept only while the window holds at least
+    /// [`INDEX_FROM`] entries: allocating an id then costs O(1) instead of a scan of the whole
+    /// window (a quadratic cost at 65,535 in flight). Small windows stay allocation-free.
+    in_use: Option<Box<[u64; 1024]>>,
     incoming: HashMap<u16, Instant>,
     /// Set while the session is persistent: state changes are mirrored to the store.
     store: Option<StoreLink>,
@@ -109,6 +113,7 @@ impl QosEngine {
             cfg,
             next_pkid: 0,
             outgoing: VecDeque::new(),
+            in_use: None,
             incoming: HashMap::new(),
             store: None,
             gauge: Arc::new(AtomicUsize::new(0)),
@@ -159,7 +164,7 @@ impl QosEngine {
             _ => Stage::Ack,
         };
         self.next_pkid = self.next_pkid.max(pkid.get());
-        self.outgoing.push_back(Inflight {
+        self.track(Inflight {
             pkid,
             delivery,
             stage,
@@ -226,7 +231,7 @@ impl QosEngine {
         } else {
             Stage::Rec
         };
-        self.outgoing.push_back(Inflight {
+        self.track(Inflight {
             pkid,
             delivery: delivery.clone(),
             stage,
@@ -257,17 +262,72 @@ impl QosEngine {
             let Some(id) = NonZeroU16::new(self.next_pkid) else {
                 continue;
             };
-            if !self.outgoing.iter().any(|e| e.pkid == id) {
+            if !self.id_in_use(id) {
                 return id;
             }
         }
         NonZeroU16::MIN
     }
 
+    fn id_in_use(&self, id: PacketId) -> bool {
+        let id = usize::from(id.get());
+        match &self.in_use {
+            Some(bits) => bits[id / 64] & (1 << (id % 64)) != 0,
+            None => self
+                .outgoing
+                .iter()
+                .any(|e| usize::from(e.pkid.get()) == id),
+        }
+    }
+
+    fn mark(&mut self, id: PacketId, used: bool) {
+        if let Some(bits) = &mut self.in_use {
+            let id = usize::from(id.get());
+            if used {
+                bits[id / 64] |= 1 << (id % 64);
+            } else {
+                bits[id / 64] &= !(1 << (id % 64));
+            }
+        }
+    }
+
+    /// Appends an in-flight entry, indexing ids once the window is large.
+    fn track(&mut self, entry: Inflight) {
+        if self.in_use.is_none() && self.outgoing.len() + 1 >= INDEX_FROM {
+            let mut bits = Box::new([0u64; 1024]);
+            for e in &self.outgoing {
+                let id = usize::from(e.pkid.get());
+                bits[id / 64] |= 1 << (id % 64);
+            }
+            self.in_use = Some(bits);
+        }
+        self.mark(entry.pkid, true);
+        self.outgoing.push_back(entry);
+    }
+
+    /// Removes entry `i`; the index goes when the window empties.
+    fn untrack(&mut self, i: usize) -> Option<Inflight> {
+        let e = self.outgoing.remove(i)?;
+        self.mark(e.pkid, false);
+        if self.outgoing.is_empty() {
+            self.in_use = None;
+        }
+        Some(e)
+    }
+
     fn position(&self, pkid: PacketId) -> Result<usize, AckError> {
-        self.outgoing
-            .iter()
-            .position(|e| e.pkid == pkid)
+        // Ids are handed out in increasing order (mod 2^16) and entries stay in send order, so
+        // an entry sits at most its id's distance from the front id into the window: with acks
+        // in order, exactly there or a few places before. Search backwards from that guess,
+        // then the rest, so a full window of QoS 2 costs O(1) per ack instead of a scan of
+        // up to 65,535 entries; ids reused out of order or restored are still found.
+        let front = self.outgoing.front().map_or(0, |e| e.pkid.get());
+        let len = self.outgoing.len();
+        let guess = usize::from(pkid.get().wrapping_sub(front)).min(len.saturating_sub(1));
+        (0..=guess)
+            .rev()
+            .chain(guess + 1..len)
+            .find(|&i| self.outgoing[i].pkid == pkid)
             .ok_or(AckError::UnknownPacketId(pkid.get()))
     }
 
@@ -278,8 +338,7 @@ impl QosEngine {
             return Err(AckError::WrongStage(pkid.get()));
         }
         let d = self
-            .outgoing
-            .remove(i)
+            .untrack(i)
             .map(|e| e.delivery)
             .ok_or(AckError::UnknownPacketId(pkid.get()))?;
         self.journal_remove(d.seq);
@@ -313,7 +372,7 @@ impl QosEngine {
                 Ok(())
             }
             Stage::Rec => {
-                if let Some(e) = self.outgoing.remove(i) {
+                if let Some(e) = self.untrack(i) {
                     self.journal_remove(e.delivery.seq);
                 }
                 self.update_gauge();
@@ -332,8 +391,7 @@ impl QosEngine {
             return Err(AckError::WrongStage(pkid.get()));
         }
         let d = self
-            .outgoing
-            .remove(i)
+            .untrack(i)
             .map(|e| e.delivery)
             .ok_or(AckError::UnknownPacketId(pkid.get()))?;
         self.journal_remove(d.seq);
@@ -439,6 +497,7 @@ impl QosEngine {
     /// Drops every outgoing entry and returns the deliveries not yet PUBREC'd, for requeueing
     /// (used when a clean session ends or a gateway abandons its window).
     pub fn take_unacked(&mut self) -> Vec<Delivery> {
+        self.in_use = None;
         let out = self
             .outgoing
             .drain(..)
@@ -449,6 +508,9 @@ impl QosEngine {
         out
     }
 }
+
+/// Window size from which packet ids are indexed (see `QosEngine::in_use`).
+const INDEX_FROM: usize = 64;
 
 fn resend_of(e: &Inflight) -> Resend {
     match e.stage {
@@ -481,6 +543,59 @@ mod tests {
     }
     fn pkid(n: u16) -> PacketId {
         NonZeroU16::new(n).unwrap_or(NonZeroU16::MIN)
+    }
+
+    #[test]
+    fn full_window_reuses_only_freed_ids() {
+        let mut e = QosEngine::new(cfg(u16::MAX, None));
+        let now = Instant::now();
+        for n in 1..=u16::MAX {
+            assert_eq!(e.send(d(QoS::AtLeastOnce), now).pkid, Some(pkid(n)));
+        }
+        assert!(!e.has_credit());
+        // Out-of-order acks in the middle of a full window: exactly those ids come back.
+        assert!(e.on_puback(pkid(40_000)).is_ok());
+        assert!(e.on_puback(pkid(7)).is_ok());
+        let mut again = [
+            e.send(d(QoS::AtLeastOnce), now).pkid,
+            e.send(d(QoS::AtLeastOnce), now).pkid,
+        ];
+        again.sort();
+        assert_eq!(again, [Some(pkid(7)), Some(pkid(40_000))]);
+        // Draining below the index threshold and refilling keeps ids unique.
+        for n in 1..=u16::MAX {
+            assert!(e.on_puback(pkid(n)).is_ok(), "{n}");
+        }
+        assert_eq!(e.inflight_len(), 0);
+        let ids: std::collections::HashSet<_> = (0..200)
+            .map(|_| e.send(d(QoS::ExactlyOnce), now).pkid)
+            .collect();
+        assert_eq!(ids.len(), 200);
+        assert_eq!(e.take_unacked().len(), 200);
+        assert!(e.send(d(QoS::AtLeastOnce), now).pkid.is_some());
+    }
+
+    #[test]
+    fn acks_find_entries_wherever_ids_were_reused() {
+        let mut e = QosEngine::new(cfg(u16::MAX, None));
+        let now = Instant::now();
+        for _ in 1..=u16::MAX {
+            e.send(d(QoS::ExactlyOnce), now);
+        }
+        // Free 1 and 2, refill: the reused ids land at the back, far from their "distance".
+        assert!(e.on_pubrec(pkid(1), false, now).is_ok());
+        assert!(e.on_pubrec(pkid(2), false, now).is_ok());
+        assert_eq!(e.send(d(QoS::ExactlyOnce), now).pkid, Some(pkid(1)));
+        assert_eq!(e.send(d(QoS::ExactlyOnce), now).pkid, Some(pkid(2)));
+        for n in [2, 65535, 3, 1, 40_000] {
+            assert!(e.on_pubrec(pkid(n), true, now).is_ok(), "{n}");
+            assert!(e.on_pubcomp(pkid(n)).is_ok(), "{n}");
+            assert_eq!(
+                e.on_pubcomp(pkid(n)).err(),
+                Some(AckError::UnknownPacketId(n))
+            );
+        }
+        assert_eq!(e.inflight_len(), usize::from(u16::MAX) - 5);
     }
 
     #[tokio::test(start_paused = true)]

@@ -174,7 +174,7 @@ impl Demux {
             }
         }
         if self.gw.settings.connection_required {
-            if let Err(reply) = channel::precheck_connection_mode(&self.gw, &req.packet) {
+            if let Err(reply) = channel::precheck_connection_mode(&self.gw, &req.packet, req.peer) {
                 return transport.respond(&req.exchange, reply, now());
             }
         }

@@ -54,8 +54,9 @@ pub struct CoapSettings {
     pub mountpoint: String,
     /// Authenticate clients (connection create, or every connectionless request).
     pub enable_authn: bool,
-    /// With `enable_authn`: refuse clients without a username.
-    pub reject_anonymous: bool,
+    /// Authentication and ACL, shared with every gateway (the ACL applies whether or not
+    /// `enable_authn` is set).
+    pub security: switchyard_auth::Security,
     /// 0 = unlimited.
     pub max_topic_levels: usize,
     /// Most concurrent clients.
@@ -75,7 +76,7 @@ impl Default for CoapSettings {
             subscribe_qos: QosMode::Coap,
             mountpoint: String::new(),
             enable_authn: false,
-            reject_anonymous: false,
+            security: switchyard_auth::Security::default(),
             max_topic_levels: 128,
             max_connections: 1_024_000,
             max_conn_rate: 1000,

@@ -148,8 +148,10 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let (mut rd, mut wr) = tokio::io::split(stream);
-    let mut rbuf = BytesMut::with_capacity(4096);
-    let mut wbuf = BytesMut::with_capacity(4096);
+    // Buffers grow on demand and are released when a burst is over, so an idle connection
+    // holds almost nothing (the per-connection memory target of the bench issue).
+    let mut rbuf = BytesMut::new();
+    let mut wbuf = BytesMut::new();
     let mut ch = Channel::new(gw.bus.clone(), gw.settings.clone(), peer, now());
     ch.set_cert_username(cert_username);
     let first = tokio::select! {
@@ -240,6 +242,15 @@ where
     let mut held: VecDeque<(Ticket, Vec<Packet>)> = VecDeque::new();
     // Framed transports (WebSocket) hold written bytes until flushed; TCP's flush is a no-op.
     let mut needs_flush = false;
+    let mut read_hint = ReadHint::default();
+    if !rbuf.is_empty() {
+        // Packets that arrived in the same read as CONNECT (MQTT-3.1.4: a client may send
+        // before CONNACK) are handled now, not when more bytes happen to arrive.
+        let ((), ticket) = durability_scope(|| handle_input(ch, rbuf, &mut codec_version, gw));
+        if let Some(t) = ticket.filter(|t| *t > *durable.borrow()) {
+            held.push_back((t, ch.take_outbound()));
+        }
+    }
     loop {
         if wbuf.len() < WRITE_HIGH_WATER {
             ch.pull_deliveries(now());
@@ -257,6 +268,7 @@ where
             return takeover;
         }
         let can_read = wbuf.len() < WRITE_HIGH_WATER;
+        let spare = read_hint.prepare(rbuf);
         let can_write = !wbuf.is_empty();
         let can_flush = needs_flush && !can_write;
         let deadline = ch.next_deadline().map(tokio::time::Instant::from_std);
@@ -273,14 +285,19 @@ where
             },
             r = write_or_flush(wr, wbuf), if can_write || can_flush => match r {
                 Ok(Some(0)) => ch.fail(CloseReason::PeerClosed),
-                Ok(Some(_)) => needs_flush = true,
+                Ok(Some(_)) => {
+                    needs_flush = true;
+                    release_if_idle(wbuf);
+                }
                 Ok(None) => needs_flush = false,
                 Err(e) => ch.fail(CloseReason::Io(e.to_string())),
             },
             r = rd.read_buf(rbuf), if can_read => match r {
                 Ok(0) => ch.fail(CloseReason::PeerClosed),
-                Ok(_) => {
+                Ok(n) => {
+                    read_hint.observe(n, spare);
                     let ((), ticket) = durability_scope(|| handle_input(ch, rbuf, &mut codec_version, gw));
+                    read_hint.release_if_idle(rbuf);
                     if let Some(t) = ticket.filter(|t| *t > *durable.borrow()) {
                         held.push_back((t, ch.take_outbound()));
                     }
@@ -295,6 +312,59 @@ where
             }
             _ = sleep_until(deadline) => ch.handle_tick(now()),
         }
+    }
+}
+
+/// Above this, an emptied write buffer is freed rather than kept for the next batch.
+const KEEP_BUFFER: usize = 2048;
+
+/// The read buffer's size follows the traffic: it doubles while reads fill it (a busy
+/// publisher reads big chunks, few syscalls) and halves while they use little of it, and an
+/// emptied buffer much larger than that is freed — an idle connection holds ~64 bytes.
+#[derive(Debug, Clone, Copy)]
+struct ReadHint {
+    size: usize,
+}
+
+impl Default for ReadHint {
+    fn default() -> Self {
+        ReadHint {
+            size: ReadHint::MIN,
+        }
+    }
+}
+
+impl ReadHint {
+    const MIN: usize = 64;
+    const MAX: usize = 64 * 1024;
+
+    /// Makes room for the next read; returns the room.
+    fn prepare(&self, buf: &mut BytesMut) -> usize {
+        if buf.capacity() - buf.len() < self.size {
+            buf.reserve(self.size);
+        }
+        buf.capacity() - buf.len()
+    }
+
+    fn observe(&mut self, read: usize, room: usize) {
+        if read >= room {
+            self.size = (self.size * 2).min(Self::MAX);
+        } else if read < self.size / 4 {
+            self.size = (self.size / 2).max(Self::MIN);
+        }
+    }
+
+    fn release_if_idle(&self, buf: &mut BytesMut) {
+        if buf.is_empty() && buf.capacity() > 2 * self.size {
+            *buf = BytesMut::new();
+        }
+    }
+}
+
+/// Frees a drained buffer's memory after a burst (a large packet or a batch of deliveries).
+fn release_if_idle(buf: &mut BytesMut) {
+    if buf.is_empty() && buf.capacity() > KEEP_BUFFER {
+        *buf = BytesMut::new();
     }
 }
 

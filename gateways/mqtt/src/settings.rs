@@ -1,6 +1,8 @@
-//! The MQTT gateway's settings, filled in by the binary from the `[mqtt]` config section.
+//! The MQTT gateway's settings, filled in by the binary from the `[mqtt]` config section, the
+//! listener's `enable_authn`, and the shared authentication and ACL.
 
 use std::time::Duration;
+use switchyard_auth::Security;
 use switchyard_core::QoS;
 
 /// Protocol limits and switches of the MQTT gateway.
@@ -36,6 +38,14 @@ pub struct MqttSettings {
     pub max_inflight: u16,
     /// Resend unacked messages on a live MQTT 3.x connection (None = only on resume).
     pub retry_interval: Option<Duration>,
+    /// Authentication and ACL, shared by every listener.
+    pub security: Security,
+    /// Whether this listener authenticates (`listeners.*.enable_authn`); false lets every
+    /// client in as a non-superuser (the ACL still applies).
+    pub enable_authn: bool,
+    /// Most PUBLISH packets per second from one client (bursts of one second's worth);
+    /// 0 = unlimited. Above it the client is disconnected (MQTT 5 reason 0x96).
+    pub max_publish_rate: u32,
 }
 
 impl Default for MqttSettings {
@@ -56,6 +66,9 @@ impl Default for MqttSettings {
             max_awaiting_rel: 100,
             max_inflight: 32,
             retry_interval: None,
+            security: Security::default(),
+            enable_authn: true,
+            max_publish_rate: 0,
         }
     }
 }

@@ -4,6 +4,7 @@ use crate::registry::Predefined;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use switchyard_auth::Security;
 
 /// Protocol switches and limits of the MQTT-SN gateway.
 #[derive(Debug, Clone)]
@@ -35,12 +36,16 @@ pub struct MqttSnSettings {
     pub keepalive_multiplier: f64,
     /// 0 = unlimited.
     pub max_topic_levels: usize,
-    /// Refuse clients that end up without a username (`enable_authn` on and anonymous off).
-    pub reject_anonymous: bool,
+    /// Authenticate at CONNECT (`enable_authn`) with the `clientinfo_override` credentials;
+    /// CONNACK 0x80 on failure (spec 2.4/2.6).
+    pub enable_authn: bool,
     /// Username template (`clientinfo_override.username`), e.g. `${clientid}`.
     pub username: Option<String>,
     /// Password template (`clientinfo_override.password`), for the authenticator.
     pub password: Option<String>,
+    /// Authentication and ACL, shared with every gateway (the ACL applies whether or not
+    /// `enable_authn` is set).
+    pub security: Security,
 }
 
 impl Default for MqttSnSettings {
@@ -59,9 +64,10 @@ impl Default for MqttSnSettings {
             session_expiry_interval: Duration::from_secs(2 * 3600),
             keepalive_multiplier: 1.5,
             max_topic_levels: 128,
-            reject_anonymous: false,
+            enable_authn: false,
             username: None,
             password: None,
+            security: Security::default(),
         }
     }
 }

@@ -233,12 +233,43 @@ pub enum CoapQosMode {
     Qos2,
 }
 
-/// `[gateway.lwm2m]`
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `[gateway.lwm2m]` (EMQX-compatible keys, specs/emqx-gateway-compat.md §4.1, plus the
+/// RFC 7252 transmission parameters of the CoAP transport)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Lwm2mGatewayConfig {
     /// Whether to run the gateway. Default true.
     pub enable: bool,
+    /// Directory of OMA object definitions (`*.xml`), relative to the working directory.
+    /// Default "config/lwm2m_xml".
+    pub xml_dir: String,
+    /// A shorter registration lifetime (`lt`) is raised to this. Default 15s.
+    pub lifetime_min: Duration,
+    /// A longer `lt` is capped to this; `lt=0` means it. Default 86400s.
+    pub lifetime_max: Duration,
+    /// Queue mode: commands are held once the device has been silent this long, and flushed
+    /// at its next Update. Default 22s.
+    pub qmode_time_window: Duration,
+    /// Observe every object instance in the Register object list (objects 0-2, 4-7, 9, 15
+    /// and undefined objects excepted). Default false.
+    pub auto_observe: bool,
+    /// When an Update publishes the update event: always, or contains_object_list.
+    /// Default always.
+    pub update_msg_publish_condition: Lwm2mUpdateCondition,
+    /// Topic prefix of every translator (`${endpoint_name}`, `${clientid}`, `${username}`).
+    /// Default "lwm2m/${endpoint_name}/".
+    pub mountpoint: String,
+    /// Check the `imei`/`password` query extras at Register. Default false.
+    pub enable_authn: bool,
+    /// RFC 7252 ACK_TIMEOUT for commands sent to devices. Default 2s.
+    pub ack_timeout: Duration,
+    /// RFC 7252 ACK_RANDOM_FACTOR (>= 1.0). Default 1.5.
+    pub ack_random_factor: f64,
+    /// RFC 7252 MAX_RETRANSMIT (0..=10); after it a command gets a coap_timeout event.
+    /// Default 4.
+    pub max_retransmit: u32,
+    /// `[gateway.lwm2m.translators]`: MQTT topics (below the mountpoint) and QoS.
+    pub translators: Lwm2mTranslatorsConfig,
     /// `[gateway.lwm2m.listeners.*]`; the UDP listener defaults to 0.0.0.0:5783.
     pub listeners: UdpGatewayListenersConfig,
 }
@@ -247,9 +278,74 @@ impl Default for Lwm2mGatewayConfig {
     fn default() -> Self {
         Lwm2mGatewayConfig {
             enable: true,
+            xml_dir: "config/lwm2m_xml".into(),
+            lifetime_min: Duration::from_secs(15),
+            lifetime_max: Duration::from_secs(86_400),
+            qmode_time_window: Duration::from_secs(22),
+            auto_observe: false,
+            update_msg_publish_condition: Lwm2mUpdateCondition::Always,
+            mountpoint: "lwm2m/${endpoint_name}/".into(),
+            enable_authn: false,
+            ack_timeout: Duration::from_secs(2),
+            ack_random_factor: 1.5,
+            max_retransmit: 4,
+            translators: Lwm2mTranslatorsConfig::default(),
             listeners: UdpGatewayListenersConfig::on_port(5783),
         }
     }
+}
+
+/// `gateway.lwm2m.update_msg_publish_condition`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lwm2mUpdateCondition {
+    /// Every Update publishes the update event.
+    #[default]
+    Always,
+    /// Only an Update carrying an object list.
+    ContainsObjectList,
+}
+
+/// `[gateway.lwm2m.translators]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Lwm2mTranslatorsConfig {
+    /// Downlink commands: the filter subscribed for each device. Default "dn/#", qos 0.
+    pub command: TranslatorConfig,
+    /// Command responses and ack/coap_timeout/coap_reset events. Default "up/resp", qos 0.
+    pub response: TranslatorConfig,
+    /// Observe notifications. Default "up/notify", qos 0.
+    pub notify: TranslatorConfig,
+    /// Register events. Default "up/resp", qos 0.
+    pub register: TranslatorConfig,
+    /// Update events. Default "up/resp", qos 0.
+    pub update: TranslatorConfig,
+}
+
+impl Default for Lwm2mTranslatorsConfig {
+    fn default() -> Self {
+        let t = |topic: &str| TranslatorConfig {
+            topic: topic.into(),
+            qos: 0,
+        };
+        Lwm2mTranslatorsConfig {
+            command: t("dn/#"),
+            response: t("up/resp"),
+            notify: t("up/notify"),
+            register: t("up/resp"),
+            update: t("up/resp"),
+        }
+    }
+}
+
+/// `[gateway.lwm2m.translators.<name>]`
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TranslatorConfig {
+    /// Topic appended to the mountpoint as a plain string.
+    pub topic: String,
+    /// QoS (0..=2).
+    pub qos: u8,
 }
 
 /// `[gateway.<name>.listeners]`

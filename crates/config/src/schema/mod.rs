@@ -19,8 +19,8 @@ use crate::units::{self, Duration};
 
 pub use gateway::{
     ClientInfoOverrideConfig, CoapGatewayConfig, GatewayConfig, Lwm2mGatewayConfig,
-    MqttSnGatewayConfig, PredefinedTopicConfig, UdpGatewayListenersConfig, UdpListenerConfig,
-    UdpListenersConfig,
+    Lwm2mTranslatorsConfig, Lwm2mUpdateCondition, MqttSnGatewayConfig, PredefinedTopicConfig,
+    TranslatorConfig, UdpGatewayListenersConfig, UdpListenerConfig, UdpListenersConfig,
 };
 pub use gateway::{CoapNotifyType, CoapQosMode};
 pub use listeners::{
@@ -172,27 +172,113 @@ impl Default for DashboardConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthenticationConfig {
-    /// Accept clients that present no credentials (or when no authenticator is configured).
-    /// Default true.
+    /// Accept clients that are not in the user database or present no credentials (a known
+    /// user with a wrong password is refused regardless). Governs the MQTT listeners with
+    /// `enable_authn`, and the UDP gateways with their own `enable_authn`. Default true.
     pub allow_anonymous: bool,
+    /// What identifies a user in the built-in database. Default username.
+    pub user_id_type: UserIdType,
+    /// Hash for stored passwords (existing users keep theirs). Default argon2.
+    pub password_hash_algorithm: PasswordHashAlgorithm,
+    /// CSV of users added at start when the database lacks them; "" = none. Relative to the
+    /// working directory. Default "".
+    pub bootstrap_file: PathBuf,
+    /// Format of `bootstrap_file`. Default plain.
+    pub bootstrap_type: BootstrapType,
 }
 
 impl Default for AuthenticationConfig {
     fn default() -> Self {
         AuthenticationConfig {
             allow_anonymous: true,
+            user_id_type: UserIdType::Username,
+            password_hash_algorithm: PasswordHashAlgorithm::Argon2,
+            bootstrap_file: PathBuf::new(),
+            bootstrap_type: BootstrapType::Plain,
         }
     }
 }
 
+/// `authentication.user_id_type`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserIdType {
+    /// The username.
+    #[default]
+    Username,
+    /// The client id.
+    Clientid,
+}
+
+/// `authentication.password_hash_algorithm`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PasswordHashAlgorithm {
+    /// argon2id.
+    #[default]
+    Argon2,
+    /// PBKDF2-HMAC-SHA256, 4096 iterations.
+    #[serde(alias = "pbkdf2-sha256")]
+    Pbkdf2Sha256,
+}
+
+/// `authentication.bootstrap_type`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BootstrapType {
+    /// Header `user_id,password,is_superuser`, plain passwords.
+    #[default]
+    Plain,
+    /// Header `user_id,password_hash,salt,is_superuser`.
+    Hash,
+}
+
 /// `[authorization]`
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthorizationConfig {
     /// Decision when no ACL rule matches. Default allow.
     pub no_match: AuthzDecision,
     /// What to do with a client whose publish/subscribe is denied. Default ignore.
     pub deny_action: DenyAction,
+    /// TOML file of `[[rule]]` tables, relative to the working directory; a missing file means
+    /// no rules. Default "config/acl.toml".
+    pub file: PathBuf,
+    /// `[authorization.cache]`: per-client cache of ACL decisions.
+    pub cache: AuthzCacheConfig,
+}
+
+impl Default for AuthorizationConfig {
+    fn default() -> Self {
+        AuthorizationConfig {
+            no_match: AuthzDecision::Allow,
+            deny_action: DenyAction::Ignore,
+            file: PathBuf::from("config/acl.toml"),
+            cache: AuthzCacheConfig::default(),
+        }
+    }
+}
+
+/// `[authorization.cache]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthzCacheConfig {
+    /// Cache decisions per client. Default true.
+    pub enable: bool,
+    /// Most cached decisions per client. Default 32.
+    pub max_size: u32,
+    /// How long a cached decision holds. Default 1m.
+    pub ttl: Duration,
+}
+
+impl Default for AuthzCacheConfig {
+    fn default() -> Self {
+        AuthzCacheConfig {
+            enable: true,
+            max_size: 32,
+            ttl: Duration::from_secs(60),
+        }
+    }
 }
 
 /// `authorization.no_match`

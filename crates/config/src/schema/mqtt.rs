@@ -66,6 +66,10 @@ pub struct MqttConfig {
     /// Deliver at the subscription's QoS even when the message was published at a lower one.
     /// Default false.
     pub upgrade_qos: bool,
+    /// Most PUBLISH packets one client may send per second, averaged, with bursts of up to one
+    /// second's worth; a client above it is disconnected (MQTT 5 reason 0x96, Message rate too
+    /// high). 0 = unlimited. Default 0.
+    pub max_publish_rate: u32,
 }
 
 impl Default for MqttConfig {
@@ -92,6 +96,7 @@ impl Default for MqttConfig {
             idle_timeout: Duration::from_secs(15),
             max_subscriptions: 0,
             upgrade_qos: false,
+            max_publish_rate: 0,
         }
     }
 }

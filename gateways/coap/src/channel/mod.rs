@@ -11,6 +11,7 @@
 //! client with a live observation is never dropped for silence (EMQX drops it after
 //! 1.5 × heartbeat, issues #11800/#16037).
 
+mod auth;
 pub mod request;
 
 use crate::settings::render;
@@ -24,6 +25,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use switchyard_auth::{Action, AuthResult, ClientAcl, Credentials, Decision};
 use switchyard_bus::{
     ClientInfo, ControlRx, Delivery, Metrics, Namespace, RetainHandling, Session, SubOptions,
 };
@@ -109,6 +111,8 @@ pub struct Channel {
     out: Vec<Output>,
     last_seen: Instant,
     close: Option<CloseReason>,
+    /// The ACL as it applies to this client, set by its latest successful authentication.
+    acl: Option<ClientAcl>,
 }
 
 /// Identity of a new client from its first request.
@@ -142,14 +146,30 @@ fn random_client_id() -> String {
     Alphanumeric.sample_string(&mut rand::thread_rng(), 16)
 }
 
-/// `Login Failed: <reason>` when `enable_authn` refuses these credentials.
-pub fn authenticate(gw: &CoapGateway, q: &Query) -> Result<(), &'static str> {
-    let s = &gw.settings;
-    if s.enable_authn && s.reject_anonymous && q.username.is_none() {
-        Metrics::inc(&gw.bus.metrics().auth_failures);
-        return Err("not_authorized");
+/// Checks the `username`/`password` (`u`/`p`) of a request when `enable_authn` is set
+/// (always allowed otherwise): `Ok(superuser)`, or the reason for `Login Failed: <reason>`
+/// (spec 3.5) / 4.01 (connectionless, spec 3.4). Failures are counted.
+pub fn authenticate(
+    gw: &CoapGateway,
+    q: &Query,
+    client_id: &str,
+    peer: SocketAddr,
+) -> Result<bool, &'static str> {
+    let creds = Credentials {
+        client_id,
+        username: q.username.as_deref(),
+        password: q.password.as_deref().map(str::as_bytes),
+        peer_ip: Some(peer.ip()),
+        listener_authn_enabled: gw.settings.enable_authn,
+    };
+    match gw.settings.security.authn.authenticate(&creds) {
+        AuthResult::Allow { superuser } => Ok(superuser),
+        AuthResult::Deny(reason) => {
+            Metrics::inc(&gw.bus.metrics().auth_failures);
+            tracing::info!(%peer, client_id, reason = %reason, "authentication failed");
+            Err(reason.as_str())
+        }
     }
-    Ok(())
 }
 
 impl Channel {
@@ -179,6 +199,7 @@ impl Channel {
             out: Vec::new(),
             last_seen: now,
             close: None,
+            acl: None,
         }
     }
 
@@ -261,11 +282,12 @@ impl Channel {
             if !ok {
                 return self.refuse(&ex, (code::BAD_REQUEST, MISSING_TOKEN));
             }
-        } else if !self.gw.settings.connection_required
-            && !is_connection
-            && authenticate(&self.gw, &q).is_err()
-        {
-            return self.refuse(&ex, (code::UNAUTHORIZED, "not authorized"));
+        } else if !self.gw.settings.connection_required && !is_connection {
+            // Spec 3.4 (6.x hardened profile): every connectionless request authenticates.
+            match authenticate(&self.gw, &q, self.info.client_id.as_str(), req.peer) {
+                Ok(superuser) => self.set_acl(q.username.as_deref(), superuser, req.peer),
+                Err(_) => return self.refuse(&ex, (code::UNAUTHORIZED, "not authorized")),
+            }
         }
         self.last_seen = now;
         self.peer = req.peer;
@@ -283,9 +305,13 @@ impl Channel {
     fn connection(&mut self, ex: &Exchange, method: u8, q: &Query) {
         match method {
             code::POST => {
-                if let Err(reason) = authenticate(&self.gw, q) {
-                    let text = format!("Login Failed: {reason}");
-                    return self.reply(ex, error_response(code::BAD_REQUEST, &text));
+                let id = self.info.client_id.to_string();
+                match authenticate(&self.gw, q, &id, self.peer) {
+                    Ok(superuser) => self.set_acl(q.username.as_deref(), superuser, self.peer),
+                    Err(reason) => {
+                        let text = format!("Login Failed: {reason}");
+                        return self.reply(ex, error_response(code::BAD_REQUEST, &text));
+                    }
                 }
                 // A create for a connected client id (a rebooted device) takes the session
                 // over with a new token; the old token is refused from now on.
@@ -338,6 +364,10 @@ impl Channel {
         let Ok(name) = TopicName::with_max_levels(self.mount(topic), levels) else {
             return self.refuse(ex, (code::BAD_REQUEST, "invalid topic"));
         };
+        let action = Action::Publish { topic, qos, retain };
+        if self.authorize(ex, action, Instant::now()) == Decision::Deny {
+            return;
+        }
         let mut msg = Message::new(name, payload, qos, retain);
         if let Some(secs) = expiry {
             // Spec 3.6: EMQX 5.8.9 ignores `expiry` (QUIRK); it sets the message expiry here.
@@ -379,6 +409,13 @@ impl Channel {
             Ok(o) => o,
             Err(r) => return self.refuse(ex, r),
         };
+        let action = Action::Subscribe {
+            filter: topic,
+            qos: opts.qos,
+        };
+        if self.authorize(ex, action, now) == Decision::Deny {
+            return;
+        }
         let seq = match self.by_filter.get(&filter).copied() {
             Some(id) => match self.observations.get_mut(&id) {
                 Some(o) => {
@@ -576,14 +613,22 @@ fn wants_con(notify: crate::NotifyType, qos: QoS) -> bool {
 
 /// The answer the socket task gives itself when a connection-mode request names no live
 /// channel: `Ok(())` to create one (a connection create), else the reply.
-pub fn precheck_connection_mode(gw: &CoapGateway, packet: &Packet) -> Result<(), Packet> {
+pub fn precheck_connection_mode(
+    gw: &CoapGateway,
+    packet: &Packet,
+    peer: SocketAddr,
+) -> Result<(), Packet> {
     let q = request::query(packet).map_err(|(c, t)| error_response(c, t))?;
     let is_connection = matches!(request::resource(packet), Ok(Resource::Connection));
     match (is_connection, wire::code_of(packet), &q.clientid) {
         (true, code::POST, None) => Err(error_response(code::BAD_REQUEST, MISSING_TOKEN)),
-        (true, code::POST, Some(_)) => authenticate(gw, &q).map_err(|reason| {
-            error_response(code::BAD_REQUEST, &format!("Login Failed: {reason}"))
-        }),
+        (true, code::POST, Some(id)) => {
+            authenticate(gw, &q, id, peer)
+                .map(|_| ())
+                .map_err(|reason| {
+                    error_response(code::BAD_REQUEST, &format!("Login Failed: {reason}"))
+                })
+        }
         // Spec 3.5: a DELETE reaching a fresh channel is answered 2.02.
         (true, code::DELETE, _) => Err(response(code::DELETED)),
         (true, code::GET, _) => Err(error_response(

@@ -575,14 +575,37 @@ impl<T: Clone> Transport<T> {
     pub fn request(
         &mut self,
         peer: SocketAddr,
-        mut packet: Packet,
+        packet: Packet,
         confirmable: bool,
         observe: bool,
         tag: T,
         now: Instant,
     ) -> Vec<u8> {
         let token: [u8; 8] = self.rng.gen();
-        let token = token.to_vec();
+        self.request_with_token(peer, packet, confirmable, observe, token.to_vec(), tag, now)
+    }
+
+    /// Like [`request`](Self::request) with a token the caller chose (e.g. RFC 7641 §3.6
+    /// explicit cancel: a GET Observe=1 with the observation's own token). An empty token is
+    /// replaced by a fresh random one, so requests we originate never carry an empty token.
+    /// A request reusing the token of an outstanding one replaces it. Returns the token.
+    #[allow(clippy::too_many_arguments)]
+    pub fn request_with_token(
+        &mut self,
+        peer: SocketAddr,
+        mut packet: Packet,
+        confirmable: bool,
+        observe: bool,
+        token: Vec<u8>,
+        tag: T,
+        now: Instant,
+    ) -> Vec<u8> {
+        let token = if token.is_empty() || token.len() > 8 {
+            let fresh: [u8; 8] = self.rng.gen();
+            fresh.to_vec()
+        } else {
+            token
+        };
         packet.set_token(token.clone());
         self.outstanding.insert(
             (peer, token.clone()),

@@ -426,3 +426,24 @@ async fn client_side_observe_keeps_the_token_until_cancelled() {
     assert!(t.handle_datagram(peer(), &bytes(&n), now()).is_empty());
     assert_eq!(sent(&mut t)[0].header.get_type(), MessageType::Reset);
 }
+
+#[tokio::test(start_paused = true)]
+async fn request_with_token_uses_the_given_token_and_never_an_empty_one() {
+    let mut t: Transport<u32> = Transport::with_seed(cfg(1.5), 4);
+    let get = request(MessageType::Confirmable, 0, b"", code::GET, &["3", "0"]);
+    let token = t.request_with_token(peer(), get.clone(), true, false, b"abc".to_vec(), 1, now());
+    assert_eq!(token, b"abc");
+    let req = sent(&mut t).remove(0);
+    assert_eq!(req.get_token(), b"abc");
+    // The reply with that token is matched.
+    let mut ack = response(code::CONTENT);
+    ack.header.set_type(MessageType::Acknowledgement);
+    ack.header.message_id = req.header.message_id;
+    ack.set_token(b"abc".to_vec());
+    let ev = t.handle_datagram(peer(), &bytes(&ack), now());
+    assert!(matches!(ev.as_slice(), [Event::Response { tag: 1, .. }]));
+    // An empty token is replaced by a fresh 8-byte one.
+    let token = t.request_with_token(peer(), get, true, false, Vec::new(), 2, now());
+    assert_eq!(token.len(), 8);
+    assert_eq!(sent(&mut t)[0].get_token(), token.as_slice());
+}

@@ -60,6 +60,9 @@ impl Channel {
             }
             ClientId::new(c.client_id.clone())
         };
+        if let Err(refused) = self.authenticate(&c, &client_id, now) {
+            return refused;
+        }
         let will = match c
             .will
             .as_ref()

@@ -6,6 +6,7 @@
 //! `Connected` until exactly one [`CloseReason`] is recorded. Every protocol violation maps to
 //! the spec clause it breaks and, for MQTT 5, to the DISCONNECT reason code sent before closing.
 
+mod auth;
 pub mod codes;
 mod connect;
 mod deliver;
@@ -67,6 +68,10 @@ pub struct Channel {
     pub(crate) problem_info: bool,
     /// The client certificate's Common Name, when the listener uses it as the username.
     pub(crate) cert_username: Option<String>,
+    /// The ACL as it applies to this client (set once authenticated), with its cache.
+    pub(crate) acl: Option<switchyard_auth::ClientAcl>,
+    /// `mqtt.max_publish_rate`, when set.
+    pub(crate) publish_rate: Option<switchyard_auth::RateLimiter>,
 }
 
 impl Channel {
@@ -98,6 +103,8 @@ impl Channel {
             client_alias_max: 0,
             problem_info: true,
             cert_username: None,
+            acl: None,
+            publish_rate: None,
         }
     }
 
@@ -168,7 +175,7 @@ impl Channel {
             Packet::PubRec(a) => self.handle_pubrec(a, now),
             Packet::PubRel(a) => self.handle_pubrel(a),
             Packet::PubComp(a) => self.handle_pubcomp(a),
-            Packet::Subscribe(s) => self.handle_subscribe(s),
+            Packet::Subscribe(s) => self.handle_subscribe(s, now),
             Packet::Unsubscribe(u) => self.handle_unsubscribe(u),
             Packet::PingReq => self.outbound.push(Packet::PingResp),
             Packet::Disconnect(d) => self.handle_disconnect(d),
@@ -288,6 +295,9 @@ impl Channel {
     /// Publishes the will now, or after its delay (MQTT 5 §3.1.3.2.2): the delayed will is
     /// cancelled if the client reconnects first, and never outlives the session.
     fn publish_will(&mut self, will: Will) {
+        if !self.will_authorized(&will.message) {
+            return;
+        }
         let expiry = self.session.as_ref().map(|s| s.expiry).unwrap_or_default();
         let delay = will.delay.min(expiry);
         match (&self.info, delay.is_zero()) {
@@ -325,3 +335,6 @@ fn disconnect_code(reason: &CloseReason) -> Option<u8> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod auth_tests;

@@ -7,11 +7,15 @@ use super::Channel;
 use crate::codec::{Ack, Packet, Publish};
 use std::sync::Arc;
 use std::time::Instant;
+use switchyard_auth::{Action, Decision};
 use switchyard_bus::{AckError, Incoming2};
 use switchyard_core::{CloseReason, Message, Origin, Properties, QoS, TopicName};
 
 impl Channel {
     pub(crate) fn handle_publish(&mut self, p: Publish, now: Instant) {
+        if !self.publish_rate_ok(now) {
+            return;
+        }
         if p.qos > self.settings.max_qos_allowed {
             return self.fail_code(
                 CloseReason::ProtocolError("QoS above maximum (MQTT-3.3.1-4)".into()),
@@ -40,6 +44,24 @@ impl Channel {
             let why = self.reason_string("$SYS topics are reserved for the broker");
             if let Some(Packet::PubAck(a) | Packet::PubRec(a)) = self.outbound.last_mut() {
                 a.properties.reason_string = why;
+            }
+            return;
+        }
+        let action = Action::Publish {
+            topic: topic.as_str(),
+            qos: p.qos,
+            retain: p.retain,
+        };
+        if self.authorize(action, now) == Decision::Deny {
+            // MQTT 5: PUBACK/PUBREC 0x87; MQTT 3.x has no code, so the publish is acked and
+            // dropped. With deny_action = disconnect the channel is already closing.
+            if self.close.is_none() {
+                let code = if self.version.is_v5() {
+                    v5::NOT_AUTHORIZED
+                } else {
+                    0
+                };
+                self.ack_publish(p.qos, pkid, code);
             }
             return;
         }

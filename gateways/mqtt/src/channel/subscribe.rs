@@ -4,17 +4,19 @@
 use super::codes::{v3, v5};
 use super::Channel;
 use crate::codec::{Packet, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe};
+use std::time::Instant;
+use switchyard_auth::{Action, Decision};
 use switchyard_bus::{BusError, RetainHandling, SubOptions};
 use switchyard_core::{CloseReason, SubscriptionFilter};
 
 impl Channel {
-    pub(crate) fn handle_subscribe(&mut self, s: Subscribe) {
+    pub(crate) fn handle_subscribe(&mut self, s: Subscribe, now: Instant) {
         let v5 = self.version.is_v5();
         let sub_id = s.properties.subscription_identifier;
         let mut codes = Vec::with_capacity(s.filters.len());
         let mut refused = Vec::new();
         for (filter, opts) in s.filters {
-            match self.subscribe_one(&filter, opts, sub_id) {
+            match self.subscribe_one(&filter, opts, sub_id, now) {
                 Ok(code) => codes.push(code),
                 Err(code) => {
                     tracing::info!(filter = %filter, code, "subscription refused");
@@ -40,6 +42,7 @@ impl Channel {
         filter: &str,
         opts: SubscriptionOptions,
         sub_id: Option<u32>,
+        now: Instant,
     ) -> Result<u8, u8> {
         let sf = SubscriptionFilter::parse(filter, self.settings.max_topic_levels)
             .map_err(|_| v5::TOPIC_FILTER_INVALID)?;
@@ -57,6 +60,13 @@ impl Channel {
                 ));
                 return Err(v5::PROTOCOL_ERROR);
             }
+        }
+        let action = Action::Subscribe {
+            filter: sf.filter.as_str(),
+            qos: opts.qos,
+        };
+        if self.authorize(action, now) == Decision::Deny {
+            return Err(v5::NOT_AUTHORIZED);
         }
         let granted = opts.qos.min(self.settings.max_qos_allowed);
         let v5 = self.version.is_v5();

@@ -129,7 +129,7 @@ impl Channel {
             .username
             .as_deref()
             .map(|t| render(t, &p.client_id, None));
-        if self.settings.reject_anonymous && username.is_none() {
+        if !self.authenticate(&p.client_id, username.as_deref()) {
             // Spec 2.4/2.6: authentication failed → CONNACK 0x80, then close.
             self.connack(rc::NOT_AUTHORIZED);
             self.fail(CloseReason::NotAuthorized, false);

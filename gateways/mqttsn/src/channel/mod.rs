@@ -15,6 +15,7 @@
 //! without a will answers 0x03; a retained message delivered on subscribe carries RETAIN; a
 //! retransmitted QoS 2 PUBLISH is answered PUBREC again instead of PUBACK 0x03.
 
+mod auth;
 mod connect;
 mod deliver;
 mod publish;
@@ -111,6 +112,8 @@ pub struct Channel {
     /// The session's dynamic topic ids, taken out of `Session::ext` while connected and put
     /// back before the session is released, so they survive resume and takeover (spec 2.5).
     pub(crate) topics: TopicRegistry,
+    /// The ACL as it applies to this client, once authenticated.
+    pub(crate) acl: Option<switchyard_auth::ClientAcl>,
 }
 
 impl Channel {
@@ -147,6 +150,7 @@ impl Channel {
             retries: 0,
             inflight_topic: None,
             topics: TopicRegistry::default(),
+            acl: None,
         }
     }
 
@@ -327,7 +331,7 @@ impl Channel {
     ) -> CloseReason {
         let reason = self.close.take().unwrap_or(CloseReason::PeerClosed);
         if let Some(will) = self.will.take() {
-            if reason.publishes_will() && self.info.is_some() {
+            if reason.publishes_will() && self.info.is_some() && self.will_authorized(&will) {
                 self.bus.publish(will);
             }
         }

@@ -7,6 +7,7 @@ use crate::codec::{rc, Flags, Packet, Publish, SnQos, SubTopic, Subscribe, Topic
 use crate::registry::RegisterError;
 use std::num::NonZeroU16;
 use std::time::Instant;
+use switchyard_auth::{Action, Decision};
 use switchyard_bus::{BusError, Incoming2, SubOptions};
 use switchyard_core::{ClientId, Message, Origin, QoS, SubscriptionFilter, TopicFilter, TopicName};
 
@@ -67,6 +68,18 @@ impl Channel {
         if qos != QoS::AtMostOnce && pkid.is_none() {
             // MQTT-SN 1.2 §5.3.5: QoS 1/2 need a message id.
             self.outbound.push(puback(rc::NOT_SUPPORTED));
+            return;
+        }
+        let action = Action::Publish {
+            topic: &name,
+            qos,
+            retain: p.flags.retain,
+        };
+        if self.authorize(action, now) == Decision::Deny {
+            // Spec 2.8: ACL deny → PUBACK 0x80 (unless deny_action closed the client).
+            if self.close.is_none() {
+                self.outbound.push(puback(rc::NOT_AUTHORIZED));
+            }
             return;
         }
         let Some(session) = self.session.as_mut() else {
@@ -259,6 +272,11 @@ impl Channel {
         let Some(sf) = self.mounted_filter(name) else {
             return rc::NOT_SUPPORTED;
         };
+        let action = Action::Subscribe { filter: name, qos };
+        if self.authorize(action, Instant::now()) == Decision::Deny {
+            // Spec 2.9: ACL deny → SUBACK 0x80.
+            return rc::NOT_AUTHORIZED;
+        }
         let Some(session) = self.session.as_mut() else {
             return rc::NOT_SUPPORTED;
         };

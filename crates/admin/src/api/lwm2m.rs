@@ -1,0 +1,144 @@
+//! LwM2M REST helpers (spec 4.11): `POST /api/v5/gateways/lwm2m/clients/{clientid}/{read|
+//! write|observe}` enqueue a downlink command exactly as an MQTT application would: a JSON
+//! command published on the device's command topic (`{mountpoint}` + `translators.command`
+//! without its trailing `/#`). They answer 204; the result arrives on the response topic.
+//! `lookup` (the recorded results) is not implemented yet.
+
+use super::{no_content, St, State};
+use crate::error::{ApiError, ApiResult};
+use crate::json::{opt_bool, opt_str, Params};
+use axum::extract::{Path, Query};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+use switchyard_bus::Namespace;
+use switchyard_core::{ClientId, Message, QoS, TopicName};
+
+static REQ_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The device's command topic, from the gateway config and its identity.
+fn command_topic(st: &State, endpoint: &str, username: Option<&str>) -> ApiResult<String> {
+    let g = &st.ctx.config.gateway.lwm2m;
+    let mount = g
+        .mountpoint
+        .replace("${endpoint_name}", endpoint)
+        .replace("${clientid}", endpoint)
+        .replace("${username}", username.unwrap_or(""));
+    let filter = g.translators.command.topic.as_str();
+    let base = filter
+        .strip_suffix("/#")
+        .or_else(|| filter.strip_suffix('#'))
+        .unwrap_or(filter);
+    if base.is_empty() || base.contains(['+', '#']) {
+        return Err(ApiError::internal(format!(
+            "cannot derive a command topic from translators.command = {filter:?}"
+        )));
+    }
+    Ok(format!("{mount}{base}"))
+}
+
+fn path_param(q: &Params) -> ApiResult<String> {
+    let path = opt_str(q, "path").ok_or_else(|| ApiError::bad_request("path is required"))?;
+    let ok = path.starts_with('/')
+        && path
+            .trim_start_matches('/')
+            .split('/')
+            .all(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()));
+    if ok {
+        Ok(path.to_owned())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "path {path:?}: expected /Object[/Instance[/Resource]]"
+        )))
+    }
+}
+
+fn command(action: &str, q: &Params) -> ApiResult<Value> {
+    let path = path_param(q)?;
+    let req_id = REQ_ID.fetch_add(1, Ordering::Relaxed);
+    Ok(match action {
+        "read" => json!({ "reqID": req_id, "msgType": "read", "data": { "path": path } }),
+        "write" => {
+            let kind =
+                opt_str(q, "type").ok_or_else(|| ApiError::bad_request("type is required"))?;
+            let value =
+                opt_str(q, "value").ok_or_else(|| ApiError::bad_request("value is required"))?;
+            json!({ "reqID": req_id, "msgType": "write",
+                    "data": { "path": path, "type": kind, "value": value } })
+        }
+        "observe" => {
+            let enable = opt_bool(q, "enable")?.unwrap_or(true);
+            let kind = if enable { "observe" } else { "cancel-observe" };
+            json!({ "reqID": req_id, "msgType": kind, "data": { "path": path } })
+        }
+        _ => return Err(ApiError::not_found(format!("no action {action}"))),
+    })
+}
+
+/// `POST /api/v5/gateways/{name}/clients/{clientid}/{action}`: the LwM2M helpers.
+pub async fn action(
+    st: St,
+    Path((name, id, action)): Path<(String, String, String)>,
+    Query(q): Query<Params>,
+) -> ApiResult<Response> {
+    if name != "lwm2m" {
+        return Err(ApiError::not_found(format!(
+            "no action {action} for gateway {name}"
+        )));
+    }
+    if !st.0.ctx.gateways_built.contains(&"lwm2m") {
+        return Err(ApiError::not_found("gateway lwm2m is not loaded"));
+    }
+    let cmd = command(&action, &q)?;
+    let client =
+        st.0.ctx
+            .bus
+            .client(Namespace("lwm2m"), &ClientId::new(id.as_str()))
+            .filter(|c| c.connected)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "CLIENT_NOT_FOUND",
+                    "Client not found",
+                )
+            })?;
+    let topic = command_topic(&st.0, &id, client.info.username.as_deref())?;
+    let topic = TopicName::new(topic.as_str())
+        .map_err(|e| ApiError::internal(format!("command topic {topic:?}: {e}")))?;
+    st.0.ctx
+        .bus
+        .publish(Message::new(topic, cmd.to_string(), QoS::AtMostOnce, false));
+    Ok(no_content())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(pairs: &[(&str, &str)]) -> Params {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn commands_follow_the_emqx_json() {
+        let v = command("read", &q(&[("path", "/3/0/0")])).expect("read");
+        assert_eq!(v["msgType"], "read");
+        assert_eq!(v["data"]["path"], "/3/0/0");
+        let v = command(
+            "write",
+            &q(&[("path", "/3/0/13"), ("type", "Integer"), ("value", "5")]),
+        )
+        .expect("write");
+        assert_eq!(v["data"]["type"], "Integer");
+        let v = command("observe", &q(&[("path", "/3/0"), ("enable", "false")])).expect("observe");
+        assert_eq!(v["msgType"], "cancel-observe");
+        assert!(command("read", &q(&[("path", "3/x")])).is_err());
+        assert!(command("read", &q(&[])).is_err());
+        assert!(command("write", &q(&[("path", "/3/0/13")])).is_err());
+        assert!(command("explode", &q(&[("path", "/3")])).is_err());
+    }
+}

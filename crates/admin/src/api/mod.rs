@@ -1,0 +1,198 @@
+//! The `/api/v5` routes, the authentication middleware and the shared handler state.
+
+mod broker;
+mod clients;
+mod gateways;
+mod lwm2m;
+mod messages;
+mod openapi;
+mod prometheus;
+mod session;
+
+use crate::auth::{AuthStore, Principal};
+use crate::error::{ApiError, ApiResult};
+use crate::AdminContext;
+use axum::extract::{Request, State as AxState};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use axum::Router;
+use base64::Engine;
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// What every handler sees.
+pub struct State {
+    /// From the binary.
+    pub ctx: AdminContext,
+    /// Admins, keys, tokens.
+    pub auth: Arc<AuthStore>,
+    /// When the admin service started (gateway `started_at`).
+    pub started_at: SystemTime,
+}
+
+impl State {
+    /// Wraps the context and the auth store.
+    pub fn new(ctx: AdminContext, auth: AuthStore) -> Self {
+        State {
+            ctx,
+            auth: Arc::new(auth),
+            started_at: SystemTime::now(),
+        }
+    }
+
+    /// The node name (`switchyard@127.0.0.1`).
+    pub fn node(&self) -> &str {
+        &self.ctx.config.node.name
+    }
+}
+
+/// Shared state extractor.
+pub type St = AxState<Arc<State>>;
+
+/// Parses a JSON body into `T`, answering 400 with our error shape on failure.
+pub fn body<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("invalid body: {e}")))
+}
+
+/// 204 No Content.
+pub fn no_content() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// Every route.
+pub fn router(state: Arc<State>) -> Router {
+    let protected = Router::new()
+        .route("/api/v5/logout", post(session::logout))
+        .route("/api/v5/users", get(session::users).post(session::add_user))
+        .route("/api/v5/users/:username", delete(session::delete_user))
+        .route(
+            "/api/v5/users/:username/change_pwd",
+            post(session::change_pwd),
+        )
+        .route(
+            "/api/v5/api_key",
+            get(session::api_keys).post(session::add_api_key),
+        )
+        .route("/api/v5/api_key/:name", delete(session::delete_api_key))
+        .route("/api/v5/stats", get(broker::stats))
+        .route("/api/v5/metrics", get(broker::metrics))
+        .route("/api/v5/nodes", get(broker::nodes))
+        .route("/api/v5/nodes/:node", get(broker::node))
+        .route("/api/v5/listeners", get(broker::listeners))
+        .route("/api/v5/prometheus/stats", get(prometheus::stats))
+        .route("/api/v5/clients", get(clients::list))
+        .route(
+            "/api/v5/clients/:clientid",
+            get(clients::get).delete(clients::kick),
+        )
+        .route(
+            "/api/v5/clients/:clientid/subscriptions",
+            get(clients::subscriptions),
+        )
+        .route(
+            "/api/v5/clients/:clientid/subscribe",
+            post(clients::subscribe),
+        )
+        .route(
+            "/api/v5/clients/:clientid/subscribe/bulk",
+            post(clients::subscribe_bulk),
+        )
+        .route(
+            "/api/v5/clients/:clientid/unsubscribe",
+            post(clients::unsubscribe),
+        )
+        .route("/api/v5/subscriptions", get(messages::subscriptions))
+        .route("/api/v5/topics", get(messages::topics))
+        .route("/api/v5/publish", post(messages::publish))
+        .route("/api/v5/publish/bulk", post(messages::publish_bulk))
+        .route(
+            "/api/v5/mqtt/retainer/messages",
+            get(messages::retained_list),
+        )
+        .route(
+            "/api/v5/mqtt/retainer/message/*topic",
+            get(messages::retained_get).delete(messages::retained_delete),
+        )
+        .route("/api/v5/gateways", get(gateways::list))
+        .route("/api/v5/gateways/:name", get(gateways::get))
+        .route(
+            "/api/v5/gateways/:name/enable/:enable",
+            put(gateways::enable),
+        )
+        .route("/api/v5/gateways/:name/clients", get(gateways::clients))
+        .route(
+            "/api/v5/gateways/:name/clients/:clientid",
+            get(gateways::client).delete(gateways::kick),
+        )
+        .route(
+            "/api/v5/gateways/:name/clients/:clientid/subscriptions",
+            get(gateways::subscriptions).post(gateways::subscribe),
+        )
+        .route(
+            "/api/v5/gateways/:name/clients/:clientid/:action",
+            post(lwm2m::action),
+        )
+        .route(
+            "/api/v5/gateways/:name/clients/:clientid/subscriptions/*topic",
+            delete(gateways::unsubscribe),
+        )
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
+    Router::new()
+        .route("/status", get(broker::status))
+        .route("/api/v5/status", get(broker::status))
+        .route("/api/v5/login", post(session::login))
+        .route("/api-docs/openapi.json", get(openapi::document))
+        .merge(protected)
+        .with_state(state)
+}
+
+/// Bearer token or HTTP Basic API key; a user still on its default password may only change
+/// it or log out.
+async fn require_auth(st: St, mut req: Request, next: Next) -> Response {
+    let principal = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| authenticate(&st.0.auth, v));
+    let Some(principal) = principal else {
+        return ApiError::unauthorized("missing or invalid token or API key").into_response();
+    };
+    if let Principal::User {
+        must_change_password: true,
+        ..
+    } = &principal
+    {
+        let path = req.uri().path();
+        if !(path.ends_with("/change_pwd") || path == "/api/v5/logout") {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "PASSWORD_CHANGE_REQUIRED",
+                "change the default password first (POST /api/v5/users/{username}/change_pwd)",
+            )
+            .into_response();
+        }
+    }
+    tracing::debug!(who = principal.name(), method = %req.method(), path = %req.uri().path(), "admin API request");
+    req.extensions_mut().insert(principal);
+    next.run(req).await
+}
+
+fn authenticate(auth: &AuthStore, value: &str) -> Option<Principal> {
+    let (scheme, rest) = value.split_once(' ')?;
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        auth.check_token(rest)
+    } else if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(rest)
+            .ok()?;
+        let text = String::from_utf8(decoded).ok()?;
+        let (key, secret) = text.split_once(':')?;
+        auth.check_api_key(key, secret)
+    } else {
+        None
+    }
+}

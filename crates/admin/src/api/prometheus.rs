@@ -1,0 +1,130 @@
+//! `GET /api/v5/prometheus/stats`: Prometheus text exposition format 0.0.4. Connections and
+//! sessions by protocol, every bus metric (messages received by QoS, sent, dropped, queue
+//! drops), routes and retained count. Gauge vs counter follows the bus's own split.
+
+use super::{broker, St};
+use axum::http::header;
+use axum::response::IntoResponse;
+use std::fmt::Write;
+
+const GAUGES: [&str; 4] = [
+    "connections.count",
+    "sessions.count",
+    "subscriptions.count",
+    "retained.count",
+];
+
+fn metric_name(dotted: &str) -> String {
+    let mut s = String::from("switchyard_");
+    s.extend(
+        dotted
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }),
+    );
+    s
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// The exposition text.
+pub async fn stats(st: St) -> impl IntoResponse {
+    let st = &st.0;
+    let mut out = String::new();
+    let clients = st.ctx.bus.clients();
+    family(
+        &mut out,
+        "switchyard_connections",
+        "gauge",
+        "Open connections by protocol.",
+    );
+    for (ns, proto) in [
+        ("mqtt", "MQTT"),
+        ("mqttsn", "MQTT-SN"),
+        ("coap", "CoAP"),
+        ("lwm2m", "LwM2M"),
+    ] {
+        let n = clients
+            .iter()
+            .filter(|c| c.connected && c.info.namespace.0 == ns)
+            .count();
+        let _ = writeln!(
+            out,
+            "switchyard_connections{{protocol=\"{proto}\",namespace=\"{ns}\"}} {n}"
+        );
+    }
+    family(
+        &mut out,
+        "switchyard_sessions",
+        "gauge",
+        "Sessions held (online and offline) by protocol namespace.",
+    );
+    for (ns, (_, sessions)) in broker::per_namespace(st) {
+        let _ = writeln!(out, "switchyard_sessions{{namespace=\"{ns}\"}} {sessions}");
+    }
+    let mqueue_dropped: u64 = clients.iter().map(|c| c.mqueue_dropped).sum();
+    family(
+        &mut out,
+        "switchyard_mqueue_dropped",
+        "gauge",
+        "Messages dropped from the queues of sessions that exist now.",
+    );
+    let _ = writeln!(out, "switchyard_mqueue_dropped {mqueue_dropped}");
+    family(
+        &mut out,
+        "switchyard_routes",
+        "gauge",
+        "Distinct subscription filters (topics) in the route table.",
+    );
+    let _ = writeln!(out, "switchyard_routes {}", broker::topic_count(st));
+    let snapshot = st.ctx.bus.metrics().snapshot();
+    let by_qos: Vec<(&str, u64)> = snapshot
+        .iter()
+        .filter_map(|(n, v)| {
+            let q = n.strip_prefix("messages.qos")?.strip_suffix(".received")?;
+            Some((q, *v))
+        })
+        .collect();
+    family(
+        &mut out,
+        "switchyard_messages_received_by_qos",
+        "counter",
+        "Messages received from publishers by QoS.",
+    );
+    for (q, v) in by_qos {
+        let _ = writeln!(
+            out,
+            "switchyard_messages_received_by_qos{{qos=\"{q}\"}} {v}"
+        );
+    }
+    for (dotted, value) in snapshot {
+        let name = metric_name(dotted);
+        let kind = if GAUGES.contains(&dotted) {
+            "gauge"
+        } else {
+            "counter"
+        };
+        family(&mut out, &name, kind, &format!("Bus metric {dotted}."));
+        let _ = writeln!(out, "{name} {value}");
+    }
+    family(
+        &mut out,
+        "switchyard_uptime_seconds",
+        "gauge",
+        "Seconds since the node started.",
+    );
+    let _ = writeln!(
+        out,
+        "switchyard_uptime_seconds {}",
+        st.ctx.bus.uptime().as_secs()
+    );
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+}

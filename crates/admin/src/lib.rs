@@ -1,0 +1,83 @@
+//! Switchyard's operator surface on one HTTP listener (default 0.0.0.0:18083): the REST API
+//! under `/api/v5` with EMQX's paths and JSON field names, Prometheus text at
+//! `/api/v5/prometheus/stats`, the OpenAPI document, and the web dashboard at `/`.
+//!
+//! Owns: the dashboard admins and API keys (`admin.json` under `node.data_dir`), login tokens,
+//! and the HTTP routes. Knows the bus only through `BusHandle`'s admin calls and the config;
+//! it never names a gateway crate (the binary tells it which gateways are built).
+//!
+//! Invariants: every route but `GET /status`, `POST /api/v5/login`, the OpenAPI document and
+//! the dashboard's static assets requires a bearer token or an API key; request input never
+//! panics a handler (errors are `{"code","message"}` with a 4xx status).
+
+mod api;
+mod auth;
+pub mod ctl;
+mod dashboard;
+mod error;
+mod json;
+mod time;
+mod view;
+
+pub use error::ApiError;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use switchyard_bus::BusHandle;
+use switchyard_config::Config;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Everything the admin API needs from the binary.
+#[derive(Clone)]
+pub struct AdminContext {
+    /// The bus every gateway publishes into.
+    pub bus: BusHandle,
+    /// The effective configuration.
+    pub config: Arc<Config>,
+    /// Bound listener addresses by id (`mqtt:tcp:default` → `127.0.0.1:1883`), as in the ready
+    /// file.
+    pub listeners: BTreeMap<String, String>,
+    /// Gateways compiled into this binary (`mqttsn`, `coap`, `lwm2m`); the others are
+    /// reported as `unloaded`.
+    pub gateways_built: Vec<&'static str>,
+    /// The binary's version.
+    pub version: &'static str,
+}
+
+/// The admin service, ready to serve.
+pub struct Admin {
+    state: Arc<api::State>,
+}
+
+impl Admin {
+    /// Opens the admin store under `node.data_dir` (creating the default admin on first start).
+    pub fn open(ctx: AdminContext) -> Result<Admin, String> {
+        let d = &ctx.config.dashboard;
+        let auth = auth::AuthStore::open(
+            &ctx.config.node.data_dir,
+            &d.default_username,
+            &d.default_password,
+            d.token_expiry.as_std(),
+            d.login_max_failures,
+        )?;
+        Ok(Admin {
+            state: Arc::new(api::State::new(ctx, auth)),
+        })
+    }
+
+    /// Serves HTTP on `listener` until `cancel` fires.
+    pub async fn serve(self, listener: TcpListener, cancel: CancellationToken) {
+        let app = api::router(self.state).merge(dashboard::router());
+        let served = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(cancel.cancelled_owned())
+        .await;
+        if let Err(e) = served {
+            tracing::error!(listener = "dashboard:http:default", error = %e, "admin listener failed");
+        }
+    }
+}

@@ -1,0 +1,515 @@
+//! Authentication against the built-in user database (`[authentication]`).
+//!
+//! Users are keyed by username or client id (`user_id_type`) and hold a salted hash (see
+//! [`crate::hash`]) and a superuser flag. The database lives in memory behind a lock and is
+//! written whole to `<data_dir>/authn_users.json` (write to a temporary file, then rename) after
+//! every change. At start the bootstrap CSV adds the users the database does not have yet, so
+//! changes made through the REST API survive restarts.
+//!
+//! Decision table (for a listener with authentication enabled):
+//! - the user id is known: the password must verify, else `BadCredentials` (even when
+//!   anonymous login is allowed);
+//! - unknown user id or no credentials: anonymous; allowed when `allow_anonymous`, else
+//!   `BadCredentials` if a username or password was presented, `NotAuthorized` if none was.
+
+use crate::bootstrap::{self, BootstrapUser};
+use crate::hash::{self, HashAlgorithm};
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+/// The database file's name under `node.data_dir`.
+pub const USERS_FILE: &str = "authn_users.json";
+
+/// Errors of loading, importing and managing users.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The bootstrap CSV is malformed.
+    #[error("bootstrap file: {0}")]
+    Bootstrap(String),
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The user database file is not valid.
+    #[error("{path}: {message}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A hash could not be computed (e.g. an argon2 salt shorter than 8 bytes).
+    #[error("password hash: {0}")]
+    Hash(String),
+    /// `add_user` for an existing user id.
+    #[error("user {0:?} already exists")]
+    AlreadyExists(String),
+    /// `update_user` / `delete_user` for an unknown user id.
+    #[error("user {0:?} not found")]
+    NotFound(String),
+    /// An empty user id.
+    #[error("user_id must not be empty")]
+    EmptyUserId,
+}
+
+/// `authentication.user_id_type`: what identifies a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserIdType {
+    /// The username of CONNECT (or the gateway's equivalent).
+    #[default]
+    Username,
+    /// The client id.
+    Clientid,
+}
+
+/// `authentication.bootstrap_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BootstrapType {
+    /// `user_id,password,is_superuser` with plain passwords.
+    #[default]
+    Plain,
+    /// `user_id,password_hash,salt,is_superuser`.
+    Hash,
+}
+
+/// What the binary configures.
+#[derive(Debug, Clone)]
+pub struct AuthnSettings {
+    /// Accept clients that are not in the database (or present no credentials).
+    pub allow_anonymous: bool,
+    /// What identifies a user.
+    pub user_id_type: UserIdType,
+    /// Algorithm for new hashes (existing users keep theirs).
+    pub algorithm: HashAlgorithm,
+    /// Directory of the database file; `None` keeps users in memory only.
+    pub data_dir: Option<PathBuf>,
+    /// CSV of users to add at start; `None` for none.
+    pub bootstrap_file: Option<PathBuf>,
+    /// Format of `bootstrap_file`.
+    pub bootstrap_type: BootstrapType,
+}
+
+impl Default for AuthnSettings {
+    /// The config defaults: anonymous allowed, keyed by username, argon2, in memory.
+    fn default() -> Self {
+        AuthnSettings {
+            allow_anonymous: true,
+            user_id_type: UserIdType::Username,
+            algorithm: HashAlgorithm::Argon2,
+            data_dir: None,
+            bootstrap_file: None,
+            bootstrap_type: BootstrapType::Plain,
+        }
+    }
+}
+
+/// What a client presented.
+#[derive(Debug, Clone, Copy)]
+pub struct Credentials<'a> {
+    /// The client id.
+    pub client_id: &'a str,
+    /// The username, if any.
+    pub username: Option<&'a str>,
+    /// The password, if any (never logged).
+    pub password: Option<&'a [u8]>,
+    /// The client's address.
+    pub peer_ip: Option<IpAddr>,
+    /// Whether the listener authenticates at all (`enable_authn`); false accepts everyone.
+    pub listener_authn_enabled: bool,
+}
+
+/// Why a client was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenyReason {
+    /// Credentials were presented and are wrong (MQTT 0x04 / 0x86).
+    BadCredentials,
+    /// No credentials and anonymous login is off (MQTT 0x05 / 0x87).
+    NotAuthorized,
+}
+
+impl DenyReason {
+    /// A short snake_case name, for logs and `Login Failed: <reason>` payloads.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenyReason::BadCredentials => "bad_username_or_password",
+            DenyReason::NotAuthorized => "not_authorized",
+        }
+    }
+}
+
+impl std::fmt::Display for DenyReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The answer to [`Authenticator::authenticate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthResult {
+    /// Let the client in.
+    Allow {
+        /// A superuser bypasses the ACL.
+        superuser: bool,
+    },
+    /// Refuse it.
+    Deny(DenyReason),
+}
+
+/// A user as the REST API shows it (no hash, no salt).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    /// Username or client id, per `user_id_type`.
+    pub user_id: String,
+    /// Bypasses the ACL.
+    pub is_superuser: bool,
+}
+
+/// One stored user.
+#[derive(Clone, Serialize, Deserialize)]
+struct UserRecord {
+    algorithm: HashAlgorithm,
+    /// Hex.
+    password_hash: String,
+    salt: String,
+    is_superuser: bool,
+}
+
+/// The database file's layout.
+#[derive(Serialize, Deserialize, Default)]
+struct UsersFile {
+    users: BTreeMap<String, UserRecord>,
+}
+
+/// The built-in database and the anonymous policy.
+pub struct Authenticator {
+    settings: AuthnSettings,
+    users: RwLock<BTreeMap<String, UserRecord>>,
+    /// Serialises file writes so the file always holds the latest state.
+    write: parking_lot::Mutex<()>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    // Never print hashes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("settings", &self.settings)
+            .field("users", &self.users.read().len())
+            .finish()
+    }
+}
+
+impl Authenticator {
+    /// An authenticator with no file behind it (tests, or `data_dir = None`).
+    pub fn in_memory(mut settings: AuthnSettings) -> Self {
+        settings.data_dir = None;
+        Authenticator {
+            settings,
+            users: RwLock::new(BTreeMap::new()),
+            write: parking_lot::Mutex::new(()),
+        }
+    }
+
+    /// Loads the database from `data_dir` (absent = empty), adds the bootstrap users it lacks,
+    /// and writes it back when anything was added.
+    pub fn open(settings: AuthnSettings) -> Result<Self, AuthError> {
+        let mut users = BTreeMap::new();
+        if let Some(path) = settings.data_dir.as_ref().map(|d| d.join(USERS_FILE)) {
+            match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    let f: UsersFile =
+                        serde_json::from_str(&text).map_err(|e| AuthError::Corrupt {
+                            path: path.clone(),
+                            message: e.to_string(),
+                        })?;
+                    users = f.users;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(AuthError::Io { path, source }),
+            }
+        }
+        let auth = Authenticator {
+            settings,
+            users: RwLock::new(users),
+            write: parking_lot::Mutex::new(()),
+        };
+        if let Some(path) = auth.settings.bootstrap_file.clone() {
+            let added = auth.import_file(&path)?;
+            tracing::info!(file = %path.display(), added, "authentication bootstrap users imported");
+        }
+        Ok(auth)
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &AuthnSettings {
+        &self.settings
+    }
+
+    /// Adds the users of a bootstrap CSV that the database does not have; returns how many.
+    pub fn import_file(&self, path: &Path) -> Result<usize, AuthError> {
+        let text = std::fs::read_to_string(path).map_err(|source| AuthError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        self.import_csv(&text, self.settings.bootstrap_type)
+    }
+
+    /// Adds the users of CSV text that the database does not have; returns how many.
+    pub fn import_csv(&self, text: &str, kind: BootstrapType) -> Result<usize, AuthError> {
+        let rows = bootstrap::parse(text, kind)?;
+        let alg = self.settings.algorithm;
+        let mut new = Vec::new();
+        {
+            let users = self.users.read();
+            for row in rows {
+                let (id, record) = match row {
+                    BootstrapUser::Plain {
+                        user_id,
+                        password,
+                        is_superuser,
+                    } => {
+                        if users.contains_key(&user_id) {
+                            continue;
+                        }
+                        let record = new_record(alg, password.as_bytes(), is_superuser)?;
+                        (user_id, record)
+                    }
+                    BootstrapUser::Hashed {
+                        user_id,
+                        password_hash,
+                        salt,
+                        is_superuser,
+                    } => {
+                        if hash::from_hex(&password_hash).is_none() {
+                            return Err(AuthError::Bootstrap(format!(
+                                "user {user_id:?}: password_hash is not hex"
+                            )));
+                        }
+                        (
+                            user_id,
+                            UserRecord {
+                                algorithm: alg,
+                                password_hash: password_hash.to_ascii_lowercase(),
+                                salt,
+                                is_superuser,
+                            },
+                        )
+                    }
+                };
+                new.push((id, record));
+            }
+        }
+        let mut added = 0;
+        {
+            let mut users = self.users.write();
+            for (id, record) in new {
+                if let std::collections::btree_map::Entry::Vacant(e) = users.entry(id) {
+                    e.insert(record);
+                    added += 1;
+                }
+            }
+        }
+        if added > 0 {
+            self.persist()?;
+        }
+        Ok(added)
+    }
+
+    /// Decides whether a client may connect. May take tens of milliseconds (argon2).
+    pub fn authenticate(&self, c: &Credentials<'_>) -> AuthResult {
+        if !c.listener_authn_enabled {
+            return AuthResult::Allow { superuser: false };
+        }
+        let user_id = match self.settings.user_id_type {
+            UserIdType::Username => c.username,
+            UserIdType::Clientid => Some(c.client_id),
+        };
+        let record = user_id.and_then(|id| self.users.read().get(id).cloned());
+        match record {
+            Some(r) => {
+                let ok = match (c.password, hash::from_hex(&r.password_hash)) {
+                    (Some(pw), Some(expected)) => {
+                        hash::verify(r.algorithm, pw, r.salt.as_bytes(), &expected)
+                    }
+                    _ => false,
+                };
+                if ok {
+                    AuthResult::Allow {
+                        superuser: r.is_superuser,
+                    }
+                } else {
+                    tracing::info!(client_id = c.client_id, username = ?c.username,
+                        peer = ?c.peer_ip, "authentication failed: bad password");
+                    AuthResult::Deny(DenyReason::BadCredentials)
+                }
+            }
+            None if self.settings.allow_anonymous => AuthResult::Allow { superuser: false },
+            None => {
+                let presented = c.username.is_some() || c.password.is_some();
+                if let Some(pw) = c.password {
+                    // Spend the same work as for a known user, so response time does not
+                    // tell which user ids exist.
+                    let _ = hash::verify(self.settings.algorithm, pw, b"timing-equaliser", &[]);
+                }
+                tracing::info!(client_id = c.client_id, username = ?c.username,
+                    peer = ?c.peer_ip, "authentication failed: unknown user, anonymous off");
+                AuthResult::Deny(if presented {
+                    DenyReason::BadCredentials
+                } else {
+                    DenyReason::NotAuthorized
+                })
+            }
+        }
+    }
+
+    /// Every user, ordered by id.
+    pub fn list_users(&self) -> Vec<UserInfo> {
+        self.users
+            .read()
+            .iter()
+            .map(|(id, r)| UserInfo {
+                user_id: id.clone(),
+                is_superuser: r.is_superuser,
+            })
+            .collect()
+    }
+
+    /// One user.
+    pub fn get_user(&self, user_id: &str) -> Option<UserInfo> {
+        self.users.read().get(user_id).map(|r| UserInfo {
+            user_id: user_id.to_owned(),
+            is_superuser: r.is_superuser,
+        })
+    }
+
+    /// Adds a user; `AlreadyExists` if the id is taken.
+    pub fn add_user(
+        &self,
+        user_id: &str,
+        password: &str,
+        is_superuser: bool,
+    ) -> Result<UserInfo, AuthError> {
+        if user_id.is_empty() {
+            return Err(AuthError::EmptyUserId);
+        }
+        let record = new_record(self.settings.algorithm, password.as_bytes(), is_superuser)?;
+        {
+            let mut users = self.users.write();
+            if users.contains_key(user_id) {
+                return Err(AuthError::AlreadyExists(user_id.to_owned()));
+            }
+            users.insert(user_id.to_owned(), record);
+        }
+        self.persist()?;
+        Ok(UserInfo {
+            user_id: user_id.to_owned(),
+            is_superuser,
+        })
+    }
+
+    /// Changes a user's password and/or superuser flag; `NotFound` if unknown.
+    pub fn update_user(
+        &self,
+        user_id: &str,
+        password: Option<&str>,
+        is_superuser: Option<bool>,
+    ) -> Result<UserInfo, AuthError> {
+        let fresh = password
+            .map(|p| new_record(self.settings.algorithm, p.as_bytes(), false))
+            .transpose()?;
+        let info = {
+            let mut users = self.users.write();
+            let r = users
+                .get_mut(user_id)
+                .ok_or_else(|| AuthError::NotFound(user_id.to_owned()))?;
+            if let Some(f) = fresh {
+                r.algorithm = f.algorithm;
+                r.password_hash = f.password_hash;
+                r.salt = f.salt;
+            }
+            if let Some(su) = is_superuser {
+                r.is_superuser = su;
+            }
+            UserInfo {
+                user_id: user_id.to_owned(),
+                is_superuser: r.is_superuser,
+            }
+        };
+        self.persist()?;
+        Ok(info)
+    }
+
+    /// Removes a user; `NotFound` if unknown.
+    pub fn delete_user(&self, user_id: &str) -> Result<(), AuthError> {
+        if self.users.write().remove(user_id).is_none() {
+            return Err(AuthError::NotFound(user_id.to_owned()));
+        }
+        self.persist()
+    }
+
+    /// Writes the database file (no-op in memory).
+    fn persist(&self) -> Result<(), AuthError> {
+        let Some(dir) = &self.settings.data_dir else {
+            return Ok(());
+        };
+        let _guard = self.write.lock();
+        let path = dir.join(USERS_FILE);
+        let tmp = dir.join(format!("{USERS_FILE}.tmp"));
+        let io = |source| AuthError::Io {
+            path: path.clone(),
+            source,
+        };
+        let body = {
+            let users = self.users.read();
+            serde_json::to_vec_pretty(&UsersFile {
+                users: users.clone(),
+            })
+        }
+        .map_err(|e| io(std::io::Error::other(e)))?;
+        std::fs::create_dir_all(dir).map_err(io)?;
+        write_private(&tmp, &body).map_err(io)?;
+        std::fs::rename(&tmp, &path).map_err(io)
+    }
+}
+
+/// Writes a file readable by its owner only (it holds hashes).
+fn write_private(path: &Path, body: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(body)?;
+    f.sync_all()
+}
+
+fn new_record(
+    alg: HashAlgorithm,
+    password: &[u8],
+    is_superuser: bool,
+) -> Result<UserRecord, AuthError> {
+    let salt = hash::new_salt();
+    let h = hash::derive(alg, password, salt.as_bytes())?;
+    Ok(UserRecord {
+        algorithm: alg,
+        password_hash: hash::to_hex(&h),
+        salt,
+        is_superuser,
+    })
+}
+
+#[cfg(test)]
+#[path = "authn_tests.rs"]
+mod tests;

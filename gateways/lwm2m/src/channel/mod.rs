@@ -1,0 +1,420 @@
+//! One LwM2M device's state machine (sans-I/O): registration-interface requests and command
+//! replies in, CoAP replies/requests and MQTT events out, `now` passed in.
+//!
+//! Owns: the device's bus session while it is registered, its [`Registration`], the lifetime
+//! clock, the downlink command queue and the observations.
+//! Invariants:
+//! - at most one command is outstanding; later ones wait FIFO and are released by the reply,
+//!   an RST, or the transport's timeout after its retransmissions (a `coap_timeout` event) —
+//!   EMQX 5.8.9 never times a command out, so one lost packet blocks a device (QUIRK, fixed);
+//! - every command carries a fresh non-empty token (EMQX sends empty ones: QUIRK, fixed);
+//!   observations are keyed by their command id, which the transport returns with every
+//!   notification of that token, for the life of the registration;
+//! - in queue mode, commands are held once the device has been silent for
+//!   `qmode_time_window`, and flushed in order by its next Register or Update (spec 4.9);
+//! - the lifetime clock restarts on every inbound message (spec 4.2).
+
+mod commands;
+
+use crate::command::{self, Command};
+use crate::register::Registration;
+use crate::settings::{render, Translator, UpdateCondition};
+use crate::Lwm2mGateway;
+use serde_json::Value;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switchyard_bus::{
+    ClientInfo, ControlRx, Metrics, Namespace, RetainHandling, Session, SubOptions,
+};
+use switchyard_coap::coap_lite::{CoapOption, Packet};
+use switchyard_coap::transport::wire::{self, code};
+use switchyard_coap::transport::{error_response, response, Exchange, Request};
+use switchyard_core::{CloseReason, Message, Origin, SubscriptionFilter, TopicName};
+use tokio::sync::oneshot;
+
+/// Client ids of this gateway live in their own namespace.
+pub const NAMESPACE: Namespace = Namespace("lwm2m");
+
+/// What a channel asks the socket task to do.
+#[derive(Debug)]
+pub enum Output {
+    /// Answer a registration-interface request.
+    Reply {
+        /// The request's exchange.
+        exchange: Exchange,
+        /// Code, options, payload.
+        packet: Packet,
+    },
+    /// Send a command as a CON request.
+    Request {
+        /// The device.
+        peer: SocketAddr,
+        /// Code, options, payload.
+        packet: Packet,
+        /// Keep the token for notifications.
+        observe: bool,
+        /// The token (non-empty).
+        token: Vec<u8>,
+        /// The command id, returned with every transport event about it.
+        cid: u64,
+    },
+    /// Forget an observation's token (later notifications get RST).
+    Forget {
+        /// The device.
+        peer: SocketAddr,
+        /// The token.
+        token: Vec<u8>,
+    },
+}
+
+/// What the transport reported about a command's request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Empty ACK: a separate response follows.
+    Acked,
+    /// RST.
+    Reset,
+    /// No ACK after the retransmissions.
+    Timeout,
+}
+
+struct Inflight {
+    cid: u64,
+    cmd: Command,
+    token: Vec<u8>,
+    /// Set by an empty ACK: the separate response must come by then.
+    wait_until: Option<Instant>,
+}
+
+struct Observed {
+    cmd: Command,
+    token: Vec<u8>,
+    last_seq: Option<u32>,
+}
+
+/// One registered device.
+pub struct Channel {
+    gw: Lwm2mGateway,
+    info: Arc<ClientInfo>,
+    session: Option<Session>,
+    generation: u64,
+    peer: SocketAddr,
+    reg: Registration,
+    prefix: String,
+    last_inbound: Instant,
+    queue: VecDeque<Command>,
+    inflight: Option<Inflight>,
+    observations: HashMap<u64, Observed>,
+    by_path: HashMap<String, u64>,
+    next_cid: u64,
+    out: Vec<Output>,
+    close: Option<CloseReason>,
+}
+
+/// The identity of a device from its Register (spec 4.2): client id `device_id` or `ep`,
+/// username `imei` or `ep`.
+pub fn client_info(reg: &Registration, peer: SocketAddr) -> ClientInfo {
+    let p = &reg.params;
+    let client_id = p.get("device_id").unwrap_or(&reg.ep).clone();
+    ClientInfo {
+        namespace: NAMESPACE,
+        client_id: client_id.as_str().into(),
+        username: Some(p.get("imei").unwrap_or(&reg.ep).clone()),
+        peer: Some(peer),
+        proto_name: "LwM2M",
+        proto_ver: 1,
+        keepalive: u16::try_from(reg.lt).unwrap_or(u16::MAX),
+        clean_start: true,
+        expiry_interval: 0,
+        connected_at: std::time::SystemTime::now(),
+    }
+}
+
+/// `Err(reason)` when `enable_authn` refuses a Register (answered 4.00 `Login Failed: …`).
+pub fn authenticate(gw: &Lwm2mGateway, reg: &Registration) -> Result<(), &'static str> {
+    let s = &gw.settings;
+    if s.enable_authn && s.reject_anonymous && !reg.params.contains_key("imei") {
+        Metrics::inc(&gw.bus.metrics().auth_failures);
+        return Err("not_authorized");
+    }
+    Ok(())
+}
+
+/// The reply to a refused Register.
+pub fn login_failed(reason: &str) -> Packet {
+    error_response(code::BAD_REQUEST, &format!("Login Failed: {reason}"))
+}
+
+impl Channel {
+    /// A channel for a device whose Register was accepted and whose session is open. Call
+    /// [`start`](Self::start) next.
+    pub fn new(
+        gw: Lwm2mGateway,
+        info: Arc<ClientInfo>,
+        session: Session,
+        generation: u64,
+        reg: Registration,
+        now: Instant,
+    ) -> Self {
+        let prefix = render(
+            &gw.settings.mountpoint,
+            &reg.ep,
+            info.client_id.as_str(),
+            info.username.as_deref(),
+        );
+        Channel {
+            peer: info
+                .peer
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
+            gw,
+            info,
+            session: Some(session),
+            generation,
+            reg,
+            prefix,
+            last_inbound: now,
+            queue: VecDeque::new(),
+            inflight: None,
+            observations: HashMap::new(),
+            by_path: HashMap::new(),
+            next_cid: 1,
+            out: Vec::new(),
+            close: None,
+        }
+    }
+
+    /// The registration in force.
+    pub fn registration(&self) -> &Registration {
+        &self.reg
+    }
+
+    /// The session's outbox, for the driver to wait on.
+    pub fn outbox(&self) -> Option<Arc<switchyard_bus::Outbox>> {
+        self.session.as_ref().map(|s| s.outbox.clone())
+    }
+
+    /// Why the channel ended, once it has.
+    pub fn close_reason(&self) -> Option<&CloseReason> {
+        self.close.as_ref()
+    }
+
+    /// Ends the channel (first reason wins).
+    pub fn fail(&mut self, reason: CloseReason) {
+        if self.close.is_none() {
+            self.close = Some(reason);
+        }
+    }
+
+    /// What to send, in order.
+    pub fn take_outputs(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Live observations.
+    pub fn observations(&self) -> usize {
+        self.observations.len()
+    }
+
+    /// Commands waiting (not counting the outstanding one).
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    fn lifetime(&self) -> Duration {
+        self.gw.settings.lifetime(self.reg.lt)
+    }
+
+    /// The next timer: lifetime expiry, or the end of the wait for a separate response.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if self.close.is_some() {
+            return None;
+        }
+        let life = self.last_inbound + self.lifetime();
+        let wait = self.inflight.as_ref().and_then(|i| i.wait_until);
+        Some(wait.map_or(life, |w| w.min(life)))
+    }
+
+    /// Timer wakeup.
+    pub fn tick(&mut self, now: Instant) {
+        if self.close.is_some() {
+            return;
+        }
+        if now >= self.last_inbound + self.lifetime() {
+            Metrics::inc(&self.gw.bus.metrics().keepalive_timeouts);
+            tracing::debug!(lt = self.reg.lt, "registration lifetime expired");
+            return self.fail(CloseReason::KeepaliveTimeout);
+        }
+        if self
+            .inflight
+            .as_ref()
+            .and_then(|i| i.wait_until)
+            .is_some_and(|w| now >= w)
+        {
+            if let Some(i) = self.inflight.take() {
+                self.publish_response(&command::transport_event(&i.cmd, "coap_timeout"));
+            }
+            self.pump(now);
+        }
+    }
+
+    fn location(&self) -> Packet {
+        let mut r = response(code::CREATED);
+        r.add_option(CoapOption::LocationPath, b"rd".to_vec());
+        r.add_option(CoapOption::LocationPath, self.reg.ep.as_bytes().to_vec());
+        r
+    }
+
+    /// Completes the first Register: subscribes to the command topic (retained commands are
+    /// delivered, spec 4.2), answers 2.01 with Location-Path `rd/{ep}`, auto-observes and
+    /// publishes the register event. `Err` when the command topic is not a valid filter.
+    pub fn start(&mut self, ex: &Exchange, now: Instant) -> Result<(), CloseReason> {
+        let filter = format!("{}{}", self.prefix, self.gw.settings.command.topic);
+        let sf = SubscriptionFilter::parse(&filter, 0)
+            .map_err(|e| CloseReason::ProtocolError(format!("command topic {filter}: {e}")))?;
+        let opts = SubOptions {
+            qos: self.gw.settings.command.qos,
+            no_local: false,
+            retain_as_published: false,
+            retain_handling: RetainHandling::OnSubscribe,
+            subscription_id: None,
+        };
+        if let Some(s) = self.session.as_mut() {
+            self.gw
+                .bus
+                .subscribe(s, sf, opts)
+                .map_err(|e| CloseReason::ProtocolError(e.to_string()))?;
+        }
+        let reply = self.location();
+        self.reply(ex, reply);
+        self.registered(now);
+        Ok(())
+    }
+
+    fn registered(&mut self, now: Instant) {
+        if self.gw.settings.auto_observe {
+            self.auto_observe();
+        }
+        let ev = serde_json::json!({"msgType": "register", "data": self.reg.event_data()});
+        self.publish(&self.gw.settings.register.clone(), &ev);
+        self.pump(now);
+    }
+
+    fn reply(&mut self, ex: &Exchange, packet: Packet) {
+        self.out.push(Output::Reply {
+            exchange: ex.clone(),
+            packet,
+        });
+    }
+
+    /// A registration-interface request (Register again, Update, De-register) from the device.
+    pub fn handle_request(&mut self, req: Request, now: Instant) {
+        if self.close.is_some() {
+            return;
+        }
+        self.last_inbound = now;
+        self.peer = req.peer;
+        let ex = req.exchange;
+        let p = req.packet;
+        let (Ok(path), Ok(query)) = (wire::uri_path(&p), wire::uri_query(&p)) else {
+            return self.reply(&ex, error_response(code::BAD_REQUEST, "invalid URI"));
+        };
+        let method = wire::code_of(&p);
+        let own = path.len() == 2 && path[0] == "rd" && path[1] == self.reg.ep;
+        match (method, path.len()) {
+            (code::POST, 1) if path[0] == "rd" => self.reregister(&ex, &query, &p.payload, now),
+            (code::POST, _) if own => self.update(&ex, &query, &p.payload, now),
+            (code::DELETE, _) if own => {
+                // Spec 4.2: 2.02, no MQTT event; the command subscription ends with the session.
+                self.reply(&ex, response(code::DELETED));
+                self.fail(CloseReason::ClientDisconnect);
+            }
+            _ => self.reply(&ex, error_response(code::NOT_FOUND, "not found")),
+        }
+    }
+
+    fn reregister(&mut self, ex: &Exchange, query: &[String], payload: &[u8], now: Instant) {
+        let reg = match Registration::parse(query, payload) {
+            Ok(r) => r,
+            Err(reason) => return self.reply(ex, login_failed(reason)),
+        };
+        if let Err(reason) = authenticate(&self.gw, &reg) {
+            return self.reply(ex, login_failed(reason));
+        }
+        // A new Register means the device lost its state: its observations are gone (LwM2M TS
+        // §5.3.1). EMQX answers 2.04 without Location (QUIRK): this is a Register, so 2.01.
+        self.forget_observations();
+        self.reg = reg;
+        let reply = self.location();
+        self.reply(ex, reply);
+        self.registered(now);
+    }
+
+    fn update(&mut self, ex: &Exchange, query: &[String], payload: &[u8], now: Instant) {
+        if let Err(reason) = self.reg.update(query, payload) {
+            return self.reply(ex, error_response(code::BAD_REQUEST, reason));
+        }
+        self.reply(ex, response(code::CHANGED));
+        let publish = match self.gw.settings.update_msg_publish_condition {
+            UpdateCondition::Always => true,
+            UpdateCondition::ContainsObjectList => !payload.is_empty(),
+        };
+        if publish {
+            let ev = serde_json::json!({"msgType": "update", "data": self.reg.event_data()});
+            self.publish(&self.gw.settings.update.clone(), &ev);
+        }
+        self.pump(now);
+    }
+
+    fn forget_observations(&mut self) {
+        for (_, o) in self.observations.drain() {
+            self.out.push(Output::Forget {
+                peer: self.peer,
+                token: o.token,
+            });
+        }
+        self.by_path.clear();
+    }
+
+    /// Publishes `ev` on the mountpoint + translator topic.
+    fn publish(&self, t: &Translator, ev: &Value) {
+        let topic = format!("{}{}", self.prefix, t.topic);
+        let Ok(name) = TopicName::new(topic.as_str()) else {
+            tracing::warn!(%topic, "invalid event topic; event dropped");
+            return;
+        };
+        let mut msg = Message::new(name, ev.to_string().into_bytes(), t.qos, false);
+        if let Some(s) = &self.session {
+            msg.origin = Some(Origin {
+                session: s.id,
+                client_id: s.client_id.clone(),
+            });
+        }
+        self.gw.bus.publish(msg);
+    }
+
+    fn publish_response(&self, ev: &Value) {
+        self.publish(&self.gw.settings.response.clone(), ev);
+    }
+
+    /// Hands the session back to the bus and reports the disconnect. Returns the close reason.
+    pub fn finish(
+        &mut self,
+        control: &mut ControlRx,
+        takeover: Option<oneshot::Sender<Option<Session>>>,
+    ) -> CloseReason {
+        let reason = self.close.clone().unwrap_or(CloseReason::ServerShutdown);
+        self.forget_observations();
+        if let Some(session) = self.session.take() {
+            self.gw
+                .bus
+                .release_session(NAMESPACE, session, self.generation, control, takeover);
+            self.gw.bus.client_disconnected(&self.info, &reason);
+        }
+        reason
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,118 @@
+//! Security at the channel: authentication at CONNECT (CONNACK 0x04/0x05 on MQTT 3.x,
+//! 0x86/0x87 on MQTT 5), the ACL on PUBLISH, SUBSCRIBE and the will, and the per-client publish
+//! rate (`mqtt.max_publish_rate`). What is allowed is decided by `switchyard-auth`; this file
+//! only maps its answers onto MQTT.
+
+use super::codes::{v3, v5};
+use super::{Channel, ConnectDecision};
+use crate::codec::{ConnAck, Connect, Packet};
+use std::time::Instant;
+use switchyard_auth::{
+    Action, AuthResult, ClientCtx, Credentials, Decision, DenyAction, DenyReason, RateLimiter,
+};
+use switchyard_bus::Metrics;
+use switchyard_core::{ClientId, CloseReason, Message};
+
+impl Channel {
+    /// Authenticates CONNECT. On success the client's ACL view and rate limiter are set up; on
+    /// failure a refusing CONNACK is queued and the failure counted.
+    pub(crate) fn authenticate(
+        &mut self,
+        c: &Connect,
+        client_id: &ClientId,
+        now: Instant,
+    ) -> Result<(), ConnectDecision> {
+        let s = self.settings.clone();
+        let creds = Credentials {
+            client_id: client_id.as_str(),
+            username: c.username.as_deref(),
+            password: c.password.as_deref(),
+            peer_ip: Some(self.peer.ip()),
+            listener_authn_enabled: s.enable_authn,
+        };
+        match s.security.authn.authenticate(&creds) {
+            AuthResult::Allow { superuser } => {
+                self.acl = Some(s.security.authz.client(ClientCtx {
+                    client_id: client_id.to_string(),
+                    username: c.username.as_ref().map(|u| u.to_string()),
+                    peer_ip: Some(self.peer.ip()),
+                    superuser,
+                }));
+                let rate = s.max_publish_rate;
+                self.publish_rate = (rate > 0).then(|| RateLimiter::new(rate, rate, now));
+                Ok(())
+            }
+            AuthResult::Deny(reason) => {
+                Metrics::inc(&self.bus.metrics().auth_failures);
+                tracing::info!(peer = %self.peer, client_id = %client_id, reason = %reason,
+                    "CONNECT refused: authentication failed");
+                // MQTT 3.1.1 §3.2.2.3 / MQTT 5 §3.2.2.2.
+                let code = match (self.version.is_v5(), reason) {
+                    (false, DenyReason::BadCredentials) => v3::BAD_USERNAME_PASSWORD,
+                    (false, DenyReason::NotAuthorized) => v3::NOT_AUTHORIZED,
+                    (true, DenyReason::BadCredentials) => v5::BAD_USERNAME_OR_PASSWORD,
+                    (true, DenyReason::NotAuthorized) => v5::NOT_AUTHORIZED,
+                };
+                self.outbound
+                    .push(Packet::ConnAck(ConnAck::new(code, false)));
+                self.close = Some(CloseReason::NotAuthorized);
+                Err(ConnectDecision::Refused)
+            }
+        }
+    }
+
+    /// Checks a PUBLISH or SUBSCRIBE against the ACL. A client that never authenticated is
+    /// denied. With `deny_action = "disconnect"` a denial also closes the connection (MQTT 5
+    /// DISCONNECT 0x87).
+    pub(crate) fn authorize(&mut self, action: Action<'_>, now: Instant) -> Decision {
+        let Some(acl) = self.acl.as_mut() else {
+            return Decision::Deny;
+        };
+        let decision = acl.check(&action, now);
+        if decision == Decision::Deny {
+            tracing::info!(action = ?action, "denied by the ACL");
+            if acl.deny_action() == DenyAction::Disconnect {
+                self.fail(CloseReason::NotAuthorized);
+            }
+        }
+        decision
+    }
+
+    /// The will is authorized when it is published (it may have been allowed at CONNECT and
+    /// denied since); a denied will is dropped.
+    pub(crate) fn will_authorized(&mut self, m: &Message) -> bool {
+        let Some(acl) = self.acl.as_mut() else {
+            return false;
+        };
+        let action = Action::Publish {
+            topic: m.topic.as_str(),
+            qos: m.qos,
+            retain: m.retain,
+        };
+        let ok = acl.check(&action, Instant::now()) == Decision::Allow;
+        if !ok {
+            tracing::info!(topic = %m.topic, "will denied by the ACL; dropped");
+        }
+        ok
+    }
+
+    /// Takes one PUBLISH from the client's rate budget; above `mqtt.max_publish_rate` the
+    /// connection is closed (MQTT 5 DISCONNECT 0x96 Message rate too high) and false returned.
+    pub(crate) fn publish_rate_ok(&mut self, now: Instant) -> bool {
+        let Some(rate) = self.publish_rate.as_mut() else {
+            return true;
+        };
+        if rate.try_acquire(now) {
+            return true;
+        }
+        tracing::warn!(
+            limit = self.settings.max_publish_rate,
+            "publish rate above mqtt.max_publish_rate; disconnecting"
+        );
+        self.fail_code(
+            CloseReason::ProtocolError("publish rate above mqtt.max_publish_rate".into()),
+            Some(v5::MESSAGE_RATE_TOO_HIGH),
+        );
+        false
+    }
+}
