@@ -40,11 +40,13 @@ pub use keepalive::Keepalive;
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use outbox::{Outbox, PushOutcome};
 pub use qos::{AckError, Incoming2, QosConfig, QosEngine, Resend, SendPublish};
-pub use registry::{ClientInfo, Control, ControlRx, ControlTx, Namespace, OpenSession, Opened};
+pub use registry::{
+    control_channel, ClientInfo, Control, ControlRx, ControlTx, Namespace, OpenSession, Opened,
+};
 pub use restore::RestoreReport;
 pub use retain::RetainStore;
 pub use router::Router;
-pub use session::{Session, SessionShared};
+pub use session::{Session, SessionShared, SubscriptionSet};
 pub use store::{
     durability_scope, MemoryStore, SessionStore, Snapshot, StoreLink, StoreOp, StoredDelivery,
     StoredSession, StoredStage, Ticket,

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use switchyard_core::ClientId;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 /// Client-id namespace: MQTT clients share one, each gateway has its own (as EMQX does).
 /// An opaque label chosen by the gateway; the bus never interprets it.
@@ -66,10 +66,81 @@ pub enum Control {
     Kick,
 }
 
-/// Sender side of a connection's control channel.
-pub type ControlTx = mpsc::Sender<Control>;
-/// Receiver side of a connection's control channel.
-pub type ControlRx = mpsc::Receiver<Control>;
+/// How many control requests may wait; more means the connection is not reading them.
+const CONTROL_CAPACITY: usize = 8;
+
+/// A connection's control mailbox: a few rare requests (takeover, kick), so a small shared slot
+/// rather than a channel whose first block alone costs ~1 KiB per idle connection.
+#[derive(Debug, Default)]
+struct ControlSlot {
+    queue: parking_lot::Mutex<std::collections::VecDeque<Control>>,
+    notify: tokio::sync::Notify,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+/// Sender side of a connection's control mailbox.
+#[derive(Debug, Clone)]
+pub struct ControlTx(Arc<ControlSlot>);
+
+/// Receiver side of a connection's control mailbox.
+#[derive(Debug)]
+pub struct ControlRx(Arc<ControlSlot>);
+
+/// A new control mailbox for a connection.
+pub fn control_channel() -> (ControlTx, ControlRx) {
+    let slot = Arc::new(ControlSlot::default());
+    (ControlTx(slot.clone()), ControlRx(slot))
+}
+
+impl ControlTx {
+    /// Queues a request; gives it back when the mailbox is closed or full.
+    pub fn try_send(&self, c: Control) -> Result<(), Control> {
+        if self.0.closed.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(c);
+        }
+        {
+            let mut q = self.0.queue.lock();
+            if q.len() >= CONTROL_CAPACITY {
+                return Err(c);
+            }
+            q.push_back(c);
+        }
+        self.0.notify.notify_one();
+        Ok(())
+    }
+}
+
+impl ControlRx {
+    /// The next request; `None` once closed and drained. Cancel-safe.
+    pub async fn recv(&mut self) -> Option<Control> {
+        loop {
+            if let Some(c) = self.0.queue.lock().pop_front() {
+                return Some(c);
+            }
+            if self.0.closed.load(std::sync::atomic::Ordering::Acquire) {
+                return None;
+            }
+            self.0.notify.notified().await;
+        }
+    }
+
+    /// A waiting request, if any.
+    pub fn try_recv(&mut self) -> Option<Control> {
+        self.0.queue.lock().pop_front()
+    }
+
+    /// Refuses further requests; those already queued can still be taken.
+    pub fn close(&mut self) {
+        self.0
+            .closed
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether nothing is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.0.queue.lock().is_empty()
+    }
+}
 
 /// A gateway's request to open (or resume) a session for a new connection.
 #[derive(Debug)]

@@ -9,9 +9,9 @@ use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::qos::QosEngine;
 use crate::registry::{ClientInfo, Entry, Key, Namespace};
-use crate::session::{Session, SessionShared};
+use crate::session::{Session, SessionShared, SubscriptionSet};
 use crate::store::{Snapshot, StoreLink, StoreOp, StoredSession, StoredStage};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -106,7 +106,7 @@ impl BusHandle {
         ));
         let mut qos = QosEngine::new(self.qos_config(c.max_inflight));
         let now = tokio::time::Instant::now().into_std();
-        let mut subscriptions = BTreeMap::new();
+        let mut subscriptions = SubscriptionSet::default();
         for (sf, opts) in s.subscriptions {
             inner.router.subscribe(&sf, outbox.clone(), opts);
             Metrics::inc(&inner.metrics.subscriptions);

@@ -7,7 +7,6 @@ use crate::outbox::Outbox;
 use crate::qos::QosEngine;
 use parking_lot::Mutex;
 use std::any::Any;
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -25,7 +24,7 @@ pub struct Session {
     /// QoS 1/2 state both ways.
     pub qos: QosEngine,
     /// What the session is subscribed to.
-    pub subscriptions: BTreeMap<SubscriptionFilter, SubOptions>,
+    pub subscriptions: SubscriptionSet,
     /// How long the session outlives its connection (zero: ends with it).
     pub expiry: Duration,
     /// When the session was created.
@@ -42,7 +41,7 @@ pub struct Session {
 /// holds subscriptions made on the client's behalf.
 #[derive(Debug, Default)]
 pub struct SessionShared {
-    pub(crate) subscriptions: Mutex<BTreeMap<SubscriptionFilter, SubOptions>>,
+    pub(crate) subscriptions: Mutex<SubscriptionSet>,
     pub(crate) inflight: Arc<AtomicUsize>,
     pub(crate) disconnected_at: Mutex<Option<SystemTime>>,
 }
@@ -70,5 +69,94 @@ impl fmt::Debug for Session {
             .field("queued", &self.outbox.len())
             .field("expiry", &self.expiry)
             .finish()
+    }
+}
+
+/// A session's subscriptions: a small vector kept sorted by filter. Sessions hold a handful of
+/// subscriptions, and a tree node per session (a `BTreeMap` allocates room for eleven) was the
+/// largest part of an idle connection's memory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubscriptionSet(Vec<(SubscriptionFilter, SubOptions)>);
+
+impl SubscriptionSet {
+    fn position(&self, sf: &SubscriptionFilter) -> Result<usize, usize> {
+        self.0.binary_search_by(|(f, _)| f.cmp(sf))
+    }
+
+    /// Adds or replaces; returns the previous options.
+    pub fn insert(&mut self, sf: SubscriptionFilter, opts: SubOptions) -> Option<SubOptions> {
+        match self.position(&sf) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, opts)),
+            Err(i) => {
+                self.0.insert(i, (sf, opts));
+                None
+            }
+        }
+    }
+
+    /// Removes; returns the options it had.
+    pub fn remove(&mut self, sf: &SubscriptionFilter) -> Option<SubOptions> {
+        self.position(sf).ok().map(|i| self.0.remove(i).1)
+    }
+
+    /// The options of one subscription.
+    pub fn get(&self, sf: &SubscriptionFilter) -> Option<&SubOptions> {
+        self.position(sf).ok().map(|i| &self.0[i].1)
+    }
+
+    /// Whether the filter is subscribed.
+    pub fn contains_key(&self, sf: &SubscriptionFilter) -> bool {
+        self.position(sf).is_ok()
+    }
+
+    /// How many.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The filters, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &SubscriptionFilter> {
+        self.0.iter().map(|(f, _)| f)
+    }
+
+    /// Filters and options, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&SubscriptionFilter, &SubOptions)> {
+        self.0.iter().map(|(f, o)| (f, o))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_core::QoS;
+
+    #[test]
+    fn subscription_set_keeps_one_entry_per_filter_in_order() {
+        let sf = |s: &str| SubscriptionFilter::parse(s, 0).unwrap_or_else(|e| panic!("{e}"));
+        let o = |q| SubOptions {
+            qos: q,
+            ..Default::default()
+        };
+        let mut set = SubscriptionSet::default();
+        assert_eq!(set.insert(sf("b"), o(QoS::AtMostOnce)), None);
+        assert_eq!(set.insert(sf("a/#"), o(QoS::AtLeastOnce)), None);
+        assert_eq!(
+            set.insert(sf("b"), o(QoS::ExactlyOnce)),
+            Some(o(QoS::AtMostOnce))
+        );
+        assert_eq!(set.len(), 2);
+        assert_eq!(
+            set.keys().map(|k| k.to_string()).collect::<Vec<_>>(),
+            vec!["a/#", "b"]
+        );
+        assert_eq!(set.get(&sf("b")), Some(&o(QoS::ExactlyOnce)));
+        assert_eq!(set.remove(&sf("a/#")), Some(o(QoS::AtLeastOnce)));
+        assert!(!set.contains_key(&sf("a/#")));
+        assert_eq!(set.remove(&sf("a/#")), None);
     }
 }

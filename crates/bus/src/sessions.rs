@@ -7,9 +7,8 @@ use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::qos::QosEngine;
 use crate::registry::{ClientInfo, Control, ControlRx, Entry, Key, Namespace, OpenSession, Opened};
-use crate::session::{Session, SessionShared};
+use crate::session::{Session, SessionShared, SubscriptionSet};
 use crate::store::{durability_scope, StoreLink, StoreOp};
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -43,7 +42,7 @@ impl BusHandle {
             client_id,
             outbox,
             qos,
-            subscriptions: BTreeMap::new(),
+            subscriptions: SubscriptionSet::default(),
             expiry,
             created_at: SystemTime::now(),
             ext: None,
@@ -230,7 +229,7 @@ impl BusHandle {
         let Some(info) = info else {
             drop(reg);
             control.close();
-            while let Ok(msg) = control.try_recv() {
+            while let Some(msg) = control.try_recv() {
                 if let Control::Takeover { reply } = msg {
                     self.hand_over(reply, session);
                     return;

@@ -58,6 +58,11 @@ struct Demux {
     tracker: TaskTracker,
 }
 
+/// Socket receive buffer asked for. The default (~208 KB) holds only a few hundred small
+/// datagrams, so 1,000 clients sending at once overflow it and every lost CON waits for the
+/// client's retransmission (2-3 s). The kernel caps it at `net.core.rmem_max` (as in LwM2M).
+const RECV_BUFFER: usize = 4 * 1024 * 1024;
+
 /// Serves the CoAP gateway on `socket` until `cancel`.
 pub async fn serve_udp(
     socket: UdpSocket,
@@ -66,6 +71,9 @@ pub async fn serve_udp(
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
+    if let Err(e) = socket2::SockRef::from(&socket).set_recv_buffer_size(RECV_BUFFER) {
+        tracing::debug!(listener = %name, error = %e, "cannot enlarge the receive buffer");
+    }
     let mut transport: Transport<Tag> = Transport::new(gw.settings.transport.clone());
     let (out_tx, mut out_rx) = mpsc::channel(SOCKET_QUEUE);
     let mut demux = Demux {
@@ -267,7 +275,7 @@ impl Client {
 
     async fn serve(&mut self, info: switchyard_bus::ClientInfo, first: Request) -> CloseReason {
         let info = Arc::new(info);
-        let (control_tx, mut control_rx) = mpsc::channel(8);
+        let (control_tx, mut control_rx) = switchyard_bus::control_channel();
         let opened = self
             .gw
             .bus

@@ -326,7 +326,7 @@ impl Client {
             return None;
         }
         let info = Arc::new(channel::client_info(&reg, first.peer));
-        let (control_tx, mut control_rx) = mpsc::channel(8);
+        let (control_tx, mut control_rx) = switchyard_bus::control_channel();
         let opened = self
             .gw
             .bus

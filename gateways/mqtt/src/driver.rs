@@ -15,7 +15,7 @@ use std::time::Duration;
 use switchyard_bus::{durability_scope, Control, ControlRx, Metrics, Session, Ticket};
 use switchyard_core::CloseReason;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -68,6 +68,21 @@ enum FirstPacket {
     Connect(Box<Connect>),
     Close(CloseReason),
     BadVersion,
+    Cancelled,
+    TimedOut,
+}
+
+/// Waits (at most `idle_timeout`) for the first packet, which must be CONNECT.
+async fn first_packet<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    buf: &mut BytesMut,
+    gw: &MqttGateway,
+    cancel: &CancellationToken,
+) -> FirstPacket {
+    tokio::select! {
+        _ = cancel.cancelled() => FirstPacket::Cancelled,
+        r = tokio::time::timeout(gw.settings.idle_timeout, read_connect(rd, buf, gw)) => r.unwrap_or(FirstPacket::TimedOut),
+    }
 }
 
 async fn read_connect<R: AsyncRead + Unpin>(
@@ -154,30 +169,27 @@ where
     let mut wbuf = BytesMut::new();
     let mut ch = Channel::new(gw.bus.clone(), gw.settings.clone(), peer, now());
     ch.set_cert_username(cert_username);
-    let first = tokio::select! {
-        _ = cancel.cancelled() => return CloseReason::ServerShutdown,
-        r = tokio::time::timeout(gw.settings.idle_timeout, read_connect(&mut rd, &mut rbuf, &gw)) => match r {
-            Ok(first) => first,
-            Err(_) => return CloseReason::ConnectTimeout,
-        },
-    };
+    let first = Box::pin(first_packet(&mut rd, &mut rbuf, &gw, &cancel)).await;
     let connect = match first {
-        FirstPacket::Connect(c) => c,
+        // Unboxed here, so the box is freed now rather than held for the connection's life.
+        FirstPacket::Connect(c) => *c,
         FirstPacket::Close(reason) => return reason,
+        FirstPacket::Cancelled => return CloseReason::ServerShutdown,
+        FirstPacket::TimedOut => return CloseReason::ConnectTimeout,
         FirstPacket::BadVersion => {
             ch.refuse_protocol_version(false);
-            flush(&mut wr, &mut ch, &mut wbuf).await;
+            Box::pin(flush(&mut wr, &mut ch, &mut wbuf)).await;
             return ch
                 .close_reason()
                 .cloned()
                 .unwrap_or(CloseReason::PeerClosed);
         }
     };
-    let (control_tx, mut control_rx) = mpsc::channel(8);
-    let request = match ch.handle_connect(*connect, control_tx, now()) {
+    let (control_tx, mut control_rx) = switchyard_bus::control_channel();
+    let request = match ch.handle_connect(connect, control_tx, now()) {
         ConnectDecision::Open(req) => req,
         ConnectDecision::Refused => {
-            flush(&mut wr, &mut ch, &mut wbuf).await;
+            Box::pin(flush(&mut wr, &mut ch, &mut wbuf)).await;
             return ch
                 .close_reason()
                 .cloned()
@@ -185,17 +197,19 @@ where
         }
     };
     tracing::Span::current().record("client_id", request.info.client_id.as_str());
-    match gw.bus.open_session(request).await {
+    // Transient futures are boxed so that the connection task's state (kept for the whole
+    // connection) is not sized by them: memory per idle connection is a target.
+    match Box::pin(gw.bus.open_session(request)).await {
         Ok(opened) => {
             let ((), ticket) = durability_scope(|| ch.on_session_opened(opened, now()));
             if let Some(t) = ticket {
                 // The will of a persistent session is durable before CONNACK.
-                gw.bus.wait_durable(t).await;
+                Box::pin(gw.bus.wait_durable(t)).await;
             }
         }
         Err(e) => {
             ch.on_session_failed(&e);
-            flush(&mut wr, &mut ch, &mut wbuf).await;
+            Box::pin(flush(&mut wr, &mut ch, &mut wbuf)).await;
             return ch
                 .close_reason()
                 .cloned()
@@ -213,8 +227,8 @@ where
         &cancel,
     )
     .await;
-    flush(&mut wr, &mut ch, &mut wbuf).await;
-    let _ = wr.shutdown().await;
+    Box::pin(flush(&mut wr, &mut ch, &mut wbuf)).await;
+    let _ = Box::pin(wr.shutdown()).await;
     ch.finish(&mut control_rx, takeover)
 }
 
@@ -262,7 +276,11 @@ where
         }
         if ch.close_reason().is_some() {
             if let Some(&(last, _)) = held.back() {
-                let _ = tokio::time::timeout(FINAL_FLUSH, durable.wait_for(|d| *d >= last)).await;
+                let _ = Box::pin(tokio::time::timeout(
+                    FINAL_FLUSH,
+                    durable.wait_for(|d| *d >= last),
+                ))
+                .await;
                 release_held(&mut held, *durable.borrow(), ch.version(), wbuf);
             }
             return takeover;

@@ -35,10 +35,7 @@ pub async fn serve_tcp(
         limits,
         cancel,
         tracker,
-        move |stream, peer, cancel| {
-            let gw = gw.clone();
-            async move { run_connection(stream, peer, gw, cancel).await }
-        },
+        move |stream, peer, cancel| run_connection(stream, peer, gw.clone(), cancel),
     )
     .await
 }
@@ -120,11 +117,10 @@ pub(crate) async fn accept_loop<F, Fut>(
             }
         }
         let _ = stream.set_nodelay(true);
+        // `map`, not `async move { connection.await }`: an async block that awaits a future it
+        // owns reserves room for it twice, which doubled every connection task.
         let connection = handle(stream, peer, cancel.clone());
-        tracker.spawn(async move {
-            connection.await;
-            drop(permit);
-        });
+        tracker.spawn(futures::FutureExt::map(connection, move |()| drop(permit)));
     }
     tracing::debug!(listener = %name, "listener stopped");
 }

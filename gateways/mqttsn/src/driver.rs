@@ -81,7 +81,7 @@ async fn drive(task: ClientTask) -> CloseReason {
         connected,
         cancel,
     } = task;
-    let (control_tx, mut control_rx) = mpsc::channel(8);
+    let (control_tx, mut control_rx) = switchyard_bus::control_channel();
     let mut ch = Channel::new(
         gw.bus.clone(),
         gw.settings.clone(),

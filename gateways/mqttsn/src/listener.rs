@@ -31,6 +31,11 @@ use tokio_util::task::TaskTracker;
 
 /// Datagrams queued per client before new ones are dropped.
 const CLIENT_QUEUE: usize = 64;
+/// Socket receive buffer asked for. The default (~208 KB) holds only a few hundred small
+/// datagrams (each is charged its skb overhead), so 1,000 clients publishing at once overflow it
+/// and every lost QoS 1 PUBLISH waits for the client's retry. The kernel caps it at
+/// `net.core.rmem_max` (as in the LwM2M gateway).
+const RECV_BUFFER: usize = 4 * 1024 * 1024;
 
 /// Limits of one UDP listener.
 #[derive(Debug, Clone, Copy)]
@@ -131,6 +136,10 @@ pub async fn serve_udp(
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
+    let sock = socket2::SockRef::from(&socket);
+    if let Err(e) = sock.set_recv_buffer_size(RECV_BUFFER) {
+        tracing::debug!(listener = name, error = %e, "cannot enlarge the receive buffer");
+    }
     if gw.settings.broadcast.is_some() {
         if let Err(e) = socket.set_broadcast(true) {
             tracing::warn!(listener = name, error = %e, "cannot enable broadcast on the socket");

@@ -5,7 +5,6 @@ use crate::registry::{Control, ControlRx, ControlTx, Namespace, OpenSession, Ope
 use std::net::SocketAddr;
 use std::time::SystemTime;
 use switchyard_core::TopicName;
-use tokio::sync::mpsc;
 
 const NS: Namespace = Namespace("test");
 
@@ -30,7 +29,7 @@ async fn open(
     clean: bool,
     expiry: u64,
 ) -> (Opened, ControlRx, ControlTx) {
-    let (tx, rx) = mpsc::channel(8);
+    let (tx, rx) = crate::registry::control_channel();
     let opened = bus
         .open_session(OpenSession {
             info: info(id, clean),

@@ -9,7 +9,6 @@ use switchyard_bus::{BusConfig, BusHandle, OpenSession};
 use switchyard_coap::coap_lite::MessageType;
 use switchyard_coap::transport::{Event, Transport, TransportConfig};
 use switchyard_core::QoS;
-use tokio::sync::mpsc;
 
 fn now() -> Instant {
     tokio::time::Instant::now().into_std()
@@ -45,18 +44,13 @@ struct Fixture {
     bus: BusHandle,
     ch: Channel,
     watcher: Session,
-    _control: mpsc::Receiver<switchyard_bus::Control>,
+    _control: switchyard_bus::ControlRx,
 }
 
 async fn session(
     bus: &BusHandle,
     id: &str,
-) -> (
-    Session,
-    u64,
-    Arc<ClientInfo>,
-    mpsc::Receiver<switchyard_bus::Control>,
-) {
+) -> (Session, u64, Arc<ClientInfo>, switchyard_bus::ControlRx) {
     let info = Arc::new(ClientInfo {
         namespace: NAMESPACE,
         client_id: id.into(),
@@ -69,7 +63,7 @@ async fn session(
         expiry_interval: 0,
         connected_at: std::time::SystemTime::now(),
     });
-    let (tx, rx) = mpsc::channel(4);
+    let (tx, rx) = switchyard_bus::control_channel();
     let o = bus
         .open_session(OpenSession {
             info: info.clone(),

@@ -10,7 +10,6 @@ use switchyard_auth::{
 };
 use switchyard_bus::{BusConfig, ControlRx, Metrics};
 use switchyard_core::QoS;
-use tokio::sync::mpsc;
 
 fn now() -> Instant {
     tokio::time::Instant::now().into_std()
@@ -96,7 +95,7 @@ async fn connect(
         retain: false,
         properties: Default::default(),
     });
-    let (tx, rx) = mpsc::channel(8);
+    let (tx, rx) = switchyard_bus::control_channel();
     if let ConnectDecision::Open(req) = ch.handle_connect(c, tx, now()) {
         let opened = bus.open_session(req).await.expect("open");
         ch.on_session_opened(opened, now());

@@ -8,7 +8,6 @@ use std::num::NonZeroU16;
 use std::time::Duration;
 use switchyard_bus::{BusConfig, ControlRx};
 use switchyard_core::QoS;
-use tokio::sync::mpsc;
 
 fn now() -> Instant {
     tokio::time::Instant::now().into_std()
@@ -30,7 +29,7 @@ async fn connect_with(bus: &BusHandle, c: Connect) -> (Client, Vec<Packet>) {
         "127.0.0.1:1".parse().unwrap_or_else(|e| panic!("{e}")),
         now(),
     );
-    let (tx, rx) = mpsc::channel(8);
+    let (tx, rx) = switchyard_bus::control_channel();
     match ch.handle_connect(c, tx, now()) {
         ConnectDecision::Open(req) => {
             let opened = bus
@@ -277,7 +276,7 @@ async fn inflight_window_holds_back_and_resumes_with_dup() {
         "127.0.0.1:2".parse().unwrap_or_else(|e| panic!("{e}")),
         now(),
     );
-    let (tx, mut rx) = mpsc::channel(8);
+    let (tx, mut rx) = switchyard_bus::control_channel();
     let mut c = Connect::new(ProtocolVersion::V311, "slow");
     c.clean_start = false;
     let ConnectDecision::Open(req) = sub.handle_connect(c, tx, now()) else {

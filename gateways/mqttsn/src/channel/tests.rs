@@ -27,7 +27,7 @@ fn settings() -> Arc<MqttSnSettings> {
 }
 
 async fn connect(bus: &BusHandle, id: &str, duration: u16, will: bool) -> (Channel, ControlRx) {
-    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let (tx, rx) = switchyard_bus::control_channel();
     let mut ch = Channel::new(bus.clone(), settings(), peer(), tx, now());
     let c = Connect {
         flags: Flags {
