@@ -324,6 +324,26 @@ async fn clients_list_get_subscribe_and_kick() {
         api.send("DELETE", "/api/v5/clients/nobody", None).await.0,
         StatusCode::NOT_FOUND
     );
+
+    // Kicking an offline persistent session discards it (EMQX's behaviour).
+    let mut opts = common::mqtt::options(broker.mqtt_addr(), "api-keeper");
+    opts.set_clean_session(false);
+    let keeper = Client::connect_with(opts).await;
+    keeper.disconnect().await;
+    let (s, v) = api.get("/api/v5/clients/api-keeper").await;
+    assert_eq!(s, StatusCode::OK, "offline persistent session listed: {v}");
+    assert_eq!(v["connected"], json!(false));
+    assert_eq!(
+        api.send("DELETE", "/api/v5/clients/api-keeper", None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api.get("/api/v5/clients/api-keeper").await.0,
+        StatusCode::NOT_FOUND,
+        "offline session not discarded"
+    );
 }
 
 #[tokio::test]

@@ -355,6 +355,37 @@ impl BusHandle {
         });
     }
 
+    /// Discards an offline session (an operator's kick of a client that is not connected).
+    /// True if there was one.
+    pub fn discard_offline(&self, namespace: Namespace, client_id: &ClientId) -> bool {
+        let key: Key = (namespace, client_id.clone());
+        let session = {
+            let mut reg = self.0.registry.lock();
+            match reg.entries.get(&key) {
+                Some(Entry::Offline { .. }) => match reg.entries.remove(&key) {
+                    Some(Entry::Offline {
+                        session,
+                        expires_at,
+                        generation,
+                        ..
+                    }) => {
+                        reg.expiries.remove(&(expires_at, generation, key.clone()));
+                        Some(session)
+                    }
+                    _ => None,
+                },
+                _ => None,
+            }
+        };
+        match session {
+            Some(s) => {
+                self.discard(*s);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Asks the connection owning a client id to close. True if it was online.
     pub fn kick(&self, namespace: Namespace, client_id: &ClientId) -> bool {
         let reg = self.0.registry.lock();

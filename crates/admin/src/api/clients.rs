@@ -100,8 +100,13 @@ pub fn kick_client(st: &State, ns: Option<Namespace>, id: &str) -> ApiResult<Res
         return Err(ApiError::not_found("Client not found"));
     }
     for n in targets {
-        st.ctx.bus.kick(n, &cid);
-        tracing::info!(namespace = %n, client_id = id, "client kicked through the admin API");
+        // EMQX's kick: a connected client is disconnected (its session follows its expiry);
+        // an offline session is discarded.
+        if st.ctx.bus.kick(n, &cid) {
+            tracing::info!(namespace = %n, client_id = id, "client kicked through the admin API");
+        } else if st.ctx.bus.discard_offline(n, &cid) {
+            tracing::info!(namespace = %n, client_id = id, "offline session discarded through the admin API");
+        }
     }
     Ok(no_content())
 }

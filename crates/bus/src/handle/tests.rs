@@ -253,3 +253,24 @@ async fn connections_are_counted_per_namespace() {
     );
     assert_eq!(Metrics::get(&bus.metrics().connections), 2);
 }
+
+#[tokio::test]
+async fn discard_offline_removes_the_session_and_its_subscriptions() {
+    let bus = BusHandle::new(BusConfig::default());
+    let (mut o, mut rx, _tx) = open(&bus, "c1", false, 60).await;
+    bus.subscribe(&mut o.session, sf("t"), sub1())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        !bus.discard_offline(NS, &"c1".into()),
+        "an online session is not discarded"
+    );
+    bus.release_session(NS, o.session, o.generation, &mut rx, None);
+    assert!(bus.discard_offline(NS, &"c1".into()));
+    assert!(!bus.discard_offline(NS, &"c1".into()));
+    assert_eq!(
+        bus.publish(msg("t", "x", QoS::AtLeastOnce, false)),
+        0,
+        "subscription gone"
+    );
+    assert!(bus.client(NS, &"c1".into()).is_none());
+}
