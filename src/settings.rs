@@ -240,7 +240,10 @@ pub fn coap_settings(
 
 /// The LwM2M gateway's settings (`[gateway.lwm2m]`), checked: values the schema cannot
 /// constrain are start-up errors here.
-pub fn lwm2m_settings(c: &Config) -> anyhow::Result<switchyard_lwm2m::Lwm2mSettings> {
+pub fn lwm2m_settings(
+    c: &Config,
+    security: &Security,
+) -> anyhow::Result<switchyard_lwm2m::Lwm2mSettings> {
     use switchyard_config::{Lwm2mUpdateCondition, TranslatorConfig};
     use switchyard_lwm2m::{Translator, UpdateCondition};
     let g = &c.gateway.lwm2m;
@@ -289,7 +292,7 @@ pub fn lwm2m_settings(c: &Config) -> anyhow::Result<switchyard_lwm2m::Lwm2mSetti
         register: t("register", &tr.register)?,
         update: t("update", &tr.update)?,
         enable_authn: g.enable_authn,
-        reject_anonymous: g.enable_authn && !c.authentication.allow_anonymous,
+        security: security.clone(),
         max_connections: udp.max_connections as usize,
         max_conn_rate: udp.max_conn_rate,
         max_queue: c.mqtt.max_mqueue_len.max(1) as usize,

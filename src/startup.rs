@@ -142,7 +142,7 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
         let objects = lwm2m_objects(lwm2m)?;
         let gateway = switchyard_lwm2m::Lwm2mGateway {
             bus: bus.clone(),
-            settings: Arc::new(settings::lwm2m_settings(&config)?),
+            settings: Arc::new(settings::lwm2m_settings(&config, &security)?),
             objects: Arc::new(objects),
         };
         let socket = tokio::net::UdpSocket::bind(udp.bind)

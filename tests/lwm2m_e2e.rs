@@ -464,3 +464,51 @@ fn start_up_errors() {
     let err = missing.err().unwrap_or_default();
     assert!(err.contains("gateway.lwm2m.xml_dir"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_checks_imei_and_password_with_the_authenticator() {
+    let dir = common::temp_dir("lwm2m-authn");
+    let users = dir.join("users.csv");
+    std::fs::write(
+        &users,
+        "user_id,password,is_superuser\nimei-0001,right-pw,false\n",
+    )
+    .unwrap();
+    let b = broker(&format!(
+        "[authentication]\nallow_anonymous = false\nbootstrap_file = \"{}\"\n[gateway.lwm2m]\nenable_authn = true\n",
+        users.display()
+    ));
+    let addr = b.listener("lwm2m:udp:default");
+    let mut good = Device::bind(addr, "authn-good").await.unwrap();
+    good.register_query = vec![
+        "lt=30".into(),
+        "lwm2m=1.0".into(),
+        "imei=imei-0001".into(),
+        "password=right-pw".into(),
+    ];
+    assert_eq!(
+        good.register().await,
+        Some(0x41),
+        "right imei/password: 2.01 Created"
+    );
+    let mut bad = Device::bind(addr, "authn-bad").await.unwrap();
+    bad.register_query = vec![
+        "lt=30".into(),
+        "lwm2m=1.0".into(),
+        "imei=imei-0001".into(),
+        "password=wrong".into(),
+    ];
+    assert_eq!(
+        bad.register().await,
+        Some(0x80),
+        "wrong password: 4.00 Login Failed"
+    );
+    let mut anon = Device::bind(addr, "authn-anon").await.unwrap();
+    anon.register_query = vec!["lt=30".into(), "lwm2m=1.0".into()];
+    assert_eq!(
+        anon.register().await,
+        Some(0x80),
+        "no imei with anonymous off: 4.00"
+    );
+    assert!(b.log_contains("LwM2M register refused"));
+}

@@ -14,6 +14,10 @@
 # with the ratios switchyard/mosquitto and switchyard/rumqttd. Anything below the line
 # "<!-- analysis -->" in an existing BENCHMARKS.md is kept.
 #
+# The MQTT-SN and CoAP gateway scenarios and the durability modes have no peer to compare with
+# (mosquitto and rumqttd have no such gateways): crates/bench/gateways.sh runs them against
+# switchyard alone and prints the table of BENCHMARKS.md's "Gateways and durability" section.
+#
 # Knobs (environment; none may start with SWITCHYARD_, the broker reads those as config):
 #   REPS=3  DURATION=5s  CONNS=19000  BENCH_PORT=21883
 #   BENCH_SWITCHYARD_BIN=path   benchmark this switchyard binary instead of building one

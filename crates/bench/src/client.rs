@@ -95,9 +95,22 @@ impl Target {
         subscribe: Option<(&str, u8)>,
         rbuf: &mut BytesMut,
     ) -> Result<TcpStream, ConnectError> {
+        self.mqtt_session(n, client_id, true, subscribe, rbuf).await
+    }
+
+    /// As [`Target::mqtt`], with the clean-session flag given: `clean = false` asks for a
+    /// persistent session (MQTT 3.1.1 §3.1.2.4), whose QoS 1/2 state the broker must keep.
+    pub async fn mqtt_session(
+        &self,
+        n: usize,
+        client_id: &str,
+        clean: bool,
+        subscribe: Option<(&str, u8)>,
+        rbuf: &mut BytesMut,
+    ) -> Result<TcpStream, ConnectError> {
         let mut stream = self.tcp(n).await?;
         let mut out = BytesMut::with_capacity(64);
-        wire::connect(&mut out, client_id, self.keep_alive, true);
+        wire::connect(&mut out, client_id, self.keep_alive, clean);
         // SUBSCRIBE only after CONNACK, as ordinary clients do (MQTT-3.1.4 would allow
         // pipelining, but the tool measures what real clients see).
         let step = async {

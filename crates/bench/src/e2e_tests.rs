@@ -82,6 +82,7 @@ async fn serve(stream: TcpStream, subs: Subscribers) {
 
 fn plan(publishers: usize, subscribers: usize, qos: u8) -> scenario::Plan {
     scenario::Plan {
+        persistent: false,
         name: "test".into(),
         scenario: "fanin".into(),
         topic: "bench/{i}".into(),

@@ -5,21 +5,27 @@
 //! line per result with `--json`). Packets are hand-rolled ([`wire`]) on a multi-threaded tokio
 //! runtime so the tool is not the bottleneck.
 //!
-//! MQTT-SN (`sn-pub`) and CoAP (`coap-pub`) publishers are planned for when those gateways land.
+//! The gateway scenarios speak UDP to Switchyard's gateways: `sn-pub` (MQTT-SN 1.2 publishers),
+//! `coap-pub` (CoAP POST publishers) and `coap-observe` (CoAP observers), with MQTT on the other
+//! side ([`gateways`]).
 //!
 //! Environment variables: none. (The broker reads every `SWITCHYARD_*` variable as config, so
 //! the tool deliberately defines none.)
 
 mod client;
+mod coap;
 mod conn;
 #[cfg(test)]
 mod e2e_tests;
+mod gateways;
 mod publisher;
 mod report;
 mod scenario;
+mod sn;
 mod stats;
 mod subscriber;
 mod summary;
+mod udp;
 mod wire;
 
 use anyhow::Context;
@@ -76,6 +82,38 @@ struct Flow {
     /// Messages per second per publisher (0 = as fast as possible).
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
+}
+
+#[derive(Args, Debug, Clone)]
+struct UdpFlow {
+    /// UDP clients, each with its own socket.
+    #[arg(long, short = 'c', default_value_t = 1000)]
+    clients: usize,
+    /// Payload size in bytes (at least 20).
+    #[arg(long, short = 's', default_value_t = 64)]
+    payload: usize,
+    /// How long to publish.
+    #[arg(long, short = 'd', default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Messages per second per client (0 = as fast as possible; QoS 1/CON: one at a time).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+}
+
+#[derive(Args, Debug, Clone)]
+struct CoapTiming {
+    /// CoAP gateway address (UDP).
+    #[arg(long, short = 'g', default_value = "127.0.0.1:5683")]
+    gateway: String,
+    /// RFC 7252 ACK_TIMEOUT of the clients' CON requests.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    ack_timeout: Duration,
+    /// RFC 7252 ACK_RANDOM_FACTOR.
+    #[arg(long, default_value_t = 1.5)]
+    ack_random_factor: f64,
+    /// RFC 7252 MAX_RETRANSMIT.
+    #[arg(long, default_value_t = 4)]
+    max_retransmit: u32,
 }
 
 #[derive(Subcommand, Debug)]
@@ -136,6 +174,60 @@ enum Command {
         /// Publishing connections.
         #[arg(long, short = 'P', default_value_t = 8)]
         publishers: usize,
+        /// The subscriber uses a persistent session (clean session 0, client id
+        /// switchyard-bench-persistent-0), so the broker stores every QoS 1/2 message for it.
+        #[arg(long)]
+        persistent: bool,
+    },
+    /// N MQTT-SN clients (CONNECT, REGISTER bench/sn/{i}, PUBLISH at QoS 0 or 1 with one in
+    /// flight) -> 1 MQTT subscriber on bench/# (-b).
+    SnPub {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        udp: UdpFlow,
+        /// MQTT-SN gateway address (UDP).
+        #[arg(long, short = 'g', default_value = "127.0.0.1:1884")]
+        gateway: String,
+        /// Resend an unacknowledged CONNECT, REGISTER or QoS 1 PUBLISH after this long.
+        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        retry: Duration,
+        /// Resends of one message before the client gives up.
+        #[arg(long, default_value_t = 5)]
+        max_retries: u32,
+    },
+    /// N CoAP clients (POST /ps/bench/coap/{i}?qos=Q; QoS 1 = CON, one at a time, QoS 0 = NON)
+    /// -> 1 MQTT subscriber on bench/# (-b).
+    CoapPub {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        udp: UdpFlow,
+        #[command(flatten)]
+        timing: CoapTiming,
+    },
+    /// N CoAP observers of /ps/bench/obs (CON GET, Observe=0) <- 1 MQTT publisher (-b) at a
+    /// fixed rate; QoS 0 -> NON notifications, QoS 1 -> CON (ACKed by the observers).
+    CoapObserve {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        timing: CoapTiming,
+        /// CoAP observers, each with its own socket.
+        #[arg(long, short = 'c', default_value_t = 1000)]
+        observers: usize,
+        /// Payload size in bytes (at least 20).
+        #[arg(long, short = 's', default_value_t = 64)]
+        payload: usize,
+        /// Most unacknowledged QoS 1 publishes of the MQTT publisher.
+        #[arg(long, default_value_t = 64)]
+        inflight: u16,
+        /// How long to publish.
+        #[arg(long, short = 'd', default_value = "10s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Messages per second of the MQTT publisher (each reaches every observer).
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
     },
     /// 1 publisher -> S subscribers on one topic.
     Fanout {
@@ -172,6 +264,9 @@ enum Command {
         /// The broker the ratios are about.
         #[arg(long, default_value = "switchyard")]
         ours: String,
+        /// Instead: one row per scenario, msg/s as a ratio to this scenario's (gateways.sh).
+        #[arg(long)]
+        reference: Option<String>,
     },
 }
 
@@ -234,13 +329,128 @@ fn flow_plan(scenario: &str, name: String, common: &Common, flow: &Flow) -> scen
         duration: flow.duration,
         latency: false,
         client_prefix: format!("sb{}", std::process::id()),
+        persistent: false,
     }
+}
+
+fn udp_addr(s: &str) -> anyhow::Result<SocketAddr> {
+    s.to_socket_addrs()
+        .with_context(|| format!("resolving {s}"))?
+        .next()
+        .with_context(|| format!("no address for {s}"))
+}
+
+fn udp_plan(scenario: &str, name: String, common: &Common, udp: &UdpFlow) -> scenario::Plan {
+    let flow = Flow {
+        payload: udp.payload,
+        inflight: 1,
+        duration: udp.duration,
+        rate: udp.rate,
+    };
+    let mut p = flow_plan(scenario, name, common, &flow);
+    p.publishers = udp.clients;
+    p.subscribers = 1;
+    p
+}
+
+fn coap_udp_plan(timing: &CoapTiming) -> anyhow::Result<gateways::UdpPlan> {
+    Ok(gateways::UdpPlan {
+        gateway: udp_addr(&timing.gateway)?,
+        retry: coap::coap_retry(timing.ack_timeout, 1.0, timing.max_retransmit, 0),
+        coap: Some((
+            timing.ack_timeout,
+            timing.ack_random_factor,
+            timing.max_retransmit,
+        )),
+    })
+}
+
+/// Runs the gateway scenarios; `None` when `command` is not one of them.
+async fn run_gateway(command: &Command) -> anyhow::Result<Option<(Common, report::BenchResult)>> {
+    let (common, result) = match command {
+        Command::SnPub {
+            common,
+            udp,
+            gateway,
+            retry,
+            max_retries,
+        } => {
+            let name = format!("sn-pub {}->1 qos{}", udp.clients, common.qos);
+            let mut plan = udp_plan("sn-pub", name, common, udp);
+            plan.topic = "bench/sn/{i}".into();
+            let u = gateways::UdpPlan {
+                gateway: udp_addr(gateway)?,
+                retry: udp::Retry {
+                    first: *retry,
+                    factor: 1,
+                    max_retransmit: *max_retries,
+                },
+                coap: None,
+            };
+            let target = resolve(common)?;
+            let broker = common.broker_pid.map(report::BrokerProc);
+            let r = gateways::sn_pub(&plan, &target, &u, broker, common.json).await?;
+            (common, r)
+        }
+        Command::CoapPub {
+            common,
+            udp,
+            timing,
+        } => {
+            let kind = if common.qos == 1 { "con" } else { "non" };
+            let name = format!("coap-pub {}->1 {kind}", udp.clients);
+            let mut plan = udp_plan("coap-pub", name, common, udp);
+            plan.topic = "bench/coap/{i}".into();
+            let target = resolve(common)?;
+            let broker = common.broker_pid.map(report::BrokerProc);
+            let u = coap_udp_plan(timing)?;
+            let r = gateways::coap_pub(&plan, &target, &u, broker, common.json).await?;
+            (common, r)
+        }
+        Command::CoapObserve {
+            common,
+            timing,
+            observers,
+            payload,
+            inflight,
+            duration,
+            rate,
+        } => {
+            let kind = if common.qos == 0 { "non" } else { "con" };
+            let name = format!("coap-observe 1->{observers} {kind} {rate:.0}/s");
+            let flow = Flow {
+                payload: *payload,
+                inflight: *inflight,
+                duration: *duration,
+                rate: *rate,
+            };
+            let mut plan = flow_plan("coap-observe", name, common, &flow);
+            plan.publishers = 1;
+            plan.subscribers = *observers;
+            plan.topic = "bench/obs".into();
+            let target = resolve(common)?;
+            let broker = common.broker_pid.map(report::BrokerProc);
+            let u = coap_udp_plan(timing)?;
+            let r = gateways::coap_observe(&plan, &target, &u, broker, common.json).await?;
+            (common, r)
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some((common.clone(), result)))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let file_limit = client::raise_file_limit();
+    if let Some((common, result)) = run_gateway(&cli.command).await? {
+        emit(&common, result);
+        return Ok(());
+    }
     let (common, plan) = match cli.command {
-        Command::Summarize { files, ours } => {
+        Command::Summarize {
+            files,
+            ours,
+            reference,
+        } => {
             let mut text = String::new();
             if files.is_empty() {
                 std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
@@ -256,8 +466,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map(serde_json::from_str)
                 .collect::<Result<_, _>>()
                 .context("parsing result lines")?;
-            print!("{}", summary::render(&results, &ours));
+            match reference {
+                Some(r) => print!("{}", summary::render_against(&results, &r)),
+                None => print!("{}", summary::render(&results, &ours)),
+            }
             return Ok(());
+        }
+        Command::SnPub { .. } | Command::CoapPub { .. } | Command::CoapObserve { .. } => {
+            anyhow::bail!("gateway scenarios are run by run_gateway")
         }
         Command::Conn {
             common,
@@ -327,11 +543,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             common,
             flow,
             publishers,
+            persistent,
         } => {
-            let name = format!("fanin {publishers}->1 qos{}", common.qos);
+            let session = if persistent { " persistent" } else { "" };
+            let name = format!("fanin {publishers}->1 qos{}{session}", common.qos);
             let mut p = flow_plan("fanin", name, &common, &flow);
             p.publishers = publishers;
             p.subscribers = 1;
+            p.persistent = persistent;
             (common, p)
         }
         Command::Fanout {

@@ -46,6 +46,8 @@ pub struct PubOutcome {
     pub sent: u64,
     /// Messages acknowledged (QoS 1/2).
     pub acked: u64,
+    /// Retransmissions (UDP clients only).
+    pub retransmits: u64,
     /// The error that ended it early, if any.
     pub error: Option<String>,
 }

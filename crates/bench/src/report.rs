@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 /// One scenario's outcome.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct BenchResult {
-    /// Subcommand: conn, pub, sub, fanin, fanout, latency.
+    /// Subcommand: conn, pub, sub, fanin, fanout, latency, sn-pub, coap-pub, coap-observe.
     pub scenario: String,
     /// Human name, e.g. "fanin 8->1 qos1"; the key `summarize` groups by.
     pub name: String,
@@ -46,6 +46,9 @@ pub struct BenchResult {
     pub duplicates: u64,
     /// Deliveries that arrived after a later one from the same publisher.
     pub reordered: u64,
+    /// Retransmitted requests (UDP clients: MQTT-SN QoS 1, CoAP CON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retransmits: Option<u64>,
     /// Deliveries (or, without subscribers, publishes) per second.
     pub msgs_per_s: f64,
     /// Latency percentiles.
@@ -96,6 +99,9 @@ impl BenchResult {
                 "lost / dup / reordered",
                 format!("{} / {} / {}", self.lost, self.duplicates, self.reordered),
             ));
+            if let Some(r) = self.retransmits {
+                rows.push(("retransmits", r.to_string()));
+            }
             rows.push(("msg/s", format!("{:.0}", self.msgs_per_s)));
         }
         if let Some(l) = self.latency {

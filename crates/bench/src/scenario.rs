@@ -2,6 +2,9 @@
 //! connect every subscriber, then every publisher, start them together, let the publishers run
 //! their duration, wait for deliveries to settle, and add it all up.
 //!
+//! The publishers are MQTT connections, or UDP clients (MQTT-SN, CoAP) the caller has already
+//! set up and hands over as [`Publishers::Spawn`]; the subscriber side is the same either way.
+//!
 //! Owns: the measurement window (first publish to last delivery), when a run is over (every
 //! expected delivery arrived, or nothing arrived for [`SETTLE`]), and the loss arithmetic
 //! (expected deliveries minus distinct deliveries received).
@@ -20,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 /// With nothing received for this long after the publishers finished, the run is over.
 const SETTLE: Duration = Duration::from_secs(2);
 /// Upper bound on waiting for deliveries after the publishers finished.
-const DRAIN_MAX: Duration = Duration::from_secs(30);
+pub const DRAIN_MAX: Duration = Duration::from_secs(30);
 
 /// A publish/subscribe run.
 #[derive(Debug, Clone)]
@@ -53,14 +56,42 @@ pub struct Plan {
     pub latency: bool,
     /// Prefix of client ids.
     pub client_prefix: String,
+    /// Subscribers use persistent sessions (clean session 0, fixed client ids
+    /// `switchyard-bench-persistent-{i}`), so the broker stores every QoS 1/2 message for them.
+    pub persistent: bool,
 }
 
-/// Runs a plan against `target`.
+/// Who publishes in a run.
+pub enum Publishers {
+    /// `plan.publishers` MQTT connections on `plan.topic`.
+    Mqtt,
+    /// Publisher tasks the caller starts when the measurement starts (UDP clients whose
+    /// handshakes are done); they return what they sent.
+    Spawn(Box<dyn FnOnce(Arc<Live>) -> JoinSet<PubOutcome> + Send>),
+}
+
+/// Client id of persistent subscriber `i`.
+pub fn persistent_id(i: usize) -> String {
+    format!("switchyard-bench-persistent-{i}")
+}
+
+/// Runs a plan against `target` with MQTT publishers.
 pub async fn run(
     plan: &Plan,
     target: &Target,
     broker: Option<BrokerProc>,
     quiet: bool,
+) -> anyhow::Result<BenchResult> {
+    run_with(plan, target, broker, quiet, Publishers::Mqtt).await
+}
+
+/// Runs a plan against `target` with the given publishers.
+pub async fn run_with(
+    plan: &Plan,
+    target: &Target,
+    broker: Option<BrokerProc>,
+    quiet: bool,
+    publishers: Publishers,
 ) -> anyhow::Result<BenchResult> {
     let live = Arc::new(Live::default());
     let mut result = BenchResult {
@@ -75,8 +106,17 @@ pub async fn run(
         ..Default::default()
     };
     let progress = Progress::start(live.clone(), quiet);
+    if plan.persistent {
+        for i in 0..plan.subscribers {
+            wipe_session(target, &persistent_id(i)).await?;
+        }
+    }
     let subs = connect_all(target, plan, true, 0).await?;
-    let pubs = connect_all(target, plan, false, subs.len()).await?;
+    let udp = matches!(publishers, Publishers::Spawn(_));
+    let pubs = match publishers {
+        Publishers::Mqtt => connect_all(target, plan, false, subs.len()).await?,
+        Publishers::Spawn(_) => Vec::new(),
+    };
     Live::add(&live.connected, (subs.len() + pubs.len()) as u64);
     let cpu0 = broker.and_then(|b| b.cpu_s());
     let t0 = stats::now_ns();
@@ -96,7 +136,10 @@ pub async fn run(
             stop.clone(),
         ));
     }
-    let mut pub_tasks = JoinSet::new();
+    let mut pub_tasks = match publishers {
+        Publishers::Spawn(spawn) => spawn(live.clone()),
+        Publishers::Mqtt => JoinSet::new(),
+    };
     for (i, (stream, rbuf)) in pubs.into_iter().enumerate() {
         let spec = PubSpec {
             id: u32::try_from(i).unwrap_or(u32::MAX),
@@ -146,8 +189,18 @@ pub async fn run(
             result.note_error(format!("publisher: {e}"));
         }
     }
+    if plan.persistent {
+        for i in 0..plan.subscribers {
+            if let Err(e) = wipe_session(target, &persistent_id(i)).await {
+                result.note_error(format!("removing the persistent session: {e}"));
+            }
+        }
+    }
     result.sent = sent;
     result.acked = outcomes.iter().map(|o| o.acked).sum();
+    if udp {
+        result.retransmits = Some(outcomes.iter().map(|o| o.retransmits).sum());
+    }
     add_observations(&mut result, &mut observations, expected, plan.publishers);
     let end = if plan.subscribers > 0 {
         Live::get(&live.last_rx_ns).max(t0)
@@ -170,7 +223,7 @@ pub async fn run(
 }
 
 /// Waits until every expected delivery arrived, or deliveries stopped coming.
-async fn settle(live: &Live, expected: Option<u64>) {
+pub async fn settle(live: &Live, expected: Option<u64>) {
     let deadline = tokio::time::Instant::now() + DRAIN_MAX;
     let mut last = Live::get(&live.received);
     let mut quiet_since = tokio::time::Instant::now();
@@ -190,7 +243,10 @@ async fn settle(live: &Live, expected: Option<u64>) {
     }
 }
 
-fn add_observations(
+/// Adds the subscribers' observations to `result`: received, duplicates, reordering, loss
+/// against `expected` (or gaps when unknown), latency; only publisher ids below `publishers`
+/// count when there are publishers.
+pub fn add_observations(
     result: &mut BenchResult,
     observations: &mut [SubObservation],
     expected: Option<u64>,
@@ -224,6 +280,19 @@ fn add_observations(
 
 type Conn = (tokio::net::TcpStream, BytesMut);
 
+/// Connects with a clean session and disconnects: the broker discards any session `id` had
+/// (MQTT-3.1.2-6), so a persistent run starts empty and leaves nothing behind.
+async fn wipe_session(target: &Target, id: &str) -> anyhow::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut rbuf = BytesMut::new();
+    let mut s = target
+        .mqtt_session(0, id, true, None, &mut rbuf)
+        .await
+        .map_err(|e| anyhow::anyhow!("clean connect of {id}: {e}"))?;
+    s.write_all(&[0xE0, 0]).await?;
+    Ok(())
+}
+
 /// Connects the plan's subscribers (`subscribe`) or publishers, all at once.
 async fn connect_all(
     target: &Target,
@@ -240,13 +309,20 @@ async fn connect_all(
     for i in 0..count {
         let target = target.clone();
         let role = if subscribe { "s" } else { "p" };
-        let id = format!("{}-{role}{i}", plan.client_prefix);
+        let persistent = subscribe && plan.persistent;
+        let id = if persistent {
+            persistent_id(i)
+        } else {
+            format!("{}-{role}{i}", plan.client_prefix)
+        };
         let filter = plan.filter.replace("{i}", &i.to_string());
         let qos = plan.qos;
         set.spawn(async move {
             let mut rbuf = BytesMut::with_capacity(64 * 1024);
             let sub = subscribe.then_some((filter.as_str(), qos));
-            let stream = target.mqtt(offset + i, &id, sub, &mut rbuf).await?;
+            let stream = target
+                .mqtt_session(offset + i, &id, !persistent, sub, &mut rbuf)
+                .await?;
             Ok::<_, ConnectError>((i, stream, rbuf))
         });
     }

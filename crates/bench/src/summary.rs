@@ -137,6 +137,57 @@ pub fn render(results: &[BenchResult], ours: &str) -> String {
     out
 }
 
+/// Renders one row per scenario of one broker's runs (the gateway and durability runs): median
+/// msg/s, msg per broker CPU-s and retransmissions, worst loss and duplicates, and msg/s as a
+/// ratio to the median of the `reference` scenario from the same results.
+pub fn render_against(results: &[BenchResult], reference: &str) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    let mut groups: BTreeMap<&str, Vec<&BenchResult>> = BTreeMap::new();
+    for r in results {
+        if !names.contains(&r.name.as_str()) {
+            names.push(&r.name);
+        }
+        groups.entry(&r.name).or_default().push(r);
+    }
+    let med = |name: &str, get: fn(&BenchResult) -> Option<f64>| {
+        let mut v: Vec<f64> = groups
+            .get(name)
+            .map(|rs| rs.iter().filter_map(|r| get(r)).collect())
+            .unwrap_or_default();
+        median(&mut v)
+    };
+    let worst = |name: &str, get: fn(&BenchResult) -> u64| {
+        groups
+            .get(name)
+            .and_then(|rs| rs.iter().map(|r| get(r)).max())
+    };
+    let base = med(reference, |r| Some(r.msgs_per_s));
+    let mut out = format!(
+        "| scenario | runs | msg/s ↑ | msg per broker CPU-s ↑ | lost (worst run) | duplicates (worst run) | retransmits (median) | msg/s / {reference} |\n"
+    );
+    out.push_str(&"|---".repeat(8));
+    out.push_str("|\n");
+    let cell = |v: Option<f64>| v.map(fmt_num).unwrap_or_else(|| "–".into());
+    for name in names {
+        let rate = med(name, |r| Some(r.msgs_per_s));
+        let ratio = match (rate, base) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}x", a / b),
+            _ => "–".into(),
+        };
+        let _ = writeln!(
+            out,
+            "| {name} | {} | {} | {} | {} | {} | {} | {ratio} |",
+            groups.get(name).map_or(0, Vec::len),
+            cell(rate),
+            cell(med(name, |r| r.msgs_per_cpu_s)),
+            cell(worst(name, |r| r.lost).map(|v| v as f64)),
+            cell(worst(name, |r| r.duplicates).map(|v| v as f64)),
+            cell(med(name, |r| r.retransmits.map(|v| v as f64))),
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,6 +218,30 @@ mod tests {
         assert!(table.starts_with("| scenario | metric | mosq | ours | ours/mosq |"));
         assert!(
             table.contains("| fanin | msg/s ↑ | 20 | 40 | 2.00x |"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn rows_against_a_reference_scenario() {
+        let mut lossy = r("sn", "ours", 30.0);
+        lossy.lost = 7;
+        lossy.retransmits = Some(4);
+        let rs = vec![
+            r("fanin", "ours", 100.0),
+            r("fanin", "ours", 80.0),
+            r("fanin", "ours", 90.0),
+            r("sn", "ours", 45.0),
+            lossy,
+            r("sn", "ours", 60.0),
+        ];
+        let table = render_against(&rs, "fanin");
+        assert!(
+            table.contains("| fanin | 3 | 90 | – | 0 | 0 | – | 1.00x |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| sn | 3 | 45 | – | 7 | 0 | 4 | 0.50x |"),
             "{table}"
         );
     }

@@ -321,7 +321,7 @@ impl Client {
                 return None;
             }
         };
-        if let Err(reason) = channel::authenticate(&self.gw, &reg) {
+        if let Err(reason) = channel::authenticate(&self.gw, &reg, first.peer) {
             self.refuse(first, channel::login_failed(reason)).await;
             return None;
         }

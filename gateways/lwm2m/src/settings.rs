@@ -61,8 +61,8 @@ pub struct Lwm2mSettings {
     pub update: Translator,
     /// Check `imei`/`password` at Register.
     pub enable_authn: bool,
-    /// With `enable_authn`: refuse a Register without `imei`.
-    pub reject_anonymous: bool,
+    /// Who may register (the broker's authenticator: `imei` is the username).
+    pub security: switchyard_auth::Security,
     /// Most concurrent devices.
     pub max_connections: usize,
     /// Most new devices per second (0 = unlimited).
@@ -87,7 +87,7 @@ impl Default for Lwm2mSettings {
             register: Translator::new("up/resp", QoS::AtMostOnce),
             update: Translator::new("up/resp", QoS::AtMostOnce),
             enable_authn: false,
-            reject_anonymous: false,
+            security: switchyard_auth::Security::default(),
             max_connections: 1_024_000,
             max_conn_rate: 1000,
             max_queue: 1000,

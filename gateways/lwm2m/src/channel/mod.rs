@@ -132,14 +132,32 @@ pub fn client_info(reg: &Registration, peer: SocketAddr) -> ClientInfo {
     }
 }
 
-/// `Err(reason)` when `enable_authn` refuses a Register (answered 4.00 `Login Failed: …`).
-pub fn authenticate(gw: &Lwm2mGateway, reg: &Registration) -> Result<(), &'static str> {
+/// `Err(reason)` when `enable_authn` refuses a Register (answered 4.00 `Login Failed: …`):
+/// the `imei` and `password` query extras are checked by the broker's authenticator, with the
+/// `imei` as username (EMQX, spec 4.2).
+pub fn authenticate(
+    gw: &Lwm2mGateway,
+    reg: &Registration,
+    peer: SocketAddr,
+) -> Result<(), &'static str> {
     let s = &gw.settings;
-    if s.enable_authn && s.reject_anonymous && !reg.params.contains_key("imei") {
-        Metrics::inc(&gw.bus.metrics().auth_failures);
-        return Err("not_authorized");
+    let p = &reg.params;
+    let client_id = p.get("device_id").unwrap_or(&reg.ep);
+    let creds = switchyard_auth::Credentials {
+        client_id,
+        username: p.get("imei").map(String::as_str),
+        password: p.get("password").map(|pw| pw.as_bytes()),
+        peer_ip: Some(peer.ip()),
+        listener_authn_enabled: s.enable_authn,
+    };
+    match s.security.authn.authenticate(&creds) {
+        switchyard_auth::AuthResult::Allow { .. } => Ok(()),
+        switchyard_auth::AuthResult::Deny(reason) => {
+            Metrics::inc(&gw.bus.metrics().auth_failures);
+            tracing::info!(%peer, ep = %reg.ep, reason = %reason, "LwM2M register refused");
+            Err(reason.as_str())
+        }
     }
-    Ok(())
 }
 
 /// The reply to a refused Register.
@@ -339,7 +357,7 @@ impl Channel {
             Ok(r) => r,
             Err(reason) => return self.reply(ex, login_failed(reason)),
         };
-        if let Err(reason) = authenticate(&self.gw, &reg) {
+        if let Err(reason) = authenticate(&self.gw, &reg, self.peer) {
             return self.reply(ex, login_failed(reason));
         }
         // A new Register means the device lost its state: its observations are gone (LwM2M TS
