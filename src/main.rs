@@ -3,6 +3,7 @@
 //! SIGINT/SIGTERM.
 
 mod ctl;
+mod gateways;
 mod settings;
 mod startup;
 

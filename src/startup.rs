@@ -90,74 +90,24 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
             tracker.clone(),
         ));
     }
-    let sn = &config.gateway.mqttsn;
-    if sn.enable {
-        let name = "mqttsn:udp:default";
-        let udp = &sn.listeners.udp.default;
-        let socket = tokio::net::UdpSocket::bind(udp.bind)
-            .await
-            .with_context(|| format!("listener {name}: cannot bind {}", udp.bind))?;
-        let addr = socket.local_addr()?;
-        tracing::info!(listener = name, %addr, "listener started");
-        bound.insert(name.into(), addr.to_string());
-        let gateway = switchyard_mqttsn::MqttSnGateway {
-            bus: bus.clone(),
-            settings: Arc::new(settings::mqttsn_settings(&config, &security)),
-        };
-        tracker.spawn(switchyard_mqttsn::serve_udp(
-            socket,
-            name.into(),
-            gateway,
-            settings::udp_limits(udp.max_connections, udp.max_conn_rate),
-            cancel.clone(),
-            tracker.clone(),
-        ));
-    }
-    let coap = &config.gateway.coap;
-    if coap.enable {
-        let name = "coap:udp:default";
-        let udp = &coap.listeners.udp.default;
-        let gateway = switchyard_coap::CoapGateway {
-            bus: bus.clone(),
-            settings: Arc::new(settings::coap_settings(&config, &security)?),
-        };
-        let socket = tokio::net::UdpSocket::bind(udp.bind)
-            .await
-            .with_context(|| format!("listener {name}: cannot bind {}", udp.bind))?;
-        let addr = socket.local_addr()?;
-        tracing::info!(listener = name, %addr, "listener started");
-        bound.insert(name.into(), addr.to_string());
-        tracker.spawn(switchyard_coap::serve_udp(
-            socket,
-            name.into(),
-            gateway,
-            cancel.clone(),
-            tracker.clone(),
-        ));
-    }
-    let lwm2m = &config.gateway.lwm2m;
-    if lwm2m.enable {
-        let name = "lwm2m:udp:default";
-        let udp = &lwm2m.listeners.udp.default;
-        let objects = lwm2m_objects(lwm2m)?;
-        let gateway = switchyard_lwm2m::Lwm2mGateway {
-            bus: bus.clone(),
-            settings: Arc::new(settings::lwm2m_settings(&config, &security)?),
-            objects: Arc::new(objects),
-        };
-        let socket = tokio::net::UdpSocket::bind(udp.bind)
-            .await
-            .with_context(|| format!("listener {name}: cannot bind {}", udp.bind))?;
-        let addr = socket.local_addr()?;
-        tracing::info!(listener = name, %addr, objects = gateway.objects.len(), "listener started");
-        bound.insert(name.into(), addr.to_string());
-        tracker.spawn(switchyard_lwm2m::serve_udp(
-            socket,
-            name.into(),
-            gateway,
-            cancel.clone(),
-            tracker.clone(),
-        ));
+    let gateways = Arc::new(crate::gateways::GatewayRunner::new(
+        Arc::new(config.clone()),
+        bus.clone(),
+        security.clone(),
+        cancel.clone(),
+        tracker.clone(),
+    ));
+    let enabled = [
+        ("mqttsn", config.gateway.mqttsn.enable),
+        ("coap", config.gateway.coap.enable),
+        ("lwm2m", config.gateway.lwm2m.enable),
+    ];
+    for (name, enable) in enabled {
+        if enable {
+            if let Some(addr) = gateways.start(name).await? {
+                bound.insert(format!("{name}:udp:default"), addr.to_string());
+            }
+        }
     }
     start_tls_listeners(&config, &mqtt, &mut bound, &cancel, &tracker).await?;
     let dash = &config.dashboard.listeners.http;
@@ -169,7 +119,8 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
             bus: bus.clone(),
             config: Arc::new(config.clone()),
             listeners: bound.clone(),
-            gateways_built: vec!["mqttsn", "coap", "lwm2m"],
+            gateways_built: crate::gateways::BUILT.to_vec(),
+            gateway_control: Some(gateways.clone()),
             version: env!("CARGO_PKG_VERSION"),
         })
         .map_err(|e| anyhow::anyhow!("dashboard: cannot open the admin store: {e}"))?;
@@ -306,7 +257,7 @@ async fn start_tls_listeners(
 /// The LwM2M object definitions: every `*.xml` in `xml_dir`. When the default directory does
 /// not exist (the binary runs from elsewhere), the shipped definitions compiled into the binary;
 /// a configured directory that cannot be loaded is a start-up error.
-fn lwm2m_objects(
+pub(crate) fn lwm2m_objects(
     g: &switchyard_config::Lwm2mGatewayConfig,
 ) -> anyhow::Result<switchyard_lwm2m::ObjectDb> {
     let dir = std::path::Path::new(&g.xml_dir);

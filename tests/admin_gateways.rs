@@ -64,11 +64,30 @@ async fn gateways_list_status_and_enable() {
             .0,
         StatusCode::NO_CONTENT
     );
-    let (s, v) = api
+    // Stop and start the MQTT-SN gateway at run time: its socket closes, then answers again on
+    // the same address.
+    let sn_addr = broker.listener("mqttsn:udp:default");
+    assert!(
+        searchgw(sn_addr),
+        "MQTT-SN gateway answers SEARCHGW while running"
+    );
+    let (s, _) = api
         .send("PUT", "/api/v5/gateways/mqttsn/enable/false", None)
         .await;
-    assert_eq!(s, StatusCode::CONFLICT);
-    assert_eq!(v["code"], "REQUIRES_RESTART");
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (_, v) = api.get("/api/v5/gateways/mqttsn").await;
+    assert_eq!(v["status"], "stopped", "{v}");
+    assert!(!searchgw(sn_addr), "a stopped gateway still answers");
+    let (s, _) = api
+        .send("PUT", "/api/v5/gateways/mqttsn/enable/true", None)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (_, v) = api.get("/api/v5/gateways/mqttsn").await;
+    assert_eq!(v["status"], "running", "{v}");
+    assert!(
+        searchgw(sn_addr),
+        "the restarted gateway answers on its address"
+    );
     if lwm2m == json!("unloaded") {
         let (s, _) = api
             .send("PUT", "/api/v5/gateways/lwm2m/enable/true", None)
@@ -394,4 +413,19 @@ async fn lwm2m_read_helper_reaches_the_device() {
         )
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+/// Sends MQTT-SN SEARCHGW (radius 1) and waits briefly for GWINFO.
+fn searchgw(gw: std::net::SocketAddr) -> bool {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_millis(700)))
+        .unwrap();
+    for _ in 0..3 {
+        sock.send_to(&[3, 0x01, 1], gw).unwrap();
+        let mut buf = [0u8; 64];
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            return n >= 3 && buf[1] == 0x02;
+        }
+    }
+    false
 }

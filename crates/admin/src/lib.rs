@@ -44,6 +44,26 @@ pub struct AdminContext {
     pub gateways_built: Vec<&'static str>,
     /// The binary's version.
     pub version: &'static str,
+    /// Starts and stops gateways at run time; `None`: the configured state is final.
+    pub gateway_control: Option<Arc<dyn GatewayControl>>,
+}
+
+/// What the binary lets the admin API do with its gateways at run time.
+pub trait GatewayControl: Send + Sync {
+    /// Whether the gateway is running now.
+    fn is_running(&self, name: &str) -> bool;
+    /// Starts (binding its configured listener) or stops (closing its clients) a gateway.
+    fn set_enabled<'a>(
+        &'a self,
+        name: &'a str,
+        enable: bool,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
+}
+
+impl std::fmt::Debug for dyn GatewayControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GatewayControl")
+    }
 }
 
 /// The admin service, ready to serve.

@@ -1,7 +1,7 @@
 //! `/api/v5/gateways`: the MQTT-SN, CoAP and LwM2M gateways with their status (`running` when
 //! built and enabled, `stopped` when built and disabled, `unloaded` when not in this build),
-//! listeners and clients. Enabling or disabling at run time is not supported yet: a change of
-//! state answers 409 `REQUIRES_RESTART` (set `gateway.<name>.enable` and restart).
+//! listeners and clients, and enabling or disabling a gateway at run time (the binary's
+//! `GatewayControl` binds or closes its listener; without one, a change answers 409).
 
 use super::clients::{self, SubReq};
 use super::{body, no_content, St, State};
@@ -50,9 +50,13 @@ fn gateway<'a>(st: &'a State, name: &str) -> Option<Gw<'a>> {
 }
 
 fn status(st: &State, gw: &Gw<'_>) -> &'static str {
+    let running = match &st.ctx.gateway_control {
+        Some(c) => c.is_running(gw.name),
+        None => gw.enabled,
+    };
     if !st.ctx.gateways_built.contains(&gw.name) {
         "unloaded"
-    } else if gw.enabled {
+    } else if running {
         "running"
     } else {
         "stopped"
@@ -141,8 +145,9 @@ pub async fn get(st: St, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     Ok(Json(gateway_json(&st.0, &gw)))
 }
 
-/// `PUT /api/v5/gateways/{name}/enable/{true|false}`: 204 when already in that state, 409
-/// `REQUIRES_RESTART` otherwise, 404 when unloaded.
+/// `PUT /api/v5/gateways/{name}/enable/{true|false}`: starts or stops the gateway, 204; 404
+/// when unloaded; 409 `REQUIRES_RESTART` when the binary offers no run-time control; 500 when
+/// its listener cannot be bound.
 pub async fn enable(st: St, Path((name, enable)): Path<(String, String)>) -> ApiResult<Response> {
     let want = match enable.as_str() {
         "true" => true,
@@ -152,6 +157,17 @@ pub async fn enable(st: St, Path((name, enable)): Path<(String, String)>) -> Api
     let (gw, _) = known(&st.0, &name)?;
     if status(&st.0, &gw) == "unloaded" {
         return Err(ApiError::not_found(format!("gateway {name} is not loaded")));
+    }
+    if let Some(control) = st.0.ctx.gateway_control.clone() {
+        control.set_enabled(gw.name, want).await.map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "GATEWAY_START_FAILED", e)
+        })?;
+        tracing::info!(
+            gateway = gw.name,
+            enable = want,
+            "gateway state changed through the admin API"
+        );
+        return Ok(no_content());
     }
     if gw.enabled == want {
         return Ok(no_content());

@@ -39,7 +39,7 @@ const ROUTES: &[(&str, &str, &str, &str, bool)] = &[
     ("delete", "/api/v5/mqtt/retainer/message/{topic}", "retainer", "Delete a retained message (204)", true),
     ("get", "/api/v5/gateways", "gateways", "MQTT-SN, CoAP and LwM2M gateways with status (?status=)", true),
     ("get", "/api/v5/gateways/{name}", "gateways", "One gateway", true),
-    ("put", "/api/v5/gateways/{name}/enable/{enable}", "gateways", "Enable or disable (409 REQUIRES_RESTART when it would change state)", true),
+    ("put", "/api/v5/gateways/{name}/enable/{enable}", "gateways", "Start or stop the gateway at run time", true),
     ("get", "/api/v5/gateways/{name}/clients", "gateways", "A gateway's clients, paged", true),
     ("get", "/api/v5/gateways/{name}/clients/{clientid}", "gateways", "One gateway client", true),
     ("delete", "/api/v5/gateways/{name}/clients/{clientid}", "gateways", "Kick a gateway client (204)", true),

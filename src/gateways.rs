@@ -1,0 +1,186 @@
+//! Starting and stopping the UDP gateways (MQTT-SN, CoAP, LwM2M), at start-up and at run time
+//! from the admin API (`PUT /api/v5/gateways/{name}/enable/{bool}`). Each running gateway has
+//! its own cancellation token, a child of the node's: stopping one closes its socket and its
+//! clients (reason `server_shutdown`; persistent sessions stay in the bus), starting it again
+//! binds its configured address anew.
+
+use crate::settings;
+use anyhow::Context;
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use switchyard_auth::Security;
+use switchyard_bus::BusHandle;
+use switchyard_config::Config;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// The UDP gateways this binary carries.
+pub const BUILT: [&str; 3] = ["mqttsn", "coap", "lwm2m"];
+
+/// Starts and stops the UDP gateways.
+pub struct GatewayRunner {
+    config: Arc<Config>,
+    bus: BusHandle,
+    security: Security,
+    root: CancellationToken,
+    tracker: TaskTracker,
+    running: tokio::sync::Mutex<HashMap<&'static str, CancellationToken>>,
+    /// The address each gateway got the first time: a restart binds it again, so clients and
+    /// operators keep the same port even when the config says port 0.
+    bound: parking_lot::Mutex<HashMap<&'static str, SocketAddr>>,
+}
+
+impl GatewayRunner {
+    /// A runner; nothing is started yet.
+    pub fn new(
+        config: Arc<Config>,
+        bus: BusHandle,
+        security: Security,
+        root: CancellationToken,
+        tracker: TaskTracker,
+    ) -> Self {
+        GatewayRunner {
+            config,
+            bus,
+            security,
+            root,
+            tracker,
+            running: tokio::sync::Mutex::new(HashMap::new()),
+            bound: parking_lot::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Starts a gateway (no-op when running); returns its bound address.
+    pub async fn start(&self, name: &str) -> anyhow::Result<Option<SocketAddr>> {
+        let mut running = self.running.lock().await;
+        let Some(&name) = BUILT.iter().find(|g| **g == name) else {
+            anyhow::bail!("no gateway {name}");
+        };
+        if running.contains_key(name) {
+            return Ok(None);
+        }
+        let token = self.root.child_token();
+        let addr = self.spawn(name, token.clone()).await?;
+        running.insert(name, token);
+        Ok(Some(addr))
+    }
+
+    /// Stops a gateway; true if it was running.
+    pub async fn stop(&self, name: &str) -> bool {
+        match self.running.lock().await.remove(name) {
+            Some(token) => {
+                token.cancel();
+                tracing::info!(gateway = name, "gateway stopped");
+                true
+            }
+            None => false,
+        }
+    }
+
+    async fn spawn(
+        &self,
+        name: &'static str,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<SocketAddr> {
+        let c = &self.config;
+        let (listener, bind) = match name {
+            "mqttsn" => (
+                "mqttsn:udp:default",
+                c.gateway.mqttsn.listeners.udp.default.bind,
+            ),
+            "coap" => (
+                "coap:udp:default",
+                c.gateway.coap.listeners.udp.default.bind,
+            ),
+            _ => (
+                "lwm2m:udp:default",
+                c.gateway.lwm2m.listeners.udp.default.bind,
+            ),
+        };
+        let bind = self.bound.lock().get(name).copied().unwrap_or(bind);
+        let socket = tokio::net::UdpSocket::bind(bind)
+            .await
+            .with_context(|| format!("listener {listener}: cannot bind {bind}"))?;
+        let addr = socket.local_addr()?;
+        self.bound.lock().insert(name, addr);
+        let tracker = self.tracker.clone();
+        match name {
+            "mqttsn" => {
+                let udp = &c.gateway.mqttsn.listeners.udp.default;
+                let gateway = switchyard_mqttsn::MqttSnGateway {
+                    bus: self.bus.clone(),
+                    settings: Arc::new(settings::mqttsn_settings(c, &self.security)),
+                };
+                let limits = settings::udp_limits(udp.max_connections, udp.max_conn_rate);
+                self.tracker.spawn(switchyard_mqttsn::serve_udp(
+                    socket,
+                    listener.into(),
+                    gateway,
+                    limits,
+                    cancel,
+                    tracker,
+                ));
+            }
+            "coap" => {
+                let gateway = switchyard_coap::CoapGateway {
+                    bus: self.bus.clone(),
+                    settings: Arc::new(settings::coap_settings(c, &self.security)?),
+                };
+                self.tracker.spawn(switchyard_coap::serve_udp(
+                    socket,
+                    listener.into(),
+                    gateway,
+                    cancel,
+                    tracker,
+                ));
+            }
+            _ => {
+                let g = &c.gateway.lwm2m;
+                let gateway = switchyard_lwm2m::Lwm2mGateway {
+                    bus: self.bus.clone(),
+                    settings: Arc::new(settings::lwm2m_settings(c, &self.security)?),
+                    objects: Arc::new(crate::startup::lwm2m_objects(g)?),
+                };
+                self.tracker.spawn(switchyard_lwm2m::serve_udp(
+                    socket,
+                    listener.into(),
+                    gateway,
+                    cancel,
+                    tracker,
+                ));
+            }
+        }
+        tracing::info!(listener, %addr, "listener started");
+        Ok(addr)
+    }
+}
+
+impl switchyard_admin::GatewayControl for GatewayRunner {
+    fn is_running(&self, name: &str) -> bool {
+        self.running
+            .try_lock()
+            .map(|r| r.contains_key(name))
+            .unwrap_or(true)
+    }
+
+    fn set_enabled<'a>(
+        &'a self,
+        name: &'a str,
+        enable: bool,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(async move {
+            if enable {
+                self.start(name)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("{e:#}"))
+            } else {
+                self.stop(name).await;
+                Ok(())
+            }
+        })
+    }
+}
