@@ -555,6 +555,12 @@ async fn stats_metrics_nodes_listeners_and_prometheus() {
     assert!(samples.contains_key("switchyard_retained_count"));
     assert!(samples.contains_key("switchyard_routes"));
     assert!(samples.contains_key("switchyard_messages_dropped"));
+    for bytes in ["switchyard_bytes_received", "switchyard_bytes_sent"] {
+        assert!(
+            samples.get(bytes).is_some_and(|v| *v > 0.0),
+            "{bytes} missing or zero\n{body}"
+        );
+    }
 }
 
 #[tokio::test]

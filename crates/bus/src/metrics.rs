@@ -49,6 +49,10 @@ metrics! {
     messages_expired => "messages.expired",
     /// Messages re-sent (DUP) to subscribers.
     messages_retransmitted => "messages.retransmitted",
+    /// Bytes read from clients (stream transports: TCP, TLS, WebSocket).
+    bytes_received => "bytes.received",
+    /// Bytes written to clients (stream transports: TCP, TLS, WebSocket).
+    bytes_sent => "bytes.sent",
     /// Connections closed for malformed packets.
     packets_malformed => "packets.malformed",
     /// Connections closed for oversize packets.

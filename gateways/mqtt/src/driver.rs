@@ -303,7 +303,8 @@ where
             },
             r = write_or_flush(wr, wbuf), if can_write || can_flush => match r {
                 Ok(Some(0)) => ch.fail(CloseReason::PeerClosed),
-                Ok(Some(_)) => {
+                Ok(Some(n)) => {
+                    gw.bus.metrics().bytes_sent.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
                     needs_flush = true;
                     release_if_idle(wbuf);
                 }
@@ -313,6 +314,7 @@ where
             r = rd.read_buf(rbuf), if can_read => match r {
                 Ok(0) => ch.fail(CloseReason::PeerClosed),
                 Ok(n) => {
+                    gw.bus.metrics().bytes_received.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
                     read_hint.observe(n, spare);
                     let ((), ticket) = durability_scope(|| handle_input(ch, rbuf, &mut codec_version, gw));
                     read_hint.release_if_idle(rbuf);
