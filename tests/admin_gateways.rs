@@ -429,3 +429,37 @@ fn searchgw(gw: std::net::SocketAddr) -> bool {
     }
     false
 }
+
+/// `GET .../lwm2m/clients/{ep}/lookup` sends the read and answers with the device's reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lwm2m_lookup_returns_the_device_answer() {
+    let broker = Broker::start_with("[gateway.lwm2m]\nenable = true\nauto_observe = false\n");
+    let api = Api::ready(&broker).await;
+    let mut dev =
+        switchyard_lwm2m::sim::Device::bind(broker.listener("lwm2m:udp:default"), "lookup-dev")
+            .await
+            .unwrap();
+    dev.register_query = vec!["lt=300".into(), "lwm2m=1.0".into()];
+    assert_eq!(dev.register().await, Some(0x41));
+    wait_for_client(&api, "lookup-dev").await;
+    let device = tokio::spawn(async move { dev.serve_for(Duration::from_secs(6)).await });
+    let (s, v) = api
+        .get("/api/v5/gateways/lwm2m/clients/lookup-dev/lookup?path=/3/0&action=read")
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["code"], "2.05", "{v}");
+    assert_eq!(v["path"], "/3/0");
+    assert!(
+        v["content"].as_array().is_some_and(|c| !c.is_empty()),
+        "{v}"
+    );
+    let (s, _) = api
+        .get("/api/v5/gateways/lwm2m/clients/nobody/lookup?path=/3/0")
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = api
+        .get("/api/v5/gateways/lwm2m/clients/lookup-dev/lookup?path=/3/0&action=write")
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    device.abort();
+}

@@ -2,7 +2,9 @@
 //! write|observe}` enqueue a downlink command exactly as an MQTT application would: a JSON
 //! command published on the device's command topic (`{mountpoint}` + `translators.command`
 //! without its trailing `/#`). They answer 204; the result arrives on the response topic.
-//! `lookup` (the recorded results) is not implemented yet.
+//! `GET …/{clientid}/lookup?path=&action=read|discover` is synchronous: it sends the command,
+//! waits (up to 10 s) for the device's answer on the response topic through a short-lived bus
+//! session of its own, and returns it.
 
 use super::{no_content, St, State};
 use crate::error::{ApiError, ApiResult};
@@ -140,5 +142,131 @@ mod tests {
         assert!(command("read", &q(&[])).is_err());
         assert!(command("write", &q(&[("path", "/3/0/13")])).is_err());
         assert!(command("explode", &q(&[("path", "/3")])).is_err());
+    }
+}
+
+/// How long a lookup waits for the device.
+const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The device's response topic (`{mountpoint}` + `translators.response`).
+fn response_topic(st: &State, endpoint: &str, username: Option<&str>) -> String {
+    let g = &st.ctx.config.gateway.lwm2m;
+    let mount = g
+        .mountpoint
+        .replace("${endpoint_name}", endpoint)
+        .replace("${clientid}", endpoint)
+        .replace("${username}", username.unwrap_or(""));
+    format!("{mount}{}", g.translators.response.topic)
+}
+
+/// `GET /api/v5/gateways/lwm2m/clients/{clientid}/lookup?path=/3/0/0&action=read|discover`.
+pub async fn lookup(
+    st: St,
+    Path((name, id, action)): Path<(String, String, String)>,
+    Query(q): Query<Params>,
+) -> ApiResult<axum::Json<Value>> {
+    if name != "lwm2m" || action != "lookup" {
+        return Err(ApiError::not_found(format!(
+            "no {action} for gateway {name}"
+        )));
+    }
+    let path = path_param(&q)?;
+    let kind = opt_str(&q, "action").unwrap_or("read");
+    if kind != "read" && kind != "discover" {
+        return Err(ApiError::bad_request("action must be read or discover"));
+    }
+    let bus = &st.0.ctx.bus;
+    let client = bus
+        .client(Namespace("lwm2m"), &ClientId::new(id.as_str()))
+        .filter(|c| c.connected)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "CLIENT_NOT_FOUND",
+                "Client not found",
+            )
+        })?;
+    let username = client.info.username.as_deref();
+    let command_topic = command_topic(&st.0, &id, username)?;
+    let command_topic = TopicName::new(command_topic.as_str())
+        .map_err(|e| ApiError::internal(format!("command topic {command_topic:?}: {e}")))?;
+    let filter =
+        switchyard_core::SubscriptionFilter::parse(&response_topic(&st.0, &id, username), 0)
+            .map_err(|e| ApiError::internal(format!("response topic: {e}")))?;
+    let req_id = REQ_ID.fetch_add(1, Ordering::Relaxed);
+    let cmd = json!({ "reqID": req_id, "msgType": kind, "data": { "path": path } });
+
+    // A short-lived clean session of the admin API's own namespace receives the answer.
+    const NS: Namespace = Namespace("admin");
+    let (control, mut control_rx) = switchyard_bus::control_channel();
+    let info = std::sync::Arc::new(switchyard_bus::ClientInfo {
+        namespace: NS,
+        client_id: ClientId::new(format!("lookup-{req_id}")),
+        username: None,
+        peer: None,
+        proto_name: "HTTP",
+        proto_ver: 0,
+        keepalive: 0,
+        clean_start: true,
+        expiry_interval: 0,
+        connected_at: std::time::SystemTime::now(),
+    });
+    let opened = bus
+        .open_session(switchyard_bus::OpenSession {
+            info,
+            clean_start: true,
+            expiry: std::time::Duration::ZERO,
+            max_inflight: 1,
+            control,
+        })
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut session = opened.session;
+    let subscribed = bus.subscribe(&mut session, filter, switchyard_bus::SubOptions::default());
+    let answer = match subscribed {
+        Ok(_) => {
+            bus.publish(Message::new(
+                command_topic,
+                cmd.to_string(),
+                QoS::AtMostOnce,
+                false,
+            ));
+            wait_for_answer(&session, req_id).await
+        }
+        Err(e) => Err(ApiError::internal(e.to_string())),
+    };
+    bus.release_session(NS, session, opened.generation, &mut control_rx, None);
+    let data = answer?;
+    Ok(axum::Json(json!({
+        "clientid": id,
+        "path": path,
+        "action": kind,
+        "code": data["code"],
+        "codeMsg": data["codeMsg"],
+        "content": data.get("content").cloned().unwrap_or(Value::Null),
+    })))
+}
+
+async fn wait_for_answer(session: &switchyard_bus::Session, req_id: u64) -> ApiResult<Value> {
+    let deadline = tokio::time::Instant::now() + LOOKUP_TIMEOUT;
+    loop {
+        let mut out = Vec::new();
+        session
+            .outbox
+            .drain(std::time::Instant::now(), |_| true, &mut out);
+        for d in out {
+            let Ok(v) = serde_json::from_slice::<Value>(&d.message.payload) else {
+                continue;
+            };
+            if v["reqID"] == json!(req_id) {
+                return Ok(v["data"].clone());
+            }
+        }
+        tokio::select! {
+            _ = session.outbox.notified() => {}
+            _ = tokio::time::sleep_until(deadline) => {
+                return Err(ApiError::new(StatusCode::GATEWAY_TIMEOUT, "DEVICE_TIMEOUT", "the device did not answer in time"));
+            }
+        }
     }
 }

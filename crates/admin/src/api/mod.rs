@@ -133,7 +133,7 @@ pub fn router(state: Arc<State>) -> Router {
         )
         .route(
             "/api/v5/gateways/:name/clients/:clientid/:action",
-            post(lwm2m::action),
+            post(lwm2m::action).get(lwm2m::lookup),
         )
         .route(
             "/api/v5/gateways/:name/clients/:clientid/subscriptions/*topic",

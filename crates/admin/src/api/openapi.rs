@@ -49,6 +49,7 @@ const ROUTES: &[(&str, &str, &str, &str, bool)] = &[
     ("post", "/api/v5/gateways/lwm2m/clients/{clientid}/read", "gateways", "LwM2M read command (?path=/3/0/0) → 204; the result goes to the response topic", true),
     ("post", "/api/v5/gateways/lwm2m/clients/{clientid}/write", "gateways", "LwM2M write command (?path=&type=&value=) → 204", true),
     ("post", "/api/v5/gateways/lwm2m/clients/{clientid}/observe", "gateways", "LwM2M observe / cancel-observe (?path=&enable=true|false) → 204", true),
+    ("get", "/api/v5/gateways/lwm2m/clients/{clientid}/lookup", "gateways", "LwM2M read or discover (?path=&action=read|discover), waiting for the device's answer", true),
 ];
 
 /// The document.
