@@ -114,37 +114,6 @@ pub async fn action(
     Ok(no_content())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn q(pairs: &[(&str, &str)]) -> Params {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
-
-    #[test]
-    fn commands_follow_the_emqx_json() {
-        let v = command("read", &q(&[("path", "/3/0/0")])).expect("read");
-        assert_eq!(v["msgType"], "read");
-        assert_eq!(v["data"]["path"], "/3/0/0");
-        let v = command(
-            "write",
-            &q(&[("path", "/3/0/13"), ("type", "Integer"), ("value", "5")]),
-        )
-        .expect("write");
-        assert_eq!(v["data"]["type"], "Integer");
-        let v = command("observe", &q(&[("path", "/3/0"), ("enable", "false")])).expect("observe");
-        assert_eq!(v["msgType"], "cancel-observe");
-        assert!(command("read", &q(&[("path", "3/x")])).is_err());
-        assert!(command("read", &q(&[])).is_err());
-        assert!(command("write", &q(&[("path", "/3/0/13")])).is_err());
-        assert!(command("explode", &q(&[("path", "/3")])).is_err());
-    }
-}
-
 /// How long a lookup waits for the device.
 const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -268,5 +237,36 @@ async fn wait_for_answer(session: &switchyard_bus::Session, req_id: u64) -> ApiR
                 return Err(ApiError::new(StatusCode::GATEWAY_TIMEOUT, "DEVICE_TIMEOUT", "the device did not answer in time"));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(pairs: &[(&str, &str)]) -> Params {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn commands_follow_the_emqx_json() {
+        let v = command("read", &q(&[("path", "/3/0/0")])).expect("read");
+        assert_eq!(v["msgType"], "read");
+        assert_eq!(v["data"]["path"], "/3/0/0");
+        let v = command(
+            "write",
+            &q(&[("path", "/3/0/13"), ("type", "Integer"), ("value", "5")]),
+        )
+        .expect("write");
+        assert_eq!(v["data"]["type"], "Integer");
+        let v = command("observe", &q(&[("path", "/3/0"), ("enable", "false")])).expect("observe");
+        assert_eq!(v["msgType"], "cancel-observe");
+        assert!(command("read", &q(&[("path", "3/x")])).is_err());
+        assert!(command("read", &q(&[])).is_err());
+        assert!(command("write", &q(&[("path", "/3/0/13")])).is_err());
+        assert!(command("explode", &q(&[("path", "/3")])).is_err());
     }
 }
