@@ -31,6 +31,9 @@ pub struct GatewayRunner {
     /// The address each gateway got the first time: a restart binds it again, so clients and
     /// operators keep the same port even when the config says port 0.
     bound: parking_lot::Mutex<HashMap<&'static str, SocketAddr>>,
+    /// Shared by every CoAP gateway instance, so the admin API reaches the clients of the one
+    /// running now, across restarts.
+    coap_requests: switchyard_coap::CoapRequester,
 }
 
 impl GatewayRunner {
@@ -50,6 +53,7 @@ impl GatewayRunner {
             tracker,
             running: tokio::sync::Mutex::new(HashMap::new()),
             bound: parking_lot::Mutex::new(HashMap::new()),
+            coap_requests: switchyard_coap::CoapRequester::new(),
         }
     }
 
@@ -128,6 +132,7 @@ impl GatewayRunner {
                 let gateway = switchyard_coap::CoapGateway {
                     bus: self.bus.clone(),
                     settings: Arc::new(settings::coap_settings(c, &self.security)?),
+                    requests: self.coap_requests.clone(),
                 };
                 self.tracker.spawn(switchyard_coap::serve_udp(
                     socket,
@@ -180,6 +185,57 @@ impl switchyard_admin::GatewayControl for GatewayRunner {
             } else {
                 self.stop(name).await;
                 Ok(())
+            }
+        })
+    }
+}
+
+impl switchyard_admin::CoapRequests for GatewayRunner {
+    fn request(
+        &self,
+        r: switchyard_admin::CoapRequest,
+    ) -> Pin<
+        Box<
+            dyn Future<
+                    Output = Result<
+                        switchyard_admin::CoapResponse,
+                        switchyard_admin::CoapRequestError,
+                    >,
+                > + Send
+                + '_,
+        >,
+    > {
+        use switchyard_admin::{CoapMethod, CoapRequestError};
+        use switchyard_coap::{Method, RequestError};
+        Box::pin(async move {
+            let request = switchyard_coap::ServerRequest {
+                method: match r.method {
+                    CoapMethod::Get => Method::Get,
+                    CoapMethod::Post => Method::Post,
+                    CoapMethod::Put => Method::Put,
+                    CoapMethod::Delete => Method::Delete,
+                },
+                token: r.token,
+                path: r.uri_path,
+                content_format: r.content_format,
+                payload: r.payload,
+            };
+            let answer = self
+                .coap_requests
+                .request(&r.client_id, request, r.timeout)
+                .await;
+            match answer {
+                Ok(resp) => Ok(switchyard_admin::CoapResponse {
+                    message_id: resp.message_id,
+                    token: resp.token,
+                    code: resp.code,
+                    payload: resp.payload,
+                }),
+                Err(RequestError::NotFound) => Err(CoapRequestError::NotFound),
+                Err(RequestError::Invalid(why)) => Err(CoapRequestError::Invalid(why.to_owned())),
+                Err(
+                    e @ (RequestError::Timeout | RequestError::Unanswered | RequestError::Closed),
+                ) => Err(CoapRequestError::NoResponse(e.to_string())),
             }
         })
     }

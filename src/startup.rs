@@ -121,6 +121,7 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
             listeners: bound.clone(),
             gateways_built: crate::gateways::BUILT.to_vec(),
             gateway_control: Some(gateways.clone()),
+            coap_requests: Some(gateways.clone()),
             version: env!("CARGO_PKG_VERSION"),
         })
         .map_err(|e| anyhow::anyhow!("dashboard: cannot open the admin store: {e}"))?;

@@ -46,6 +46,81 @@ pub struct AdminContext {
     pub version: &'static str,
     /// Starts and stops gateways at run time; `None`: the configured state is final.
     pub gateway_control: Option<Arc<dyn GatewayControl>>,
+    /// Sends server-initiated CoAP requests (spec 3.10); `None`: the request API answers 404.
+    pub coap_requests: Option<Arc<dyn CoapRequests>>,
+}
+
+/// A CoAP request method the request API may send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CoapMethod {
+    /// 0.01 GET.
+    Get,
+    /// 0.02 POST.
+    Post,
+    /// 0.03 PUT.
+    Put,
+    /// 0.04 DELETE.
+    Delete,
+}
+
+/// A server-initiated CoAP request (spec 3.10), validated from the HTTP body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoapRequest {
+    /// The connected client (namespace `coap`).
+    pub client_id: String,
+    /// The method.
+    pub method: CoapMethod,
+    /// The token, at most 8 bytes (empty: the gateway picks one).
+    pub token: Vec<u8>,
+    /// Uri-Path segments (EMQX sends none; `uri` is our extension).
+    pub uri_path: Vec<String>,
+    /// The Content-Format option (0 text/plain, 50 application/json, 42 octet-stream).
+    pub content_format: Option<u16>,
+    /// The body (already base64-decoded for octet-stream).
+    pub payload: Vec<u8>,
+    /// How long to wait for the device.
+    pub timeout: std::time::Duration,
+}
+
+/// The device's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoapResponse {
+    /// The response's message id.
+    pub message_id: u16,
+    /// The response's token.
+    pub token: Vec<u8>,
+    /// The response code (`class << 5 | detail`, 0x45 for 2.05).
+    pub code: u8,
+    /// The body.
+    pub payload: Vec<u8>,
+}
+
+/// Why a CoAP request has no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CoapRequestError {
+    /// No connected client with that id: 404 CLIENT_NOT_FOUND.
+    NotFound,
+    /// No response (timeout, RST, the client left): 504 CLIENT_NOT_RESPONSE.
+    NoResponse(String),
+    /// The gateway refused the request as malformed: 400.
+    Invalid(String),
+}
+
+/// What the binary lets the admin API do with the CoAP gateway's clients.
+pub trait CoapRequests: Send + Sync {
+    /// Sends `request` and waits (up to its timeout) for the client's response.
+    fn request(
+        &self,
+        request: CoapRequest,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<CoapResponse, CoapRequestError>> + Send + '_>,
+    >;
+}
+
+impl std::fmt::Debug for dyn CoapRequests {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CoapRequests")
+    }
 }
 
 /// What the binary lets the admin API do with its gateways at run time.

@@ -2,14 +2,20 @@
 //! to per-client tasks by client identity ([`ClientKey`]), and sends what they produce; one
 //! task per client owns its [`Channel`] and bus session (DESIGN: UDP gateways).
 //!
+//! Server-initiated requests (spec 3.10) go caller → client task (which knows the client's
+//! address and connection state) → socket task, which sends them with the reserved slot
+//! `ADMIN_SLOT` in their tag and resolves the caller's reply from the transport's events.
+//!
 //! Invariants: every channel between tasks is bounded; a full client queue drops the request
 //! (the client's CON retransmission brings it back); the socket task never waits on a client.
 
 use crate::channel::{self, Channel, ClientKey, NotifyOutcome, Output};
+use crate::requester::{self, Reply, RequestError, ServerRequest, ServerResponse};
 use crate::transport::wire::code;
 use crate::transport::{error_response, Event, Request, Transport};
 use crate::CoapGateway;
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use switchyard_bus::{durability_scope, Control, ControlRx, OpenSession, Session};
@@ -33,14 +39,33 @@ fn now() -> Instant {
 
 type Tag = (u64, u64);
 
-enum ClientIn {
+/// The slot in the tag of server-initiated requests (client slots start at 1).
+const ADMIN_SLOT: u64 = 0;
+
+/// What a client task receives.
+pub(crate) enum ClientIn {
     Request(Box<Request>),
     Outcome(u64, NotifyOutcome),
+    /// A server-initiated request for this client (spec 3.10).
+    Admin(Box<ServerRequest>, Reply),
 }
 
 enum ToSocket {
     Out(Output),
     Closed(u64, ClientKey),
+    /// Send a server-initiated request to `peer`.
+    Request {
+        peer: SocketAddr,
+        request: Box<ServerRequest>,
+        reply: Reply,
+    },
+}
+
+/// A server-initiated request waiting for its response.
+struct AdminPending {
+    peer: SocketAddr,
+    token: Vec<u8>,
+    reply: Reply,
 }
 
 struct Slot {
@@ -56,6 +81,8 @@ struct Demux {
     out_tx: mpsc::Sender<ToSocket>,
     cancel: CancellationToken,
     tracker: TaskTracker,
+    admin: HashMap<u64, AdminPending>,
+    next_admin: u64,
 }
 
 /// Socket receive buffer asked for. The default (~208 KB) holds only a few hundred small
@@ -85,6 +112,8 @@ pub async fn serve_udp(
         out_tx,
         cancel: cancel.clone(),
         tracker,
+        admin: HashMap::new(),
+        next_admin: 1,
     };
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
@@ -109,6 +138,9 @@ pub async fn serve_udp(
                     transport.notify(peer, packet, confirmable, (slot, nid), &resource, now());
                 }
                 ToSocket::Closed(slot, key) => demux.closed(slot, &key),
+                ToSocket::Request { peer, request, reply } => {
+                    demux.send_request(peer, *request, reply, &mut transport);
+                }
             },
             r = socket.recv_from(&mut buf) => match r {
                 Ok((n, peer)) => {
@@ -145,6 +177,13 @@ impl Demux {
     fn dispatch(&mut self, ev: Event<Tag>, transport: &mut Transport<Tag>) {
         let (tag, outcome) = match ev {
             Event::Request(req) => return self.request(req, transport),
+            Event::Response { tag, packet, .. } if tag.0 == ADMIN_SLOT => {
+                let r = Ok(ServerResponse::from_packet(&packet));
+                return self.admin_done(tag.1, r);
+            }
+            Event::Reset { tag, .. } | Event::Timeout { tag, .. } if tag.0 == ADMIN_SLOT => {
+                return self.admin_done(tag.1, Err(RequestError::Unanswered));
+            }
             Event::Acked { tag, .. } => (tag, NotifyOutcome::Acked),
             Event::Reset { tag, .. } => (tag, NotifyOutcome::Reset),
             Event::Timeout { tag, .. } => (tag, NotifyOutcome::Timeout),
@@ -193,6 +232,39 @@ impl Demux {
         self.spawn(key, req);
     }
 
+    /// Sends a server-initiated request; its response comes back through `dispatch`.
+    fn send_request(
+        &mut self,
+        peer: SocketAddr,
+        request: ServerRequest,
+        reply: Reply,
+        transport: &mut Transport<Tag>,
+    ) {
+        // Callers that gave up (timed out) leave entries behind: forget them now, so responses
+        // nobody waits for are answered with RST and the map stays small.
+        self.admin.retain(|_, p| {
+            let live = !p.reply.is_closed();
+            if !live {
+                transport.cancel_request(p.peer, &p.token);
+            }
+            live
+        });
+        let id = self.next_admin;
+        self.next_admin = self.next_admin.wrapping_add(1);
+        let packet = requester::packet(&request);
+        let tag = (ADMIN_SLOT, id);
+        let token =
+            transport.request_with_token(peer, packet, true, false, request.token, tag, now());
+        tracing::debug!(%peer, id, "server-initiated CoAP request sent");
+        self.admin.insert(id, AdminPending { peer, token, reply });
+    }
+
+    fn admin_done(&mut self, id: u64, result: Result<ServerResponse, RequestError>) {
+        if let Some(p) = self.admin.remove(&id) {
+            let _ = p.reply.send(result);
+        }
+    }
+
     fn admit(&mut self) -> bool {
         let s = &self.gw.settings;
         if self.slots.len() >= s.max_connections {
@@ -217,6 +289,9 @@ impl Demux {
         self.next_slot += 1;
         let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
         let _ = tx.try_send(ClientIn::Request(Box::new(first)));
+        if let ClientKey::Id(id) = &key {
+            self.gw.requests.directory.insert(id, tx.clone());
+        }
         self.slots.insert(slot, Slot { tx });
         self.keys.insert(key.clone(), slot);
         let client = Client {
@@ -231,7 +306,9 @@ impl Demux {
     }
 
     fn closed(&mut self, slot: u64, key: &ClientKey) {
-        self.slots.remove(&slot);
+        if let (Some(s), ClientKey::Id(id)) = (self.slots.remove(&slot), key) {
+            self.gw.requests.directory.remove(id, &s.tx);
+        }
         if self.keys.get(key) == Some(&slot) {
             self.keys.remove(key);
         }
@@ -379,6 +456,9 @@ impl Client {
                     Some(ClientIn::Outcome(nid, o)) => {
                         ch.handle_notify_outcome(nid & ((1 << 40) - 1), o, now())
                     }
+                    Some(ClientIn::Admin(request, reply)) => {
+                        admin_request(&self.out_tx, ch, request, reply).await
+                    }
                     None => ch.fail(CloseReason::ServerShutdown),
                 },
                 _ = outbox.notified() => {}
@@ -386,4 +466,25 @@ impl Client {
             }
         }
     }
+}
+
+/// Spec 3.10: only a connected client (in connection mode: one holding a token) is sent a
+/// request, at the address it last spoke from.
+async fn admin_request(
+    out_tx: &mpsc::Sender<ToSocket>,
+    ch: &Channel,
+    request: Box<ServerRequest>,
+    reply: Reply,
+) {
+    if !ch.is_connected() || ch.close_reason().is_some() {
+        let _ = reply.send(Err(RequestError::NotFound));
+        return;
+    }
+    let msg = ToSocket::Request {
+        peer: ch.peer(),
+        request,
+        reply,
+    };
+    // A stopped socket task drops the message and with it `reply`: the caller sees `Closed`.
+    let _ = out_tx.send(msg).await;
 }

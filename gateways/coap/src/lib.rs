@@ -4,7 +4,8 @@
 //! Owns: the reusable CoAP [`transport`] (message layer, dedup, retransmission, block-wise,
 //! observe bookkeeping; LwM2M builds on it), the per-client protocol state machine
 //! ([`Channel`], sans-I/O) and the UDP driver (one socket task demultiplexing to one task per
-//! client identity).
+//! client identity), and [`CoapRequester`], the typed API for server-initiated requests
+//! (spec 3.10).
 //! Must not know: any other gateway, or how the bus routes and stores. It speaks to the engine
 //! only through [`switchyard_bus::BusHandle`].
 
@@ -12,12 +13,14 @@ pub mod channel;
 pub mod transport;
 
 mod driver;
+mod requester;
 mod settings;
 
 pub use channel::{Channel, ClientKey, NAMESPACE};
 /// The message types the transport speaks (re-exported so users need no second dependency).
 pub use coap_lite;
 pub use driver::serve_udp;
+pub use requester::{CoapRequester, Method, RequestError, ServerRequest, ServerResponse};
 pub use settings::{CoapSettings, NotifyType, QosMode};
 
 use std::sync::Arc;
@@ -30,4 +33,6 @@ pub struct CoapGateway {
     pub bus: BusHandle,
     /// Protocol settings.
     pub settings: Arc<CoapSettings>,
+    /// Server-initiated requests to this gateway's clients: share one across restarts.
+    pub requests: CoapRequester,
 }

@@ -2,6 +2,7 @@
 
 mod broker;
 mod clients;
+mod coap;
 mod gateways;
 mod lwm2m;
 mod messages;
@@ -12,7 +13,8 @@ mod session;
 use crate::auth::{AuthStore, Principal};
 use crate::error::{ApiError, ApiResult};
 use crate::AdminContext;
-use axum::extract::{Request, State as AxState};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State as AxState};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -133,7 +135,7 @@ pub fn router(state: Arc<State>) -> Router {
         )
         .route(
             "/api/v5/gateways/:name/clients/:clientid/:action",
-            post(lwm2m::action).get(lwm2m::lookup),
+            post(client_action).get(lwm2m::lookup),
         )
         .route(
             "/api/v5/gateways/:name/clients/:clientid/subscriptions/*topic",
@@ -147,6 +149,22 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/api-docs/openapi.json", get(openapi::document))
         .merge(protected)
         .with_state(state)
+}
+
+/// `POST /api/v5/gateways/{name}/clients/{clientid}/{action}`: the CoAP request API (spec
+/// 3.10) or the LwM2M helpers (spec 4.11).
+async fn client_action(
+    st: St,
+    Path((name, id, action)): Path<(String, String, String)>,
+    q: Query<crate::json::Params>,
+    raw: Bytes,
+) -> ApiResult<Response> {
+    if name == "coap" && action == "request" {
+        return coap::request(st, id, raw)
+            .await
+            .map(IntoResponse::into_response);
+    }
+    lwm2m::action(st, Path((name, id, action)), q).await
 }
 
 /// Bearer token or HTTP Basic API key; a user still on its default password may only change

@@ -46,6 +46,7 @@ const ROUTES: &[(&str, &str, &str, &str, bool)] = &[
     ("get", "/api/v5/gateways/{name}/clients/{clientid}/subscriptions", "gateways", "A gateway client's subscriptions", true),
     ("post", "/api/v5/gateways/{name}/clients/{clientid}/subscriptions", "gateways", "Subscribe on its behalf (201)", true),
     ("delete", "/api/v5/gateways/{name}/clients/{clientid}/subscriptions/{topic}", "gateways", "Unsubscribe (204)", true),
+    ("post", "/api/v5/gateways/coap/clients/{clientid}/request", "gateways", "Send a CoAP request to a connected client {method: get|post|put|delete, token, timeout: \"10s\", content_type: text/plain|application/json|application/octet-stream (base64), payload, uri} → 200 {id, token, method: \"{ok,content}\", payload}; 404 CLIENT_NOT_FOUND; 504 CLIENT_NOT_RESPONSE", true),
     ("post", "/api/v5/gateways/lwm2m/clients/{clientid}/read", "gateways", "LwM2M read command (?path=/3/0/0) → 204; the result goes to the response topic", true),
     ("post", "/api/v5/gateways/lwm2m/clients/{clientid}/write", "gateways", "LwM2M write command (?path=&type=&value=) → 204", true),
     ("post", "/api/v5/gateways/lwm2m/clients/{clientid}/observe", "gateways", "LwM2M observe / cancel-observe (?path=&enable=true|false) → 204", true),

@@ -225,6 +225,17 @@ impl Channel {
         std::mem::take(&mut self.out)
     }
 
+    /// Where the client last spoke from (after its identity was checked).
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Whether the client may be sent server-initiated requests (spec 3.10): in connection
+    /// mode once it holds a token, otherwise always.
+    pub fn is_connected(&self) -> bool {
+        !self.gw.settings.connection_required || self.token.is_some()
+    }
+
     /// Number of live observations.
     pub fn observations(&self) -> usize {
         self.observations.len()
