@@ -127,6 +127,9 @@ struct Listener {
     tracker: TaskTracker,
 }
 
+/// Most datagrams handled per wake-up of the socket task.
+const RECV_BATCH: usize = 64;
+
 /// Serves the MQTT-SN gateway on `socket` until `cancel`.
 pub async fn serve_udp(
     socket: UdpSocket,
@@ -173,6 +176,18 @@ pub async fn serve_udp(
                 Ok((n, from)) => {
                     let datagram = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
                     l.on_datagram(datagram, from).await;
+                    // Take what else is already queued before going back to `select!`: the
+                    // client tasks are then woken once per batch rather than once per datagram
+                    // (thread wake-ups dominated the profile of 1,000 publishing clients).
+                    for _ in 1..RECV_BATCH {
+                        match l.socket.try_recv_from(&mut buf) {
+                            Ok((n, from)) => {
+                                let datagram = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
+                                l.on_datagram(datagram, from).await;
+                            }
+                            Err(_) => break,
+                        }
+                    }
                 }
                 Err(e) => {
                     // ICMP port unreachable from an earlier send shows up here on some
