@@ -4,7 +4,7 @@
 use super::Channel;
 use crate::codec::{encoded_len, Ack, Packet, Publish, PublishProperties};
 use std::time::Instant;
-use switchyard_bus::{Delivery, Metrics, Resend, SendPublish};
+use switchyard_bus::{Delivery, Metrics, Resend};
 use switchyard_core::{PacketId, QoS};
 
 /// At most this many deliveries are turned into packets per wakeup, so one busy subscriber
@@ -50,38 +50,40 @@ impl Channel {
     }
 
     fn send_delivery(&mut self, d: Delivery, now: Instant) {
-        let Some(session) = self.session.as_mut() else {
+        if self.session.is_none() {
             return;
-        };
+        }
+        // Built once; a QoS 1/2 PUBLISH gets its real packet id only after the size check, so
+        // a dropped message never takes one (any id has the same size).
+        let placeholder = (d.qos != QoS::AtMostOnce).then_some(PacketId::MAX);
+        let mut packet = publish_packet(&d, placeholder, false, now, self.version.is_v5());
         if let Some(max) = self.client_max_packet {
-            // MQTT-3.1.2-25: never send a packet larger than the client accepts; drop it.
-            // The probe must be encodable: a QoS 1/2 PUBLISH needs a packet id (any id has
-            // the same size), or `encoded_len` reports usize::MAX and every QoS 1/2 message
-            // is dropped. It also carries a topic alias when aliases are on, the largest form
+            // MQTT-3.1.2-25: never send a packet larger than the client accepts; drop it. The
+            // size counts a topic alias when aliases are on, the largest form
             // `apply_outbound_alias` may produce (full topic plus alias).
-            let mut probe = publish_packet(
-                &SendPublish {
-                    pkid: (d.qos != QoS::AtMostOnce).then_some(PacketId::MAX),
-                    delivery: d.clone(),
-                    dup: false,
-                },
-                now,
-                self.version.is_v5(),
-            );
-            if let Packet::Publish(p) = &mut probe {
-                if self.client_alias_max > 0 {
-                    p.properties.topic_alias = Some(self.client_alias_max);
-                }
+            let alias = (self.client_alias_max > 0).then_some(self.client_alias_max);
+            if let Packet::Publish(p) = &mut packet {
+                p.properties.topic_alias = alias;
             }
-            if encoded_len(&probe, self.version) > max {
+            let size = encoded_len(&packet, self.version);
+            if let Packet::Publish(p) = &mut packet {
+                p.properties.topic_alias = None;
+            }
+            if size > max {
                 tracing::debug!(topic = %d.message.topic, "delivery larger than client's maximum packet size dropped");
                 Metrics::inc(&self.bus.metrics().messages_dropped);
                 return;
             }
         }
+        let topic = d.message.topic.clone();
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
         let send = session.qos.send(d, now);
-        let mut packet = publish_packet(&send, now, self.version.is_v5());
-        self.apply_outbound_alias(&mut packet);
+        if let Packet::Publish(p) = &mut packet {
+            p.pkid = send.pkid;
+        }
+        self.apply_outbound_alias(&mut packet, topic);
         Metrics::inc(&self.bus.metrics().messages_sent);
         self.outbound.push(packet);
     }
@@ -89,14 +91,11 @@ impl Channel {
     /// MQTT 5 §3.3.2.3.4: the first PUBLISH on a topic carries the topic and a new alias;
     /// later ones carry only the alias. Once the client's maximum is used up, topics are sent
     /// in full. Retransmissions never use aliases, since they may follow a new connection.
-    fn apply_outbound_alias(&mut self, packet: &mut Packet) {
+    fn apply_outbound_alias(&mut self, packet: &mut Packet, topic: switchyard_core::TopicName) {
         if self.client_alias_max == 0 {
             return;
         }
         let Packet::Publish(p) = packet else { return };
-        let Ok(topic) = switchyard_core::TopicName::new(p.topic.clone()) else {
-            return;
-        };
         if let Some(alias) = self.outbound_aliases.get(&topic) {
             p.properties.topic_alias = Some(*alias);
             p.topic = bytestring::ByteString::new();
@@ -116,7 +115,7 @@ impl Channel {
         match r {
             Resend::Publish(s) => {
                 Metrics::inc(&self.bus.metrics().messages_retransmitted);
-                let packet = publish_packet(&s, Instant::now(), v5);
+                let packet = publish_packet(&s.delivery, s.pkid, s.dup, Instant::now(), v5);
                 self.outbound.push(packet);
             }
             Resend::PubRel(pkid) => self.outbound.push(Packet::PubRel(Ack::new(pkid))),
@@ -136,15 +135,20 @@ impl Channel {
 
 /// The PUBLISH for a delivery. MQTT 5 gets the end-to-end properties, the remaining expiry
 /// (MQTT-3.3.2-6) and every matching subscription identifier.
-fn publish_packet(s: &SendPublish, now: Instant, v5: bool) -> Packet {
-    let d = &s.delivery;
+fn publish_packet(
+    d: &Delivery,
+    pkid: Option<PacketId>,
+    dup: bool,
+    now: Instant,
+    v5: bool,
+) -> Packet {
     let m = &d.message;
     let mut p = Publish {
-        dup: s.dup,
+        dup,
         qos: d.qos,
         retain: d.retain,
         topic: m.topic.as_bytestring().clone(),
-        pkid: s.pkid,
+        pkid,
         payload: m.payload.clone(),
         properties: PublishProperties::default(),
     };
