@@ -231,9 +231,7 @@ impl BusHandle {
         sf: SubscriptionFilter,
         opts: SubOptions,
     ) -> Result<SubscribeOutcome, BusError> {
-        let out = self.subscribe_parts(&session.attached(), sf.clone(), opts)?;
-        session.subscriptions.insert(sf, opts);
-        Ok(out)
+        self.subscribe_parts(&session.attached(), sf, opts)
     }
 
     /// The subscribe itself, on the parts of a session other tasks may hold (so an operator can
@@ -298,7 +296,6 @@ impl BusHandle {
 
     /// Removes a subscription; true if the session held it.
     pub fn unsubscribe(&self, session: &mut Session, sf: &SubscriptionFilter) -> bool {
-        session.subscriptions.remove(sf);
         self.unsubscribe_parts(&session.attached(), sf)
     }
 

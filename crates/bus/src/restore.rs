@@ -146,7 +146,7 @@ impl BusHandle {
             );
         }
         let shared = Arc::new(SessionShared {
-            subscriptions: parking_lot::Mutex::new(subscriptions.clone()),
+            subscriptions: parking_lot::Mutex::new(subscriptions),
             inflight: qos.gauge(),
             disconnected_at: parking_lot::Mutex::new(Some(s.offline_at.unwrap_or(now_wall))),
         });
@@ -155,7 +155,6 @@ impl BusHandle {
             client_id: client_id.clone(),
             outbox,
             qos,
-            subscriptions,
             expiry,
             created_at: s.created_at,
             ext: None,

@@ -23,8 +23,6 @@ pub struct Session {
     pub outbox: Arc<Outbox>,
     /// QoS 1/2 state both ways.
     pub qos: QosEngine,
-    /// What the session is subscribed to.
-    pub subscriptions: SubscriptionSet,
     /// How long the session outlives its connection (zero: ends with it).
     pub expiry: Duration,
     /// When the session was created.
@@ -47,6 +45,12 @@ pub struct SessionShared {
 }
 
 impl Session {
+    /// What the session is subscribed to, including subscriptions made on its behalf (a copy:
+    /// the set itself is shared with the admin API).
+    pub fn subscriptions(&self) -> SubscriptionSet {
+        self.shared.subscriptions.lock().clone()
+    }
+
     /// The shared handles the registry keeps while a connection owns this session.
     pub(crate) fn attached(&self) -> crate::registry::Attached {
         crate::registry::Attached {
@@ -64,7 +68,7 @@ impl fmt::Debug for Session {
         f.debug_struct("Session")
             .field("id", &self.id)
             .field("client_id", &self.client_id)
-            .field("subscriptions", &self.subscriptions.len())
+            .field("subscriptions", &self.shared.subscriptions.lock().len())
             .field("inflight", &self.qos.inflight_len())
             .field("queued", &self.outbox.len())
             .field("expiry", &self.expiry)

@@ -7,7 +7,7 @@ use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::qos::QosEngine;
 use crate::registry::{ClientInfo, Control, ControlRx, Entry, Key, Namespace, OpenSession, Opened};
-use crate::session::{Session, SessionShared, SubscriptionSet};
+use crate::session::{Session, SessionShared};
 use crate::store::{durability_scope, StoreLink, StoreOp};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -42,7 +42,6 @@ impl BusHandle {
             client_id,
             outbox,
             qos,
-            subscriptions: SubscriptionSet::default(),
             expiry,
             created_at: SystemTime::now(),
             ext: None,

@@ -97,7 +97,7 @@ async fn clean_start_discards_old_session() {
     bus.release_session(NS, o.session, o.generation, &mut rx, None);
     let (o2, _rx2, _tx2) = open(&bus, "c1", true, 0).await;
     assert!(!o2.present);
-    assert!(o2.session.subscriptions.is_empty());
+    assert!(o2.session.subscriptions().is_empty());
     assert_eq!(
         bus.publish(msg("a", "x", QoS::AtLeastOnce, false)),
         0,
@@ -152,7 +152,7 @@ async fn release_after_takeover_race_hands_session_over() {
     bus.release_session(NS, o.session, o.generation, &mut rx, None);
     let o2 = new.await.unwrap_or_else(|e| panic!("{e}"));
     assert!(o2.present);
-    assert_eq!(o2.session.subscriptions.len(), 1);
+    assert_eq!(o2.session.subscriptions().len(), 1);
 }
 
 #[tokio::test(start_paused = true)]

@@ -260,7 +260,7 @@ async fn subscribe_codes_per_filter_and_unsubscribe() {
             vec![]
         ))]
     );
-    assert_eq!(c.ch.session().map(|s| s.subscriptions.len()), Some(0));
+    assert_eq!(c.ch.session().map(|s| s.subscriptions().len()), Some(0));
 }
 
 #[tokio::test(start_paused = true)]

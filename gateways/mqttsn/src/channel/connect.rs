@@ -201,7 +201,7 @@ impl Channel {
         self.connack(ACCEPTED);
         if opened.present && self.settings.subs_resume {
             let names: Vec<String> = session
-                .subscriptions
+                .subscriptions()
                 .keys()
                 .filter(|sf| !sf.is_shared() && !sf.filter.has_wildcards())
                 .map(|sf| self.unmount(sf.filter.as_str()).to_owned())
