@@ -203,16 +203,3 @@ pub(crate) struct Registry {
     pub(crate) entries: HashMap<Key, Entry>,
     pub(crate) expiries: BTreeSet<(Instant, u64, Key)>,
 }
-
-impl Registry {
-    /// Clients currently online, for listing.
-    pub(crate) fn online(&self) -> Vec<Arc<ClientInfo>> {
-        self.entries
-            .values()
-            .filter_map(|e| match e {
-                Entry::Online { info, .. } => Some(info.clone()),
-                Entry::Offline { .. } => None,
-            })
-            .collect()
-    }
-}

@@ -6,7 +6,7 @@ use crate::handle::{BusHandle, TAKEOVER_TIMEOUT};
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::qos::QosEngine;
-use crate::registry::{ClientInfo, Control, ControlRx, Entry, Key, Namespace, OpenSession, Opened};
+use crate::registry::{Control, ControlRx, Entry, Key, Namespace, OpenSession, Opened};
 use crate::session::{Session, SessionShared};
 use crate::store::{durability_scope, StoreLink, StoreOp};
 use std::sync::atomic::Ordering;
@@ -392,10 +392,5 @@ impl BusHandle {
             Some(Entry::Online { control, .. }) => control.try_send(Control::Kick).is_ok(),
             _ => false,
         }
-    }
-
-    /// Clients currently connected.
-    pub fn online_clients(&self) -> Vec<Arc<ClientInfo>> {
-        self.0.registry.lock().online()
     }
 }
