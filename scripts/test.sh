@@ -14,6 +14,9 @@ scripts/install-test-deps.sh
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
 
+# A full disk fails the build half way with a confusing linker error; say so up front.
+df -h . 2>/dev/null | sed 's/^/test.sh: disk: /' || true
+
 status=0
 echo "test.sh: cargo test --workspace --all-targets $*"
 cargo test --workspace --all-targets --no-fail-fast "$@" || status=$?
