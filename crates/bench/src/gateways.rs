@@ -31,6 +31,8 @@ pub struct UdpPlan {
     pub retry: Retry,
     /// For CoAP: ACK_TIMEOUT, random factor, MAX_RETRANSMIT (each client jitters its own).
     pub coap: Option<(Duration, f64, u32)>,
+    /// QoS 0 datagrams per system call (MQTT-SN only; 1 = one `send` each).
+    pub burst: usize,
 }
 
 impl UdpPlan {
@@ -83,6 +85,7 @@ pub async fn sn_pub(
         rate: plan.rate,
         duration: plan.duration,
         retry: udp_plan.retry,
+        burst: udp_plan.burst,
     };
     let spawn = move |live: Arc<Live>| {
         let mut tasks = JoinSet::new();
@@ -376,6 +379,7 @@ mod tests {
             rate: 0.0,
             duration: Duration::from_millis(100),
             retry,
+            burst: 1,
         };
         let live = Arc::new(Live::default());
         let out = sn::publish(client, spec, live).await;

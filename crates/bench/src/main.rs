@@ -195,6 +195,11 @@ enum Command {
         /// Resends of one message before the client gives up.
         #[arg(long, default_value_t = 5)]
         max_retries: u32,
+        /// QoS 0: datagrams each client hands the kernel in one system call (UDP segmentation
+        /// offload, where the platform has it; the gateway still receives one datagram per
+        /// message). Spares the tool's CPU on a machine it shares with the gateway.
+        #[arg(long, default_value_t = 1)]
+        burst: usize,
     },
     /// N CoAP clients (POST /ps/bench/coap/{i}?qos=Q; QoS 1 = CON, one at a time, QoS 0 = NON)
     /// -> 1 MQTT subscriber on bench/# (-b).
@@ -355,6 +360,7 @@ fn udp_plan(scenario: &str, name: String, common: &Common, udp: &UdpFlow) -> sce
 
 fn coap_udp_plan(timing: &CoapTiming) -> anyhow::Result<gateways::UdpPlan> {
     Ok(gateways::UdpPlan {
+        burst: 1,
         gateway: udp_addr(&timing.gateway)?,
         retry: coap::coap_retry(timing.ack_timeout, 1.0, timing.max_retransmit, 0),
         coap: Some((
@@ -374,8 +380,12 @@ async fn run_gateway(command: &Command) -> anyhow::Result<Option<(Common, report
             gateway,
             retry,
             max_retries,
+            burst,
         } => {
-            let name = format!("sn-pub {}->1 qos{}", udp.clients, common.qos);
+            let name = match *burst {
+                0 | 1 => format!("sn-pub {}->1 qos{}", udp.clients, common.qos),
+                b => format!("sn-pub {}->1 qos{} burst {b}", udp.clients, common.qos),
+            };
             let mut plan = udp_plan("sn-pub", name, common, udp);
             plan.topic = "bench/sn/{i}".into();
             let u = gateways::UdpPlan {
@@ -386,6 +396,7 @@ async fn run_gateway(command: &Command) -> anyhow::Result<Option<(Common, report
                     max_retransmit: *max_retries,
                 },
                 coap: None,
+                burst: (*burst).max(1),
             };
             let target = resolve(common)?;
             let broker = common.broker_pid.map(report::BrokerProc);

@@ -111,6 +111,18 @@ pub fn publish_into(
     payload: &[u8],
 ) {
     buf.clear();
+    publish_append(buf, qos, dup, topic_id, msg_id, payload);
+}
+
+/// Appends one PUBLISH to `buf` (bursts lay several end to end).
+pub fn publish_append(
+    buf: &mut Vec<u8>,
+    qos: u8,
+    dup: bool,
+    topic_id: u16,
+    msg_id: u16,
+    payload: &[u8],
+) {
     let total = 7 + payload.len();
     if total <= 255 {
         buf.push(total as u8);
@@ -150,6 +162,8 @@ pub struct SnPubSpec {
     pub duration: Duration,
     /// Retransmission of an unacknowledged QoS 1 PUBLISH.
     pub retry: Retry,
+    /// QoS 0 datagrams per system call (see [`udp::Burst`]).
+    pub burst: usize,
 }
 
 /// Publishes until the duration is over (QoS 1: and the last message is acknowledged or given
@@ -162,6 +176,9 @@ pub async fn publish(client: SnClient, spec: SnPubSpec, live: Arc<Live>) -> PubO
     let mut payload = vec![0u8; spec.payload_len.max(stats::STAMP_LEN)];
     let mut buf = Vec::with_capacity(payload.len() + 8);
     let mut resend = Vec::with_capacity(payload.len() + 8);
+    let burst = (spec.qos == 0 && spec.burst > 1)
+        .then(|| udp::Burst::new(&client.sock, spec.burst))
+        .flatten();
     let start = Instant::now();
     let end = start + spec.duration;
     let mut seq: u64 = 0;
@@ -173,20 +190,34 @@ pub async fn publish(client: SnClient, spec: SnPubSpec, live: Arc<Live>) -> PubO
             }
             continue;
         }
-        stats::stamp(&mut payload, spec.id, seq, stats::now_ns());
         if spec.qos == 0 {
-            publish_into(&mut buf, 0, false, client.topic_id, 0, &payload);
-            if let Err(e) = client.sock.send(&buf).await {
+            let budget = udp::budget(start, Instant::now(), spec.rate, seq);
+            let n = match &burst {
+                Some(b) => budget.min(b.max_segments() as u64).max(1),
+                None => 1,
+            };
+            buf.clear();
+            for i in 0..n {
+                stats::stamp(&mut payload, spec.id, seq + i, stats::now_ns());
+                publish_append(&mut buf, 0, false, client.topic_id, 0, &payload);
+            }
+            let sent = match &burst {
+                Some(b) if n > 1 => b.send(&client.sock, &buf, buf.len() / n as usize).await,
+                _ => client.sock.send(&buf).await.map(drop),
+            };
+            if let Err(e) = sent {
                 out.error = Some(e.to_string());
                 break;
             }
-            seq += 1;
-            Live::add(&live.sent, 1);
-            if seq.is_multiple_of(YIELD_EVERY) {
+            let before = seq;
+            seq += n;
+            Live::add(&live.sent, n);
+            if seq / YIELD_EVERY != before / YIELD_EVERY {
                 tokio::task::yield_now().await;
             }
             continue;
         }
+        stats::stamp(&mut payload, spec.id, seq, stats::now_ns());
         msg_id = msg_id.checked_add(1).unwrap_or(1);
         publish_into(&mut buf, 1, false, client.topic_id, msg_id, &payload);
         publish_into(&mut resend, 1, true, client.topic_id, msg_id, &payload);

@@ -10,8 +10,55 @@ use crate::client::{ConnectError, Target};
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
+
+/// Several equal-sized datagrams handed to the kernel in one system call with UDP segmentation
+/// offload (Linux `UDP_SEGMENT`, through quinn-udp): the kernel splits the buffer, and the peer
+/// receives ordinary datagrams, one per message. On a machine the tool shares with the gateway
+/// this leaves the gateway the CPU that per-datagram `send` calls would burn.
+pub struct Burst {
+    state: quinn_udp::UdpSocketState,
+    max: usize,
+    peer: SocketAddr,
+}
+
+impl Burst {
+    /// `None` where the platform cannot segment (then the caller sends one by one).
+    pub fn new(sock: &UdpSocket, want: usize) -> Option<Self> {
+        let state = quinn_udp::UdpSocketState::new(sock.into()).ok()?;
+        let peer = sock.peer_addr().ok()?;
+        let max = want.min(state.max_gso_segments());
+        (max > 1).then_some(Burst { state, max, peer })
+    }
+
+    /// Most datagrams per call.
+    pub fn max_segments(&self) -> usize {
+        self.max
+    }
+
+    /// Sends `buf`, a run of datagrams of `segment` bytes each, to the socket's peer.
+    pub async fn send(&self, sock: &UdpSocket, buf: &[u8], segment: usize) -> io::Result<()> {
+        let transmit = quinn_udp::Transmit {
+            destination: self.peer,
+            ecn: None,
+            contents: buf,
+            segment_size: Some(segment),
+            src_ip: None,
+        };
+        loop {
+            sock.writable().await?;
+            match sock.try_io(Interest::WRITABLE, || {
+                self.state.try_send(sock.into(), &transmit)
+            }) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
 
 /// Opens UDP socket number `n` (source address round-robin over the target's sources) and
 /// connects it to `gateway`, so it only receives the gateway's datagrams.
@@ -154,6 +201,33 @@ pub async fn exchange<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A burst reaches the peer as separate datagrams, in order, or the platform has no
+    /// segmentation offload and `Burst::new` says so (the caller then sends one by one).
+    #[tokio::test]
+    async fn a_burst_arrives_as_separate_datagrams() {
+        let rx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        tx.connect(rx.local_addr().unwrap()).await.unwrap();
+        let Some(burst) = Burst::new(&tx, 8) else {
+            return;
+        };
+        assert_eq!(burst.max_segments(), 8);
+        let buf: Vec<u8> = (0u8..8).flat_map(|i| [i; 30]).collect();
+        burst.send(&tx, &buf, 30).await.unwrap();
+        let mut got = Vec::new();
+        let mut one = [0u8; 100];
+        for _ in 0..8 {
+            let n = tokio::time::timeout(Duration::from_secs(5), rx.recv(&mut one))
+                .await
+                .expect("datagram within 5 s")
+                .unwrap();
+            assert_eq!(n, 30, "one message per datagram");
+            got.push(one[0]);
+            assert!(one[..n].iter().all(|b| *b == one[0]));
+        }
+        assert_eq!(got, (0u8..8).collect::<Vec<_>>());
+    }
 
     #[test]
     fn retransmission_schedule_doubles_and_stops() {

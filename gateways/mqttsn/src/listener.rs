@@ -14,13 +14,13 @@
 //! a full client queue drops the datagram (UDP semantics) instead of blocking the socket.
 
 use crate::channel::publish_negqos;
+use crate::channel::Channel;
 use crate::codec::{decode, encode, rc, Packet, SnQos};
-use crate::driver::{run_client, ClientTask, Inbound};
+use crate::driver::{now, run_client, ClientCell, ClientTask, Offered};
 use crate::MqttSnGateway;
 use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_bus::Metrics;
@@ -29,8 +29,6 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Datagrams queued per client before new ones are dropped.
-const CLIENT_QUEUE: usize = 64;
 /// Socket receive buffer asked for. The default (~208 KB) holds only a few hundred small
 /// datagrams (each is charged its skb overhead), so 1,000 clients publishing at once overflow it
 /// and every lost QoS 1 PUBLISH waits for the client's retry. The kernel caps it at
@@ -47,10 +45,9 @@ pub struct ListenerLimits {
 }
 
 struct Entry {
-    tx: mpsc::Sender<Inbound>,
+    cell: Arc<ClientCell>,
     addr: SocketAddr,
     client_id: Option<Bytes>,
-    connected: Arc<AtomicBool>,
 }
 
 /// The routing tables: every task by id, and the two ways to find one.
@@ -315,7 +312,7 @@ impl Listener {
                     self.routes
                         .tasks
                         .get(t)
-                        .is_some_and(|e| !e.connected.load(Ordering::Acquire))
+                        .is_some_and(|e| !e.cell.is_connected())
                 })
             });
         if let Some(t) = existing {
@@ -323,7 +320,7 @@ impl Listener {
                 .routes
                 .tasks
                 .get(&t)
-                .is_some_and(|e| !e.connected.load(Ordering::Acquire));
+                .is_some_and(|e| !e.cell.is_connected());
             if handshaking {
                 self.routes.rebind(t, from);
                 if let (Some(e), Some(id)) = (self.routes.tasks.get_mut(&t), client_id.clone()) {
@@ -351,15 +348,21 @@ impl Listener {
     fn spawn(&mut self, first: Packet, client_id: Option<Bytes>, from: SocketAddr) {
         let id = self.routes.next_id;
         self.routes.next_id += 1;
-        let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
-        let connected = Arc::new(AtomicBool::new(false));
+        let (control_tx, control_rx) = switchyard_bus::control_channel();
+        let ch = Channel::new(
+            self.gw.bus.clone(),
+            self.gw.settings.clone(),
+            from,
+            control_tx,
+            now(),
+        );
+        let cell = ClientCell::new(ch, (first, from));
         self.routes.tasks.insert(
             id,
             Entry {
-                tx,
+                cell: cell.clone(),
                 addr: from,
                 client_id: client_id.clone(),
-                connected: connected.clone(),
             },
         );
         self.routes.by_addr.insert(from, id);
@@ -367,11 +370,11 @@ impl Listener {
             self.routes.by_client.insert(c, id);
         }
         let task = ClientTask {
-            first: (first, from),
-            rx,
+            cell,
+            control_rx,
+            peer: from,
             socket: self.socket.clone(),
             gw: self.gw.clone(),
-            connected,
             cancel: self.cancel.clone(),
         };
         let exits = self.exits.clone();
@@ -385,9 +388,15 @@ impl Listener {
         let Some(e) = self.routes.tasks.get(&task) else {
             return;
         };
-        if e.tx.try_send((packet, from)).is_err() {
-            tracing::debug!(peer = %from, "client queue full: datagram dropped");
-            Metrics::inc(&self.gw.bus.metrics().messages_dropped);
+        match e.cell.offer(packet, from) {
+            Offered::Taken => {}
+            Offered::Full => {
+                tracing::debug!(peer = %from, "client queue full: datagram dropped");
+                Metrics::inc(&self.gw.bus.metrics().messages_dropped);
+            }
+            Offered::Closed => {
+                tracing::debug!(peer = %from, "datagram for a closing client dropped");
+            }
         }
     }
 }

@@ -192,6 +192,29 @@ impl Channel {
         std::mem::take(&mut self.outbound)
     }
 
+    /// Whether packets wait to be sent.
+    pub fn has_outbound(&self) -> bool {
+        !self.outbound.is_empty()
+    }
+
+    /// Whether a session waits to be opened (datagrams behind it wait too).
+    pub fn open_request_pending(&self) -> bool {
+        self.open_request.is_some()
+    }
+
+    /// A summary of what the driver acts on besides outbound packets and deadlines; when a
+    /// datagram handled outside the driver changes it, the driver must be woken.
+    pub fn fingerprint(&self) -> impl PartialEq {
+        (
+            std::mem::discriminant(&self.state),
+            self.can_deliver(),
+            self.held.len(),
+            self.reg_queue.len(),
+            self.reg_inflight.is_some(),
+            self.open_request.is_some(),
+        )
+    }
+
     /// The session the driver must open now (after CONNECT, or after WILLMSG).
     pub fn take_open_request(&mut self) -> Option<OpenSession> {
         self.open_request.take()
