@@ -206,22 +206,28 @@ mod tests {
     /// segmentation offload and `Burst::new` says so (the caller then sends one by one).
     #[tokio::test]
     async fn a_burst_arrives_as_separate_datagrams() {
-        let rx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let tx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        tx.connect(rx.local_addr().unwrap()).await.unwrap();
+        let rx = UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("loopback socket");
+        let tx = UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("loopback socket");
+        tx.connect(rx.local_addr().expect("loopback socket"))
+            .await
+            .expect("loopback socket");
         let Some(burst) = Burst::new(&tx, 8) else {
             return;
         };
         assert_eq!(burst.max_segments(), 8);
         let buf: Vec<u8> = (0u8..8).flat_map(|i| [i; 30]).collect();
-        burst.send(&tx, &buf, 30).await.unwrap();
+        burst.send(&tx, &buf, 30).await.expect("loopback socket");
         let mut got = Vec::new();
         let mut one = [0u8; 100];
         for _ in 0..8 {
             let n = tokio::time::timeout(Duration::from_secs(5), rx.recv(&mut one))
                 .await
                 .expect("datagram within 5 s")
-                .unwrap();
+                .expect("loopback socket");
             assert_eq!(n, 30, "one message per datagram");
             got.push(one[0]);
             assert!(one[..n].iter().all(|b| *b == one[0]));
