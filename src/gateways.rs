@@ -105,10 +105,15 @@ impl GatewayRunner {
             ),
         };
         let bind = self.bound.lock().get(name).copied().unwrap_or(bind);
-        let socket = tokio::net::UdpSocket::bind(bind)
-            .await
-            .with_context(|| format!("listener {listener}: cannot bind {bind}"))?;
-        let addr = socket.local_addr()?;
+        // MQTT-SN spreads its clients over one socket per core (SO_REUSEPORT); the CoAP-based
+        // gateways keep one socket.
+        let mut sockets = if name == "mqttsn" {
+            switchyard_mqttsn::bind_udp(bind)
+        } else {
+            tokio::net::UdpSocket::bind(bind).await.map(|s| vec![s])
+        }
+        .with_context(|| format!("listener {listener}: cannot bind {bind}"))?;
+        let addr = sockets.first().context("no socket bound")?.local_addr()?;
         self.bound.lock().insert(name, addr);
         let tracker = self.tracker.clone();
         match name {
@@ -120,7 +125,7 @@ impl GatewayRunner {
                 };
                 let limits = settings::udp_limits(udp.max_connections, udp.max_conn_rate);
                 self.tracker.spawn(switchyard_mqttsn::serve_udp(
-                    socket,
+                    sockets,
                     listener.into(),
                     gateway,
                     limits,
@@ -135,7 +140,7 @@ impl GatewayRunner {
                     requests: self.coap_requests.clone(),
                 };
                 self.tracker.spawn(switchyard_coap::serve_udp(
-                    socket,
+                    sockets.remove(0),
                     listener.into(),
                     gateway,
                     cancel,
@@ -150,7 +155,7 @@ impl GatewayRunner {
                     objects: Arc::new(crate::startup::lwm2m_objects(g)?),
                 };
                 self.tracker.spawn(switchyard_lwm2m::serve_udp(
-                    socket,
+                    sockets.remove(0),
                     listener.into(),
                     gateway,
                     cancel,

@@ -52,6 +52,9 @@ pub(crate) struct ClientCell {
     /// Set once the handshake is over, so the listener gives a later CONNECT for this client
     /// id to a new channel (which takes the session over) instead of this one.
     connected: AtomicBool,
+    /// The address datagrams from this client come from, as the listener routes them; a
+    /// receiver's address entry that no longer matches it is stale (the client moved).
+    route: Mutex<SocketAddr>,
 }
 
 struct Inner {
@@ -73,12 +76,24 @@ pub(crate) enum Offered {
 
 impl ClientCell {
     pub(crate) fn new(ch: Channel, first: Inbound) -> Arc<Self> {
+        let route = Mutex::new(first.1);
         Arc::new(ClientCell {
+            route,
             inner: Mutex::new(Inner { ch, ticket: None }),
             queue: Mutex::new(VecDeque::from([first])),
             wake: Notify::new(),
             connected: AtomicBool::new(false),
         })
+    }
+
+    /// Where the client's datagrams come from.
+    pub(crate) fn route(&self) -> SocketAddr {
+        *self.route.lock()
+    }
+
+    /// The client moved to `addr` (a CONNECT or PINGREQ with its client id from there).
+    pub(crate) fn set_route(&self, addr: SocketAddr) {
+        *self.route.lock() = addr;
     }
 
     /// Whether the handshake is over.

@@ -19,7 +19,7 @@ mod registry;
 mod settings;
 
 pub use channel::{Channel, NAMESPACE};
-pub use listener::{serve_udp, ListenerLimits};
+pub use listener::{bind_udp, serve_udp, ListenerLimits};
 pub use registry::{Predefined, TopicRegistry, FIRST_DYNAMIC_ID, MAX_PREDEFINED_ID};
 pub use settings::MqttSnSettings;
 

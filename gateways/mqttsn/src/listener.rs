@@ -1,5 +1,7 @@
-//! The UDP listener: one task owns the socket, decodes each datagram and routes it to the
-//! client's task by client identity (spec 1.3, QUIRK fixed): CONNECT and PINGREQ carry a client
+//! The UDP listener: one receiver task per socket (the sockets share the port with
+//! `SO_REUSEPORT`, one per core, so the kernel spreads clients over cores while each client's
+//! 4-tuple always lands on the same receiver, which keeps its datagrams in order); each decodes
+//! datagrams and routes them to the client's cell by client identity (spec 1.3, QUIRK fixed): CONNECT and PINGREQ carry a client
 //! id, so a known client seen from a new address or port is rebound to that address (a sleeper
 //! behind a new NAT mapping still wakes up; a reconnect takes its session over); every other
 //! message is routed by its source address.
@@ -7,6 +9,10 @@
 //! Connectionless messages are answered here without a client task: SEARCHGW (GWINFO, any
 //! state), QoS −1 PUBLISH from an unknown address (spec 2.8), DISCONNECT before CONNECT
 //! (spec 2.13); anything else from an unknown address is dropped silently (spec 2.3).
+//!
+//! Receivers share the client-id table, the limits and the tasks; each keeps its own address
+//! table, checked against the cell's current address (a client that moved to another receiver
+//! leaves a stale entry behind, which is dropped when next seen).
 //!
 //! Invariants: client tasks exist only for CONNECTs, at most `max_connections` of them, created
 //! at most `max_conn_rate` per second; a task in its handshake ends after `idle_timeout`; a
@@ -19,7 +25,9 @@ use crate::codec::{decode, encode, rc, Packet, SnQos};
 use crate::driver::{now, run_client, ClientCell, ClientTask, Offered};
 use crate::MqttSnGateway;
 use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,6 +42,10 @@ use tokio_util::task::TaskTracker;
 /// and every lost QoS 1 PUBLISH waits for the client's retry. The kernel caps it at
 /// `net.core.rmem_max` (as in the LwM2M gateway).
 const RECV_BUFFER: usize = 4 * 1024 * 1024;
+/// Most datagrams handled per wake-up of a receiver.
+const RECV_BATCH: usize = 64;
+/// Most receivers (sockets) per listener.
+const MAX_RECEIVERS: usize = 8;
 
 /// Limits of one UDP listener.
 #[derive(Debug, Clone, Copy)]
@@ -44,49 +56,64 @@ pub struct ListenerLimits {
     pub max_conn_rate: u32,
 }
 
-struct Entry {
+/// Binds the listener's sockets to `addr`: one per core (at most 8), sharing the port with
+/// `SO_REUSEPORT`; a single plain socket on one core or where the option is refused.
+pub fn bind_udp(addr: SocketAddr) -> io::Result<Vec<UdpSocket>> {
+    let want = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(MAX_RECEIVERS);
+    if want > 1 {
+        match bind_reuseport(addr, want) {
+            Ok(v) => return Ok(v),
+            Err(e) => tracing::debug!(error = %e, %addr, "SO_REUSEPORT refused: one socket"),
+        }
+    }
+    let s = std::net::UdpSocket::bind(addr)?;
+    s.set_nonblocking(true)?;
+    Ok(vec![UdpSocket::from_std(s)?])
+}
+
+fn bind_reuseport(addr: SocketAddr, n: usize) -> io::Result<Vec<UdpSocket>> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let mut out = Vec::with_capacity(n);
+    let mut at = addr;
+    for _ in 0..n {
+        let s = Socket::new(Domain::for_address(at), Type::DGRAM, Some(Protocol::UDP))?;
+        s.set_reuse_port(true)?;
+        s.set_nonblocking(true)?;
+        s.bind(&at.into())?;
+        let std: std::net::UdpSocket = s.into();
+        // Port 0: the others join the port the first one got.
+        at = std.local_addr()?;
+        out.push(UdpSocket::from_std(std)?);
+    }
+    Ok(out)
+}
+
+/// A client's cell and task id, as the routing tables hold them.
+#[derive(Clone)]
+struct Route {
+    task: u64,
     cell: Arc<ClientCell>,
-    addr: SocketAddr,
-    client_id: Option<Bytes>,
 }
 
-/// The routing tables: every task by id, and the two ways to find one.
-#[derive(Default)]
-struct Routes {
-    tasks: HashMap<u64, Entry>,
-    by_addr: HashMap<SocketAddr, u64>,
-    by_client: HashMap<Bytes, u64>,
+/// What the receivers of one listener share.
+struct Shared {
+    gw: MqttSnGateway,
+    limits: ListenerLimits,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+    table: Mutex<Table>,
+    /// Each receiver's exit mailbox: a finished task's id, so it forgets its addresses.
+    exits: Vec<mpsc::UnboundedSender<u64>>,
+}
+
+/// Clients by client id, and the counters the limits need.
+struct Table {
+    by_client: HashMap<Bytes, Route>,
+    live: usize,
     next_id: u64,
-}
-
-impl Routes {
-    fn remove(&mut self, id: u64) {
-        if let Some(e) = self.tasks.remove(&id) {
-            if self.by_addr.get(&e.addr) == Some(&id) {
-                self.by_addr.remove(&e.addr);
-            }
-            if let Some(c) = e.client_id {
-                if self.by_client.get(&c) == Some(&id) {
-                    self.by_client.remove(&c);
-                }
-            }
-        }
-    }
-
-    /// Points `addr` at task `id` (the client moved), forgetting its previous address.
-    fn rebind(&mut self, id: u64, addr: SocketAddr) {
-        let Some(e) = self.tasks.get_mut(&id) else {
-            return;
-        };
-        if e.addr != addr {
-            let old = std::mem::replace(&mut e.addr, addr);
-            if self.by_addr.get(&old) == Some(&id) {
-                self.by_addr.remove(&old);
-            }
-            tracing::debug!(%old, new = %addr, "client rebound to a new address");
-        }
-        self.by_addr.insert(addr, id);
-    }
+    rate: RateLimit,
 }
 
 /// New clients per second, counted in one-second windows.
@@ -113,88 +140,77 @@ impl RateLimit {
     }
 }
 
-struct Listener {
+/// One socket and its task.
+struct Receiver {
     socket: Arc<UdpSocket>,
-    gw: MqttSnGateway,
-    limits: ListenerLimits,
-    rate: RateLimit,
-    routes: Routes,
-    exits: mpsc::UnboundedSender<u64>,
-    cancel: CancellationToken,
-    tracker: TaskTracker,
+    shared: Arc<Shared>,
+    /// Clients by the address their datagrams come from, as seen on this socket. Looked up
+    /// for every datagram, so a fast seeded hash rather than SipHash.
+    by_addr: HashMap<SocketAddr, Route, foldhash::fast::RandomState>,
+    /// The addresses this receiver recorded per task, to forget them when it ends.
+    addrs: HashMap<u64, Vec<SocketAddr>>,
 }
 
-/// Most datagrams handled per wake-up of the socket task.
-const RECV_BATCH: usize = 64;
-
-/// Serves the MQTT-SN gateway on `socket` until `cancel`.
+/// Serves the MQTT-SN gateway on `sockets` (see [`bind_udp`]) until `cancel`.
 pub async fn serve_udp(
-    socket: UdpSocket,
+    sockets: Vec<UdpSocket>,
     name: String,
     gw: MqttSnGateway,
     limits: ListenerLimits,
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let sock = socket2::SockRef::from(&socket);
-    if let Err(e) = sock.set_recv_buffer_size(RECV_BUFFER) {
-        tracing::debug!(listener = name, error = %e, "cannot enlarge the receive buffer");
+    let mut exits = Vec::new();
+    let mut mailboxes = Vec::new();
+    for _ in &sockets {
+        let (tx, rx) = mpsc::unbounded_channel();
+        exits.push(tx);
+        mailboxes.push(rx);
     }
-    if gw.settings.broadcast.is_some() {
-        if let Err(e) = socket.set_broadcast(true) {
-            tracing::warn!(listener = name, error = %e, "cannot enable broadcast on the socket");
-        }
-    }
-    let (exits_tx, mut exits_rx) = mpsc::unbounded_channel();
-    let mut l = Listener {
-        socket: Arc::new(socket),
-        rate: RateLimit {
-            max: limits.max_conn_rate,
-            window: Instant::now(),
-            count: 0,
-        },
+    let shared = Arc::new(Shared {
+        table: Mutex::new(Table {
+            by_client: HashMap::new(),
+            live: 0,
+            next_id: 0,
+            rate: RateLimit {
+                max: limits.max_conn_rate,
+                window: Instant::now(),
+                count: 0,
+            },
+        }),
         gw,
         limits,
-        routes: Routes::default(),
-        exits: exits_tx,
         cancel,
         tracker,
-    };
-    let mut buf = vec![0u8; 65536];
-    let mut advertise = l.gw.settings.broadcast.map(|_| {
-        tokio::time::interval(l.gw.settings.broadcast_interval.max(Duration::from_secs(1)))
+        exits,
     });
-    loop {
-        tokio::select! {
-            biased;
-            _ = l.cancel.cancelled() => break,
-            Some(id) = exits_rx.recv() => l.routes.remove(id),
-            r = l.socket.recv_from(&mut buf) => match r {
-                Ok((n, from)) => {
-                    let datagram = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
-                    l.on_datagram(datagram, from).await;
-                    // Take what else is already queued before going back to `select!`: the
-                    // client tasks are then woken once per batch rather than once per datagram
-                    // (thread wake-ups dominated the profile of 1,000 publishing clients).
-                    for _ in 1..RECV_BATCH {
-                        match l.socket.try_recv_from(&mut buf) {
-                            Ok((n, from)) => {
-                                let datagram = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
-                                l.on_datagram(datagram, from).await;
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                }
-                Err(e) => {
-                    // ICMP port unreachable from an earlier send shows up here on some
-                    // systems; it concerns one peer, never the listener.
-                    tracing::debug!(listener = name, error = %e, "recv error");
-                }
-            },
-            _ = tick(advertise.as_mut()) => l.advertise().await,
+    tracing::debug!(
+        listener = name,
+        receivers = sockets.len(),
+        "MQTT-SN listener up"
+    );
+    let mut receivers = tokio::task::JoinSet::new();
+    for (i, (socket, mailbox)) in sockets.into_iter().zip(mailboxes).enumerate() {
+        let sock = socket2::SockRef::from(&socket);
+        if let Err(e) = sock.set_recv_buffer_size(RECV_BUFFER) {
+            tracing::debug!(listener = name, error = %e, "cannot enlarge the receive buffer");
         }
+        // Only the first receiver advertises.
+        let advertise = i == 0 && shared.gw.settings.broadcast.is_some();
+        if advertise {
+            if let Err(e) = socket.set_broadcast(true) {
+                tracing::warn!(listener = name, error = %e, "cannot enable broadcast on the socket");
+            }
+        }
+        let r = Receiver {
+            socket: Arc::new(socket),
+            shared: shared.clone(),
+            by_addr: HashMap::default(),
+            addrs: HashMap::new(),
+        };
+        receivers.spawn(r.run(name.clone(), mailbox, advertise));
     }
+    while receivers.join_next().await.is_some() {}
     tracing::info!(listener = name, "listener stopped");
 }
 
@@ -207,7 +223,75 @@ async fn tick(i: Option<&mut tokio::time::Interval>) {
     }
 }
 
-impl Listener {
+impl Receiver {
+    async fn run(mut self, name: String, mut exits: mpsc::UnboundedReceiver<u64>, advertise: bool) {
+        let mut buf = vec![0u8; 65536];
+        let interval = self.shared.gw.settings.broadcast_interval;
+        let mut advertise =
+            advertise.then(|| tokio::time::interval(interval.max(Duration::from_secs(1))));
+        let cancel = self.shared.cancel.clone();
+        loop {
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                Some(id) = exits.recv() => self.forget(id),
+                r = self.socket.recv_from(&mut buf) => match r {
+                    Ok((n, from)) => {
+                        let datagram = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
+                        self.on_datagram(datagram, from).await;
+                        // Take what else is already queued before going back to `select!`:
+                        // one wake-up per batch rather than per datagram.
+                        for _ in 1..RECV_BATCH {
+                            match self.socket.try_recv_from(&mut buf) {
+                                Ok((n, from)) => {
+                                    let datagram =
+                                        Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
+                                    self.on_datagram(datagram, from).await;
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        // ICMP port unreachable from an earlier send shows up here on some
+                        // systems; it concerns one peer, never the listener.
+                        tracing::debug!(listener = name, error = %e, "recv error");
+                    }
+                },
+                _ = tick(advertise.as_mut()) => self.advertise().await,
+            }
+        }
+    }
+
+    /// A task ended: forget the addresses recorded for it.
+    fn forget(&mut self, task: u64) {
+        for addr in self.addrs.remove(&task).unwrap_or_default() {
+            if self.by_addr.get(&addr).is_some_and(|r| r.task == task) {
+                self.by_addr.remove(&addr);
+            }
+        }
+    }
+
+    /// Routes `addr` on this socket to `route`.
+    fn bind_addr(&mut self, addr: SocketAddr, route: &Route) {
+        let list = self.addrs.entry(route.task).or_default();
+        if !list.contains(&addr) {
+            list.push(addr);
+        }
+        self.by_addr.insert(addr, route.clone());
+    }
+
+    /// The client datagrams from `from` belong to, if its entry is still current.
+    fn by_addr(&mut self, from: SocketAddr) -> Option<Route> {
+        let r = self.by_addr.get(&from)?;
+        if r.cell.route() == from {
+            return Some(r.clone());
+        }
+        // The client moved away (its CONNECT or PINGREQ came from elsewhere).
+        self.by_addr.remove(&from);
+        None
+    }
+
     async fn send(&self, p: &Packet, to: SocketAddr) {
         let mut out = BytesMut::with_capacity(16);
         if encode(p, &mut out).is_ok() {
@@ -219,7 +303,7 @@ impl Listener {
 
     /// ADVERTISE with the real interval in seconds (spec 2.15 QUIRK: EMQX sends 48032).
     async fn advertise(&self) {
-        let s = &self.gw.settings;
+        let s = &self.shared.gw.settings;
         let Some(to) = s.broadcast else { return };
         let duration = u16::try_from(s.broadcast_interval.as_secs()).unwrap_or(u16::MAX);
         let p = Packet::Advertise {
@@ -234,13 +318,13 @@ impl Listener {
             Ok(p) => p,
             Err(e) => {
                 tracing::debug!(peer = %from, error = %e, "malformed datagram dropped");
-                Metrics::inc(&self.gw.bus.metrics().packets_malformed);
+                Metrics::inc(&self.shared.gw.bus.metrics().packets_malformed);
                 return;
             }
         };
         match packet {
             Packet::SearchGw { .. } => {
-                let gw_id = self.gw.settings.gateway_id;
+                let gw_id = self.shared.gw.settings.gateway_id;
                 let info = Packet::GwInfo {
                     gw_id,
                     gw_add: Bytes::new(),
@@ -254,24 +338,30 @@ impl Listener {
             Packet::PingReq {
                 client_id: Some(ref id),
             } => {
-                let target = self
-                    .routes
-                    .by_client
-                    .get(id)
-                    .copied()
-                    .or_else(|| self.routes.by_addr.get(&from).copied());
-                match target {
-                    Some(t) => {
-                        if self.routes.by_client.get(id) == Some(&t) {
-                            self.routes.rebind(t, from);
+                let known = self.shared.table.lock().by_client.get(id).cloned();
+                match known.or_else(|| self.by_addr(from)) {
+                    Some(r) => {
+                        if r.cell.route() != from
+                            && self
+                                .shared
+                                .table
+                                .lock()
+                                .by_client
+                                .get(id)
+                                .is_some_and(|k| k.task == r.task)
+                        {
+                            tracing::debug!(old = %r.cell.route(), new = %from,
+                                "client rebound to a new address");
+                            r.cell.set_route(from);
                         }
-                        self.forward(t, packet, from);
+                        self.bind_addr(from, &r);
+                        self.forward(&r, packet, from);
                     }
                     None => tracing::debug!(peer = %from, "PINGREQ for an unknown client dropped"),
                 }
             }
-            other => match self.routes.by_addr.get(&from).copied() {
-                Some(t) => self.forward(t, other, from),
+            other => match self.by_addr(from) {
+                Some(r) => self.forward(&r, other, from),
                 None => self.connectionless(other, from).await,
             },
         }
@@ -285,7 +375,7 @@ impl Listener {
                     .await;
             }
             Packet::Publish(p) if p.flags.qos == SnQos::Minus1 => {
-                if !self.gw.settings.enable_qos3 {
+                if !self.shared.gw.settings.enable_qos3 {
                     let ack = Packet::PubAck {
                         topic_id: p.topic_id,
                         msg_id: p.msg_id,
@@ -294,7 +384,7 @@ impl Listener {
                     self.send(&ack, from).await;
                     return;
                 }
-                publish_negqos(&self.gw, &p);
+                publish_negqos(&self.shared.gw, &p);
             }
             other => {
                 tracing::debug!(peer = %from, packet = other.name(), "message from an unconnected address dropped");
@@ -303,96 +393,91 @@ impl Listener {
     }
 
     async fn on_connect(&mut self, packet: Packet, client_id: Option<Bytes>, from: SocketAddr) {
-        let existing = client_id
+        let known = client_id
             .as_ref()
-            .and_then(|id| self.routes.by_client.get(id).copied())
-            .or_else(|| {
-                // Same address, still in its handshake: a retransmitted or corrected CONNECT.
-                self.routes.by_addr.get(&from).copied().filter(|t| {
-                    self.routes
-                        .tasks
-                        .get(t)
-                        .is_some_and(|e| !e.cell.is_connected())
-                })
-            });
-        if let Some(t) = existing {
-            let handshaking = self
-                .routes
-                .tasks
-                .get(&t)
-                .is_some_and(|e| !e.cell.is_connected());
-            if handshaking {
-                self.routes.rebind(t, from);
-                if let (Some(e), Some(id)) = (self.routes.tasks.get_mut(&t), client_id.clone()) {
-                    e.client_id = Some(id.clone());
-                    self.routes.by_client.insert(id, t);
+            .and_then(|id| self.shared.table.lock().by_client.get(id).cloned());
+        // Same address, still in its handshake: a retransmitted or corrected CONNECT.
+        let existing = known.or_else(|| self.by_addr(from).filter(|r| !r.cell.is_connected()));
+        if let Some(r) = existing {
+            if !r.cell.is_connected() {
+                r.cell.set_route(from);
+                self.bind_addr(from, &r);
+                if let Some(id) = client_id {
+                    self.shared.table.lock().by_client.insert(id, r.clone());
                 }
-                self.forward(t, packet, from);
+                self.forward(&r, packet, from);
                 return;
             }
             // Connected, asleep or awake: a new channel takes the session over (the old task
             // hands it over through the bus), which also ends the old sleep timer (spec 2.12
             // QUIRK (c) fixed).
         }
-        let now = Instant::now();
-        let at_limit = self.routes.tasks.len() >= self.limits.max_connections;
-        if at_limit || !self.rate.allow(now) {
-            tracing::warn!(peer = %from, at_limit, "CONNECT refused: listener limit reached");
-            self.send(&Packet::ConnAck { rc: rc::CONGESTION }, from)
-                .await;
-            return;
+        let admitted = {
+            let mut t = self.shared.table.lock();
+            let at_limit = t.live >= self.shared.limits.max_connections;
+            if at_limit || !t.rate.allow(Instant::now()) {
+                Err(at_limit)
+            } else {
+                t.live += 1;
+                t.next_id += 1;
+                Ok(t.next_id)
+            }
+        };
+        match admitted {
+            Ok(task) => self.spawn(task, packet, client_id, from),
+            Err(at_limit) => {
+                tracing::warn!(peer = %from, at_limit, "CONNECT refused: listener limit reached");
+                self.send(&Packet::ConnAck { rc: rc::CONGESTION }, from)
+                    .await;
+            }
         }
-        self.spawn(packet, client_id, from);
     }
 
-    fn spawn(&mut self, first: Packet, client_id: Option<Bytes>, from: SocketAddr) {
-        let id = self.routes.next_id;
-        self.routes.next_id += 1;
+    fn spawn(&mut self, task: u64, first: Packet, client_id: Option<Bytes>, from: SocketAddr) {
+        let gw = self.shared.gw.clone();
         let (control_tx, control_rx) = switchyard_bus::control_channel();
-        let ch = Channel::new(
-            self.gw.bus.clone(),
-            self.gw.settings.clone(),
-            from,
-            control_tx,
-            now(),
-        );
+        let ch = Channel::new(gw.bus.clone(), gw.settings.clone(), from, control_tx, now());
         let cell = ClientCell::new(ch, (first, from));
-        self.routes.tasks.insert(
-            id,
-            Entry {
-                cell: cell.clone(),
-                addr: from,
-                client_id: client_id.clone(),
-            },
-        );
-        self.routes.by_addr.insert(from, id);
-        if let Some(c) = client_id {
-            self.routes.by_client.insert(c, id);
+        let route = Route {
+            task,
+            cell: cell.clone(),
+        };
+        self.bind_addr(from, &route);
+        if let Some(c) = client_id.clone() {
+            self.shared.table.lock().by_client.insert(c, route);
         }
-        let task = ClientTask {
+        let client = ClientTask {
             cell,
             control_rx,
             peer: from,
             socket: self.socket.clone(),
-            gw: self.gw.clone(),
-            cancel: self.cancel.clone(),
+            gw,
+            cancel: self.shared.cancel.clone(),
         };
-        let exits = self.exits.clone();
-        self.tracker.spawn(async move {
-            run_client(task).await;
-            let _ = exits.send(id);
+        let shared = self.shared.clone();
+        self.shared.tracker.spawn(async move {
+            run_client(client).await;
+            {
+                let mut t = shared.table.lock();
+                t.live = t.live.saturating_sub(1);
+                if let Some(c) = client_id {
+                    if t.by_client.get(&c).is_some_and(|r| r.task == task) {
+                        t.by_client.remove(&c);
+                    }
+                }
+            }
+            for exit in &shared.exits {
+                let _ = exit.send(task);
+            }
         });
     }
 
-    fn forward(&self, task: u64, packet: Packet, from: SocketAddr) {
-        let Some(e) = self.routes.tasks.get(&task) else {
-            return;
-        };
-        match e.cell.offer(packet, from) {
+    fn forward(&self, route: &Route, packet: Packet, from: SocketAddr) {
+        match route.cell.offer(packet, from) {
             Offered::Taken => {}
             Offered::Full => {
                 tracing::debug!(peer = %from, "client queue full: datagram dropped");
-                Metrics::inc(&self.gw.bus.metrics().messages_dropped);
+                Metrics::inc(&self.shared.gw.bus.metrics().messages_dropped);
             }
             Offered::Closed => {
                 tracing::debug!(peer = %from, "datagram for a closing client dropped");

@@ -114,6 +114,12 @@ pub struct Channel {
     pub(crate) topics: TopicRegistry,
     /// The ACL as it applies to this client, once authenticated.
     pub(crate) acl: Option<switchyard_auth::ClientAcl>,
+    /// The last inbound topic id resolved: (id type, id), client topic, mounted topic.
+    pub(crate) last_topic: Option<(
+        (crate::codec::TopicIdType, u16),
+        String,
+        switchyard_core::TopicName,
+    )>,
 }
 
 impl Channel {
@@ -151,6 +157,7 @@ impl Channel {
             inflight_topic: None,
             topics: TopicRegistry::default(),
             acl: None,
+            last_topic: None,
         }
     }
 

@@ -49,19 +49,38 @@ impl Channel {
             self.outbound.push(puback(rc::NOT_SUPPORTED));
             return;
         }
-        let name = match self.inbound_topic(p.flags.topic_id_type, p.topic_id) {
-            Ok(n) => n,
-            Err(code) => {
-                tracing::debug!(topic_id = p.topic_id, code, "PUBLISH refused");
-                self.outbound.push(puback(code));
-                return;
+        // A sensor publishes to the same topic id over and over: the last resolution is kept
+        // (an id's name never changes within a channel: dynamic ids are never reused).
+        let key = (p.flags.topic_id_type, p.topic_id);
+        let (name, topic) = match self.last_topic.take() {
+            Some((k, name, topic)) if k == key => (name, topic),
+            _ => {
+                let name = match self.inbound_topic(p.flags.topic_id_type, p.topic_id) {
+                    Ok(n) => n,
+                    Err(code) => {
+                        tracing::debug!(topic_id = p.topic_id, code, "PUBLISH refused");
+                        self.outbound.push(puback(code));
+                        return;
+                    }
+                };
+                let Ok(topic) =
+                    TopicName::with_max_levels(self.mount(&name), self.settings.max_topic_levels)
+                else {
+                    self.outbound.push(puback(rc::NOT_SUPPORTED));
+                    return;
+                };
+                (name, topic)
             }
         };
-        let Ok(topic) =
-            TopicName::with_max_levels(self.mount(&name), self.settings.max_topic_levels)
-        else {
-            self.outbound.push(puback(rc::NOT_SUPPORTED));
-            return;
+        self.handle_resolved_publish(p, &name, topic.clone(), now);
+        self.last_topic = Some((key, name, topic));
+    }
+
+    fn handle_resolved_publish(&mut self, p: Publish, name: &str, topic: TopicName, now: Instant) {
+        let puback = |rc: u8| Packet::PubAck {
+            topic_id: p.topic_id,
+            msg_id: p.msg_id,
+            rc,
         };
         let qos = p.flags.qos.to_qos();
         let pkid = NonZeroU16::new(p.msg_id);
@@ -71,7 +90,7 @@ impl Channel {
             return;
         }
         let action = Action::Publish {
-            topic: &name,
+            topic: name,
             qos,
             retain: p.flags.retain,
         };
