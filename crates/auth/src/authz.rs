@@ -400,6 +400,7 @@ impl Authorizer {
             authz: self.clone(),
             ctx,
             cache: HashMap::new(),
+            last: None,
         }
     }
 }
@@ -437,7 +438,26 @@ pub struct ClientAcl {
     authz: Arc<Authorizer>,
     ctx: ClientCtx,
     cache: HashMap<CacheKey, (Decision, Instant)>,
+    /// The last decision, compared without building a key: a sensor asks about the same topic
+    /// for every message, and the map lookup would allocate the key each time.
+    last: Option<(CacheKey, Decision, Instant)>,
     generation: u64,
+}
+
+impl CacheKey {
+    fn is(&self, action: &Action<'_>) -> bool {
+        match *action {
+            Action::Publish { topic, qos, retain } => {
+                !self.subscribe
+                    && self.qos == qos.as_u8()
+                    && self.retain == retain
+                    && self.topic == topic
+            }
+            Action::Subscribe { filter, qos } => {
+                self.subscribe && self.qos == qos.as_u8() && !self.retain && self.topic == filter
+            }
+        }
+    }
 }
 
 impl ClientAcl {
@@ -460,7 +480,13 @@ impl ClientAcl {
         let generation = self.authz.generation.load(Ordering::Acquire);
         if generation != self.generation {
             self.cache.clear();
+            self.last = None;
             self.generation = generation;
+        }
+        if let Some((k, d, at)) = &self.last {
+            if k.is(action) && now.saturating_duration_since(*at) < c.ttl {
+                return *d;
+            }
         }
         let key = match *action {
             Action::Publish { topic, qos, retain } => CacheKey {
@@ -478,6 +504,7 @@ impl ClientAcl {
         };
         if let Some(&(d, at)) = self.cache.get(&key) {
             if now.saturating_duration_since(at) < c.ttl {
+                self.last = Some((key, d, at));
                 return d;
             }
         }
@@ -492,7 +519,8 @@ impl ClientAcl {
                 }
             }
         }
-        self.cache.insert(key, (d, now));
+        self.cache.insert(key.clone(), (d, now));
+        self.last = Some((key, d, now));
         d
     }
 

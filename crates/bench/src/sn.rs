@@ -179,19 +179,21 @@ pub async fn publish(client: SnClient, spec: SnPubSpec, live: Arc<Live>) -> PubO
     let burst = (spec.qos == 0 && spec.burst > 1)
         .then(|| udp::Burst::new(&client.sock, spec.burst))
         .flatten();
+    let per_wakeup = burst.as_ref().map_or(1, |b| b.max_segments() as u64);
     let start = Instant::now();
     let end = start + spec.duration;
     let mut seq: u64 = 0;
     let mut msg_id: u16 = 0;
+    // Paced bursts wait until a whole burst is due, so each system call carries a full one.
     while Instant::now() < end {
-        if udp::budget(start, Instant::now(), spec.rate, seq) == 0 {
-            if let Some(due) = udp::next_due(start, spec.rate, seq) {
+        let budget = udp::budget(start, Instant::now(), spec.rate, seq);
+        if budget < per_wakeup {
+            if let Some(due) = udp::next_due(start, spec.rate, seq + per_wakeup - 1) {
                 tokio::time::sleep_until(due.min(end)).await;
+                continue;
             }
-            continue;
         }
         if spec.qos == 0 {
-            let budget = udp::budget(start, Instant::now(), spec.rate, seq);
             let n = match &burst {
                 Some(b) => budget.min(b.max_segments() as u64).max(1),
                 None => 1,

@@ -13,12 +13,20 @@ use crate::outbox::Outbox;
 use crate::trie::Trie;
 use parking_lot::RwLock;
 use rand::Rng;
+use smallvec::SmallVec;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use switchyard_core::{Message, SessionId, SharedGroup, SubscriptionFilter};
+
+/// Where one message goes: an outbox and the delivery for it. Inline up to four, since most
+/// messages have few subscribers and this is built for every publish.
+pub type Targets = SmallVec<[(Arc<Outbox>, Delivery); 4]>;
+
+/// Direct subscriptions matched, by session, before overlapping ones are merged.
+type Direct = SmallVec<[(SessionId, Arc<Outbox>, Delivery); 4]>;
 
 #[derive(Debug, Clone)]
 struct Subscriber {
@@ -118,10 +126,10 @@ impl Router {
     }
 
     /// Every outbox that must receive `msg`, with the per-session delivery decisions.
-    pub fn route(&self, msg: &Arc<Message>) -> Vec<(Arc<Outbox>, Delivery)> {
+    pub fn route(&self, msg: &Arc<Message>) -> Targets {
         let origin = msg.origin.as_ref().map(|o| o.session);
-        let mut direct: Vec<(SessionId, Arc<Outbox>, Delivery)> = Vec::new();
-        let mut shared: Vec<(Arc<Outbox>, Delivery)> = Vec::new();
+        let mut direct: Direct = SmallVec::new();
+        let mut shared: Targets = SmallVec::new();
         {
             let trie = self.trie.read();
             trie.for_each_match(msg.topic.as_str(), |leaf| {
@@ -204,11 +212,9 @@ fn delivery_for(msg: &Arc<Message>, opts: &SubOptions, upgrade: bool) -> Deliver
     }
 }
 
-fn merge_overlapping(
-    mut direct: Vec<(SessionId, Arc<Outbox>, Delivery)>,
-) -> Vec<(Arc<Outbox>, Delivery)> {
+fn merge_overlapping(mut direct: Direct) -> Targets {
     direct.sort_unstable_by_key(|(s, _, _)| *s);
-    let mut out: Vec<(Arc<Outbox>, Delivery)> = Vec::with_capacity(direct.len());
+    let mut out = Targets::with_capacity(direct.len());
     let mut last: Option<SessionId> = None;
     for (session, outbox, d) in direct {
         match out.last_mut() {

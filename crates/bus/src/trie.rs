@@ -65,7 +65,8 @@ impl<L> Trie<L> {
     /// Calls `f` with every value whose filter matches `topic` (MQTT 3.1.1 §4.7), including the
     /// rule that `$`-topics are not matched by a leading wildcard (MQTT-4.7.2-1).
     pub(crate) fn for_each_match(&self, topic: &str, mut f: impl FnMut(&L)) {
-        let levels: Vec<&str> = topic.split('/').collect();
+        // Per publish: most topics have a handful of levels, so no heap allocation.
+        let levels: smallvec::SmallVec<[&str; 16]> = topic.split('/').collect();
         let system = topic.starts_with('$');
         match_node(&self.root, &levels, !system, &mut f);
     }
