@@ -15,6 +15,8 @@
 #
 # Knobs (environment; none may start with SWITCHYARD_, the broker reads those as config):
 #   REPS=3  DURATION=5s  CLIENTS=1000  OBSERVE_RATE=100 (MQTT messages/s to the observers)
+#   SN_RATE=650 SN_BURST=16 (the paced MQTT-SN scenario: messages/s per client, and datagrams
+#   per GSO system call of the tool; the gateway still receives one datagram per message)
 #   BENCH_PORT=22883 (MQTT; MQTT-SN is +1, CoAP is 25683)
 #   BENCH_SWITCHYARD_BIN=path  BENCH_SKIP_BUILD=1  BENCH_ONLY="substring of scenario names"
 set -euo pipefail
@@ -24,6 +26,8 @@ REPS=${REPS:-3}
 DURATION=${DURATION:-5s}
 CLIENTS=${CLIENTS:-1000}
 OBSERVE_RATE=${OBSERVE_RATE:-100}
+SN_RATE=${SN_RATE:-650}
+SN_BURST=${SN_BURST:-16}
 PORT=${BENCH_PORT:-22883}
 SNPORT=$((PORT + 1))
 COAPPORT=${BENCH_COAP_PORT:-25683}
@@ -82,6 +86,7 @@ REFERENCE="fanin 8->1 qos0"
 SCENARIOS=(
     "$REFERENCE|memory|fanin -P 8 -q 0 -s 64 -d $DURATION"
     "sn-pub $CLIENTS->1 qos0|memory|sn-pub -c $CLIENTS -q 0 -s 64 -d $DURATION -g 127.0.0.1:$SNPORT"
+    "sn-pub $CLIENTS->1 qos0 paced $SN_RATE/s, bursts of $SN_BURST|memory|sn-pub -c $CLIENTS -q 0 -s 64 -d $DURATION --rate $SN_RATE --burst $SN_BURST -g 127.0.0.1:$SNPORT"
     "sn-pub $CLIENTS->1 qos1|memory|sn-pub -c $CLIENTS -q 1 -s 64 -d $DURATION -g 127.0.0.1:$SNPORT"
     "coap-pub $CLIENTS->1 non|memory|coap-pub -c $CLIENTS -q 0 -s 64 -d $DURATION -g 127.0.0.1:$COAPPORT"
     "coap-pub $CLIENTS->1 con|memory|coap-pub -c $CLIENTS -q 1 -s 64 -d $DURATION -g 127.0.0.1:$COAPPORT"

@@ -14,14 +14,16 @@ pub(crate) struct Trie<L> {
 
 #[derive(Debug)]
 struct Node<L> {
-    children: HashMap<Box<str>, Node<L>>,
+    /// Looked up up to three times per level of every published topic (the level, `+`, `#`),
+    /// so a fast seeded hash rather than SipHash.
+    children: HashMap<Box<str>, Node<L>, foldhash::fast::RandomState>,
     value: Option<L>,
 }
 
 impl<L> Default for Node<L> {
     fn default() -> Self {
         Node {
-            children: HashMap::new(),
+            children: HashMap::default(),
             value: None,
         }
     }

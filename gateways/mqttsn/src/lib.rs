@@ -15,6 +15,7 @@ pub mod codec;
 mod channel;
 mod driver;
 mod listener;
+mod recv;
 mod registry;
 mod settings;
 

@@ -42,8 +42,8 @@ use tokio_util::task::TaskTracker;
 /// and every lost QoS 1 PUBLISH waits for the client's retry. The kernel caps it at
 /// `net.core.rmem_max` (as in the LwM2M gateway).
 const RECV_BUFFER: usize = 4 * 1024 * 1024;
-/// Most datagrams handled per wake-up of a receiver.
-const RECV_BATCH: usize = 64;
+/// Most datagrams handled per wake-up of a receiver (in `recv::BATCH`-sized system calls).
+const RECV_BATCH: usize = 128;
 /// Most receivers (sockets) per listener.
 const MAX_RECEIVERS: usize = 8;
 
@@ -225,37 +225,48 @@ async fn tick(i: Option<&mut tokio::time::Interval>) {
 
 impl Receiver {
     async fn run(mut self, name: String, mut exits: mpsc::UnboundedReceiver<u64>, advertise: bool) {
-        let mut buf = vec![0u8; 65536];
+        let mut batch = crate::recv::Batch::new();
         let interval = self.shared.gw.settings.broadcast_interval;
         let mut advertise =
             advertise.then(|| tokio::time::interval(interval.max(Duration::from_secs(1))));
         let cancel = self.shared.cancel.clone();
+        let socket = self.socket.clone();
         loop {
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break,
                 Some(id) = exits.recv() => self.forget(id),
-                r = self.socket.recv_from(&mut buf) => match r {
-                    Ok((n, from)) => {
-                        let datagram = Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
-                        self.on_datagram(datagram, from).await;
-                        // Take what else is already queued before going back to `select!`:
-                        // one wake-up per batch rather than per datagram.
-                        for _ in 1..RECV_BATCH {
-                            match self.socket.try_recv_from(&mut buf) {
-                                Ok((n, from)) => {
-                                    let datagram =
-                                        Bytes::copy_from_slice(buf.get(..n).unwrap_or_default());
+                r = socket.readable() => {
+                    if let Err(e) = r {
+                        tracing::warn!(listener = name, error = %e, "socket failed");
+                        break;
+                    }
+                    // Drain up to RECV_BATCH datagrams before going back to `select!`.
+                    let mut taken = 0;
+                    while taken < RECV_BATCH {
+                        let n = match batch.try_recv(&socket) {
+                            Ok(0) => break,
+                            Ok(n) => n,
+                            Err(e) => {
+                                // ICMP port unreachable from an earlier send shows up here on
+                                // some systems; it concerns one peer, never the listener.
+                                tracing::debug!(listener = name, error = %e, "recv error");
+                                break;
+                            }
+                        };
+                        taken += n;
+                        for i in 0..n {
+                            match batch.get(i) {
+                                Some((data, from)) => {
+                                    let datagram = Bytes::copy_from_slice(data);
                                     self.on_datagram(datagram, from).await;
                                 }
-                                Err(_) => break,
+                                None => {
+                                    tracing::debug!(listener = name, "oversized or non-IP datagram dropped");
+                                    Metrics::inc(&self.shared.gw.bus.metrics().packets_malformed);
+                                }
                             }
                         }
-                    }
-                    Err(e) => {
-                        // ICMP port unreachable from an earlier send shows up here on some
-                        // systems; it concerns one peer, never the listener.
-                        tracing::debug!(listener = name, error = %e, "recv error");
                     }
                 },
                 _ = tick(advertise.as_mut()) => self.advertise().await,
