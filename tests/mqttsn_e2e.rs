@@ -396,3 +396,48 @@ async fn mountpoint_is_transparent_to_the_client() {
     );
     sn.ack(&p).await;
 }
+
+/// Each client's datagrams are published in the order it sent them, whether the gateway hands
+/// them to the channel at once or queues them behind a QoS 1 that wakes the client's task, and
+/// with several clients spread over the gateway's receiver sockets.
+#[tokio::test]
+async fn each_clients_messages_keep_their_order() {
+    let broker = start("");
+    let mut sub = Client::connect(broker.mqtt_addr(), "order-sub").await;
+    sub.subscribe("order/#", QoS::AtMostOnce).await;
+    const CLIENTS: usize = 4;
+    const PER_CLIENT: usize = 200;
+    let mut clients = Vec::new();
+    for c in 0..CLIENTS {
+        let mut sn = SnClient::new(broker.listener(GW), &format!("order-{c}")).await;
+        sn.connect(true, 30).await;
+        let (id, rc) = sn.register(&format!("order/{c}")).await;
+        assert_eq!(rc, 0);
+        clients.push((sn, id));
+    }
+    for n in 0..PER_CLIENT {
+        for (sn, id) in &mut clients {
+            // Every 50th message is QoS 1 and sent without waiting for its PUBACK, so the
+            // QoS 0 messages right behind it meet a busy client task.
+            let qos = if n % 50 == 49 { 1 } else { 0 };
+            let p = sn.publish_packet(TopicIdType::Normal, *id, qos, false, &n.to_string());
+            sn.send(&p).await;
+        }
+    }
+    let mut next = [0usize; CLIENTS];
+    let mut got = 0;
+    while got < CLIENTS * PER_CLIENT {
+        let Some(p) = sub.next_publish(Duration::from_secs(10)).await else {
+            panic!(
+                "only {got} of {} messages arrived: {next:?}",
+                CLIENTS * PER_CLIENT
+            );
+        };
+        let c: usize = p.topic["order/".len()..].parse().expect("client index");
+        let n: usize = text(&p).parse().expect("sequence number");
+        assert_eq!(n, next[c], "client {c}: message {n} arrived out of order");
+        next[c] += 1;
+        got += 1;
+    }
+    assert_eq!(next, [PER_CLIENT; CLIENTS]);
+}

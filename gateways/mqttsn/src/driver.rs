@@ -52,6 +52,9 @@ pub(crate) struct ClientCell {
     /// Set once the handshake is over, so the listener gives a later CONNECT for this client
     /// id to a new channel (which takes the session over) instead of this one.
     connected: AtomicBool,
+    /// Set when the driver has finished: the listener's tables may still point here until it
+    /// hears of the exit, and nothing offered now would ever be handled.
+    ended: AtomicBool,
     /// The address datagrams from this client come from, as the listener routes them; a
     /// receiver's address entry that no longer matches it is stale (the client moved).
     route: Mutex<SocketAddr>,
@@ -83,6 +86,7 @@ impl ClientCell {
             queue: Mutex::new(VecDeque::from([first])),
             wake: Notify::new(),
             connected: AtomicBool::new(false),
+            ended: AtomicBool::new(false),
         })
     }
 
@@ -96,6 +100,11 @@ impl ClientCell {
         *self.route.lock() = addr;
     }
 
+    /// Whether the client's task has finished.
+    pub(crate) fn has_ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
+    }
+
     /// Whether the handshake is over.
     pub(crate) fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Acquire)
@@ -107,6 +116,9 @@ impl ClientCell {
     /// may hash a password, which must not stall the listener).
     pub(crate) fn offer(&self, packet: Packet, from: SocketAddr) -> Offered {
         let mut queue = self.queue.lock();
+        if self.has_ended() {
+            return Offered::Closed;
+        }
         let mut inner = None;
         if queue.is_empty() && !matches!(packet, Packet::Connect(_)) {
             inner = self.inner.try_lock();
@@ -302,6 +314,11 @@ async fn drive(task: ClientTask) -> CloseReason {
     }
     send_all(p.outbound, p.peer, &socket, &mut buf).await;
     let reason = cell.inner.lock().ch.finish(&mut control_rx, takeover);
+    {
+        // Under the queue lock, so no datagram is queued after the flag is seen unset.
+        let _q = cell.queue.lock();
+        cell.ended.store(true, Ordering::Release);
+    }
     reason
 }
 

@@ -295,7 +295,7 @@ impl Receiver {
     /// The client datagrams from `from` belong to, if its entry is still current.
     fn by_addr(&mut self, from: SocketAddr) -> Option<Route> {
         let r = self.by_addr.get(&from)?;
-        if r.cell.route() == from {
+        if r.cell.route() == from && !r.cell.has_ended() {
             return Some(r.clone());
         }
         // The client moved away (its CONNECT or PINGREQ came from elsewhere).
@@ -404,9 +404,11 @@ impl Receiver {
     }
 
     async fn on_connect(&mut self, packet: Packet, client_id: Option<Bytes>, from: SocketAddr) {
+        // A finished task may linger in the tables until its exit is processed: not a match.
         let known = client_id
             .as_ref()
-            .and_then(|id| self.shared.table.lock().by_client.get(id).cloned());
+            .and_then(|id| self.shared.table.lock().by_client.get(id).cloned())
+            .filter(|r| !r.cell.has_ended());
         // Same address, still in its handshake: a retransmitted or corrected CONNECT.
         let existing = known.or_else(|| self.by_addr(from).filter(|r| !r.cell.is_connected()));
         if let Some(r) = existing {
