@@ -441,3 +441,59 @@ async fn each_clients_messages_keep_their_order() {
     }
     assert_eq!(next, [PER_CLIENT; CLIENTS]);
 }
+
+async fn connack(sn: &SnClient) -> u8 {
+    sn.send(&sn.connect_packet(true, false, 30)).await;
+    match sn.expect("CONNACK").await {
+        Packet::ConnAck { rc } => rc,
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+}
+
+/// `max_connections` counts clients over all of the listener's sockets: the client past the
+/// limit gets CONNACK 0x01 (congestion), and a freed place is taken again.
+#[tokio::test]
+async fn max_connections_is_enforced_with_congestion() {
+    let broker =
+        start("[gateway.mqttsn.listeners.udp.default]\nmax_connections = 3\nmax_conn_rate = 0\n");
+    let mut held = Vec::new();
+    for i in 0..3 {
+        let sn = SnClient::new(broker.listener(GW), &format!("limit-{i}")).await;
+        assert_eq!(connack(&sn).await, 0, "client {i} is within the limit");
+        held.push(sn);
+    }
+    let extra = SnClient::new(broker.listener(GW), "limit-extra").await;
+    assert_eq!(
+        connack(&extra).await,
+        0x01,
+        "past max_connections: congestion"
+    );
+    held.pop().expect("three clients").disconnect(None).await;
+    // The freed place is given back once the client's task has ended.
+    let mut rc = 0x01;
+    for _ in 0..50 {
+        let again = SnClient::new(broker.listener(GW), "limit-again").await;
+        rc = connack(&again).await;
+        if rc == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(rc, 0, "a place freed by DISCONNECT is taken again");
+}
+
+/// `max_conn_rate` refuses new clients past the rate within one second, with CONNACK 0x01.
+#[tokio::test]
+async fn max_conn_rate_is_enforced_with_congestion() {
+    let broker = start("[gateway.mqttsn.listeners.udp.default]\nmax_conn_rate = 2\n");
+    // The one-second window starts at the first CONNECT seen a second after the last one; wait
+    // past the listener's first window so all four CONNECTs (a few ms) fall into one window.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut codes = Vec::new();
+    for i in 0..4 {
+        let sn = SnClient::new(broker.listener(GW), &format!("rate-{i}")).await;
+        codes.push(connack(&sn).await);
+    }
+    assert_eq!(codes.iter().filter(|c| **c == 0).count(), 2, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == 0x01).count(), 2, "{codes:?}");
+}
