@@ -101,20 +101,8 @@ pub async fn handshake(
     })
 }
 
-/// Writes a PUBLISH with a normal topic id (§5.4.12) into `buf`, replacing its contents.
-pub fn publish_into(
-    buf: &mut Vec<u8>,
-    qos: u8,
-    dup: bool,
-    topic_id: u16,
-    msg_id: u16,
-    payload: &[u8],
-) {
-    buf.clear();
-    publish_append(buf, qos, dup, topic_id, msg_id, payload);
-}
-
-/// Appends one PUBLISH to `buf` (bursts lay several end to end).
+/// Appends a PUBLISH with a normal topic id (§5.4.12) to `buf` (bursts lay several end to
+/// end; clear `buf` first for a single one).
 pub fn publish_append(
     buf: &mut Vec<u8>,
     qos: u8,
@@ -221,8 +209,10 @@ pub async fn publish(client: SnClient, spec: SnPubSpec, live: Arc<Live>) -> PubO
         }
         stats::stamp(&mut payload, spec.id, seq, stats::now_ns());
         msg_id = msg_id.checked_add(1).unwrap_or(1);
-        publish_into(&mut buf, 1, false, client.topic_id, msg_id, &payload);
-        publish_into(&mut resend, 1, true, client.topic_id, msg_id, &payload);
+        buf.clear();
+        publish_append(&mut buf, 1, false, client.topic_id, msg_id, &payload);
+        resend.clear();
+        publish_append(&mut resend, 1, true, client.topic_id, msg_id, &payload);
         seq += 1;
         Live::add(&live.sent, 1);
         let id = msg_id;
@@ -270,7 +260,7 @@ mod tests {
     fn check(qos: u8, dup: bool, len: usize) {
         let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
         let mut buf = Vec::new();
-        publish_into(&mut buf, qos, dup, 1025, 7, &payload);
+        publish_append(&mut buf, qos, dup, 1025, 7, &payload);
         let want = Packet::Publish(Publish {
             flags: Flags {
                 dup,
