@@ -111,7 +111,8 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
     }
     start_tls_listeners(&config, &mqtt, &mut bound, &cancel, &tracker).await?;
     let dash = &config.dashboard.listeners.http;
-    if dash.enable {
+    let dash_tls = &config.dashboard.listeners.https;
+    if dash.enable || dash_tls.enable {
         // Last, so the admin API sees every other bound listener (the WebSocket tool needs
         // mqtt:ws:default).
         let name = "dashboard:http:default";
@@ -125,11 +126,26 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
             version: env!("CARGO_PKG_VERSION"),
         })
         .map_err(|e| anyhow::anyhow!("dashboard: cannot open the admin store: {e}"))?;
-        let listener = bind_tcp(name, dash.bind).await?;
-        let addr = listener.local_addr()?;
-        tracing::info!(listener = name, %addr, "listener started");
-        bound.insert(name.into(), addr.to_string());
-        tracker.spawn(admin.serve(listener, cancel.clone()));
+        if dash_tls.enable {
+            let name = "dashboard:https:default";
+            let tls = tls_listener(name, &dash_tls.tls())?;
+            let listener = bind_tcp(name, dash_tls.bind).await?;
+            let addr = listener.local_addr()?;
+            tracing::info!(listener = name, %addr, "listener started");
+            bound.insert(name.into(), addr.to_string());
+            tracker.spawn(
+                admin
+                    .clone()
+                    .serve_tls(listener, tls.acceptor, cancel.clone()),
+            );
+        }
+        if dash.enable {
+            let listener = bind_tcp(name, dash.bind).await?;
+            let addr = listener.local_addr()?;
+            tracing::info!(listener = name, %addr, "listener started");
+            bound.insert(name.into(), addr.to_string());
+            tracker.spawn(admin.serve(listener, cancel.clone()));
+        }
     }
 
     bus.spawn_background(cancel.clone(), &tracker);

@@ -223,3 +223,64 @@ fn bad_certificate_file_is_a_start_up_error_naming_it() {
     );
     let _ = Path::new(&bogus);
 }
+
+/// The dashboard and admin API over HTTPS (`dashboard.listeners.https`, EMQX's 18084): the
+/// same routes as on HTTP, with the certificate the operator configured; plain HTTP on that
+/// port gets no answer.
+#[test]
+fn dashboard_over_https() {
+    let pki = Pki::new();
+    let b = Broker::start_with(&format!(
+        "[dashboard.listeners.https]\nenable = true\nbind = \"127.0.0.1:0\"\ncertfile = \"{}\"\nkeyfile = \"{}\"\n",
+        pki.path("server.pem"),
+        pki.path("server.key")
+    ));
+    let addr = b.listener("dashboard:https:default");
+    let ca = std::fs::read(pki.dir.join("ca.pem")).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+            .build()
+            .unwrap();
+        let base = format!("https://127.0.0.1:{}", addr.port());
+        let status = client.get(format!("{base}/status")).send().await.unwrap();
+        assert_eq!(status.status(), reqwest::StatusCode::OK);
+        let page = client.get(format!("{base}/")).send().await.unwrap();
+        assert_eq!(page.status(), reqwest::StatusCode::OK);
+        assert!(
+            page.text().await.unwrap().contains("<html"),
+            "the dashboard page"
+        );
+        let login = client
+            .post(format!("{base}/api/v5/login"))
+            .json(&serde_json::json!({"username": "admin", "password": "public"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(login.status(), reqwest::StatusCode::OK);
+        let body: serde_json::Value = login.json().await.unwrap();
+        assert!(
+            body["token"].as_str().is_some_and(|t| !t.is_empty()),
+            "{body}"
+        );
+        let unauthorized = client
+            .get(format!("{base}/api/v5/clients"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(unauthorized.status(), reqwest::StatusCode::UNAUTHORIZED);
+        // Plain HTTP on the TLS port is not served.
+        let plain = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap()
+            .get(format!("http://127.0.0.1:{}/status", addr.port()))
+            .send()
+            .await;
+        assert!(
+            plain.map_or(true, |r| r.status() != reqwest::StatusCode::OK),
+            "plain HTTP must not be answered on the HTTPS port"
+        );
+    });
+}

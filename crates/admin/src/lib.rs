@@ -29,6 +29,9 @@ use switchyard_config::Config;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// How long a browser may take over its TLS handshake on the HTTPS listener.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Everything the admin API needs from the binary.
 #[derive(Clone)]
 pub struct AdminContext {
@@ -142,6 +145,7 @@ impl std::fmt::Debug for dyn GatewayControl {
 }
 
 /// The admin service, ready to serve.
+#[derive(Clone)]
 pub struct Admin {
     state: Arc<api::State>,
 }
@@ -162,9 +166,73 @@ impl Admin {
         })
     }
 
+    fn app(&self) -> axum::Router {
+        api::router(self.state.clone()).merge(dashboard::router())
+    }
+
+    /// Serves HTTPS on `listener` until `cancel` fires: each accepted connection does its TLS
+    /// handshake in its own task (bounded by a timeout), then HTTP/1.1 on the same routes.
+    pub async fn serve_tls(
+        self,
+        listener: TcpListener,
+        acceptor: tokio_rustls::TlsAcceptor,
+        cancel: CancellationToken,
+    ) {
+        let app = self.app();
+        loop {
+            let (tcp, peer) = tokio::select! {
+                _ = cancel.cancelled() => break,
+                r = listener.accept() => match r {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(listener = "dashboard:https:default", error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let (acceptor, app, cancel) = (acceptor.clone(), app.clone(), cancel.clone());
+            tokio::spawn(async move {
+                let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
+                let tls = match handshake.await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "dashboard TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "dashboard TLS handshake timed out");
+                        return;
+                    }
+                };
+                let service = hyper::service::service_fn(
+                    move |mut req: hyper::Request<hyper::body::Incoming>| {
+                        // What `into_make_service_with_connect_info` gives the HTTP listener.
+                        req.extensions_mut()
+                            .insert(axum::extract::ConnectInfo(peer));
+                        let mut app = app.clone();
+                        async move { tower::Service::call(&mut app, req).await }
+                    },
+                );
+                let conn = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .http1_only()
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .into_owned();
+                tokio::select! {
+                    _ = cancel.cancelled() => {}
+                    r = conn => if let Err(e) = r {
+                        tracing::debug!(%peer, error = %e, "dashboard HTTPS connection ended");
+                    },
+                }
+            });
+        }
+    }
+
     /// Serves HTTP on `listener` until `cancel` fires.
     pub async fn serve(self, listener: TcpListener, cancel: CancellationToken) {
-        let app = api::router(self.state).merge(dashboard::router());
+        let app = self.app();
         let served = axum::serve(
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -193,6 +193,10 @@ fn check_listeners(c: &Config, issues: &mut Vec<Issue>) {
     if l.wss.default.enable {
         check_tls("listeners.wss.default", &l.wss.default.tls(), issues);
     }
+    let https = &c.dashboard.listeners.https;
+    if https.enable {
+        check_tls("dashboard.listeners.https", &https.tls(), issues);
+    }
 }
 
 /// Rules for an enabled TLS listener.
@@ -226,6 +230,7 @@ fn check_tls(prefix: &str, tls: &TlsOptions, issues: &mut Vec<Issue>) {
 fn tcp_binds(c: &Config) -> Vec<(&'static str, SocketAddr)> {
     let l = &c.listeners;
     let http = &c.dashboard.listeners.http;
+    let https = &c.dashboard.listeners.https;
     [
         (
             l.tcp.default.enable,
@@ -248,6 +253,7 @@ fn tcp_binds(c: &Config) -> Vec<(&'static str, SocketAddr)> {
             l.wss.default.bind,
         ),
         (http.enable, "dashboard.listeners.http.bind", http.bind),
+        (https.enable, "dashboard.listeners.https.bind", https.bind),
     ]
     .into_iter()
     .filter(|(enable, _, _)| *enable)

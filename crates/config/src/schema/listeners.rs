@@ -304,6 +304,48 @@ impl WssListenerConfig {
 pub struct HttpListenersConfig {
     /// `[dashboard.listeners.http]`
     pub http: HttpListenerConfig,
+    /// `[dashboard.listeners.https]`
+    pub https: HttpsListenerConfig,
+}
+
+/// `[dashboard.listeners.https]`: the admin API and dashboard over TLS (EMQX's 18084).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpsListenerConfig {
+    /// Whether to serve over HTTPS; needs `certfile` and `keyfile`. Default false.
+    pub enable: bool,
+    /// Address to listen on, `IP:port`. Default 0.0.0.0:18084.
+    #[serde(deserialize_with = "units::socket_addr")]
+    pub bind: SocketAddr,
+    /// PEM certificate chain presented to browsers. Default "" (required when enabled).
+    pub certfile: PathBuf,
+    /// PEM private key for `certfile`. Default "" (required when enabled).
+    pub keyfile: PathBuf,
+}
+
+impl Default for HttpsListenerConfig {
+    fn default() -> Self {
+        HttpsListenerConfig {
+            enable: false,
+            bind: any_v4(18084),
+            certfile: PathBuf::new(),
+            keyfile: PathBuf::new(),
+        }
+    }
+}
+
+impl HttpsListenerConfig {
+    /// This listener's TLS keys (no client certificates).
+    pub fn tls(&self) -> TlsOptions {
+        TlsOptions {
+            certfile: self.certfile.clone(),
+            keyfile: self.keyfile.clone(),
+            cacertfile: PathBuf::new(),
+            verify: TlsVerify::VerifyNone,
+            fail_if_no_peer_cert: false,
+            peer_cert_as_username: PeerCertAsUsername::Disabled,
+        }
+    }
 }
 
 /// `[dashboard.listeners.http]`
