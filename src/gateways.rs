@@ -20,6 +20,17 @@ use tokio_util::task::TaskTracker;
 /// The UDP gateways this binary carries.
 pub const BUILT: [&str; 3] = ["mqttsn", "coap", "lwm2m"];
 
+/// A running gateway: how to stop it, and its tasks (the listener and its clients, which hold
+/// the socket), so a stop can wait until the port is free for the next start.
+struct Running {
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// How long a stop waits for the gateway's tasks (clients end at once on cancel; this bounds a
+/// stuck one).
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Starts and stops the UDP gateways.
 pub struct GatewayRunner {
     config: Arc<Config>,
@@ -27,7 +38,7 @@ pub struct GatewayRunner {
     security: Security,
     root: CancellationToken,
     tracker: TaskTracker,
-    running: tokio::sync::Mutex<HashMap<&'static str, CancellationToken>>,
+    running: tokio::sync::Mutex<HashMap<&'static str, Running>>,
     /// The address each gateway got the first time: a restart binds it again, so clients and
     /// operators keep the same port even when the config says port 0.
     bound: parking_lot::Mutex<HashMap<&'static str, SocketAddr>>,
@@ -67,16 +78,36 @@ impl GatewayRunner {
             return Ok(None);
         }
         let token = self.root.child_token();
-        let addr = self.spawn(name, token.clone()).await?;
-        running.insert(name, token);
+        let tasks = TaskTracker::new();
+        let addr = self.spawn(name, token.clone(), tasks.clone()).await?;
+        // Closed at once: `wait` completes when the listener and every client task have ended.
+        tasks.close();
+        // The node's shutdown waits for them too.
+        let waited = tasks.clone();
+        self.tracker.spawn(async move { waited.wait().await });
+        running.insert(
+            name,
+            Running {
+                cancel: token,
+                tasks,
+            },
+        );
         Ok(Some(addr))
     }
 
-    /// Stops a gateway; true if it was running.
+    /// Stops a gateway and waits until its socket is closed (so a start right after can bind
+    /// the same port); true if it was running.
     pub async fn stop(&self, name: &str) -> bool {
-        match self.running.lock().await.remove(name) {
-            Some(token) => {
-                token.cancel();
+        let mut running = self.running.lock().await;
+        match running.remove(name) {
+            Some(r) => {
+                r.cancel.cancel();
+                if tokio::time::timeout(STOP_WAIT, r.tasks.wait())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(gateway = name, "gateway tasks still running after the stop");
+                }
                 tracing::info!(gateway = name, "gateway stopped");
                 true
             }
@@ -88,6 +119,7 @@ impl GatewayRunner {
         &self,
         name: &'static str,
         cancel: CancellationToken,
+        tracker: TaskTracker,
     ) -> anyhow::Result<SocketAddr> {
         let c = &self.config;
         let (listener, bind) = match name {
@@ -115,7 +147,6 @@ impl GatewayRunner {
         .with_context(|| format!("listener {listener}: cannot bind {bind}"))?;
         let addr = sockets.first().context("no socket bound")?.local_addr()?;
         self.bound.lock().insert(name, addr);
-        let tracker = self.tracker.clone();
         match name {
             "mqttsn" => {
                 let udp = &c.gateway.mqttsn.listeners.udp.default;
@@ -124,13 +155,13 @@ impl GatewayRunner {
                     settings: Arc::new(settings::mqttsn_settings(c, &self.security)),
                 };
                 let limits = settings::udp_limits(udp.max_connections, udp.max_conn_rate);
-                self.tracker.spawn(switchyard_mqttsn::serve_udp(
+                tracker.spawn(switchyard_mqttsn::serve_udp(
                     sockets,
                     listener.into(),
                     gateway,
                     limits,
                     cancel,
-                    tracker,
+                    tracker.clone(),
                 ));
             }
             "coap" => {
@@ -139,12 +170,12 @@ impl GatewayRunner {
                     settings: Arc::new(settings::coap_settings(c, &self.security)?),
                     requests: self.coap_requests.clone(),
                 };
-                self.tracker.spawn(switchyard_coap::serve_udp(
+                tracker.spawn(switchyard_coap::serve_udp(
                     sockets.remove(0),
                     listener.into(),
                     gateway,
                     cancel,
-                    tracker,
+                    tracker.clone(),
                 ));
             }
             _ => {
@@ -154,12 +185,12 @@ impl GatewayRunner {
                     settings: Arc::new(settings::lwm2m_settings(c, &self.security)?),
                     objects: Arc::new(crate::startup::lwm2m_objects(g)?),
                 };
-                self.tracker.spawn(switchyard_lwm2m::serve_udp(
+                tracker.spawn(switchyard_lwm2m::serve_udp(
                     sockets.remove(0),
                     listener.into(),
                     gateway,
                     cancel,
-                    tracker,
+                    tracker.clone(),
                 ));
             }
         }
