@@ -59,6 +59,8 @@ metrics! {
     packets_too_large => "packets.too_large",
     /// Connections refused by authentication.
     auth_failures => "authentication.failure",
+    /// Publishes, subscribes and wills denied by the ACL.
+    authz_denials => "authorization.deny",
     /// Connections closed by keepalive timeout.
     keepalive_timeouts => "client.keepalive_timeout",
     /// Sessions taken over by a new connection.

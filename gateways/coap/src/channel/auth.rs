@@ -8,6 +8,7 @@ use crate::transport::Exchange;
 use std::net::SocketAddr;
 use std::time::Instant;
 use switchyard_auth::{Action, ClientCtx, Decision, DenyAction};
+use switchyard_bus::Metrics;
 use switchyard_core::CloseReason;
 
 impl Channel {
@@ -50,6 +51,7 @@ impl Channel {
         };
         if decision == Decision::Deny {
             tracing::info!(action = ?action, "denied by the ACL");
+            Metrics::inc(&self.gw.bus.metrics().authz_denials);
             self.refuse(ex, (code::UNAUTHORIZED, "not authorized"));
             if self.gw.settings.security.authz.deny_action() == DenyAction::Disconnect {
                 self.fail(CloseReason::NotAuthorized);

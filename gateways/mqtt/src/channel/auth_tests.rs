@@ -185,6 +185,7 @@ async fn acl_on_publish_and_subscribe_with_placeholders() {
     let (mut v5c, _) = connect(&bus, &s, ProtocolVersion::V5, "d5", Some(("alice", "pw"))).await;
     let (mut v3c, _) = connect(&bus, &s, ProtocolVersion::V311, "d3", None).await;
     let (mut root, _) = connect(&bus, &s, ProtocolVersion::V5, "r", Some(("root", "rootpw"))).await;
+    let denied_before = Metrics::get(&bus.metrics().authz_denials);
     assert_eq!(subscribe(&mut root, "#"), vec![1], "superuser bypasses");
     assert_eq!(subscribe(&mut v5c, "own/d5/#"), vec![1]);
     assert_eq!(subscribe(&mut v5c, "users/alice"), vec![1]);
@@ -227,6 +228,11 @@ async fn acl_on_publish_and_subscribe_with_placeholders() {
         .collect();
     assert_eq!(topics, vec!["own/d5/t".to_string()]);
     assert!(v5c.ch.close_reason().is_none() && v3c.ch.close_reason().is_none());
+    // Three denied subscribes and four denied publishes, each counted.
+    assert_eq!(
+        Metrics::get(&bus.metrics().authz_denials) - denied_before,
+        7
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -53,6 +53,7 @@ impl Channel {
         let decision = acl.check(&action, now);
         if decision == Decision::Deny {
             tracing::info!(action = ?action, "denied by the ACL");
+            Metrics::inc(&self.bus.metrics().authz_denials);
             if acl.deny_action() == DenyAction::Disconnect {
                 self.fail(CloseReason::NotAuthorized, true);
             }
@@ -73,6 +74,7 @@ impl Channel {
         let ok = acl.check(&action, Instant::now()) == Decision::Allow;
         if !ok {
             tracing::info!(topic = %m.topic, "will denied by the ACL; dropped");
+            Metrics::inc(&self.bus.metrics().authz_denials);
         }
         ok
     }
