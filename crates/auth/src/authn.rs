@@ -195,6 +195,8 @@ pub struct Authenticator {
     users: RwLock<BTreeMap<String, UserRecord>>,
     /// Serialises file writes so the file always holds the latest state.
     write: parking_lot::Mutex<()>,
+    /// Recent successful password checks (see `verified`).
+    verified: crate::verified::Verified,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -215,6 +217,7 @@ impl Authenticator {
             settings,
             users: RwLock::new(BTreeMap::new()),
             write: parking_lot::Mutex::new(()),
+            verified: crate::verified::Verified::new(),
         }
     }
 
@@ -240,6 +243,7 @@ impl Authenticator {
             settings,
             users: RwLock::new(users),
             write: parking_lot::Mutex::new(()),
+            verified: crate::verified::Verified::new(),
         };
         if let Some(path) = auth.settings.bootstrap_file.clone() {
             let added = auth.import_file(&path)?;
@@ -335,9 +339,16 @@ impl Authenticator {
         let record = user_id.and_then(|id| self.users.read().get(id).cloned());
         match record {
             Some(r) => {
+                let id = user_id.unwrap_or_default();
+                let now = std::time::Instant::now();
                 let ok = match (c.password, hash::from_hex(&r.password_hash)) {
+                    (Some(pw), _) if self.verified.hit(id, pw, &r.password_hash, now) => true,
                     (Some(pw), Some(expected)) => {
-                        hash::verify(r.algorithm, pw, r.salt.as_bytes(), &expected)
+                        let ok = hash::verify(r.algorithm, pw, r.salt.as_bytes(), &expected);
+                        if ok {
+                            self.verified.put(id, pw, &r.password_hash, now);
+                        }
+                        ok
                     }
                     _ => false,
                 };
@@ -431,6 +442,7 @@ impl Authenticator {
                 .get_mut(user_id)
                 .ok_or_else(|| AuthError::NotFound(user_id.to_owned()))?;
             if let Some(f) = fresh {
+                self.verified.forget(user_id);
                 r.algorithm = f.algorithm;
                 r.password_hash = f.password_hash;
                 r.salt = f.salt;
@@ -452,6 +464,7 @@ impl Authenticator {
         if self.users.write().remove(user_id).is_none() {
             return Err(AuthError::NotFound(user_id.to_owned()));
         }
+        self.verified.forget(user_id);
         self.persist()
     }
 

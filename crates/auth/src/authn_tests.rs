@@ -241,3 +241,38 @@ fn debug_output_hides_hashes() {
     let salt_shown = a.users.read().values().any(|r| text.contains(&r.salt));
     assert!(!salt_shown && !text.contains("password_hash"), "{text}");
 }
+
+/// A verified password is remembered (no second hash), but never past a password change or a
+/// delete, and a wrong password is always refused.
+#[test]
+fn verified_passwords_are_remembered_only_while_the_user_is_unchanged() {
+    let a = Authenticator::in_memory(settings(false));
+    a.add_user("dev", "right", false).expect("add");
+    let ok = AuthResult::Allow { superuser: false };
+    let bad = AuthResult::Deny(DenyReason::BadCredentials);
+    assert_eq!(a.authenticate(&creds(Some("dev"), Some(b"right"))), ok);
+    assert_eq!(
+        a.authenticate(&creds(Some("dev"), Some(b"right"))),
+        ok,
+        "from the cache"
+    );
+    assert_eq!(a.authenticate(&creds(Some("dev"), Some(b"wrong"))), bad);
+    assert_eq!(a.authenticate(&creds(Some("dev"), Some(b"right"))), ok);
+    a.update_user("dev", Some("new"), None).expect("update");
+    assert_eq!(
+        a.authenticate(&creds(Some("dev"), Some(b"right"))),
+        bad,
+        "old password"
+    );
+    assert_eq!(a.authenticate(&creds(Some("dev"), Some(b"new"))), ok);
+    a.update_user("dev", None, Some(true)).expect("superuser");
+    assert_eq!(
+        a.authenticate(&creds(Some("dev"), Some(b"new"))),
+        AuthResult::Allow { superuser: true },
+        "the flag comes from the user, not the cache"
+    );
+    a.delete_user("dev").expect("delete");
+    assert_eq!(a.authenticate(&creds(Some("dev"), Some(b"new"))), bad);
+    a.add_user("dev", "new", false).expect("re-add");
+    assert_eq!(a.authenticate(&creds(Some("dev"), Some(b"new"))), ok);
+}

@@ -17,6 +17,7 @@ mod bootstrap;
 mod hash;
 mod ratelimit;
 mod topic;
+mod verified;
 
 pub use authn::{
     AuthError, AuthResult, Authenticator, AuthnSettings, BootstrapType, Credentials, DenyReason,
