@@ -75,15 +75,16 @@ pub fn bind_udp(addr: SocketAddr) -> io::Result<Vec<UdpSocket>> {
 
 fn bind_reuseport(addr: SocketAddr, n: usize) -> io::Result<Vec<UdpSocket>> {
     use socket2::{Domain, Protocol, Socket, Type};
+    // With SO_REUSEPORT a second process of the same user could join the port and silently
+    // take half of the clients; a plain bind first fails if anyone holds the port already.
+    let mut at = std::net::UdpSocket::bind(addr)?.local_addr()?;
     let mut out = Vec::with_capacity(n);
-    let mut at = addr;
     for _ in 0..n {
         let s = Socket::new(Domain::for_address(at), Type::DGRAM, Some(Protocol::UDP))?;
         s.set_reuse_port(true)?;
         s.set_nonblocking(true)?;
         s.bind(&at.into())?;
         let std: std::net::UdpSocket = s.into();
-        // Port 0: the others join the port the first one got.
         at = std.local_addr()?;
         out.push(UdpSocket::from_std(std)?);
     }
@@ -496,5 +497,31 @@ impl Receiver {
                 tracing::debug!(peer = %from, "datagram for a closing client dropped");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The listener's sockets share one port, and nobody else can join it: a second bind of
+    /// the same address fails instead of silently taking a share of the clients.
+    #[tokio::test]
+    async fn sockets_share_one_port_that_no_one_else_can_join() {
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
+        let sockets = bind_udp(any).expect("bind");
+        assert!(!sockets.is_empty());
+        let ports: Vec<u16> = sockets
+            .iter()
+            .map(|s| s.local_addr().expect("bound").port())
+            .collect();
+        assert!(ports.iter().all(|p| *p == ports[0] && *p != 0), "{ports:?}");
+        let taken = SocketAddr::from(([127, 0, 0, 1], ports[0]));
+        assert!(
+            bind_udp(taken).is_err(),
+            "a second listener on the same port"
+        );
+        drop(sockets);
+        assert!(bind_udp(taken).is_ok(), "free again once closed");
     }
 }
