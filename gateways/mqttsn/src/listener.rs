@@ -284,6 +284,24 @@ impl Receiver {
         }
     }
 
+    /// The client of `route` moved to `addr`: its cell routes from there now, and this socket
+    /// forgets the old address (another receiver's stale entry goes when next seen), so a client
+    /// hopping ports does not grow the tables.
+    fn rebind(&mut self, addr: SocketAddr, route: &Route) {
+        let old = route.cell.route();
+        if old != addr {
+            tracing::debug!(%old, new = %addr, "client rebound to a new address");
+            route.cell.set_route(addr);
+            if self.by_addr.get(&old).is_some_and(|r| r.task == route.task) {
+                self.by_addr.remove(&old);
+            }
+            if let Some(list) = self.addrs.get_mut(&route.task) {
+                list.retain(|a| *a != old);
+            }
+        }
+        self.bind_addr(addr, route);
+    }
+
     /// Routes `addr` on this socket to `route`.
     fn bind_addr(&mut self, addr: SocketAddr, route: &Route) {
         let list = self.addrs.entry(route.task).or_default();
@@ -353,20 +371,18 @@ impl Receiver {
                 let known = self.shared.table.lock().by_client.get(id).cloned();
                 match known.or_else(|| self.by_addr(from)) {
                     Some(r) => {
-                        if r.cell.route() != from
-                            && self
-                                .shared
-                                .table
-                                .lock()
-                                .by_client
-                                .get(id)
-                                .is_some_and(|k| k.task == r.task)
-                        {
-                            tracing::debug!(old = %r.cell.route(), new = %from,
-                                "client rebound to a new address");
-                            r.cell.set_route(from);
+                        let by_id = self
+                            .shared
+                            .table
+                            .lock()
+                            .by_client
+                            .get(id)
+                            .is_some_and(|k| k.task == r.task);
+                        if by_id {
+                            self.rebind(from, &r);
+                        } else {
+                            self.bind_addr(from, &r);
                         }
-                        self.bind_addr(from, &r);
                         self.forward(&r, packet, from);
                     }
                     None => tracing::debug!(peer = %from, "PINGREQ for an unknown client dropped"),
@@ -414,8 +430,7 @@ impl Receiver {
         let existing = known.or_else(|| self.by_addr(from).filter(|r| !r.cell.is_connected()));
         if let Some(r) = existing {
             if !r.cell.is_connected() {
-                r.cell.set_route(from);
-                self.bind_addr(from, &r);
+                self.rebind(from, &r);
                 if let Some(id) = client_id {
                     self.shared.table.lock().by_client.insert(id, r.clone());
                 }
