@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use common::raw::{
     assert_round_trip, mqtt_str, packet, publish, split_publish, subscribe, Connect, Got, Raw,
-    CONNACK, PINGREQ, PINGRESP, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, SUBACK, SUBSCRIBE, WAIT,
+    CONNACK, DISCONNECT, PINGREQ, PINGRESP, PUBACK, PUBCOMP, PUBLISH, PUBREC, PUBREL, SUBACK,
+    SUBSCRIBE, WAIT,
 };
 use common::Broker;
 
@@ -501,5 +502,53 @@ fn packets_in_the_same_write_as_connect_are_handled() {
     assert!(
         kinds.contains(&PUBLISH),
         "own message not delivered: {kinds:x?}"
+    );
+}
+
+/// An MQTT 5 CONNECT (clean start, keepalive 60, no properties).
+fn v5_connect(client_id: &str) -> Vec<u8> {
+    let mut body = mqtt_str(b"MQTT");
+    body.extend_from_slice(&[5, 0x02, 0, 60, 0]);
+    body.extend(mqtt_str(client_id.as_bytes()));
+    packet(0x10, &body)
+}
+
+/// A server DISCONNECT reaches a client that still has data in flight, and the client's own
+/// writes keep succeeding until it has read it. The broker closes lingering (FIN, then it reads
+/// and discards until the client closes): closing with unread input would make the kernel
+/// answer RST, and the client's next write would fail with a broken pipe before it reads the
+/// DISCONNECT and its reason code (the Paho interoperability test `test_flow_control2`, which
+/// sends PUBRELs while the broker disconnects it for exceeding Receive Maximum, hit this).
+#[test]
+fn disconnect_reaches_a_client_that_is_still_sending() {
+    use std::io::Write;
+    let broker = Broker::start();
+    let addr = broker.mqtt_addr();
+    let mut raw = Raw::open(addr);
+    raw.send(&v5_connect("linger"));
+    match raw.read(WAIT) {
+        Got::Packet(CONNACK, body) => assert_eq!(body.get(1), Some(&0), "{body:?}"),
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+    // A PUBLISH to a wildcard topic: a protocol error, answered with DISCONNECT.
+    let mut body = mqtt_str(b"bad/+");
+    body.push(0); // no properties
+    body.extend_from_slice(b"x");
+    raw.send(&packet(PUBLISH, &body));
+    // The client has not read anything yet and keeps writing, as a client with PUBRELs or
+    // PUBLISHes in flight does.
+    for i in 0..5 {
+        std::thread::sleep(Duration::from_millis(100));
+        let wrote = raw.stream.write_all(&[PINGREQ, 0]);
+        assert!(
+            wrote.is_ok(),
+            "write {i} after the DISCONNECT failed: {wrote:?}"
+        );
+    }
+    let seen = raw.expect_closed("PUBLISH to a wildcard topic");
+    assert!(
+        seen.iter()
+            .any(|(h, b)| *h == DISCONNECT && b.first() == Some(&0x90)),
+        "the DISCONNECT (0x90) must be readable before the close: {seen:?}"
     );
 }

@@ -24,6 +24,8 @@ use tracing::Instrument;
 const WRITE_HIGH_WATER: usize = 1024 * 1024;
 /// How long the final flush (CONNACK refusal, server DISCONNECT) may take.
 const FINAL_FLUSH: Duration = Duration::from_secs(2);
+/// How long a closed connection keeps reading (and discarding) what the client still sends.
+const LINGER: Duration = Duration::from_secs(2);
 
 fn now() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
@@ -143,6 +145,33 @@ async fn flush<W: AsyncWrite + Unpin>(wr: &mut W, ch: &mut Channel, wbuf: &mut B
     .await;
 }
 
+/// The end of a connection after our last packet is written: sends FIN, then reads and
+/// discards what the client still sends until it closes (at most [`LINGER`], not past a
+/// shutdown). Closing a socket with unread input makes the kernel answer RST, which can
+/// destroy the DISCONNECT or CONNACK we just wrote before the client has read it (a client
+/// with PUBLISHes or PUBRELs in flight when it is disconnected for exceeding Receive Maximum,
+/// for example, would see a reset instead of reason 0x93).
+async fn close_lingering<R, W>(rd: &mut R, wr: &mut W, cancel: &CancellationToken)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let _ = tokio::time::timeout(FINAL_FLUSH, wr.shutdown()).await;
+    let mut sink = [0u8; 512];
+    let _ = tokio::time::timeout(LINGER, async {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = rd.read(&mut sink) => match r {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                },
+            }
+        }
+    })
+    .await;
+}
+
 fn encode_all(ch: &mut Channel, wbuf: &mut BytesMut) {
     let version = ch.version();
     for packet in ch.take_outbound() {
@@ -179,6 +208,7 @@ where
         FirstPacket::BadVersion => {
             ch.refuse_protocol_version(false);
             Box::pin(flush(&mut wr, &mut ch, &mut wbuf)).await;
+            Box::pin(close_lingering(&mut rd, &mut wr, &cancel)).await;
             return ch
                 .close_reason()
                 .cloned()
@@ -190,6 +220,7 @@ where
         ConnectDecision::Open(req) => req,
         ConnectDecision::Refused => {
             Box::pin(flush(&mut wr, &mut ch, &mut wbuf)).await;
+            Box::pin(close_lingering(&mut rd, &mut wr, &cancel)).await;
             return ch
                 .close_reason()
                 .cloned()
@@ -210,6 +241,7 @@ where
         Err(e) => {
             ch.on_session_failed(&e);
             Box::pin(flush(&mut wr, &mut ch, &mut wbuf)).await;
+            Box::pin(close_lingering(&mut rd, &mut wr, &cancel)).await;
             return ch
                 .close_reason()
                 .cloned()
@@ -228,8 +260,10 @@ where
     )
     .await;
     Box::pin(flush(&mut wr, &mut ch, &mut wbuf)).await;
-    let _ = Box::pin(wr.shutdown()).await;
-    ch.finish(&mut control_rx, takeover)
+    // The session goes back to the bus first: a takeover must not wait for the old client.
+    let reason = ch.finish(&mut control_rx, takeover);
+    Box::pin(close_lingering(&mut rd, &mut wr, &cancel)).await;
+    reason
 }
 
 #[allow(clippy::too_many_arguments)]
