@@ -379,7 +379,11 @@ pub fn content(cmd: &Command, p: &Packet, db: &ObjectDb) -> Option<Value> {
             .collect();
         return Some(Value::Array(links));
     }
-    if p.payload.is_empty() {
+    // An empty text/plain (or opaque) reply for a resource is one value, the empty one, as EMQX
+    // reports it (a String reads as "", a number is a 4.00); empty containers have no entries.
+    let cf = content_format_of(p).unwrap_or(format::TEXT);
+    let single_value = matches!(cf, format::TEXT | format::OPAQUE) && cmd.path.segment(2).is_some();
+    if p.payload.is_empty() && !single_value {
         return Some(json!([]));
     }
     let entries = codec::decode(&cmd.path, content_format_of(p), &p.payload, db).ok()?;
@@ -459,9 +463,12 @@ pub fn rejected_event(r: &Rejected) -> Value {
     let mut m = r.echo.clone();
     m.insert("msgType".into(), msg_type);
     let mut d = Map::new();
-    if let Some(p) = &r.req_path {
-        d.insert("reqPath".into(), json!(p));
-    }
+    // Always present ("" when the command named no usable path): back-ends match replies by
+    // it (emqxlwm2m reads `data.reqPath` unconditionally).
+    d.insert(
+        "reqPath".into(),
+        json!(r.req_path.as_deref().unwrap_or_default()),
+    );
     d.insert("code".into(), json!("4.00"));
     d.insert("codeMsg".into(), json!("bad_request"));
     m.insert("data".into(), Value::Object(d));

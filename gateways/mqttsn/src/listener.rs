@@ -1,10 +1,11 @@
 //! The UDP listener: one receiver task per socket (the sockets share the port with
 //! `SO_REUSEPORT`, one per core, so the kernel spreads clients over cores while each client's
-//! 4-tuple always lands on the same receiver, which keeps its datagrams in order); each decodes
-//! datagrams and routes them to the client's cell by client identity (spec 1.3, QUIRK fixed): CONNECT and PINGREQ carry a client
-//! id, so a known client seen from a new address or port is rebound to that address (a sleeper
-//! behind a new NAT mapping still wakes up; a reconnect takes its session over); every other
-//! message is routed by its source address.
+//! 4-tuple always lands on the same receiver, which keeps its datagrams in order). Each
+//! receiver decodes datagrams and routes them to the client's cell by client identity (spec
+//! 1.3, QUIRK fixed): CONNECT and PINGREQ carry a client id, so a known client seen from a new
+//! address or port is rebound to that address (a sleeper behind a new NAT mapping still wakes
+//! up; a reconnect takes its session over); every other message is routed by its source
+//! address.
 //!
 //! Connectionless messages are answered here without a client task: SEARCHGW (GWINFO, any
 //! state), QoS −1 PUBLISH from an unknown address (spec 2.8), DISCONNECT before CONNECT

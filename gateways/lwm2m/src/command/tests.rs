@@ -184,6 +184,13 @@ fn bad_commands() {
         json!({"reqID":7,"msgType":"frobnicate","data":{"reqPath":"/3/0","code":"4.00","codeMsg":"bad_request"}})
     );
     assert!(parse(br#"{"msgType":"read","data":{"path":"/a/b"}}"#).is_err());
+    let r = parse(br#"{"reqID":4,"msgType":"read"}"#);
+    let Err(r) = r else { panic!("{r:?}") };
+    assert_eq!(
+        rejected_event(&r),
+        json!({"reqID":4,"msgType":"read","data":{"reqPath":"","code":"4.00","codeMsg":"bad_request"}}),
+        "no data: still a reqPath to match on"
+    );
     assert!(parse(br#"{"msgType":"read","data":{}}"#).is_err());
     let c = cmd(r#"{"msgType":"write","data":{"path":"/3/0/1","type":"Integer","value":"abc"}}"#);
     assert!(build(&c, "/").is_err());
@@ -211,6 +218,24 @@ fn read_response_json() {
         ev["data"],
         json!({"reqPath":"/3/0","code":"4.00","codeMsg":"bad_request"})
     );
+    // An empty text reply for a resource is one empty value, as EMQX reports it (emqxlwm2m
+    // reads `content` as a path → value map): "" for a String, 4.00 for a number; an empty
+    // reply for an instance has no entries.
+    for cf in [Some(0), None] {
+        let c = cmd(r#"{"msgType":"read","data":{"path":"/3/0/16"}}"#);
+        let ev = response_event(&c, &reply(code::CONTENT, cf, b""), &db);
+        assert_eq!(
+            ev["data"]["content"],
+            json!([{"path":"/3/0/16","value":""}]),
+            "{cf:?}"
+        );
+    }
+    let c = cmd(r#"{"msgType":"read","data":{"path":"/3/0/9"}}"#);
+    let ev = response_event(&c, &reply(code::CONTENT, Some(0), b""), &db);
+    assert_eq!(ev["data"]["code"], json!("4.00"), "an empty Integer");
+    let c = cmd(r#"{"msgType":"read","data":{"path":"/3/0"}}"#);
+    let ev = response_event(&c, &reply(code::CONTENT, Some(11542), b""), &db);
+    assert_eq!(ev["data"]["content"], json!([]));
 }
 
 #[test]
