@@ -39,10 +39,19 @@ pub fn init_tracing(log: &LogConfig) -> anyhow::Result<()> {
     result.map_err(|e| anyhow::anyhow!("cannot initialise logging: {e}"))
 }
 
-async fn bind_tcp(name: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
+/// Binds a stream listener, logs it, and records its address for the ready file and the API.
+async fn bind_tcp(
+    name: &str,
+    addr: SocketAddr,
+    bound: &mut BTreeMap<String, String>,
+) -> anyhow::Result<TcpListener> {
+    let listener = TcpListener::bind(addr)
         .await
-        .with_context(|| format!("listener {name}: cannot bind {addr}"))
+        .with_context(|| format!("listener {name}: cannot bind {addr}"))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(listener = name, %addr, "listener started");
+    bound.insert(name.into(), addr.to_string());
+    Ok(listener)
 }
 
 /// Runs the gateway until a shutdown signal.
@@ -60,10 +69,7 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
     let tcp = &config.listeners.tcp.default;
     if tcp.enable {
         let name = "mqtt:tcp:default";
-        let listener = bind_tcp(name, tcp.bind).await?;
-        let addr = listener.local_addr()?;
-        tracing::info!(listener = name, %addr, "listener started");
-        bound.insert(name.into(), addr.to_string());
+        let listener = bind_tcp(name, tcp.bind, &mut bound).await?;
         tracker.spawn(switchyard_mqtt::serve_tcp(
             listener,
             name.into(),
@@ -76,10 +82,8 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
     let ws = &config.listeners.ws.default;
     if ws.enable {
         let name = "mqtt:ws:default";
-        let listener = bind_tcp(name, ws.bind).await?;
-        let addr = listener.local_addr()?;
-        tracing::info!(listener = name, %addr, path = %ws.path, "listener started");
-        bound.insert(name.into(), addr.to_string());
+        let listener = bind_tcp(name, ws.bind, &mut bound).await?;
+        tracing::info!(listener = name, path = %ws.path, "WebSocket path");
         tracker.spawn(switchyard_mqtt::serve_ws(
             listener,
             name.into(),
@@ -129,10 +133,7 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
         if dash_tls.enable {
             let name = "dashboard:https:default";
             let tls = tls_listener(name, &dash_tls.tls())?;
-            let listener = bind_tcp(name, dash_tls.bind).await?;
-            let addr = listener.local_addr()?;
-            tracing::info!(listener = name, %addr, "listener started");
-            bound.insert(name.into(), addr.to_string());
+            let listener = bind_tcp(name, dash_tls.bind, &mut bound).await?;
             tracker.spawn(
                 admin
                     .clone()
@@ -140,10 +141,7 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
             );
         }
         if dash.enable {
-            let listener = bind_tcp(name, dash.bind).await?;
-            let addr = listener.local_addr()?;
-            tracing::info!(listener = name, %addr, "listener started");
-            bound.insert(name.into(), addr.to_string());
+            let listener = bind_tcp(name, dash.bind, &mut bound).await?;
             tracker.spawn(admin.serve(listener, cancel.clone()));
         }
     }
@@ -235,10 +233,7 @@ async fn start_tls_listeners(
     if ssl.enable {
         let name = "mqtt:ssl:default";
         let tls = tls_listener(name, &ssl.tls())?;
-        let listener = bind_tcp(name, ssl.bind).await?;
-        let addr = listener.local_addr()?;
-        tracing::info!(listener = name, %addr, "listener started");
-        bound.insert(name.into(), addr.to_string());
+        let listener = bind_tcp(name, ssl.bind, bound).await?;
         tracker.spawn(switchyard_mqtt::serve_tls(
             listener,
             name.into(),
@@ -253,10 +248,8 @@ async fn start_tls_listeners(
     if wss.enable {
         let name = "mqtt:wss:default";
         let tls = tls_listener(name, &wss.tls())?;
-        let listener = bind_tcp(name, wss.bind).await?;
-        let addr = listener.local_addr()?;
-        tracing::info!(listener = name, %addr, path = %wss.path, "listener started");
-        bound.insert(name.into(), addr.to_string());
+        let listener = bind_tcp(name, wss.bind, bound).await?;
+        tracing::info!(listener = name, path = %wss.path, "WebSocket path");
         tracker.spawn(switchyard_mqtt::serve_wss(
             listener,
             name.into(),
