@@ -341,12 +341,15 @@ impl Authenticator {
             Some(r) => {
                 let id = user_id.unwrap_or_default();
                 let now = std::time::Instant::now();
-                let ok = match (c.password, hash::from_hex(&r.password_hash)) {
-                    (Some(pw), _) if self.verified.hit(id, pw, &r.password_hash, now) => true,
-                    (Some(pw), Some(expected)) => {
+                let digest = c.password.map(|pw| self.verified.digest(pw));
+                let ok = match (c.password, digest, hash::from_hex(&r.password_hash)) {
+                    (Some(_), Some(d), _) if self.verified.hit(id, &d, &r.password_hash, now) => {
+                        true
+                    }
+                    (Some(pw), Some(d), Some(expected)) => {
                         let ok = hash::verify(r.algorithm, pw, r.salt.as_bytes(), &expected);
                         if ok {
-                            self.verified.put(id, pw, &r.password_hash, now);
+                            self.verified.put(id, d, &r.password_hash, now);
                         }
                         ok
                     }

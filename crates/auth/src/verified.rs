@@ -39,7 +39,8 @@ impl Verified {
         }
     }
 
-    fn digest(&self, password: &[u8]) -> [u8; 32] {
+    /// The keyed digest a password is remembered by.
+    pub(crate) fn digest(&self, password: &[u8]) -> [u8; 32] {
         let mut h = Sha256::new();
         h.update(self.key);
         h.update((password.len() as u64).to_be_bytes());
@@ -47,20 +48,25 @@ impl Verified {
         h.finalize().into()
     }
 
-    /// Whether `password` was verified against `stored_hash` for `user` within the TTL.
-    pub(crate) fn hit(&self, user: &str, password: &[u8], stored_hash: &str, now: Instant) -> bool {
-        let digest = self.digest(password);
+    /// Whether the password of `digest` was verified against `stored_hash` for `user` within
+    /// the TTL.
+    pub(crate) fn hit(
+        &self,
+        user: &str,
+        digest: &[u8; 32],
+        stored_hash: &str,
+        now: Instant,
+    ) -> bool {
         let entries = self.entries.lock();
         entries.get(user).is_some_and(|e| {
             e.stored_hash == stored_hash
                 && now.saturating_duration_since(e.at) < TTL
-                && bool::from(e.digest.ct_eq(&digest))
+                && bool::from(e.digest.ct_eq(digest))
         })
     }
 
     /// Records a successful check.
-    pub(crate) fn put(&self, user: &str, password: &[u8], stored_hash: &str, now: Instant) {
-        let digest = self.digest(password);
+    pub(crate) fn put(&self, user: &str, digest: [u8; 32], stored_hash: &str, now: Instant) {
         let mut entries = self.entries.lock();
         if entries.len() >= MAX_ENTRIES && !entries.contains_key(user) {
             entries.clear();

@@ -66,6 +66,18 @@ struct Inner {
     ticket: Option<Ticket>,
 }
 
+impl Inner {
+    /// Handles one datagram, keeping the durability its acknowledgements wait for; true when it
+    /// produced such a wait.
+    fn handle(&mut self, packet: Packet, from: SocketAddr) -> bool {
+        let ((), ticket) = durability_scope(|| self.ch.handle_packet(packet, from, now()));
+        if let Some(t) = ticket {
+            self.ticket = Some(self.ticket.map_or(t, |o| o.max(t)));
+        }
+        ticket.is_some()
+    }
+}
+
 /// What became of a datagram offered to a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Offered {
@@ -143,10 +155,7 @@ impl ClientCell {
         let quiet = matches!(&packet, Packet::Publish(p) if matches!(p.flags.qos, SnQos::Q0 | SnQos::Minus1));
         let from_now = |g: &Inner| quiet.then(|| (g.ch.next_deadline(), g.ch.fingerprint()));
         let before = from_now(&g);
-        let ((), ticket) = durability_scope(|| g.ch.handle_packet(packet, from, now()));
-        if let Some(t) = ticket {
-            g.ticket = Some(g.ticket.map_or(t, |o| o.max(t)));
-        }
+        let durable = g.handle(packet, from);
         let wake = match (before, from_now(&g)) {
             (Some((deadline, state)), Some((after, state_after))) => {
                 let earlier = match (deadline, after) {
@@ -155,7 +164,7 @@ impl ClientCell {
                     (Some(b), Some(a)) => a < b,
                 };
                 earlier
-                    || ticket.is_some()
+                    || durable
                     || state != state_after
                     || g.ch.has_outbound()
                     || g.ch.close_reason().is_some()
@@ -174,7 +183,6 @@ impl ClientCell {
 pub(crate) struct ClientTask {
     pub(crate) cell: Arc<ClientCell>,
     pub(crate) control_rx: switchyard_bus::ControlRx,
-    pub(crate) peer: SocketAddr,
     pub(crate) socket: Arc<UdpSocket>,
     pub(crate) gw: MqttSnGateway,
     pub(crate) cancel: CancellationToken,
@@ -184,7 +192,7 @@ pub(crate) struct ClientTask {
 pub(crate) async fn run_client(task: ClientTask) {
     let span = tracing::info_span!(
         "conn",
-        peer = %task.peer,
+        peer = %task.cell.route(),
         proto = "mqtt-sn",
         client_id = tracing::field::Empty
     );
@@ -233,10 +241,7 @@ fn pass(cell: &ClientCell) -> Pass {
         let Some((packet, from)) = cell.queue.lock().pop_front() else {
             break;
         };
-        let ((), ticket) = durability_scope(|| inner.ch.handle_packet(packet, from, now()));
-        if let Some(t) = ticket {
-            inner.ticket = Some(inner.ticket.map_or(t, |o| o.max(t)));
-        }
+        inner.handle(packet, from);
     }
     let open = inner.ch.take_open_request();
     inner.ch.pull_deliveries(now());
@@ -253,7 +258,6 @@ async fn drive(task: ClientTask) -> CloseReason {
     let ClientTask {
         cell,
         mut control_rx,
-        peer: _,
         socket,
         gw,
         cancel,
@@ -308,11 +312,7 @@ async fn drive(task: ClientTask) -> CloseReason {
             _ = sleep_until(deadline) => cell.inner.lock().ch.handle_tick(now()),
         }
     }
-    let p = pass(&cell);
-    if let Some(t) = p.ticket {
-        gw.bus.wait_durable(t).await;
-    }
-    send_all(p.outbound, p.peer, &socket, &mut buf).await;
+    // The loop ends only right after a pass that sent the closing packets.
     let reason = cell.inner.lock().ch.finish(&mut control_rx, takeover);
     {
         // Under the queue lock, so no datagram is queued after the flag is seen unset.

@@ -312,15 +312,19 @@ impl Receiver {
         self.by_addr.insert(addr, route.clone());
     }
 
-    /// The client datagrams from `from` belong to, if its entry is still current.
-    fn by_addr(&mut self, from: SocketAddr) -> Option<Route> {
-        let r = self.by_addr.get(&from)?;
-        if r.cell.route() == from && !r.cell.has_ended() {
-            return Some(r.clone());
+    /// The client datagrams from `from` belong to, if its entry is still current (looked up for
+    /// every datagram: borrowed, not cloned).
+    fn current(&self, from: SocketAddr) -> Option<&Route> {
+        self.by_addr
+            .get(&from)
+            .filter(|r| r.cell.route() == from && !r.cell.has_ended())
+    }
+
+    /// Forgets `from` if its entry is stale (the client moved away or its task ended).
+    fn drop_stale(&mut self, from: SocketAddr) {
+        if self.by_addr.contains_key(&from) && self.current(from).is_none() {
+            self.by_addr.remove(&from);
         }
-        // The client moved away (its CONNECT or PINGREQ came from elsewhere).
-        self.by_addr.remove(&from);
-        None
     }
 
     async fn send(&self, p: &Packet, to: SocketAddr) {
@@ -370,7 +374,7 @@ impl Receiver {
                 client_id: Some(ref id),
             } => {
                 let known = self.shared.table.lock().by_client.get(id).cloned();
-                match known.or_else(|| self.by_addr(from)) {
+                match known.or_else(|| self.current(from).cloned()) {
                     Some(r) => {
                         let by_id = self
                             .shared
@@ -389,9 +393,12 @@ impl Receiver {
                     None => tracing::debug!(peer = %from, "PINGREQ for an unknown client dropped"),
                 }
             }
-            other => match self.by_addr(from) {
-                Some(r) => self.forward(&r, other, from),
-                None => self.connectionless(other, from).await,
+            other => match self.current(from) {
+                Some(r) => self.forward(r, other, from),
+                None => {
+                    self.drop_stale(from);
+                    self.connectionless(other, from).await;
+                }
             },
         }
     }
@@ -428,7 +435,11 @@ impl Receiver {
             .and_then(|id| self.shared.table.lock().by_client.get(id).cloned())
             .filter(|r| !r.cell.has_ended());
         // Same address, still in its handshake: a retransmitted or corrected CONNECT.
-        let existing = known.or_else(|| self.by_addr(from).filter(|r| !r.cell.is_connected()));
+        let existing = known.or_else(|| {
+            self.current(from)
+                .filter(|r| !r.cell.is_connected())
+                .cloned()
+        });
         if let Some(r) = existing {
             if !r.cell.is_connected() {
                 self.rebind(from, &r);
@@ -479,7 +490,6 @@ impl Receiver {
         let client = ClientTask {
             cell,
             control_rx,
-            peer: from,
             socket: self.socket.clone(),
             gw,
             cancel: self.shared.cancel.clone(),
