@@ -14,6 +14,7 @@
 
 mod admin;
 mod config;
+mod contain;
 mod delivery;
 mod error;
 mod handle;
@@ -33,6 +34,7 @@ mod trie;
 
 pub use admin::ClientSummary;
 pub use config::{BusConfig, SharedStrategy};
+pub use contain::{contain, Panicked};
 pub use delivery::{Delivery, RetainHandling, SubOptions};
 pub use error::BusError;
 pub use handle::{BusHandle, SubscribeOutcome};

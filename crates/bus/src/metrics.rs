@@ -69,6 +69,16 @@ metrics! {
     sessions_expired => "session.expired",
     /// Incoming QoS 2 packet ids dropped after await_rel_timeout.
     awaiting_rel_expired => "messages.qos2.expired",
+    /// PUBACKs for a packet id not in flight (unknown, duplicate or late), ignored.
+    puback_missed => "packets.puback.missed",
+    /// PUBRECs for a packet id not in flight, ignored or answered with 0x92.
+    pubrec_missed => "packets.pubrec.missed",
+    /// PUBCOMPs for a packet id not in flight, ignored.
+    pubcomp_missed => "packets.pubcomp.missed",
+    /// PUBRELs for an incoming QoS 2 id we do not hold, answered with PUBCOMP (0x92 on MQTT 5).
+    pubrel_missed => "packets.pubrel.missed",
+    /// Clients closed because handling one of their packets panicked on a shared task.
+    client_panics => "client.panicked",
 }
 
 impl Metrics {

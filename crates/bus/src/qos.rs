@@ -324,10 +324,11 @@ impl QosEngine {
         let front = self.outgoing.front().map_or(0, |e| e.pkid.get());
         let len = self.outgoing.len();
         let guess = usize::from(pkid.get().wrapping_sub(front)).min(len.saturating_sub(1));
+        // An empty window has no index 0: `get` keeps a stray ack from indexing out of bounds.
         (0..=guess)
             .rev()
             .chain(guess + 1..len)
-            .find(|&i| self.outgoing[i].pkid == pkid)
+            .find(|&i| self.outgoing.get(i).is_some_and(|e| e.pkid == pkid))
             .ok_or(AckError::UnknownPacketId(pkid.get()))
     }
 
@@ -522,6 +523,10 @@ fn resend_of(e: &Inflight) -> Resend {
         Stage::Comp => Resend::PubRel(e.pkid),
     }
 }
+
+#[cfg(test)]
+#[path = "qos_model_tests.rs"]
+mod model_tests;
 
 #[cfg(test)]
 mod tests {

@@ -30,6 +30,9 @@ pub enum CloseReason {
     NotAuthorized,
     /// Socket error.
     Io(String),
+    /// Handling the client's input failed inside the server (a contained panic); the text says
+    /// what failed. The client is closed so the task it shared with others can go on.
+    InternalError(String),
 }
 
 impl CloseReason {
@@ -49,6 +52,7 @@ impl CloseReason {
             CloseReason::ConnectTimeout => "connect_timeout",
             CloseReason::NotAuthorized => "not_authorized",
             CloseReason::Io(_) => "io_error",
+            CloseReason::InternalError(_) => "internal_error",
         }
     }
 
@@ -61,9 +65,10 @@ impl CloseReason {
     /// Extra detail for the log line, if any.
     pub fn detail(&self) -> Option<&str> {
         match self {
-            CloseReason::Malformed(s) | CloseReason::ProtocolError(s) | CloseReason::Io(s) => {
-                Some(s)
-            }
+            CloseReason::Malformed(s)
+            | CloseReason::ProtocolError(s)
+            | CloseReason::Io(s)
+            | CloseReason::InternalError(s) => Some(s),
             _ => None,
         }
     }

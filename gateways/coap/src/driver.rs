@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
-use switchyard_bus::{durability_scope, Control, ControlRx, OpenSession, Session};
+use switchyard_bus::{contain, durability_scope, Control, ControlRx, OpenSession, Session};
 use switchyard_core::CloseReason;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
@@ -145,8 +145,15 @@ pub async fn serve_udp(
             r = socket.recv_from(&mut buf) => match r {
                 Ok((n, peer)) => {
                     let data = buf.get(..n).unwrap_or_default();
-                    for ev in transport.handle_datagram(peer, data, now()) {
-                        demux.dispatch(ev, &mut transport);
+                    // This task serves every client of the socket: a panic on one datagram
+                    // drops that datagram (logged and counted), never the listener.
+                    let handled = contain(|| {
+                        for ev in transport.handle_datagram(peer, data, now()) {
+                            demux.dispatch(ev, &mut transport);
+                        }
+                    });
+                    if let Err(p) = handled {
+                        p.report(demux.gw.bus.metrics(), &peer.to_string());
                     }
                 }
                 Err(e) => tracing::debug!(listener = %name, error = %e, "CoAP recv failed"),

@@ -13,7 +13,7 @@ use crate::Lwm2mGateway;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
-use switchyard_bus::{Control, ControlRx, OpenSession, Session};
+use switchyard_bus::{contain, Control, ControlRx, OpenSession, Session};
 use switchyard_coap::coap_lite::Packet;
 use switchyard_coap::transport::wire::{self, code};
 use switchyard_coap::transport::{error_response, Event, Request, Transport};
@@ -110,8 +110,15 @@ pub async fn serve_udp(
             r = socket.recv_from(&mut buf) => match r {
                 Ok((n, peer)) => {
                     let data = buf.get(..n).unwrap_or_default();
-                    for ev in transport.handle_datagram(peer, data, now()) {
-                        demux.dispatch(ev, &mut transport);
+                    // This task serves every client of the socket: a panic on one datagram
+                    // drops that datagram (logged and counted), never the listener.
+                    let handled = contain(|| {
+                        for ev in transport.handle_datagram(peer, data, now()) {
+                            demux.dispatch(ev, &mut transport);
+                        }
+                    });
+                    if let Err(p) = handled {
+                        p.report(demux.gw.bus.metrics(), &peer.to_string());
                     }
                 }
                 Err(e) => tracing::debug!(listener = %name, error = %e, "LwM2M recv failed"),

@@ -21,7 +21,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use switchyard_bus::{durability_scope, Control, Ticket};
+use switchyard_bus::{contain, durability_scope, Control, Ticket};
 use switchyard_core::CloseReason;
 use tokio::net::UdpSocket;
 use tokio::sync::Notify;
@@ -69,8 +69,23 @@ struct Inner {
 impl Inner {
     /// Handles one datagram, keeping the durability its acknowledgements wait for; true when it
     /// produced such a wait.
+    ///
+    /// It may run on the listener's receiver, which serves many clients: a panic closes this
+    /// client only (DESIGN: no panic on what a peer sends; contained if one slips through).
     fn handle(&mut self, packet: Packet, from: SocketAddr) -> bool {
-        let ((), ticket) = durability_scope(|| self.ch.handle_packet(packet, from, now()));
+        let ch = &mut self.ch;
+        // Contained inside the scope, so an unwind never leaves the scope's thread-local behind.
+        let (handled, ticket) =
+            durability_scope(|| contain(|| ch.handle_packet(packet, from, now())));
+        if let Err(p) = handled {
+            let who = self
+                .ch
+                .info()
+                .map_or_else(|| from.to_string(), |i| i.client_id.as_str().to_owned());
+            p.report(self.ch.bus.metrics(), &who);
+            self.ch.fail(CloseReason::InternalError(p.0), true);
+            return false;
+        }
         if let Some(t) = ticket {
             self.ticket = Some(self.ticket.map_or(t, |o| o.max(t)));
         }

@@ -550,4 +550,101 @@ mod tests {
         drop(sockets);
         assert!(bind_udp(taken).is_ok(), "free again once closed");
     }
+
+    /// A panic while handling one client's datagram on the receiver that serves every client
+    /// of the socket closes that client only: the others keep being answered, new clients
+    /// connect, and the panic is counted.
+    #[tokio::test]
+    async fn a_panic_for_one_client_leaves_the_receiver_serving_the_others() {
+        use crate::codec::{Connect, Flags, Publish, SnQos, TopicIdType};
+        use switchyard_bus::{BusConfig, BusHandle};
+
+        let bus = BusHandle::new(BusConfig::default());
+        let gw = MqttSnGateway {
+            bus: bus.clone(),
+            settings: Arc::new(crate::MqttSnSettings::default()),
+        };
+        // One socket, so every client below shares one receiver task.
+        let std = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        std.set_nonblocking(true).expect("nonblocking");
+        let addr = std.local_addr().expect("addr");
+        let socket = UdpSocket::from_std(std).expect("tokio socket");
+        let cancel = CancellationToken::new();
+        let limits = ListenerLimits {
+            max_connections: 100,
+            max_conn_rate: 0,
+        };
+        let server = tokio::spawn(serve_udp(
+            vec![socket],
+            "t".into(),
+            gw,
+            limits,
+            cancel.clone(),
+            TaskTracker::new(),
+        ));
+        *crate::channel::tests_fault::PANIC_ON_PUBLISH_FROM.lock() = Some("doomed".into());
+
+        async fn exchange(sock: &UdpSocket, to: SocketAddr, p: Packet) -> Packet {
+            let mut out = BytesMut::new();
+            encode(&p, &mut out).expect("encode");
+            sock.send_to(&out, to).await.expect("send");
+            let mut buf = [0u8; 512];
+            let n = tokio::time::timeout(Duration::from_secs(10), sock.recv(&mut buf))
+                .await
+                .expect("an answer within 10 s")
+                .expect("recv");
+            decode(&Bytes::copy_from_slice(&buf[..n])).expect("decodes")
+        }
+        async fn client(to: SocketAddr, id: &str) -> UdpSocket {
+            let sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+            sock.connect(to).await.expect("connect");
+            let c = Packet::Connect(Connect {
+                flags: Flags {
+                    clean_session: true,
+                    ..Flags::default()
+                },
+                protocol_id: 1,
+                duration: 60,
+                client_id: Bytes::copy_from_slice(id.as_bytes()),
+            });
+            let ack = exchange(&sock, to, c).await;
+            assert_eq!(ack, Packet::ConnAck { rc: rc::ACCEPTED }, "{id}");
+            sock
+        }
+
+        let healthy = client(addr, "healthy").await;
+        let doomed = client(addr, "doomed").await;
+        let publish = Packet::Publish(Publish {
+            flags: Flags {
+                qos: SnQos::Q0,
+                topic_id_type: TopicIdType::Short,
+                ..Flags::default()
+            },
+            topic_id: u16::from_be_bytes(*b"ab"),
+            msg_id: 0,
+            data: Bytes::from_static(b"x"),
+        });
+        // The doomed client is closed with a DISCONNECT, not left hanging.
+        let answer = exchange(&doomed, addr, publish).await;
+        assert_eq!(answer, Packet::Disconnect { duration: None });
+        assert_eq!(Metrics::get(&bus.metrics().client_panics), 1);
+
+        // The receiver still serves the client that was already there...
+        let ping = Packet::PingReq { client_id: None };
+        assert_eq!(exchange(&healthy, addr, ping).await, Packet::PingResp);
+        // ...and new ones, the doomed client id included.
+        *crate::channel::tests_fault::PANIC_ON_PUBLISH_FROM.lock() = None;
+        let again = client(addr, "doomed").await;
+        let ping = Packet::PingReq { client_id: None };
+        assert_eq!(exchange(&again, addr, ping).await, Packet::PingResp);
+        let newcomer = client(addr, "newcomer").await;
+        let bye = Packet::Disconnect { duration: None };
+        assert_eq!(
+            exchange(&newcomer, addr, bye).await,
+            Packet::Disconnect { duration: None }
+        );
+
+        cancel.cancel();
+        server.await.expect("listener task ends without panicking");
+    }
 }

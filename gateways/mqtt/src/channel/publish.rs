@@ -8,7 +8,7 @@ use crate::codec::{Ack, Packet, Publish};
 use std::sync::Arc;
 use std::time::Instant;
 use switchyard_auth::{Action, Decision};
-use switchyard_bus::{AckError, Incoming2};
+use switchyard_bus::{AckError, Incoming2, Metrics};
 use switchyard_core::{CloseReason, Message, Origin, Properties, QoS, TopicName};
 
 impl Channel {
@@ -202,6 +202,7 @@ impl Channel {
         if let Err(e) = session.qos.on_puback(a.pkid) {
             // A stray PUBACK (e.g. after a resume raced a late ack) is harmless; log and go on.
             tracing::debug!(error = %e, "PUBACK ignored");
+            Metrics::inc(&self.bus.metrics().puback_missed);
         }
     }
 
@@ -214,6 +215,8 @@ impl Channel {
             Ok(()) if accepted => self.outbound.push(Packet::PubRel(Ack::new(a.pkid))),
             Ok(()) => {}
             Err(AckError::UnknownPacketId(_)) => {
+                tracing::debug!(pkid = a.pkid.get(), "PUBREC for an id not in flight");
+                Metrics::inc(&self.bus.metrics().pubrec_missed);
                 let code = if self.version.is_v5() {
                     v5::PACKET_ID_NOT_FOUND
                 } else {
@@ -222,7 +225,10 @@ impl Channel {
                 self.outbound
                     .push(Packet::PubRel(Ack::with_reason(a.pkid, code)));
             }
-            Err(e) => tracing::debug!(error = %e, "PUBREC ignored"),
+            Err(e) => {
+                tracing::debug!(error = %e, "PUBREC ignored");
+                Metrics::inc(&self.bus.metrics().pubrec_missed);
+            }
         }
     }
 
@@ -231,6 +237,10 @@ impl Channel {
             return;
         };
         let known = session.qos.on_pubrel(a.pkid);
+        if !known {
+            tracing::debug!(pkid = a.pkid.get(), "PUBREL for an id not awaiting release");
+            Metrics::inc(&self.bus.metrics().pubrel_missed);
+        }
         // MQTT-4.3.3-11: PUBCOMP even for an unknown id; MQTT 5 says which.
         let code = if known || !self.version.is_v5() {
             0
@@ -247,6 +257,7 @@ impl Channel {
         };
         if let Err(e) = session.qos.on_pubcomp(a.pkid) {
             tracing::debug!(error = %e, "PUBCOMP ignored");
+            Metrics::inc(&self.bus.metrics().pubcomp_missed);
         }
     }
 }

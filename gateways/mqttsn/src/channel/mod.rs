@@ -247,6 +247,8 @@ impl Channel {
         }
         self.peer = from;
         self.keepalive.on_packet(now);
+        #[cfg(test)]
+        tests_fault::maybe_panic(self.info.as_deref(), &packet);
         match packet {
             Packet::Connect(c) => self.handle_connect(c),
             Packet::WillTopic(w) => self.handle_will_topic(w),
@@ -409,3 +411,23 @@ impl Channel {
 
 /// Accepted.
 pub(crate) const ACCEPTED: u8 = rc::ACCEPTED;
+
+/// Fault injection for the listener's containment test: a PUBLISH from the client id set here
+/// panics inside the channel, as a bug triggered by one client's input would.
+#[cfg(test)]
+pub(crate) mod tests_fault {
+    use super::{ClientInfo, Packet};
+
+    /// The client id whose PUBLISHes panic.
+    pub(crate) static PANIC_ON_PUBLISH_FROM: parking_lot::Mutex<Option<String>> =
+        parking_lot::Mutex::new(None);
+
+    pub(super) fn maybe_panic(info: Option<&ClientInfo>, packet: &Packet) {
+        let Some(info) = info else { return };
+        if matches!(packet, Packet::Publish(_))
+            && PANIC_ON_PUBLISH_FROM.lock().as_deref() == Some(info.client_id.as_str())
+        {
+            panic!("injected fault for {}", info.client_id.as_str());
+        }
+    }
+}

@@ -8,7 +8,7 @@ use crate::registry::RegisterError;
 use std::num::NonZeroU16;
 use std::time::Instant;
 use switchyard_auth::{Action, Decision};
-use switchyard_bus::{BusError, Incoming2, SubOptions};
+use switchyard_bus::{BusError, Incoming2, Metrics, SubOptions};
 use switchyard_core::{ClientId, Message, Origin, QoS, SubscriptionFilter, TopicFilter, TopicName};
 
 /// Resolves a short (2-byte) topic name.
@@ -133,7 +133,10 @@ impl Channel {
 
     pub(crate) fn handle_pubrel(&mut self, msg_id: u16) {
         if let (Some(s), Some(id)) = (self.session.as_mut(), NonZeroU16::new(msg_id)) {
-            s.qos.on_pubrel(id);
+            if !s.qos.on_pubrel(id) {
+                tracing::debug!(msg_id, "PUBREL for an id not awaiting release");
+                Metrics::inc(&self.bus.metrics().pubrel_missed);
+            }
         }
         // PUBCOMP either way, so a lost PUBCOMP is recovered by the client's retry.
         self.outbound.push(Packet::PubComp { msg_id });
@@ -162,7 +165,10 @@ impl Channel {
         };
         match s.qos.on_puback(id) {
             Ok(_) => self.on_acked(),
-            Err(e) => tracing::debug!(error = %e, "PUBACK ignored"),
+            Err(e) => {
+                tracing::debug!(error = %e, "PUBACK ignored");
+                Metrics::inc(&self.bus.metrics().puback_missed);
+            }
         }
     }
 
@@ -178,7 +184,10 @@ impl Channel {
                 self.retries = 0;
                 self.outbound.push(Packet::PubRel { msg_id });
             }
-            Err(e) => tracing::debug!(error = %e, "PUBREC ignored"),
+            Err(e) => {
+                tracing::debug!(error = %e, "PUBREC ignored");
+                Metrics::inc(&self.bus.metrics().pubrec_missed);
+            }
         }
     }
 
@@ -191,7 +200,10 @@ impl Channel {
         };
         match s.qos.on_pubcomp(id) {
             Ok(_) => self.on_acked(),
-            Err(e) => tracing::debug!(error = %e, "PUBCOMP ignored"),
+            Err(e) => {
+                tracing::debug!(error = %e, "PUBCOMP ignored");
+                Metrics::inc(&self.bus.metrics().pubcomp_missed);
+            }
         }
     }
 
