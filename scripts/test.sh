@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one test command: installs the external test clients (scripts/install-test-deps.sh), then
-# runs every test of the workspace in debug builds (unit, integration and the black-box tests
-# of the real binary in tests/). Exits non-zero on any failure.
+# checks formatting (cargo fmt --check) and lints (clippy -D warnings), then runs every test of
+# the workspace in debug builds (unit, integration and the black-box tests of the real binary in
+# tests/). Exits non-zero on any failure.
 #
 # Extra arguments go to `cargo test`, e.g. `scripts/test.sh --test mqtt_raw`.
 set -euo pipefail
@@ -18,6 +19,13 @@ export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
 df -h . 2>/dev/null | sed 's/^/test.sh: disk: /' || true
 
 status=0
+if [ "$#" -eq 0 ]; then
+    # Formatting and lints are part of the suite: a difference or a warning fails it.
+    echo "test.sh: cargo fmt --all --check"
+    cargo fmt --all --check || status=$?
+    echo "test.sh: cargo clippy --workspace --all-targets -- -D warnings"
+    cargo clippy --workspace --all-targets -- -D warnings || status=$?
+fi
 echo "test.sh: cargo test --workspace --all-targets $*"
 cargo test --workspace --all-targets --no-fail-fast "$@" || status=$?
 if [ "$#" -eq 0 ]; then

@@ -97,9 +97,20 @@ fn tls_pub(b: &Broker, pki: &Pki, topic: &str, msg: &str, client_cert: bool) -> 
 }
 
 /// Starts mosquitto_sub on the plain TCP listener for `count` messages.
-fn tcp_sub(b: &Broker, topic: &str, count: u32) -> std::process::Child {
-    let child = Command::new("mosquitto_sub")
+/// A `mosquitto_sub` over plain TCP, returned once its SUBACK arrived (its `-d` log says so),
+/// so nothing published afterwards can be missed.
+struct Sub {
+    child: std::process::Child,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+fn tcp_sub(b: &Broker, topic: &str, count: u32) -> Sub {
+    use std::io::BufRead;
+    // Line-buffered (coreutils' stdbuf), or the SUBACK line would wait for mosquitto_sub's exit.
+    let mut child = Command::new("stdbuf")
         .args([
+            "-oL",
+            "mosquitto_sub",
             "-h",
             "127.0.0.1",
             "-p",
@@ -109,19 +120,33 @@ fn tcp_sub(b: &Broker, topic: &str, count: u32) -> std::process::Child {
             "-v",
             "-q",
             "1",
+            "-d",
         ])
         .args(["-C", &count.to_string(), "-W", "10"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(400));
-    child
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    // `-W 10` bounds the wait: mosquitto_sub exits (EOF here) if no SUBACK comes.
+    let subscribed = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.contains("received SUBACK"));
+    assert!(subscribed, "mosquitto_sub never got its SUBACK for {topic}");
+    Sub { child, lines }
 }
 
-fn output(child: std::process::Child) -> String {
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8_lossy(&out.stdout).to_string()
+/// What the subscriber printed after its SUBACK, without `-d`'s debug lines.
+fn output(sub: Sub) -> String {
+    let Sub { mut child, lines } = sub;
+    let text: Vec<String> = lines
+        .map_while(Result::ok)
+        .filter(|l| !l.starts_with("Client ") && !l.starts_with("Subscribed "))
+        .collect();
+    child.wait().unwrap();
+    text.join("\n")
 }
 
 #[test]

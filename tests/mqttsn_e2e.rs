@@ -156,12 +156,9 @@ async fn mqtt_to_sn_by_name_predefined_short_and_wildcard_with_register() {
 #[tokio::test]
 async fn retained_message_on_subscribe_carries_retain() {
     let broker = start("");
-    let mqtt = Client::connect(broker.mqtt_addr(), "mqtt-pub").await;
-    mqtt.client
-        .publish("ret/t", QoS::AtLeastOnce, true, "kept")
-        .await
-        .expect("publish");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut mqtt = Client::connect(broker.mqtt_addr(), "mqtt-pub").await;
+    // The PUBACK comes after the message is retained.
+    mqtt.publish("ret/t", QoS::AtLeastOnce, true, b"kept").await;
     let mut sn = SnClient::new(broker.listener(GW), "sn-ret").await;
     sn.connect(true, 30).await;
     let (id, _, rc) = sn.subscribe_name("ret/t", 1).await;

@@ -330,6 +330,12 @@ impl BusHandle {
         v
     }
 
+    /// Counts a connection that closed before it connected (refused, timed out in its
+    /// handshake, malformed first packet): it has no session to report.
+    pub fn connection_refused(&self, reason: &CloseReason) {
+        self.0.metrics.count_close(reason);
+    }
+
     /// Reports a successful connect: counts it and publishes the `$SYS` presence event.
     pub fn client_connected(&self, info: &ClientInfo) {
         Metrics::inc(&self.0.metrics.connections);
@@ -344,8 +350,10 @@ impl BusHandle {
         }
     }
 
-    /// Reports the end of a connection that had connected.
+    /// Reports the end of a connection that had connected: the close is counted under its
+    /// reason here, once, for every protocol.
     pub fn client_disconnected(&self, info: &ClientInfo, reason: &CloseReason) {
+        self.0.metrics.count_close(reason);
         Metrics::dec(&self.0.metrics.connections);
         if let Some(n) = self.0.connections_by_ns.lock().get_mut(info.namespace.0) {
             *n = n.saturating_sub(1);

@@ -1,6 +1,25 @@
 //! Broker-wide counters and gauges, lock-free, read by `$SYS` and the admin API.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use switchyard_core::CloseReason;
+
+/// The metric names of [`Metrics::closes`], in [`CloseReason::LABELS`] order.
+const CLOSE_METRICS: [&str; CloseReason::LABELS.len()] = [
+    "client.closed.client_disconnect",
+    "client.closed.client_disconnect_with_will",
+    "client.closed.peer_closed",
+    "client.closed.keepalive_timeout",
+    "client.closed.takeover",
+    "client.closed.server_shutdown",
+    "client.closed.kicked",
+    "client.closed.malformed_packet",
+    "client.closed.protocol_error",
+    "client.closed.packet_too_large",
+    "client.closed.connect_timeout",
+    "client.closed.not_authorized",
+    "client.closed.io_error",
+    "client.closed.internal_error",
+];
 
 macro_rules! metrics {
     ($($(#[$doc:meta])* $field:ident => $name:literal,)*) => {
@@ -8,6 +27,9 @@ macro_rules! metrics {
         #[derive(Debug, Default)]
         pub struct Metrics {
             $($(#[$doc])* pub $field: AtomicU64,)*
+            /// Connections closed, one counter per [`CloseReason`] (by its index), every
+            /// protocol: `client.closed.<reason>`.
+            pub closes: [AtomicU64; CloseReason::LABELS.len()],
         }
 
         /// A point-in-time copy of every metric, with EMQX-style dotted names.
@@ -16,7 +38,11 @@ macro_rules! metrics {
         impl Metrics {
             /// Reads every metric.
             pub fn snapshot(&self) -> MetricsSnapshot {
-                vec![$(($name, self.$field.load(Ordering::Relaxed)),)*]
+                let mut v = vec![$(($name, self.$field.load(Ordering::Relaxed)),)*];
+                for (name, n) in CLOSE_METRICS.iter().zip(&self.closes) {
+                    v.push((*name, n.load(Ordering::Relaxed)));
+                }
+                v
             }
         }
     };
@@ -61,7 +87,7 @@ metrics! {
     auth_failures => "authentication.failure",
     /// Publishes, subscribes and wills denied by the ACL.
     authz_denials => "authorization.deny",
-    /// Connections closed by keepalive timeout.
+    /// Connections closed by keepalive timeout, every protocol (counted with the close reason).
     keepalive_timeouts => "client.keepalive_timeout",
     /// Sessions taken over by a new connection.
     takeovers => "session.takenover",
@@ -95,5 +121,41 @@ impl Metrics {
     /// Reads a metric.
     pub fn get(value: &AtomicU64) -> u64 {
         value.load(Ordering::Relaxed)
+    }
+
+    /// Counts one closed connection under its reason (and the keepalive counter for a
+    /// keepalive timeout), whatever the protocol.
+    pub fn count_close(&self, reason: &CloseReason) {
+        if let Some(c) = self.closes.get(reason.index()) {
+            Self::inc(c);
+        }
+        if *reason == CloseReason::KeepaliveTimeout {
+            Self::inc(&self.keepalive_timeouts);
+        }
+    }
+
+    /// Connections closed for `reason` so far.
+    pub fn closed(&self, reason: &CloseReason) -> u64 {
+        self.closes.get(reason.index()).map_or(0, Self::get)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_metric_names_follow_the_reason_labels() {
+        for (name, label) in CLOSE_METRICS.iter().zip(CloseReason::LABELS) {
+            assert_eq!(*name, format!("client.closed.{label}"));
+        }
+        let m = Metrics::default();
+        m.count_close(&CloseReason::KeepaliveTimeout);
+        m.count_close(&CloseReason::Io("x".into()));
+        assert_eq!(m.closed(&CloseReason::KeepaliveTimeout), 1);
+        assert_eq!(Metrics::get(&m.keepalive_timeouts), 1);
+        let snap = m.snapshot();
+        assert!(snap.contains(&("client.closed.io_error", 1)), "{snap:?}");
+        assert!(snap.contains(&("client.closed.kicked", 0)), "{snap:?}");
     }
 }

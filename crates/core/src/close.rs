@@ -36,24 +36,48 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
+    /// Every label [`CloseReason::as_str`] returns, in [`CloseReason::index`] order, so metrics
+    /// can keep one counter per reason in a plain array.
+    pub const LABELS: [&'static str; 14] = [
+        "client_disconnect",
+        "client_disconnect_with_will",
+        "peer_closed",
+        "keepalive_timeout",
+        "takeover",
+        "server_shutdown",
+        "kicked",
+        "malformed_packet",
+        "protocol_error",
+        "packet_too_large",
+        "connect_timeout",
+        "not_authorized",
+        "io_error",
+        "internal_error",
+    ];
+
+    /// This reason's position in [`CloseReason::LABELS`].
+    pub fn index(&self) -> usize {
+        match self {
+            CloseReason::ClientDisconnect => 0,
+            CloseReason::ClientDisconnectWithWill => 1,
+            CloseReason::PeerClosed => 2,
+            CloseReason::KeepaliveTimeout => 3,
+            CloseReason::Takeover => 4,
+            CloseReason::ServerShutdown => 5,
+            CloseReason::Kicked => 6,
+            CloseReason::Malformed(_) => 7,
+            CloseReason::ProtocolError(_) => 8,
+            CloseReason::PacketTooLarge => 9,
+            CloseReason::ConnectTimeout => 10,
+            CloseReason::NotAuthorized => 11,
+            CloseReason::Io(_) => 12,
+            CloseReason::InternalError(_) => 13,
+        }
+    }
+
     /// Short stable label for logs and metrics.
     pub fn as_str(&self) -> &'static str {
-        match self {
-            CloseReason::ClientDisconnect => "client_disconnect",
-            CloseReason::ClientDisconnectWithWill => "client_disconnect_with_will",
-            CloseReason::PeerClosed => "peer_closed",
-            CloseReason::KeepaliveTimeout => "keepalive_timeout",
-            CloseReason::Takeover => "takeover",
-            CloseReason::ServerShutdown => "server_shutdown",
-            CloseReason::Kicked => "kicked",
-            CloseReason::Malformed(_) => "malformed_packet",
-            CloseReason::ProtocolError(_) => "protocol_error",
-            CloseReason::PacketTooLarge => "packet_too_large",
-            CloseReason::ConnectTimeout => "connect_timeout",
-            CloseReason::NotAuthorized => "not_authorized",
-            CloseReason::Io(_) => "io_error",
-            CloseReason::InternalError(_) => "internal_error",
-        }
+        Self::LABELS[self.index()]
     }
 
     /// Whether the will message is published for this close (MQTT-3.1.2-8: every close except a
@@ -79,6 +103,36 @@ impl std::fmt::Display for CloseReason {
         match self.detail() {
             Some(d) => write!(f, "{}: {}", self.as_str(), d),
             None => f.write_str(self.as_str()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CloseReason;
+
+    #[test]
+    fn every_reason_has_its_own_label() {
+        let all = [
+            CloseReason::ClientDisconnect,
+            CloseReason::ClientDisconnectWithWill,
+            CloseReason::PeerClosed,
+            CloseReason::KeepaliveTimeout,
+            CloseReason::Takeover,
+            CloseReason::ServerShutdown,
+            CloseReason::Kicked,
+            CloseReason::Malformed(String::new()),
+            CloseReason::ProtocolError(String::new()),
+            CloseReason::PacketTooLarge,
+            CloseReason::ConnectTimeout,
+            CloseReason::NotAuthorized,
+            CloseReason::Io(String::new()),
+            CloseReason::InternalError(String::new()),
+        ];
+        assert_eq!(all.len(), CloseReason::LABELS.len());
+        for (i, r) in all.iter().enumerate() {
+            assert_eq!(r.index(), i);
+            assert_eq!(r.as_str(), CloseReason::LABELS[i]);
         }
     }
 }

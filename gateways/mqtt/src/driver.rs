@@ -202,17 +202,15 @@ where
     let connect = match first {
         // Unboxed here, so the box is freed now rather than held for the connection's life.
         FirstPacket::Connect(c) => *c,
-        FirstPacket::Close(reason) => return reason,
-        FirstPacket::Cancelled => return CloseReason::ServerShutdown,
-        FirstPacket::TimedOut => return CloseReason::ConnectTimeout,
+        FirstPacket::Close(reason) => return refused(&gw, reason),
+        FirstPacket::Cancelled => return refused(&gw, CloseReason::ServerShutdown),
+        FirstPacket::TimedOut => return refused(&gw, CloseReason::ConnectTimeout),
         FirstPacket::BadVersion => {
             ch.refuse_protocol_version(false);
             Box::pin(flush(&mut wr, &mut ch, &mut wbuf)).await;
             Box::pin(close_lingering(&mut rd, &mut wr, &cancel)).await;
-            return ch
-                .close_reason()
-                .cloned()
-                .unwrap_or(CloseReason::PeerClosed);
+            let reason = ch.close_reason().cloned();
+            return refused(&gw, reason.unwrap_or(CloseReason::PeerClosed));
         }
     };
     let (control_tx, mut control_rx) = switchyard_bus::control_channel();
@@ -221,10 +219,8 @@ where
         ConnectDecision::Refused => {
             Box::pin(flush(&mut wr, &mut ch, &mut wbuf)).await;
             Box::pin(close_lingering(&mut rd, &mut wr, &cancel)).await;
-            return ch
-                .close_reason()
-                .cloned()
-                .unwrap_or(CloseReason::PeerClosed);
+            let reason = ch.close_reason().cloned();
+            return refused(&gw, reason.unwrap_or(CloseReason::PeerClosed));
         }
     };
     tracing::Span::current().record("client_id", request.info.client_id.as_str());
@@ -242,10 +238,8 @@ where
             ch.on_session_failed(&e);
             Box::pin(flush(&mut wr, &mut ch, &mut wbuf)).await;
             Box::pin(close_lingering(&mut rd, &mut wr, &cancel)).await;
-            return ch
-                .close_reason()
-                .cloned()
-                .unwrap_or(CloseReason::PeerClosed);
+            let reason = ch.close_reason().cloned();
+            return refused(&gw, reason.unwrap_or(CloseReason::PeerClosed));
         }
     }
     let takeover = serve(
@@ -263,6 +257,13 @@ where
     // The session goes back to the bus first: a takeover must not wait for the old client.
     let reason = ch.finish(&mut control_rx, takeover);
     Box::pin(close_lingering(&mut rd, &mut wr, &cancel)).await;
+    reason
+}
+
+/// A connection that ends before its session opened: counted under its close reason here, since
+/// only a connected client is reported through `client_disconnected`.
+fn refused(gw: &MqttGateway, reason: CloseReason) -> CloseReason {
+    gw.bus.connection_refused(&reason);
     reason
 }
 

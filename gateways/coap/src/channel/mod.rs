@@ -255,7 +255,6 @@ impl Channel {
     /// Timer wakeup.
     pub fn tick(&mut self, now: Instant) {
         if self.next_deadline().is_some_and(|d| now >= d) {
-            Metrics::inc(&self.gw.bus.metrics().keepalive_timeouts);
             self.fail(CloseReason::KeepaliveTimeout);
         }
     }

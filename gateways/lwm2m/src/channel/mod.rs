@@ -260,7 +260,6 @@ impl Channel {
             return;
         }
         if now >= self.last_inbound + self.lifetime() {
-            Metrics::inc(&self.gw.bus.metrics().keepalive_timeouts);
             tracing::debug!(lt = self.reg.lt, "registration lifetime expired");
             return self.fail(CloseReason::KeepaliveTimeout);
         }

@@ -284,8 +284,9 @@ impl Channel {
             self.bus
                 .release_session(NAMESPACE, session, self.generation, control, takeover);
         }
-        if let Some(info) = &self.info {
-            self.bus.client_disconnected(info, &reason);
+        match &self.info {
+            Some(info) => self.bus.client_disconnected(info, &reason),
+            None => self.bus.connection_refused(&reason),
         }
         reason
     }

@@ -374,10 +374,11 @@ impl Channel {
             self.bus
                 .release_session(NAMESPACE, session, self.generation, control, takeover);
         }
-        if let Some(info) = &self.info {
-            if self.state != State::Opening && self.state != State::Idle {
+        match &self.info {
+            Some(info) if self.state != State::Opening && self.state != State::Idle => {
                 self.bus.client_disconnected(info, &reason);
             }
+            _ => self.bus.connection_refused(&reason),
         }
         reason
     }
