@@ -300,25 +300,16 @@ fn parse_cidr(s: &str) -> Result<IpNet, String> {
         .map_err(|_| format!("ipaddr {s:?} is not an address or CIDR"))
 }
 
-/// Replaces `${username}` and `${clientid}`; `None` when a needed value is missing or would
-/// inject wildcards or levels of its own.
+/// Renders a rule's filter for this client with the shared topic template
+/// ([`switchyard_core::render_topic`]); `None` (the rule does not match) when a placeholder has
+/// no value or its value would inject levels or wildcards.
 fn render(template: &str, ctx: &ClientCtx) -> Option<String> {
-    if !template.contains("${") {
-        return Some(template.to_owned());
-    }
-    let safe = |v: &str| !v.is_empty() && !v.contains(['+', '#', '/']);
-    let mut out = template.to_owned();
-    if out.contains("${username}") {
-        let u = ctx.username.as_deref().filter(|u| safe(u))?;
-        out = out.replace("${username}", u);
-    }
-    if out.contains("${clientid}") {
-        if !safe(&ctx.client_id) {
-            return None;
-        }
-        out = out.replace("${clientid}", &ctx.client_id);
-    }
-    Some(out)
+    let vars = switchyard_core::TemplateVars {
+        clientid: Some(ctx.client_id.as_str()),
+        username: ctx.username.as_deref(),
+        endpoint_name: None,
+    };
+    switchyard_core::render_topic(template, &vars).ok()
 }
 
 /// The rules and the policy around them.

@@ -9,12 +9,14 @@ mod close;
 mod ids;
 mod message;
 mod qos;
+mod template;
 mod topic;
 
 pub use close::CloseReason;
 pub use ids::{ClientId, PacketId, SessionId};
 pub use message::{Message, Origin, Properties};
 pub use qos::{QoS, QoSError};
+pub use template::{render_topic, TemplateError, TemplateVars};
 pub use topic::{SharedGroup, SubscriptionFilter, TopicError, TopicFilter, TopicName};
 
 pub use bytes::Bytes;

@@ -358,6 +358,28 @@ impl Client {
     }
 
     async fn serve(&mut self, info: switchyard_bus::ClientInfo, first: Request) -> CloseReason {
+        let prefix = match crate::settings::mount_prefix(
+            &self.gw.settings.mountpoint,
+            info.client_id.as_str(),
+            info.username.as_deref(),
+        ) {
+            Ok(p) => p,
+            Err(e) => {
+                // A client id or username with '/', '+' or '#' would escape the mountpoint.
+                tracing::warn!(placeholder = e.placeholder(), error = %e,
+                    "client refused: mountpoint cannot be rendered for it");
+                let reply = error_response(code::UNAUTHORIZED, &e.to_string());
+                let _ = self
+                    .out_tx
+                    .send(ToSocket::Out(Output::Reply {
+                        exchange: first.exchange,
+                        packet: reply,
+                    }))
+                    .await;
+                self.gw.bus.connection_refused(&CloseReason::NotAuthorized);
+                return CloseReason::NotAuthorized;
+            }
+        };
         let info = Arc::new(info);
         let (control_tx, mut control_rx) = switchyard_bus::control_channel();
         let opened = self
@@ -382,7 +404,9 @@ impl Client {
                         packet: reply,
                     }))
                     .await;
-                return CloseReason::ProtocolError(e.to_string());
+                let reason = CloseReason::ProtocolError(e.to_string());
+                self.gw.bus.connection_refused(&reason);
+                return reason;
             }
         };
         self.gw.bus.client_connected(&info);
@@ -392,6 +416,7 @@ impl Client {
             info,
             opened.session,
             opened.generation,
+            prefix,
             now(),
         );
         ch.handle_request(first, now());

@@ -84,11 +84,17 @@ impl Default for CoapSettings {
     }
 }
 
-/// Replaces `${clientid}` and `${username}`; unknown placeholders stay (spec 1.4).
-pub(crate) fn render(template: &str, client_id: &str, username: Option<&str>) -> String {
-    let out = template.replace("${clientid}", client_id);
-    match username {
-        Some(u) => out.replace("${username}", u),
-        None => out,
-    }
+/// The client's topic prefix: the mountpoint rendered by the shared topic template, which
+/// refuses a client id or username that would escape it (or a placeholder without a value).
+pub(crate) fn mount_prefix(
+    template: &str,
+    client_id: &str,
+    username: Option<&str>,
+) -> Result<String, switchyard_core::TemplateError> {
+    let vars = switchyard_core::TemplateVars {
+        clientid: Some(client_id),
+        username,
+        endpoint_name: None,
+    };
+    switchyard_core::render_topic(template, &vars)
 }

@@ -330,9 +330,21 @@ impl Client {
         };
         if let Err(reason) = channel::authenticate(&self.gw, &reg, first.peer) {
             self.refuse(first, channel::login_failed(reason)).await;
+            self.gw.bus.connection_refused(&CloseReason::NotAuthorized);
             return None;
         }
         let info = Arc::new(channel::client_info(&reg, first.peer));
+        let prefix = match channel::mount_prefix(&self.gw, &reg, &info) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(endpoint = reg.ep, placeholder = e.placeholder(), error = %e,
+                    "Register refused: mountpoint cannot be rendered for this device");
+                self.refuse(first, channel::login_failed("not_authorized"))
+                    .await;
+                self.gw.bus.connection_refused(&CloseReason::NotAuthorized);
+                return None;
+            }
+        };
         let (control_tx, mut control_rx) = switchyard_bus::control_channel();
         let opened = self
             .gw
@@ -361,6 +373,7 @@ impl Client {
             opened.session,
             opened.generation,
             reg,
+            prefix,
             now(),
         );
         if let Err(reason) = ch.start(&first.exchange, now()) {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 use switchyard_coap::transport::TransportConfig;
-use switchyard_core::QoS;
+use switchyard_core::{render_topic, QoS, TemplateError, TemplateVars};
 
 /// One translator: a topic below the mountpoint and the QoS of what is published there.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,13 +108,18 @@ impl Lwm2mSettings {
     }
 }
 
-/// Replaces `${endpoint_name}`, `${clientid}` and `${username}`; others stay (spec 1.4).
-pub fn render(template: &str, endpoint: &str, client_id: &str, username: Option<&str>) -> String {
-    let out = template
-        .replace("${endpoint_name}", endpoint)
-        .replace("${clientid}", client_id);
-    match username {
-        Some(u) => out.replace("${username}", u),
-        None => out,
-    }
+/// The device's topic prefix: `${endpoint_name}`, `${clientid}` and `${username}` rendered by
+/// the shared topic template, which refuses values that would escape the prefix.
+pub fn render(
+    template: &str,
+    endpoint: &str,
+    client_id: &str,
+    username: Option<&str>,
+) -> Result<String, TemplateError> {
+    let vars = TemplateVars {
+        clientid: Some(client_id),
+        username,
+        endpoint_name: Some(endpoint),
+    };
+    render_topic(template, &vars)
 }

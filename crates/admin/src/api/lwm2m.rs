@@ -22,11 +22,7 @@ static REQ_ID: AtomicU64 = AtomicU64::new(1);
 /// The device's command topic, from the gateway config and its identity.
 fn command_topic(st: &State, endpoint: &str, username: Option<&str>) -> ApiResult<String> {
     let g = &st.ctx.config.gateway.lwm2m;
-    let mount = g
-        .mountpoint
-        .replace("${endpoint_name}", endpoint)
-        .replace("${clientid}", endpoint)
-        .replace("${username}", username.unwrap_or(""));
+    let mount = mount_prefix(&g.mountpoint, endpoint, username)?;
     let filter = g.translators.command.topic.as_str();
     let base = filter
         .strip_suffix("/#")
@@ -118,14 +114,22 @@ pub async fn action(
 const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The device's response topic (`{mountpoint}` + `translators.response`).
-fn response_topic(st: &State, endpoint: &str, username: Option<&str>) -> String {
+fn response_topic(st: &State, endpoint: &str, username: Option<&str>) -> ApiResult<String> {
     let g = &st.ctx.config.gateway.lwm2m;
-    let mount = g
-        .mountpoint
-        .replace("${endpoint_name}", endpoint)
-        .replace("${clientid}", endpoint)
-        .replace("${username}", username.unwrap_or(""));
-    format!("{mount}{}", g.translators.response.topic)
+    let mount = mount_prefix(&g.mountpoint, endpoint, username)?;
+    Ok(format!("{mount}{}", g.translators.response.topic))
+}
+
+/// The device's mountpoint, rendered by the same topic template as the gateway's (the API
+/// addresses a device by its client id, which it uses for `${endpoint_name}` too).
+fn mount_prefix(template: &str, endpoint: &str, username: Option<&str>) -> ApiResult<String> {
+    let vars = switchyard_core::TemplateVars {
+        clientid: Some(endpoint),
+        username,
+        endpoint_name: Some(endpoint),
+    };
+    switchyard_core::render_topic(template, &vars)
+        .map_err(|e| ApiError::internal(format!("mountpoint {template:?}: {e}")))
 }
 
 /// `GET /api/v5/gateways/lwm2m/clients/{clientid}/lookup?path=/3/0/0&action=read|discover`.
@@ -160,7 +164,7 @@ pub async fn lookup(
     let command_topic = TopicName::new(command_topic.as_str())
         .map_err(|e| ApiError::internal(format!("command topic {command_topic:?}: {e}")))?;
     let filter =
-        switchyard_core::SubscriptionFilter::parse(&response_topic(&st.0, &id, username), 0)
+        switchyard_core::SubscriptionFilter::parse(&response_topic(&st.0, &id, username)?, 0)
             .map_err(|e| ApiError::internal(format!("response topic: {e}")))?;
     let req_id = REQ_ID.fetch_add(1, Ordering::Relaxed);
     let cmd = json!({ "reqID": req_id, "msgType": kind, "data": { "path": path } });

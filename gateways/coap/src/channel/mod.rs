@@ -14,7 +14,6 @@
 mod auth;
 pub mod request;
 
-use crate::settings::render;
 use crate::transport::observe::Observation;
 use crate::transport::wire::code;
 use crate::transport::{error_response, response, wire, Exchange, Request};
@@ -98,6 +97,8 @@ struct Observed {
 pub struct Channel {
     gw: CoapGateway,
     info: Arc<ClientInfo>,
+    /// The rendered mountpoint, put in front of every topic the client names.
+    prefix: String,
     peer: SocketAddr,
     session: Option<Session>,
     generation: u64,
@@ -179,9 +180,11 @@ impl Channel {
         info: Arc<ClientInfo>,
         session: Session,
         generation: u64,
+        prefix: String,
         now: Instant,
     ) -> Self {
         Channel {
+            prefix,
             peer: info
                 .peer
                 .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
@@ -341,16 +344,7 @@ impl Channel {
     }
 
     fn mount(&self, topic: &str) -> String {
-        let mp = &self.gw.settings.mountpoint;
-        if mp.is_empty() {
-            return topic.to_owned();
-        }
-        let prefix = render(
-            mp,
-            self.info.client_id.as_str(),
-            self.info.username.as_deref(),
-        );
-        format!("{prefix}{topic}")
+        format!("{}{topic}", self.prefix)
     }
 
     fn publish(&mut self, ex: &Exchange, topic: &str, q: &Query, payload: Vec<u8>) {

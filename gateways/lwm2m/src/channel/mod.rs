@@ -31,6 +31,7 @@ use switchyard_bus::{
 use switchyard_coap::coap_lite::{CoapOption, Packet};
 use switchyard_coap::transport::wire::{self, code};
 use switchyard_coap::transport::{error_response, response, Exchange, Request};
+use switchyard_core::TemplateError;
 use switchyard_core::{CloseReason, Message, Origin, SubscriptionFilter, TopicName};
 use tokio::sync::oneshot;
 
@@ -132,6 +133,21 @@ pub fn client_info(reg: &Registration, peer: SocketAddr) -> ClientInfo {
     }
 }
 
+/// The device's topic prefix (the rendered mountpoint); an error names the placeholder that has
+/// no value or whose value would escape the prefix, and the Register is refused.
+pub fn mount_prefix(
+    gw: &Lwm2mGateway,
+    reg: &Registration,
+    info: &ClientInfo,
+) -> Result<String, TemplateError> {
+    render(
+        &gw.settings.mountpoint,
+        &reg.ep,
+        info.client_id.as_str(),
+        info.username.as_deref(),
+    )
+}
+
 /// `Err(reason)` when `enable_authn` refuses a Register (answered 4.00 `Login Failed: …`):
 /// the `imei` and `password` query extras are checked by the broker's authenticator, with the
 /// `imei` as username (EMQX, spec 4.2).
@@ -174,14 +190,9 @@ impl Channel {
         session: Session,
         generation: u64,
         reg: Registration,
+        prefix: String,
         now: Instant,
     ) -> Self {
-        let prefix = render(
-            &gw.settings.mountpoint,
-            &reg.ep,
-            info.client_id.as_str(),
-            info.username.as_deref(),
-        );
         Channel {
             peer: info
                 .peer

@@ -103,7 +103,8 @@ async fn fixture(settings: Lwm2mSettings, query: &[&str]) -> Fixture {
     .unwrap_or_else(|e| panic!("{e}"));
     let (s, generation, _, control) = session(&bus, &reg.ep).await;
     let info = Arc::new(client_info(&reg, first.peer));
-    let mut ch = Channel::new(gw, info, s, generation, reg, now());
+    let prefix = crate::channel::mount_prefix(&gw, &reg, &info).unwrap_or_else(|e| panic!("{e}"));
+    let mut ch = Channel::new(gw, info, s, generation, reg, prefix, now());
     ch.start(&first.exchange, now())
         .unwrap_or_else(|e| panic!("{e:?}"));
     Fixture {

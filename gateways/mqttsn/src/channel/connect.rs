@@ -11,7 +11,9 @@ use rand::Rng;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use switchyard_bus::{BusError, ClientInfo, Keepalive, OpenSession, Opened};
-use switchyard_core::{ClientId, CloseReason, Message, Origin, QoS, SessionId, TopicName};
+use switchyard_core::{
+    render_topic, ClientId, CloseReason, Message, Origin, QoS, SessionId, TemplateVars, TopicName,
+};
 
 impl Channel {
     pub(crate) fn handle_connect(&mut self, c: Connect) {
@@ -135,7 +137,23 @@ impl Channel {
             self.fail(CloseReason::NotAuthorized, false);
             return;
         }
-        self.mountpoint = render(&self.settings.mountpoint, &p.client_id, username.as_deref());
+        let vars = TemplateVars {
+            clientid: Some(&p.client_id),
+            username: username.as_deref(),
+            endpoint_name: None,
+        };
+        match render_topic(&self.settings.mountpoint, &vars) {
+            Ok(m) => self.mountpoint = m,
+            Err(e) => {
+                // A client id or username that would escape the mountpoint ('/', '+', '#') or
+                // a placeholder without a value: refused like a failed authentication.
+                tracing::warn!(client_id = p.client_id, placeholder = e.placeholder(), error = %e,
+                    "CONNECT refused: mountpoint cannot be rendered for this client");
+                self.connack(rc::NOT_AUTHORIZED);
+                self.fail(CloseReason::NotAuthorized, false);
+                return;
+            }
+        }
         let expiry = if p.clean_session {
             Duration::ZERO
         } else {
