@@ -137,11 +137,12 @@ pub fn mqtt_settings(c: &Config, security: &Security) -> MqttSettings {
     }
 }
 
-/// Limits of one TCP-side listener.
-pub fn limits(max_connections: u32, max_conn_rate: u32) -> ListenerLimits {
+/// Limits of one stream listener (TCP, TLS, WebSocket).
+pub fn limits(max_connections: u32, max_conn_rate: u32, max_conn_burst: u32) -> ListenerLimits {
     ListenerLimits {
         max_connections: max_connections as usize,
         max_conn_rate,
+        max_conn_burst,
     }
 }
 

@@ -39,15 +39,31 @@ pub fn init_tracing(log: &LogConfig) -> anyhow::Result<()> {
     result.map_err(|e| anyhow::anyhow!("cannot initialise logging: {e}"))
 }
 
+/// Accept backlog of the stream listeners. Over `max_conn_rate` new connections wait here
+/// rather than being refused, so it is larger than tokio's default of 1024 (the kernel caps it
+/// at `net.core.somaxconn`).
+const ACCEPT_BACKLOG: u32 = 4096;
+
+/// A listening socket as `TcpListener::bind` makes it (SO_REUSEADDR on Unix, so a restart
+/// binds while old connections linger in TIME_WAIT), with [`ACCEPT_BACKLOG`].
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(ACCEPT_BACKLOG)
+}
+
 /// Binds a stream listener, logs it, and records its address for the ready file and the API.
 async fn bind_tcp(
     name: &str,
     addr: SocketAddr,
     bound: &mut BTreeMap<String, String>,
 ) -> anyhow::Result<TcpListener> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("listener {name}: cannot bind {addr}"))?;
+    let listener = listen(addr).with_context(|| format!("listener {name}: cannot bind {addr}"))?;
     let addr = listener.local_addr()?;
     tracing::info!(listener = name, %addr, "listener started");
     bound.insert(name.into(), addr.to_string());
@@ -74,7 +90,7 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
             listener,
             name.into(),
             settings::with_authn(&mqtt, tcp.enable_authn),
-            settings::limits(tcp.max_connections, tcp.max_conn_rate),
+            settings::limits(tcp.max_connections, tcp.max_conn_rate, tcp.max_conn_burst),
             cancel.clone(),
             tracker.clone(),
         ));
@@ -89,7 +105,7 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
             name.into(),
             ws.path.clone(),
             settings::with_authn(&mqtt, ws.enable_authn),
-            settings::limits(ws.max_connections, ws.max_conn_rate),
+            settings::limits(ws.max_connections, ws.max_conn_rate, ws.max_conn_burst),
             cancel.clone(),
             tracker.clone(),
         ));
@@ -239,7 +255,7 @@ async fn start_tls_listeners(
             name.into(),
             tls,
             settings::with_authn(mqtt, ssl.enable_authn),
-            settings::limits(ssl.max_connections, ssl.max_conn_rate),
+            settings::limits(ssl.max_connections, ssl.max_conn_rate, ssl.max_conn_burst),
             cancel.clone(),
             tracker.clone(),
         ));
@@ -256,7 +272,7 @@ async fn start_tls_listeners(
             wss.path.clone(),
             tls,
             settings::with_authn(mqtt, wss.enable_authn),
-            settings::limits(wss.max_connections, wss.max_conn_rate),
+            settings::limits(wss.max_connections, wss.max_conn_rate, wss.max_conn_burst),
             cancel.clone(),
             tracker.clone(),
         ));

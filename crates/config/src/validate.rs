@@ -176,6 +176,7 @@ fn check_listeners(c: &Config, issues: &mut Vec<Issue>) {
             ));
         }
     }
+    check_conn_rates(c, issues);
     for (prefix, path) in [
         ("listeners.ws.default", &l.ws.default.path),
         ("listeners.wss.default", &l.wss.default.path),
@@ -196,6 +197,44 @@ fn check_listeners(c: &Config, issues: &mut Vec<Issue>) {
     let https = &c.dashboard.listeners.https;
     if https.enable {
         check_tls("dashboard.listeners.https", &https.tls(), issues);
+    }
+}
+
+/// A burst without a rate would silently do nothing: say so instead.
+fn check_conn_rates(c: &Config, issues: &mut Vec<Issue>) {
+    let l = &c.listeners;
+    let rates = [
+        (
+            "listeners.tcp.default",
+            l.tcp.default.max_conn_rate,
+            l.tcp.default.max_conn_burst,
+        ),
+        (
+            "listeners.ws.default",
+            l.ws.default.max_conn_rate,
+            l.ws.default.max_conn_burst,
+        ),
+        (
+            "listeners.ssl.default",
+            l.ssl.default.max_conn_rate,
+            l.ssl.default.max_conn_burst,
+        ),
+        (
+            "listeners.wss.default",
+            l.wss.default.max_conn_rate,
+            l.wss.default.max_conn_burst,
+        ),
+    ];
+    for (prefix, rate, burst) in rates {
+        if rate == 0 && burst != 0 {
+            issues.push(Issue::new(
+                format!("{prefix}.max_conn_burst"),
+                format!(
+                    "must be 0 while {prefix}.max_conn_rate is 0 (unlimited), got {burst}; \
+                     set max_conn_rate to pace new connections"
+                ),
+            ));
+        }
     }
 }
 

@@ -191,3 +191,29 @@ fn port_zero_and_distinct_addresses_do_not_conflict() {
     assert!(overlaps(addr("[::]:1883"), addr("[::1]:1883")));
     assert!(overlaps(addr("127.0.0.1:1883"), addr("0.0.0.0:1883")));
 }
+
+#[test]
+fn conn_burst_needs_a_conn_rate() {
+    let mut c = Config::default();
+    for l in [
+        c.listeners.tcp.default.max_conn_rate,
+        c.listeners.ws.default.max_conn_rate,
+        c.listeners.ssl.default.max_conn_rate,
+        c.listeners.wss.default.max_conn_rate,
+    ] {
+        assert_eq!(
+            l, 0,
+            "stream listeners are unlimited by default, as in EMQX 5"
+        );
+    }
+    assert_eq!(c.gateway.coap.listeners.udp.default.max_conn_rate, 1000);
+    c.listeners.ws.default.max_conn_burst = 50;
+    assert_eq!(
+        issues(&c),
+        ["listeners.ws.default.max_conn_burst: must be 0 while \
+             listeners.ws.default.max_conn_rate is 0 (unlimited), got 50; set max_conn_rate \
+             to pace new connections"]
+    );
+    c.listeners.ws.default.max_conn_rate = 10;
+    assert_eq!(issues(&c), Vec::<String>::new());
+}

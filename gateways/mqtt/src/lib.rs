@@ -2,14 +2,15 @@
 //!
 //! Owns: the wire codec ([`codec`], no I/O), the per-connection protocol state machine
 //! ([`Channel`], sans-I/O), the connection driver (one tokio task per connection: socket,
-//! timers, outbox wakeups, batched writes) and the TCP listener (connection limit, accept rate,
-//! accept back-off), plain, over TLS, and over WebSocket with or without TLS.
+//! timers, outbox wakeups, batched writes) and the TCP listener (connection limit, accept
+//! pacing, accept back-off), plain, over TLS, and over WebSocket with or without TLS.
 //! Must not know: any other gateway, or how the bus routes and stores. It speaks to the engine
 //! only through [`switchyard_bus::BusHandle`].
 
 pub mod codec;
 
 mod channel;
+mod conn_rate;
 mod driver;
 mod listener;
 mod settings;

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::listeners::{any_v4, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONN_RATE};
+use super::listeners::{any_v4, DEFAULT_MAX_CONNECTIONS, DEFAULT_UDP_MAX_CONN_RATE};
 use crate::units::{self, ByteSize, Duration};
 
 /// `[gateway]` (not `Eq`: `gateway.coap.ack_random_factor` is a float)
@@ -403,7 +403,7 @@ impl Default for UdpListenerConfig {
         UdpListenerConfig {
             bind: any_v4(0),
             max_connections: DEFAULT_MAX_CONNECTIONS,
-            max_conn_rate: DEFAULT_MAX_CONN_RATE,
+            max_conn_rate: DEFAULT_UDP_MAX_CONN_RATE,
         }
     }
 }

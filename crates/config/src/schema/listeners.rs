@@ -15,8 +15,13 @@ use crate::units;
 
 /// Default `max_connections` for every listener.
 pub(crate) const DEFAULT_MAX_CONNECTIONS: u32 = 1_024_000;
-/// Default `max_conn_rate` for every listener.
-pub(crate) const DEFAULT_MAX_CONN_RATE: u32 = 1000;
+/// Default `max_conn_rate` of the UDP gateway listeners, which refuse clients over it.
+pub(crate) const DEFAULT_UDP_MAX_CONN_RATE: u32 = 1000;
+/// Default `max_conn_rate` of the MQTT stream listeners: unlimited, as in EMQX 5. Over a
+/// configured rate they pause accepting (connections wait in the backlog), never refuse.
+pub(crate) const DEFAULT_STREAM_MAX_CONN_RATE: u32 = 0;
+/// Default `max_conn_burst`: 0 means "equal to `max_conn_rate`".
+pub(crate) const DEFAULT_MAX_CONN_BURST: u32 = 0;
 
 /// `0.0.0.0:<port>`
 pub(crate) fn any_v4(port: u16) -> SocketAddr {
@@ -56,8 +61,13 @@ pub struct TcpListenerConfig {
     pub bind: SocketAddr,
     /// Most concurrent connections; further ones are refused. Default 1024000.
     pub max_connections: u32,
-    /// Most new connections accepted per second; 0 = unlimited. Default 1000.
+    /// New connections accepted per second on average; over it the listener stops accepting
+    /// until the rate allows (connections wait in the accept backlog; none is refused).
+    /// 0 = unlimited. Default 0.
     pub max_conn_rate: u32,
+    /// Connections accepted at once after a quiet spell, before `max_conn_rate` paces them
+    /// (the token bucket's size); 0 = equal to `max_conn_rate`. Default 0.
+    pub max_conn_burst: u32,
     /// Whether clients on this listener are authenticated. Default true.
     pub enable_authn: bool,
 }
@@ -68,7 +78,8 @@ impl Default for TcpListenerConfig {
             enable: true,
             bind: any_v4(1883),
             max_connections: DEFAULT_MAX_CONNECTIONS,
-            max_conn_rate: DEFAULT_MAX_CONN_RATE,
+            max_conn_rate: DEFAULT_STREAM_MAX_CONN_RATE,
+            max_conn_burst: DEFAULT_MAX_CONN_BURST,
             enable_authn: true,
         }
     }
@@ -95,8 +106,13 @@ pub struct WsListenerConfig {
     pub path: String,
     /// Most concurrent connections. Default 1024000.
     pub max_connections: u32,
-    /// Most new connections accepted per second; 0 = unlimited. Default 1000.
+    /// New connections accepted per second on average; over it the listener stops accepting
+    /// until the rate allows (connections wait in the accept backlog; none is refused).
+    /// 0 = unlimited. Default 0.
     pub max_conn_rate: u32,
+    /// Connections accepted at once after a quiet spell, before `max_conn_rate` paces them
+    /// (the token bucket's size); 0 = equal to `max_conn_rate`. Default 0.
+    pub max_conn_burst: u32,
     /// Whether clients on this listener are authenticated. Default true.
     pub enable_authn: bool,
 }
@@ -108,7 +124,8 @@ impl Default for WsListenerConfig {
             bind: any_v4(8083),
             path: "/mqtt".to_owned(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
-            max_conn_rate: DEFAULT_MAX_CONN_RATE,
+            max_conn_rate: DEFAULT_STREAM_MAX_CONN_RATE,
+            max_conn_burst: DEFAULT_MAX_CONN_BURST,
             enable_authn: true,
         }
     }
@@ -172,8 +189,13 @@ pub struct SslListenerConfig {
     pub bind: SocketAddr,
     /// Most concurrent connections. Default 1024000.
     pub max_connections: u32,
-    /// Most new connections accepted per second; 0 = unlimited. Default 1000.
+    /// New connections accepted per second on average; over it the listener stops accepting
+    /// until the rate allows (connections wait in the accept backlog; none is refused).
+    /// 0 = unlimited. Default 0.
     pub max_conn_rate: u32,
+    /// Connections accepted at once after a quiet spell, before `max_conn_rate` paces them
+    /// (the token bucket's size); 0 = equal to `max_conn_rate`. Default 0.
+    pub max_conn_burst: u32,
     /// Whether clients on this listener are authenticated. Default true.
     pub enable_authn: bool,
     /// PEM certificate chain presented to clients. Default "" (required when enabled).
@@ -198,7 +220,8 @@ impl Default for SslListenerConfig {
             enable: false,
             bind: any_v4(8883),
             max_connections: DEFAULT_MAX_CONNECTIONS,
-            max_conn_rate: DEFAULT_MAX_CONN_RATE,
+            max_conn_rate: DEFAULT_STREAM_MAX_CONN_RATE,
+            max_conn_burst: DEFAULT_MAX_CONN_BURST,
             enable_authn: true,
             certfile: PathBuf::new(),
             keyfile: PathBuf::new(),
@@ -245,8 +268,13 @@ pub struct WssListenerConfig {
     pub path: String,
     /// Most concurrent connections. Default 1024000.
     pub max_connections: u32,
-    /// Most new connections accepted per second; 0 = unlimited. Default 1000.
+    /// New connections accepted per second on average; over it the listener stops accepting
+    /// until the rate allows (connections wait in the accept backlog; none is refused).
+    /// 0 = unlimited. Default 0.
     pub max_conn_rate: u32,
+    /// Connections accepted at once after a quiet spell, before `max_conn_rate` paces them
+    /// (the token bucket's size); 0 = equal to `max_conn_rate`. Default 0.
+    pub max_conn_burst: u32,
     /// Whether clients on this listener are authenticated. Default true.
     pub enable_authn: bool,
     /// PEM certificate chain presented to clients. Default "" (required when enabled).
@@ -272,7 +300,8 @@ impl Default for WssListenerConfig {
             bind: any_v4(8084),
             path: "/mqtt".to_owned(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
-            max_conn_rate: DEFAULT_MAX_CONN_RATE,
+            max_conn_rate: DEFAULT_STREAM_MAX_CONN_RATE,
+            max_conn_burst: DEFAULT_MAX_CONN_BURST,
             enable_authn: true,
             certfile: PathBuf::new(),
             keyfile: PathBuf::new(),
