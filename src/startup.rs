@@ -72,6 +72,9 @@ async fn bind_tcp(
 
 /// Runs the gateway until a shutdown signal.
 pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
+    for warning in config.warnings() {
+        tracing::warn!(key = %warning.key, "{}", warning.message);
+    }
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let (bus, store) = open_bus(&config)?;
@@ -138,6 +141,7 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
         let name = "dashboard:http:default";
         let admin = switchyard_admin::Admin::open(switchyard_admin::AdminContext {
             bus: bus.clone(),
+            authn: security.authn.clone(),
             config: Arc::new(config.clone()),
             listeners: bound.clone(),
             gateways_built: crate::gateways::BUILT.to_vec(),

@@ -1,5 +1,6 @@
 //! Listener behaviour a user meets on day one, against the real binary: a connection surge
-//! over `max_conn_rate` is paced, not refused (EMQX's "pause receiving new connections").
+//! over `max_conn_rate` is paced, not refused (EMQX's "pause receiving new connections"), and a
+//! TLS listener given certificate files but not `enable = true` says so in the log.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -83,5 +84,31 @@ async fn a_surge_over_max_conn_rate_waits_in_the_backlog_and_none_is_refused() {
     assert!(
         !broker.log_contains("connection refused"),
         "nothing refused"
+    );
+}
+
+#[test]
+fn tls_files_on_a_listener_that_is_not_enabled_log_a_warning() {
+    // Files that do not exist: a disabled listener never reads them, so start-up succeeds.
+    let broker = Broker::start_with(
+        "[listeners.ssl.default]\ncertfile = \"/nonexistent/server.pem\"\n\
+         keyfile = \"/nonexistent/server.key\"\n",
+    );
+    let log = broker.log();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("listener listeners.ssl.default:"))
+        .unwrap_or_else(|| panic!("no warning naming listeners.ssl.default in:\n{log}"));
+    assert!(
+        warning.contains("not enabled") && warning.contains("enable = true"),
+        "{warning}"
+    );
+    assert!(
+        !log.contains("listeners.wss.default:"),
+        "no warning for a TLS listener without files"
+    );
+    assert!(
+        !broker.listeners().contains_key("mqtt:ssl:default"),
+        "the files alone start nothing"
     );
 }

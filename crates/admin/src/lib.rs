@@ -3,8 +3,9 @@
 //! `/api/v5/prometheus/stats`, the OpenAPI document, and the web dashboard at `/`.
 //!
 //! Owns: the dashboard admins and API keys (`admin.json` under `node.data_dir`), login tokens,
-//! and the HTTP routes. Knows the bus only through `BusHandle`'s admin calls and the config;
-//! it never names a gateway crate (the binary tells it which gateways are built).
+//! and the HTTP routes. Knows the bus only through `BusHandle`'s admin calls and the config,
+//! and the clients' user database only through `switchyard_auth::Authenticator`; it never
+//! names a gateway crate (the binary tells it which gateways are built).
 //!
 //! Invariants: every route but `GET /status`, `POST /api/v5/login`, the OpenAPI document and
 //! the dashboard's static assets requires a bearer token or an API key; request input never
@@ -37,6 +38,9 @@ const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 pub struct AdminContext {
     /// The bus every gateway publishes into.
     pub bus: BusHandle,
+    /// The built-in user database every gateway authenticates against; the
+    /// `/authentication/password_based:built_in_database/users` routes manage it.
+    pub authn: Arc<switchyard_auth::Authenticator>,
     /// The effective configuration.
     pub config: Arc<Config>,
     /// Bound listener addresses by id (`mqtt:tcp:default` → `127.0.0.1:1883`), as in the ready

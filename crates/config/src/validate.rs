@@ -1,6 +1,7 @@
 //! Checks that run after extraction: numeric ranges the types cannot express, and rules across
 //! keys (TLS listeners need certificates, two enabled listeners cannot share a port). Every
 //! problem is collected, not just the first, each as "key: must be ..., got ...".
+//! [`Config::warnings`] lists what is valid but probably a mistake; it never stops start-up.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -122,6 +123,53 @@ fn check_mqtt(m: &MqttConfig, issues: &mut Vec<Issue>) {
             "1s..=65535s or \"off\"",
             keepalive.to_string(),
         );
+    }
+}
+
+impl Config {
+    /// Settings that are valid but probably not what was meant; start-up goes on and the
+    /// binary logs each one. Today: a TLS listener given a certificate or key but left
+    /// disabled (`enable = true` is the switch; the files alone start nothing).
+    pub fn warnings(&self) -> Vec<Issue> {
+        let l = &self.listeners;
+        let https = &self.dashboard.listeners.https;
+        let tls = [
+            (
+                "listeners.ssl.default",
+                l.ssl.default.enable,
+                l.ssl.default.bind,
+                l.ssl.default.tls(),
+            ),
+            (
+                "listeners.wss.default",
+                l.wss.default.enable,
+                l.wss.default.bind,
+                l.wss.default.tls(),
+            ),
+            (
+                "dashboard.listeners.https",
+                https.enable,
+                https.bind,
+                https.tls(),
+            ),
+        ];
+        tls.into_iter()
+            .filter(|(_, enable, _, o)| {
+                let has_files =
+                    !o.certfile.as_os_str().is_empty() || !o.keyfile.as_os_str().is_empty();
+                !enable && has_files
+            })
+            .map(|(prefix, _, bind, _)| {
+                Issue::new(
+                    prefix,
+                    format!(
+                        "listener {prefix}: certfile/keyfile are set but the listener is not \
+                         enabled, so nothing listens on {bind}; set {prefix}.enable = true to \
+                         start it"
+                    ),
+                )
+            })
+            .collect()
     }
 }
 

@@ -217,3 +217,21 @@ fn conn_burst_needs_a_conn_rate() {
     c.listeners.ws.default.max_conn_rate = 10;
     assert_eq!(issues(&c), Vec::<String>::new());
 }
+
+#[test]
+fn tls_files_on_a_disabled_listener_are_a_warning() {
+    let mut c = Config::default();
+    assert_eq!(c.warnings(), Vec::new());
+    c.listeners.ssl.default.certfile = PathBuf::from("cert.pem");
+    c.listeners.ssl.default.keyfile = PathBuf::from("key.pem");
+    c.dashboard.listeners.https.keyfile = PathBuf::from("key.pem");
+    let keys: Vec<String> = c.warnings().into_iter().map(|w| w.key).collect();
+    assert_eq!(keys, ["listeners.ssl.default", "dashboard.listeners.https"]);
+    assert!(c.warnings()[0]
+        .message
+        .contains("set listeners.ssl.default.enable = true"));
+    assert_eq!(issues(&c), Vec::<String>::new(), "a warning, not an error");
+    c.listeners.ssl.default.enable = true;
+    c.dashboard.listeners.https.keyfile = PathBuf::new();
+    assert_eq!(c.warnings(), Vec::new());
+}

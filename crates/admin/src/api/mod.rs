@@ -1,5 +1,6 @@
 //! The `/api/v5` routes, the authentication middleware and the shared handler state.
 
+mod authn;
 mod broker;
 mod clients;
 mod coap;
@@ -79,6 +80,14 @@ pub fn router(state: Arc<State>) -> Router {
             get(session::api_keys).post(session::add_api_key),
         )
         .route("/api/v5/api_key/:name", delete(session::delete_api_key))
+        .route(
+            "/api/v5/authentication/:id/users",
+            get(authn::list).post(authn::create),
+        )
+        .route(
+            "/api/v5/authentication/:id/users/:user_id",
+            get(authn::get).put(authn::update).delete(authn::delete),
+        )
         .route("/api/v5/stats", get(broker::stats))
         .route("/api/v5/metrics", get(broker::metrics))
         .route("/api/v5/nodes", get(broker::nodes))
