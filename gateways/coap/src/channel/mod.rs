@@ -295,11 +295,22 @@ impl Channel {
             if !ok {
                 return self.refuse(&ex, (code::BAD_REQUEST, MISSING_TOKEN));
             }
-        } else if !self.gw.settings.connection_required && !is_connection {
-            // Spec 3.4 (6.x hardened profile): every connectionless request authenticates.
-            match authenticate(&self.gw, &q, self.info.client_id.as_str(), req.peer) {
-                Ok(superuser) => self.set_acl(q.username.as_deref(), superuser, req.peer),
-                Err(_) => return self.refuse(&ex, (code::UNAUTHORIZED, "not authorized")),
+        } else if !self.gw.settings.connection_required {
+            // A create hands out a token in this mode too (spec 3.4), and a second create (a
+            // rebooted device) replaces it: a request that names a token must name the current
+            // one, or a device still holding the token from before the takeover would go on
+            // publishing as the taken-over client. Requests without a token stay connectionless.
+            let creates = is_connection && method == code::POST;
+            if !creates && q.token.is_some() && q.token != self.token {
+                tracing::debug!(peer = %req.peer, "stale or unknown token refused");
+                return self.refuse(&ex, (code::BAD_REQUEST, MISSING_TOKEN));
+            }
+            if !is_connection {
+                // Spec 3.4 (6.x hardened profile): every connectionless request authenticates.
+                match authenticate(&self.gw, &q, self.info.client_id.as_str(), req.peer) {
+                    Ok(superuser) => self.set_acl(q.username.as_deref(), superuser, req.peer),
+                    Err(_) => return self.refuse(&ex, (code::UNAUTHORIZED, "not authorized")),
+                }
             }
         }
         self.last_seen = now;
@@ -646,9 +657,14 @@ pub fn precheck_connection_mode(
 /// The key a request is routed by, or the reply when it cannot be routed (spec 1.3, 3.4, 3.5).
 pub fn route(gw: &CoapGateway, peer: SocketAddr, packet: &Packet) -> Result<ClientKey, Packet> {
     let q = request::query(packet).map_err(|(c, t)| error_response(c, t))?;
+    let creates = matches!(request::resource(packet), Ok(Resource::Connection))
+        && wire::code_of(packet) == code::POST;
     match q.clientid.filter(|c| !c.is_empty()) {
         Some(id) => Ok(ClientKey::Id(id)),
-        None if gw.settings.connection_required => {
+        // A create names its client in either mode (spec 3.5, EMQX's answer in connectionless
+        // mode too): routed by address it would register a random id under a token that no
+        // later request could be routed back to.
+        None if gw.settings.connection_required || creates => {
             Err(error_response(code::BAD_REQUEST, MISSING_TOKEN))
         }
         None => Ok(ClientKey::Addr(peer)),
