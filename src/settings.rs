@@ -127,6 +127,9 @@ pub fn mqtt_settings(c: &Config, security: &Security) -> MqttSettings {
         server_keepalive: m
             .server_keepalive
             .map(|d| u16::try_from(d.as_secs()).unwrap_or(u16::MAX)),
+        max_keepalive: m
+            .max_keepalive
+            .map(|d| u16::try_from(d.as_secs()).unwrap_or(u16::MAX)),
         idle_timeout: m.idle_timeout.as_std(),
         max_awaiting_rel: m.max_awaiting_rel as usize,
         max_inflight: m.max_inflight,

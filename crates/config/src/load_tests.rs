@@ -240,20 +240,26 @@ fn env_overrides_file() {
     assert_eq!(c.log.level, "debug");
 }
 
-/// The connection pacing keys are reachable from the environment like every other key (the
-/// loader maps any key path generically).
+/// The keys added for connection pacing and the keepalive cap are reachable from the
+/// environment like every other key (the loader maps any key path generically).
 #[test]
-fn env_sets_conn_pacing() {
+fn env_sets_conn_pacing_and_max_keepalive() {
     let vars = env(&[
         ("SWITCHYARD_LISTENERS__TCP__DEFAULT__MAX_CONN_RATE", "200"),
         ("SWITCHYARD_LISTENERS__TCP__DEFAULT__MAX_CONN_BURST", "50"),
         ("SWITCHYARD_LISTENERS__WSS__DEFAULT__MAX_CONN_RATE", "10"),
+        ("SWITCHYARD_MQTT__MAX_KEEPALIVE", "60"),
     ]);
     let c = load_from(None, vars).expect("load");
     let tcp = &c.listeners.tcp.default;
     assert_eq!((tcp.max_conn_rate, tcp.max_conn_burst), (200, 50));
     let wss = &c.listeners.wss.default;
     assert_eq!((wss.max_conn_rate, wss.max_conn_burst), (10, 0));
+    assert_eq!(c.mqtt.max_keepalive, Some(Duration::from_secs(60)));
+    let c = load_from(None, env(&[("SWITCHYARD_MQTT__MAX_KEEPALIVE", "2m")])).expect("load");
+    assert_eq!(c.mqtt.max_keepalive, Some(Duration::from_secs(120)));
+    let c = load_from(None, env(&[("SWITCHYARD_MQTT__MAX_KEEPALIVE", "off")])).expect("load");
+    assert_eq!(c.mqtt.max_keepalive, None);
 }
 
 #[test]

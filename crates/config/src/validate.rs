@@ -116,13 +116,19 @@ fn check_mqtt(m: &MqttConfig, issues: &mut Vec<Issue>) {
         ">= 1.0 (and finite)",
         m.keepalive_multiplier.to_string(),
     );
-    if let Some(keepalive) = m.server_keepalive {
-        range(
-            "server_keepalive",
-            (1..=MAX_SERVER_KEEPALIVE_SECS).contains(&keepalive.as_secs()),
-            "1s..=65535s or \"off\"",
-            keepalive.to_string(),
-        );
+    let keepalives = [
+        ("server_keepalive", m.server_keepalive),
+        ("max_keepalive", m.max_keepalive),
+    ];
+    for (key, keepalive) in keepalives {
+        if let Some(keepalive) = keepalive {
+            range(
+                key,
+                (1..=MAX_SERVER_KEEPALIVE_SECS).contains(&keepalive.as_secs()),
+                "1s..=65535s or \"off\"",
+                keepalive.to_string(),
+            );
+        }
     }
 }
 
@@ -176,9 +182,10 @@ impl Config {
 /// `Some(0s)` cannot come from a file (0 reads as off) but can be built in code; it would
 /// mean "fire continuously", so it is refused rather than silently treated as off.
 fn check_off_durations(c: &Config, issues: &mut Vec<Issue>) {
-    let off_able: [(&str, Option<Duration>); 4] = [
+    let off_able: [(&str, Option<Duration>); 5] = [
         ("mqtt.retry_interval", c.mqtt.retry_interval),
         ("mqtt.server_keepalive", c.mqtt.server_keepalive),
+        ("mqtt.max_keepalive", c.mqtt.max_keepalive),
         ("sys_topics.sys_msg_interval", c.sys_topics.sys_msg_interval),
         (
             "sys_topics.sys_heartbeat_interval",

@@ -193,6 +193,23 @@ fn port_zero_and_distinct_addresses_do_not_conflict() {
 }
 
 #[test]
+fn max_keepalive_is_a_two_byte_count_of_seconds() {
+    let mut c = Config::default();
+    assert_eq!(c.mqtt.max_keepalive, None, "off by default");
+    c.mqtt.max_keepalive = Some(Duration::from_secs(65_535));
+    assert_eq!(issues(&c), Vec::<String>::new());
+    c.mqtt.max_keepalive = Some(Duration::from_secs(65_536));
+    assert_eq!(
+        issues(&c),
+        ["mqtt.max_keepalive: must be 1s..=65535s or \"off\", got 65536s"]
+    );
+    c.mqtt.max_keepalive = Some(Duration::ZERO);
+    assert!(issues(&c).contains(
+        &"mqtt.max_keepalive: must be greater than 0s, or \"off\" to disable".to_owned()
+    ));
+}
+
+#[test]
 fn conn_burst_needs_a_conn_rate() {
     let mut c = Config::default();
     for l in [

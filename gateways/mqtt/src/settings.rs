@@ -30,6 +30,9 @@ pub struct MqttSettings {
     pub keepalive_multiplier: f64,
     /// MQTT 5 server keep alive that overrides the client's (None = client's value).
     pub server_keepalive: Option<u16>,
+    /// Cap on a client's keep alive (seconds): a client asking for more, or for 0, is held to
+    /// it; `server_keepalive` wins for MQTT 5 clients. None = no cap.
+    pub max_keepalive: Option<u16>,
     /// Time a new connection has to send CONNECT.
     pub idle_timeout: Duration,
     /// Incoming QoS 2 messages awaiting PUBREL (MQTT 5 receive maximum we announce).
@@ -62,6 +65,7 @@ impl Default for MqttSettings {
             session_expiry_interval: Duration::from_secs(7200),
             keepalive_multiplier: 1.5,
             server_keepalive: None,
+            max_keepalive: None,
             idle_timeout: Duration::from_secs(15),
             max_awaiting_rel: 100,
             max_inflight: 32,

@@ -58,6 +58,14 @@ pub struct MqttConfig {
     /// (off) accepts the client's keep-alive. Default off.
     #[serde(with = "units::off")]
     pub server_keepalive: Option<Duration>,
+    /// Most keep-alive a client may have (Mosquitto's `max_keepalive`); at most 65535s. A
+    /// client asking for more, or for 0 (none), is held to this value (MQTT 5 clients are told
+    /// in the CONNACK's Server Keep Alive); a client asking for less keeps its own. MQTT 3.x
+    /// clients are never refused for their keep-alive, but cannot be told either.
+    /// `server_keepalive`, when set, wins for MQTT 5 clients. `None` (off) = no cap.
+    /// Default off.
+    #[serde(with = "units::off")]
+    pub max_keepalive: Option<Duration>,
     /// Time a new connection has to send CONNECT before it is closed; must be non-zero.
     /// Default 15s.
     pub idle_timeout: Duration,
@@ -93,6 +101,7 @@ impl Default for MqttConfig {
             mqueue_store_qos0: true,
             keepalive_multiplier: 1.5,
             server_keepalive: None,
+            max_keepalive: None,
             idle_timeout: Duration::from_secs(15),
             max_subscriptions: 0,
             upgrade_qos: false,

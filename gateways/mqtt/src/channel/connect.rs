@@ -5,6 +5,7 @@
 use super::codes::{v3, v5};
 use super::{Channel, Will, NAMESPACE};
 use crate::codec::{ConnAck, ConnAckProperties, Connect, Packet, ProtocolVersion};
+use crate::settings::MqttSettings;
 use bytestring::ByteString;
 use rand::distributions::Alphanumeric;
 use rand::Rng;
@@ -12,6 +13,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use switchyard_bus::{ClientInfo, ControlTx, Keepalive, OpenSession, Opened};
 use switchyard_core::{ClientId, CloseReason, Message, Origin, Properties, QoS, TopicName};
+
+/// The keepalive (seconds, 0 = none) a client asking for `requested` is held to.
+///
+/// `server_keepalive` overrides an MQTT 5 client's value (it is told in CONNACK); MQTT 3.x has
+/// no way to tell a client, so there it does not apply, as in EMQX. `max_keepalive` caps every
+/// client, as Mosquitto's does, except that a 3.x client asking for more is held to the cap
+/// rather than refused; 0 ("no keepalive") counts as more than any cap.
+pub(crate) fn effective_keepalive(s: &MqttSettings, v5: bool, requested: u16) -> u16 {
+    match (s.server_keepalive, s.max_keepalive) {
+        (Some(k), _) if v5 => k,
+        (_, Some(max)) if requested == 0 || requested > max => max,
+        _ => requested,
+    }
+}
 
 /// What to do after CONNECT.
 #[derive(Debug)]
@@ -83,10 +98,15 @@ impl Channel {
         };
         self.requested_expiry = c.properties.session_expiry_interval.unwrap_or(0);
         self.connect_expiry_zero = self.requested_expiry == 0;
-        let keepalive = match self.settings.server_keepalive {
-            Some(k) if v5 => k,
-            _ => c.keep_alive,
-        };
+        let keepalive = effective_keepalive(&self.settings, v5, c.keep_alive);
+        if keepalive != c.keep_alive {
+            tracing::debug!(peer = %self.peer, requested = c.keep_alive, keepalive,
+                "client held to the server's keepalive");
+        }
+        // MQTT-3.2.2-21: an MQTT 5 client must use the Server Keep Alive when one is sent.
+        self.server_keep_alive = (v5
+            && (self.settings.server_keepalive.is_some() || keepalive != c.keep_alive))
+            .then_some(keepalive);
         self.keepalive = Keepalive::new(keepalive, self.settings.keepalive_multiplier, now);
         self.client_max_packet = c.properties.maximum_packet_size.map(|m| m as usize);
         self.client_alias_max = if v5 {
@@ -275,7 +295,7 @@ impl Channel {
             assigned_client_identifier: self.assigned_id.take().map(ByteString::from),
             topic_alias_maximum: (s.max_topic_alias > 0).then_some(s.max_topic_alias),
             maximum_packet_size: u32::try_from(s.max_packet_size).ok(),
-            server_keep_alive: s.server_keepalive,
+            server_keep_alive: self.server_keep_alive,
             ..Default::default()
         };
         if s.max_awaiting_rel > 0 {

@@ -47,6 +47,8 @@ pub struct Channel {
     pub(crate) generation: u64,
     pub(crate) will: Option<Will>,
     pub(crate) keepalive: Keepalive,
+    /// MQTT 5: the Server Keep Alive CONNACK announces (the server chose the keepalive).
+    pub(crate) server_keep_alive: Option<u16>,
     pub(crate) outbound: Vec<Packet>,
     pub(crate) close: Option<CloseReason>,
     /// MQTT 5: aliases the client set for its publishes (MQTT 5 §3.3.2.3.4).
@@ -92,6 +94,7 @@ impl Channel {
             generation: 0,
             will: None,
             keepalive: Keepalive::new(0, 1.5, now),
+            server_keep_alive: None,
             outbound: Vec::new(),
             close: None,
             inbound_aliases: HashMap::new(),
@@ -339,3 +342,6 @@ mod tests;
 
 #[cfg(test)]
 mod auth_tests;
+
+#[cfg(test)]
+mod keepalive_tests;
