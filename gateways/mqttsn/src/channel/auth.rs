@@ -71,7 +71,7 @@ impl Channel {
             qos: m.qos,
             retain: m.retain,
         };
-        let ok = acl.check(&action, Instant::now()) == Decision::Allow;
+        let ok = acl.check(&action, self.clock) == Decision::Allow;
         if !ok {
             tracing::info!(topic = %m.topic, "will denied by the ACL; dropped");
             Metrics::inc(&self.bus.metrics().authz_denials);

@@ -197,6 +197,7 @@ impl Channel {
     /// The session is open: CONNACK, then what the resumed session had in flight, and the
     /// REGISTERs of `subs_resume` (spec 2.13).
     pub fn on_session_opened(&mut self, opened: Opened, now: Instant) {
+        self.clock = now;
         let mut session = opened.session;
         self.generation = opened.generation;
         self.topics = match session.ext.take().map(|e| e.downcast::<TopicRegistry>()) {

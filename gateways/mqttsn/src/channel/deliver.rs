@@ -24,6 +24,7 @@ impl Channel {
     /// Moves deliveries to the outbound packets while the window and the REGISTER flow allow.
     /// Returns how many PUBLISHes were produced.
     pub fn pull_deliveries(&mut self, now: Instant) -> usize {
+        self.clock = now;
         if !self.can_deliver() {
             return 0;
         }
@@ -211,7 +212,7 @@ impl Channel {
                     Some(t) => t,
                     // The id was forgotten (REGACK refused): register again, then resend.
                     None => {
-                        self.start_register(topic, true, Instant::now());
+                        self.start_register(topic, true, self.clock);
                         return;
                     }
                 };

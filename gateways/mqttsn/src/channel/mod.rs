@@ -97,6 +97,10 @@ pub struct Channel {
     pub(crate) keepalive: Keepalive,
     pub(crate) handshake_deadline: Option<Instant>,
     pub(crate) mountpoint: String,
+    /// The `now` of the latest input from the driver: the channel never reads the clock itself
+    /// (sans-I/O), so checks made deep inside a step (ACL cache expiry, a REGISTER's send time)
+    /// use this.
+    pub(crate) clock: Instant,
     pub(crate) outbound: Vec<Packet>,
     pub(crate) close: Option<CloseReason>,
     /// Deliveries taken from the outbox but not yet sent (waiting on a REGISTER or credit).
@@ -158,6 +162,7 @@ impl Channel {
             topics: TopicRegistry::default(),
             acl: None,
             last_topic: None,
+            clock: now,
         }
     }
 
@@ -242,6 +247,7 @@ impl Channel {
 
     /// Handles one datagram from the client, received from `from`.
     pub fn handle_packet(&mut self, packet: Packet, from: SocketAddr, now: Instant) {
+        self.clock = now;
         if self.close.is_some() {
             return;
         }
@@ -291,6 +297,7 @@ impl Channel {
 
     /// Periodic work: handshake timeout, keepalive, sleep timer, retries.
     pub fn handle_tick(&mut self, now: Instant) {
+        self.clock = now;
         if self.close.is_some() {
             return;
         }

@@ -304,7 +304,7 @@ impl Channel {
             return rc::NOT_SUPPORTED;
         };
         let action = Action::Subscribe { filter: name, qos };
-        if self.authorize(action, Instant::now()) == Decision::Deny {
+        if self.authorize(action, self.clock) == Decision::Deny {
             // Spec 2.9: ACL deny → SUBACK 0x80.
             return rc::NOT_AUTHORIZED;
         }
