@@ -53,7 +53,8 @@ pub struct AdminContext {
     pub version: &'static str,
     /// Starts and stops gateways at run time; `None`: the configured state is final.
     pub gateway_control: Option<Arc<dyn GatewayControl>>,
-    /// Sends server-initiated CoAP requests (spec 3.10); `None`: the request API answers 404.
+    /// Sends server-initiated CoAP requests (docs/coap.md §3.10); `None`: the request API
+    /// answers 404.
     pub coap_requests: Option<Arc<dyn CoapRequests>>,
 }
 
@@ -70,7 +71,7 @@ pub enum CoapMethod {
     Delete,
 }
 
-/// A server-initiated CoAP request (spec 3.10), validated from the HTTP body.
+/// A server-initiated CoAP request (docs/coap.md §3.10), validated from the HTTP body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CoapRequest {
     /// The connected client (namespace `coap`).

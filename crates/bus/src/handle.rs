@@ -32,9 +32,14 @@ pub(crate) struct Inner {
     /// Ids of messages handed to the store.
     pub(crate) next_message_id: AtomicU64,
     pub(crate) started: Instant,
-    /// Delayed wills (MQTT 5 will delay), cancelled when their client reconnects.
     /// Open connections per namespace label.
     pub(crate) connections_by_ns: Mutex<std::collections::HashMap<&'static str, u64>>,
+    /// Wills waiting out their delay ([`BusHandle::publish_will_later`]): an MQTT connection's
+    /// Will Delay Interval (the gateway caps it at the session expiry), or the will of a session
+    /// restored after a restart. Each entry is the cancellation token of a sleeping task, keyed
+    /// by (namespace, client id): a session opened for that key cancels it (`open_session`,
+    /// MQTT 5 §3.1.2.5), a newer will for the key replaces it, and the task removes its entry
+    /// when it publishes. Kept in memory only.
     pub(crate) pending_wills:
         Mutex<std::collections::HashMap<Key, tokio_util::sync::CancellationToken>>,
 }

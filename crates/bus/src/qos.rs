@@ -1,7 +1,9 @@
 //! The QoS engine: packet ids, the outgoing inflight window, QoS 1/2 state both ways,
 //! redelivery and retry timers. Sans-I/O: every input carries `now`, every output is a value the
-//! gateway turns into its own packets, so MQTT, MQTT-SN and CoAP share it and tests run on a
-//! simulated clock.
+//! gateway turns into its own packets, so MQTT and MQTT-SN share it and tests run on a simulated
+//! clock. (Every session has one, but CoAP and LwM2M do not use it: they pace deliveries with
+//! their own CoAP-level windows, one unacknowledged CON notification or one outstanding
+//! command.)
 //!
 //! Invariants: a packet id is in use at most once per direction; the outgoing window never holds
 //! more than `max_inflight` entries; entries stay in send order, so redelivery keeps order

@@ -1,4 +1,4 @@
-//! MQTT command JSON ↔ CoAP (spec 4.4–4.7): the command envelope (every top-level key except
+//! MQTT command JSON ↔ CoAP (docs/lwm2m.md §4.4–§4.7): the command envelope (every top-level key except
 //! `data` echoed back), each operation's CoAP request, and the response/notify/transport event
 //! JSON. Pure functions: no I/O, no clock.
 
@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 use switchyard_coap::coap_lite::{CoapOption, ContentFormat, Packet};
 use switchyard_coap::transport::wire::{self, code};
 
-/// The operations of spec 4.5.
+/// The operations of docs/lwm2m.md §4.5.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
     /// GET.
@@ -48,7 +48,7 @@ impl Op {
         })
     }
 
-    /// Whether a successful response carries `content` (spec 4.5).
+    /// Whether a successful response carries `content` (docs/lwm2m.md §4.5).
     pub fn has_content(self) -> bool {
         matches!(
             self,
@@ -83,7 +83,8 @@ pub struct Rejected {
     pub reason: &'static str,
 }
 
-/// Parses a command payload. `Ok(None)`: not a JSON object (dropped and counted, spec 4.4).
+/// Parses a command payload. `Ok(None)`: not a JSON object (dropped and counted,
+/// docs/lwm2m.md §4.4).
 pub fn parse(payload: &[u8]) -> Result<Option<Command>, Rejected> {
     let Ok(Value::Object(mut top)) = serde_json::from_slice::<Value>(payload) else {
         return Ok(None);
@@ -171,7 +172,7 @@ pub fn build(cmd: &Command, alternate: &str) -> Result<Outgoing, &'static str> {
     let mut observe = false;
     let method = match cmd.op {
         Op::Read => {
-            // Spec/issue: no Accept unless the command asks for a format.
+            // docs/lwm2m.md §4.5: no Accept unless the command asks for a format.
             if let Some(f) = fmt {
                 p.add_option(CoapOption::Accept, wire::uint_bytes(u32::from(f)));
             }
@@ -207,7 +208,7 @@ pub fn build(cmd: &Command, alternate: &str) -> Result<Outgoing, &'static str> {
             for k in ["pmin", "pmax", "gt", "lt", "st"] {
                 match cmd.data.get(k) {
                     Some(Value::String(s)) => query.push(format!("{k}={s}")),
-                    // EMQX 5.8.9 crashes on numbers (QUIRK); they are accepted here.
+                    // EMQX 5.8.9 crashes on numbers; accepted here (docs/lwm2m.md §4.13.11).
                     Some(Value::Number(n)) => query.push(format!("{k}={n}")),
                     _ => {}
                 }
@@ -221,7 +222,8 @@ pub fn build(cmd: &Command, alternate: &str) -> Result<Outgoing, &'static str> {
     Ok(Outgoing { packet: p, observe })
 }
 
-/// A content path relative to `base` (spec/issue: relative or absolute under the base).
+/// A content path relative to `base` (docs/lwm2m.md §4.5: relative, or absolute under the
+/// base).
 fn relative(base: &Path, path: &str) -> Result<Vec<u16>, &'static str> {
     let t = path.trim().trim_matches('/');
     if t.is_empty() {
@@ -275,7 +277,7 @@ fn build_write(
     let method = match (cmd.op, base.len()) {
         (Op::Create, 1) => code::POST,
         (Op::Create, _) => return Err("create needs an object path"),
-        // Spec 4.5: a single write and a resource base are PUT; an instance base is POST
+        // docs/lwm2m.md §4.5: a single write and a resource base are PUT; an instance base is POST
         // (partial update).
         (_, 2) if !single => code::POST,
         (_, 2) => code::PUT,
@@ -367,7 +369,7 @@ fn content_format_of(p: &Packet) -> Option<u16> {
 }
 
 /// The `content` of a successful reply, or `None` when the payload cannot be decoded (reported
-/// as 4.00 bad_request, spec 4.5).
+/// as 4.00 bad_request, docs/lwm2m.md §4.5).
 pub fn content(cmd: &Command, p: &Packet, db: &ObjectDb) -> Option<Value> {
     if cmd.op == Op::Discover {
         let text = String::from_utf8_lossy(&p.payload);
@@ -395,8 +397,8 @@ pub fn content(cmd: &Command, p: &Packet, db: &ObjectDb) -> Option<Value> {
     ))
 }
 
-/// The response event for a command's reply (spec 4.5/4.6). `seq` is the reply's Observe
-/// value, when it has one.
+/// The response event for a command's reply (docs/lwm2m.md §4.5, §4.6). `seq` is the reply's
+/// Observe value, when it has one.
 pub fn response_event(cmd: &Command, p: &Packet, db: &ObjectDb) -> Value {
     let c = wire::code_of(p);
     let success = c >> 5 == 2;
@@ -419,8 +421,8 @@ pub fn response_event(cmd: &Command, p: &Packet, db: &ObjectDb) -> Value {
     };
     let mut ev = envelope(&cmd.echo, msg_type, data);
     if cmd.op == Op::Observe {
-        // Spec 4.6: seqNum only when the reply carries Observe ≠ 0 (EMQX invents a random one
-        // otherwise: QUIRK, not copied).
+        // docs/lwm2m.md §4.6: seqNum only when the reply carries Observe ≠ 0 (EMQX invents a
+        // random one otherwise; not copied, §4.13.8).
         if let Some(seq) = p
             .get_observe_value()
             .and_then(Result::ok)

@@ -215,7 +215,8 @@ impl Demux {
             }
         }
         if !is_register {
-            // Update/De-register of an endpoint that is not registered (spec 4.2: 4.04).
+            // Update/De-register of an endpoint that is not registered (docs/lwm2m.md §4.2:
+            // 4.04).
             let reply = error_response(code::NOT_FOUND, "not registered");
             return transport.respond(&req.exchange, reply, now());
         }

@@ -1,5 +1,5 @@
 //! The LwM2M gateway: LwM2M 1.0/1.1 devices over CoAP/UDP, managed over MQTT with EMQX 5's JSON
-//! commands and events (spec section 4), minus EMQX's QUIRKs.
+//! commands and events (docs/lwm2m.md), minus EMQX's known bugs (docs/lwm2m.md §4.13).
 //!
 //! Owns: the data formats ([`codec`]: TLV, text, opaque, LwM2M JSON, SenML JSON/CBOR), the object
 //! database ([`objects`]), the registration data ([`register`]), the command/event translation

@@ -1,5 +1,5 @@
 //! The object database: OMA object definitions (LWM2M.xsd XML) loaded from `xml_dir`, keyed by
-//! object id and by name (spec 4.8). Used to type TLV and text values, to skip undefined
+//! object id and by name (docs/lwm2m.md §4.8). Used to type TLV and text values, to skip undefined
 //! objects in auto-observe, and to describe resources.
 //!
 //! Invariant: loading reads every `*.xml` in the directory; a file that does not parse is a

@@ -1,5 +1,5 @@
-//! LwM2M paths `/O[/I[/R[/RI]]]` as commands name them, with an optional `?query` (spec 4.4:
-//! the query becomes Uri-Query and `reqPath` is reported without it).
+//! LwM2M paths `/O[/I[/R[/RI]]]` as commands name them, with an optional `?query`
+//! (docs/lwm2m.md §4.4: the query becomes Uri-Query and `reqPath` is reported without it).
 
 use std::fmt;
 

@@ -1,12 +1,13 @@
-//! The Client Registration Interface's data (LwM2M TS §5.3, spec 4.2): Register and Update
-//! query parameters, the CoRE link-format object list with its alternate path, and the JSON of
-//! the register/update events (spec 4.3).
+//! The Client Registration Interface's data (LwM2M TS §5.3, docs/lwm2m.md §4.2): Register and
+//! Update query parameters, the CoRE link-format object list with its alternate path, and the
+//! JSON of the register/update events (docs/lwm2m.md §4.3).
 
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use switchyard_coap::transport::wire::percent_decode;
 
-/// Why a Register is refused: the diagnostic after "Login Failed: " (spec 4.2, 4.00).
+/// Why a Register is refused: the diagnostic after "Login Failed: " (docs/lwm2m.md §4.2,
+/// 4.00).
 pub type Refusal = &'static str;
 
 /// What a device registered with, merged with its Updates.
@@ -93,7 +94,7 @@ impl Registration {
         self.params.get("b").map_or("U", String::as_str)
     }
 
-    /// Queue mode (spec 4.9): binding UQ/SQ/UQS, or an `apn` of the NB-IoT PSM profiles.
+    /// Queue mode (docs/lwm2m.md §4.9): binding UQ/SQ/UQS, or an `apn` of the NB-IoT PSM profiles.
     pub fn queue_mode(&self) -> bool {
         let b = self.binding();
         let apn = self.params.get("apn").map(String::as_str);
@@ -124,7 +125,7 @@ impl Registration {
 
 /// Parses a link-format object list: links are split on `,`, `<>` and blanks stripped,
 /// attributes dropped; a link with `rt="oma.lwm2m"` is the alternate path, whose prefix is
-/// stripped from the others (spec 4.2).
+/// stripped from the others (docs/lwm2m.md §4.2).
 pub fn parse_links(text: &str) -> (String, Vec<String>) {
     let mut alt = "/".to_owned();
     let mut links = Vec::new();

@@ -41,9 +41,10 @@ pub struct Lwm2mSettings {
     pub lifetime_min: Duration,
     /// A longer `lt` is capped to this; `lt=0` means it.
     pub lifetime_max: Duration,
-    /// Queue mode: commands are held once the device was silent this long (spec 4.9).
+    /// Queue mode: commands are held once the device was silent this long (docs/lwm2m.md
+    /// §4.9).
     pub qmode_time_window: Duration,
-    /// Observe every listed object at Register (spec 4.10).
+    /// Observe every listed object at Register (docs/lwm2m.md §4.10).
     pub auto_observe: bool,
     /// When the update event is published.
     pub update_msg_publish_condition: UpdateCondition,
@@ -97,7 +98,8 @@ impl Default for Lwm2mSettings {
 
 impl Lwm2mSettings {
     /// The lifetime in force for a requested `lt` (seconds): 0 means `lifetime_max`, then
-    /// clamped to [`lifetime_min`, `lifetime_max`] (EMQX enforces neither bound: QUIRK, fixed).
+    /// clamped to [`lifetime_min`, `lifetime_max`] (EMQX enforces neither bound;
+    /// docs/lwm2m.md §4.13.10).
     pub fn lifetime(&self, lt: u64) -> Duration {
         if lt == 0 {
             return self.lifetime_max;

@@ -1,7 +1,8 @@
-//! TLS for the MQTT listeners (`listeners.ssl`, and `listeners.wss` under WebSocket), with
-//! rustls: TLS 1.2 and 1.3, the server chain and key from PEM files, optional client
-//! certificate verification against a CA bundle, and the client certificate's Common Name as
-//! the MQTT username when configured.
+//! TLS for the MQTT listeners (`listeners.ssl`, and `listeners.wss` under WebSocket) and, built
+//! by the binary with the same [`acceptor`], for the dashboard's HTTPS listener
+//! (`dashboard.listeners.https`), with rustls: TLS 1.2 and 1.3, the server chain and key from
+//! PEM files, optional client certificate verification against a CA bundle, and (MQTT only)
+//! the client certificate's Common Name as the username when configured.
 //!
 //! A missing or unreadable file, a file without a certificate or key, or a key that does not
 //! match is a start-up error naming the file (never a listener that silently fails handshakes).

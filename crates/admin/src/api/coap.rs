@@ -1,5 +1,5 @@
-//! `POST /api/v5/gateways/coap/clients/{clientid}/request` (spec 3.10): the gateway sends a CON
-//! request to a connected CoAP client and the API returns the client's response.
+//! `POST /api/v5/gateways/coap/clients/{clientid}/request` (docs/coap.md §3.10): the gateway
+//! sends a CON request to a connected CoAP client and the API returns the client's response.
 //!
 //! Body (EMQX's field names): `{method: get|put|post|delete, token, timeout: "10s",
 //! content_type: text/plain|application/json|application/octet-stream, payload}`; an
@@ -156,7 +156,7 @@ fn timeout(v: Option<&Value>) -> ApiResult<Duration> {
     Ok(d)
 }
 
-/// Spec 3.10's shape, as EMQX formats its `#coap_message{}`.
+/// The answer's shape (docs/coap.md §3.10), as EMQX formats its `#coap_message{}`.
 fn render(r: &CoapResponse, ct: &str) -> Value {
     let token = match std::str::from_utf8(&r.token) {
         Ok(t) => t.to_owned(),

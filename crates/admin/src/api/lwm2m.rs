@@ -1,4 +1,4 @@
-//! LwM2M REST helpers (spec 4.11): `POST /api/v5/gateways/lwm2m/clients/{clientid}/{read|
+//! LwM2M REST helpers (docs/lwm2m.md §4.11): `POST /api/v5/gateways/lwm2m/clients/{clientid}/{read|
 //! write|observe}` enqueue a downlink command exactly as an MQTT application would: a JSON
 //! command published on the device's command topic (`{mountpoint}` + `translators.command`
 //! without its trailing `/#`). They answer 204; the result arrives on the response topic.

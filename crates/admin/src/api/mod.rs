@@ -160,8 +160,8 @@ pub fn router(state: Arc<State>) -> Router {
         .with_state(state)
 }
 
-/// `POST /api/v5/gateways/{name}/clients/{clientid}/{action}`: the CoAP request API (spec
-/// 3.10) or the LwM2M helpers (spec 4.11).
+/// `POST /api/v5/gateways/{name}/clients/{clientid}/{action}`: the CoAP request API
+/// (docs/coap.md §3.10) or the LwM2M helpers (docs/lwm2m.md §4.11).
 async fn client_action(
     st: St,
     Path((name, id, action)): Path<(String, String, String)>,

@@ -21,7 +21,7 @@ pub struct GatewayConfig {
     pub lwm2m: Lwm2mGatewayConfig,
 }
 
-/// `[gateway.mqttsn]` (EMQX-compatible keys, specs/emqx-gateway-compat.md §2.1)
+/// `[gateway.mqttsn]` (EMQX-compatible keys, docs/mqtt-sn.md §2.1)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MqttSnGatewayConfig {
@@ -142,7 +142,7 @@ pub struct ClientInfoOverrideConfig {
     pub password: String,
 }
 
-/// `[gateway.coap]` (EMQX-compatible keys, specs/emqx-gateway-compat.md §3.1, plus the RFC 7252
+/// `[gateway.coap]` (EMQX-compatible keys, docs/coap.md §3.1, plus the RFC 7252
 /// transmission parameters and the RFC 7959 limits)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -233,7 +233,7 @@ pub enum CoapQosMode {
     Qos2,
 }
 
-/// `[gateway.lwm2m]` (EMQX-compatible keys, specs/emqx-gateway-compat.md §4.1, plus the
+/// `[gateway.lwm2m]` (EMQX-compatible keys, docs/lwm2m.md §4.1, plus the
 /// RFC 7252 transmission parameters of the CoAP transport)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

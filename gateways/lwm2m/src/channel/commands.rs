@@ -12,7 +12,7 @@ use switchyard_coap::transport::wire;
 
 /// Deliveries taken from the outbox per wakeup.
 const MAX_BATCH: usize = 256;
-/// Objects auto-observe never observes (spec 4.10).
+/// Objects auto-observe never observes (docs/lwm2m.md §4.10).
 const AUTO_OBSERVE_SKIP: [u16; 9] = [0, 1, 2, 4, 5, 6, 7, 9, 15];
 
 impl Channel {
@@ -46,12 +46,13 @@ impl Channel {
         let metrics = self.gw.bus.metrics();
         match command::parse(payload) {
             Ok(None) => {
-                // Spec 4.4: invalid JSON is dropped and counted.
+                // docs/lwm2m.md §4.4: invalid JSON is dropped and counted.
                 Metrics::inc(&metrics.messages_dropped);
                 tracing::debug!("LwM2M command is not a JSON object; dropped");
             }
             Err(rejected) => {
-                // EMQX 5.8.9 crashes on an unknown msgType (QUIRK); 6.x answers 4.00.
+                // EMQX 5.8.9 crashes on an unknown msgType; we answer 4.00 as 6.x does
+                // (docs/lwm2m.md §4.13.3).
                 tracing::debug!(reason = rejected.reason, "LwM2M command rejected");
                 self.publish_response(&command::rejected_event(&rejected));
             }
@@ -68,7 +69,7 @@ impl Channel {
         }
     }
 
-    /// Whether commands may go out now (spec 4.9: held in queue mode once the device has been
+    /// Whether commands may go out now (docs/lwm2m.md §4.9: held in queue mode once the device has been
     /// silent for `qmode_time_window`).
     pub fn awake(&self, now: Instant) -> bool {
         !self.reg.queue_mode()
@@ -175,12 +176,12 @@ impl Channel {
         };
         let seq = p.get_observe_value().and_then(Result::ok);
         if seq.is_some() && seq == o.last_seq {
-            // Spec 4.6: a repeated Observe value is ignored.
+            // docs/lwm2m.md §4.6: a repeated Observe value is ignored.
             return;
         }
         o.last_seq = seq;
         // Every object's notifications go to the notify topic, object 5 included (EMQX routes
-        // object 5 to a hard-coded `{mp}/v1/up/dm`: QUIRK, not copied).
+        // object 5 to a hard-coded `{mp}/v1/up/dm`; not copied, docs/lwm2m.md §4.13.7).
         let ev = command::notify_event(&o.cmd, p, seq.unwrap_or(0), &self.gw.objects);
         let ended = wire::code_of(p) >> 5 != 2 || seq.is_none();
         self.publish(&self.gw.settings.notify.clone(), &ev);
@@ -227,7 +228,7 @@ impl Channel {
         }
     }
 
-    /// Spec 4.10: an Observe for every listed object instance whose object is defined and not
+    /// docs/lwm2m.md §4.10: an Observe for every listed object instance whose object is defined and not
     /// in the skip list, with `"is_auto_observe": true` echoed.
     pub(super) fn auto_observe(&mut self) {
         let paths: Vec<String> = self

@@ -6,13 +6,16 @@
 //! Invariants:
 //! - at most one command is outstanding; later ones wait FIFO and are released by the reply,
 //!   an RST, or the transport's timeout after its retransmissions (a `coap_timeout` event) —
-//!   EMQX 5.8.9 never times a command out, so one lost packet blocks a device (QUIRK, fixed);
-//! - every command carries a fresh non-empty token (EMQX sends empty ones: QUIRK, fixed);
+//!   EMQX 5.8.9 never times a command out, so one lost packet blocks a device (fixed here,
+//!   docs/lwm2m.md §4.13.2);
+//! - every command carries a fresh non-empty token (EMQX sends empty ones; docs/lwm2m.md
+//!   §4.13.1);
 //!   observations are keyed by their command id, which the transport returns with every
 //!   notification of that token, for the life of the registration;
 //! - in queue mode, commands are held once the device has been silent for
-//!   `qmode_time_window`, and flushed in order by its next Register or Update (spec 4.9);
-//! - the lifetime clock restarts on every inbound message (spec 4.2).
+//!   `qmode_time_window`, and flushed in order by its next Register or Update
+//!   (docs/lwm2m.md §4.9);
+//! - the lifetime clock restarts on every inbound message (docs/lwm2m.md §4.2).
 
 mod commands;
 
@@ -114,7 +117,7 @@ pub struct Channel {
     close: Option<CloseReason>,
 }
 
-/// The identity of a device from its Register (spec 4.2): client id `device_id` or `ep`,
+/// The identity of a device from its Register (docs/lwm2m.md §4.2): client id `device_id` or `ep`,
 /// username `imei` or `ep`.
 pub fn client_info(reg: &Registration, peer: SocketAddr) -> ClientInfo {
     let p = &reg.params;
@@ -150,7 +153,7 @@ pub fn mount_prefix(
 
 /// `Err(reason)` when `enable_authn` refuses a Register (answered 4.00 `Login Failed: …`):
 /// the `imei` and `password` query extras are checked by the broker's authenticator, with the
-/// `imei` as username (EMQX, spec 4.2).
+/// `imei` as username (EMQX, docs/lwm2m.md §4.2).
 pub fn authenticate(
     gw: &Lwm2mGateway,
     reg: &Registration,
@@ -295,7 +298,7 @@ impl Channel {
     }
 
     /// Completes the first Register: subscribes to the command topic (retained commands are
-    /// delivered, spec 4.2), answers 2.01 with Location-Path `rd/{ep}`, auto-observes and
+    /// delivered, docs/lwm2m.md §4.2), answers 2.01 with Location-Path `rd/{ep}`, auto-observes and
     /// publishes the register event. `Err` when the command topic is not a valid filter.
     pub fn start(&mut self, ex: &Exchange, now: Instant) -> Result<(), CloseReason> {
         let filter = format!("{}{}", self.prefix, self.gw.settings.command.topic);
@@ -354,7 +357,8 @@ impl Channel {
             (code::POST, 1) if path[0] == "rd" => self.reregister(&ex, &query, &p.payload, now),
             (code::POST, _) if own => self.update(&ex, &query, &p.payload, now),
             (code::DELETE, _) if own => {
-                // Spec 4.2: 2.02, no MQTT event; the command subscription ends with the session.
+                // docs/lwm2m.md §4.2: 2.02, no MQTT event; the command subscription ends with
+                // the session.
                 self.reply(&ex, response(code::DELETED));
                 self.fail(CloseReason::ClientDisconnect);
             }
@@ -371,7 +375,8 @@ impl Channel {
             return self.reply(ex, login_failed(reason));
         }
         // A new Register means the device lost its state: its observations are gone (LwM2M TS
-        // §5.3.1). EMQX answers 2.04 without Location (QUIRK): this is a Register, so 2.01.
+        // §5.3.1). EMQX answers 2.04 without Location; this is a Register, so 2.01
+        // (docs/lwm2m.md §4.13.9).
         self.forget_observations();
         self.reg = reg;
         let reply = self.location();

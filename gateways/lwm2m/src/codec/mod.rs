@@ -4,8 +4,9 @@
 //! Formats: TLV (11542), text/plain (0), opaque (42), link-format (40, discover), LwM2M JSON
 //! (11543), SenML JSON (110) and SenML CBOR (112). Resource types come from the object database;
 //! an object without a definition still decodes: TLV values become base64 (opaque), text stays a
-//! string, JSON/SenML values are taken as given (EMQX answers 4.00: QUIRK, fixed).
-//! Text booleans accept "0"/"1" and "true"/"false" (EMQX 5.8.9 inverts them: QUIRK, fixed).
+//! string, JSON/SenML values are taken as given (EMQX answers 4.00; docs/lwm2m.md §4.13.6).
+//! Text booleans accept "0"/"1" and "true"/"false" (EMQX 5.8.9 inverts them;
+//! docs/lwm2m.md §4.13.5).
 
 pub mod senml;
 pub mod text;
@@ -65,7 +66,7 @@ pub enum DecodeError {
 pub type Entry = (String, Value);
 
 /// Decodes a response payload to `[(path, value)]`; `req` is the requested path, `cf` the
-/// reply's Content-Format (none means text/plain, spec 4.8).
+/// reply's Content-Format (none means text/plain, docs/lwm2m.md §4.8).
 pub fn decode(
     req: &Path,
     cf: Option<u16>,
@@ -84,7 +85,7 @@ pub fn decode(
     }
 }
 
-/// Standard base64 of bytes (opaque values, spec 4.8).
+/// Standard base64 of bytes (opaque values, docs/lwm2m.md §4.8).
 pub fn b64(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
 }
@@ -214,8 +215,8 @@ pub enum Typed {
     Objlnk(u16, u16),
 }
 
-/// Parses a command value of type `ty` (spec 4.5: numbers as JSON numbers or numeric strings,
-/// booleans as "true"/"false", opaque as base64, objlnk as "O:I").
+/// Parses a command value of type `ty` (docs/lwm2m.md §4.5: numbers as JSON numbers or numeric
+/// strings, booleans as "true"/"false", opaque as base64, objlnk as "O:I").
 pub fn parse_typed(ty: &str, v: &Value) -> Option<Typed> {
     let s = match v {
         Value::String(s) => s.trim().to_owned(),

@@ -1,4 +1,4 @@
-//! Content decoding by Content-Format (spec 4.8) and write encoding.
+//! Content decoding by Content-Format (docs/lwm2m.md §4.8) and write encoding.
 
 use super::*;
 use crate::objects::parse_xml;

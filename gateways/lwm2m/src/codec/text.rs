@@ -1,6 +1,6 @@
 //! text/plain (content format 0, LwM2M TS §6.4.2): one resource value as text, typed through
 //! the object database. Booleans are "0"/"1" (and "true"/"false" are accepted); EMQX 5.8.9
-//! inverts them and refuses "0"/"1" (QUIRK, fixed).
+//! inverts them and refuses "0"/"1" (fixed here: docs/lwm2m.md §4.13.5).
 
 use super::{b64, DecodeError};
 use crate::objects::{DataType, ObjectDb};

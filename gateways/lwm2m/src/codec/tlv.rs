@@ -4,7 +4,7 @@
 //! Invariants: decoding never panics and never reads past the buffer; nesting is at most
 //! object instance → multiple resource → resource instance (deeper is an error). Integers are
 //! minimal two's complement in 1, 2, 4 or 8 bytes both ways (EMQX 5.8.9 encodes positive
-//! integers as minimal *unsigned* bytes, so 200 becomes `C8` = −56: QUIRK, fixed).
+//! integers as minimal *unsigned* bytes, so 200 becomes `C8` = −56; docs/lwm2m.md §4.13.4).
 
 use thiserror::Error;
 

@@ -1,4 +1,4 @@
-//! Command JSON → CoAP request, and CoAP reply → event JSON (spec 4.4–4.7).
+//! Command JSON → CoAP request, and CoAP reply → event JSON (docs/lwm2m.md §4.4–§4.7).
 
 use super::*;
 use crate::codec::tests::db;
@@ -107,7 +107,7 @@ fn write_attr_queries_strings_and_numbers() {
 
 #[test]
 fn writes_match_emqx_vectors() {
-    // Spec 4.5 Float vector: PUT /3/0/13.
+    // The Float write of docs/lwm2m.md §4.5 (EMQX's test vector): PUT /3/0/13.
     let o = req(
         r#"{"msgType":"write","data":{"basePath":"/3/0/13","content":[{"type":"Float","value":"12345.0"}]}}"#,
         "/",
@@ -136,7 +136,7 @@ fn writes_match_emqx_vectors() {
         "/",
     );
     assert_eq!(o2.packet.payload, o.packet.payload);
-    // Single write: PUT with one TLV resource; 200 is 00 C8, not C8 (QUIRK fix).
+    // Single write: PUT with one TLV resource; 200 is 00 C8, not C8 (docs/lwm2m.md §4.13.4).
     let o = req(
         r#"{"msgType":"write","data":{"path":"/3/0/13","type":"Integer","value":200}}"#,
         "/",

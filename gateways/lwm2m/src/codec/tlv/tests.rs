@@ -1,5 +1,6 @@
 //! TLV vectors: the LwM2M TS §6.4.3.1 Device object example (as EMQX's emqx_tlv_SUITE uses
-//! it), signed integers (the QUIRK fix), floats, the length encodings, and round trips.
+//! it), signed integers (docs/lwm2m.md §4.13.4), floats, the length encodings, and round
+//! trips.
 
 use super::*;
 use proptest::prelude::*;
@@ -69,7 +70,7 @@ fn emqx_write_vectors() {
 
 #[test]
 fn integers_are_minimal_twos_complement() {
-    // EMQX 5.8.9 encodes 200 as C8 (= -56 to a device): QUIRK, fixed.
+    // EMQX 5.8.9 encodes 200 as C8 (= -56 to a device): docs/lwm2m.md §4.13.4.
     assert_eq!(encode_int(200), vec![0x00, 0xC8]);
     assert_eq!(encode_int(127), vec![0x7F]);
     assert_eq!(encode_int(128), vec![0x00, 0x80]);
