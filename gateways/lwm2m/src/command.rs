@@ -1,6 +1,6 @@
-//! MQTT command JSON ↔ CoAP (docs/lwm2m.md §4.4–§4.7): the command envelope (every top-level key except
-//! `data` echoed back), each operation's CoAP request, and the response/notify/transport event
-//! JSON. Pure functions: no I/O, no clock.
+//! MQTT command JSON ↔ CoAP (docs/lwm2m.md §4.4–§4.7): the command envelope (every top-level key
+//! except `data` echoed back), each operation's CoAP request, and the response/notify/transport
+//! event JSON. Pure functions: no I/O, no clock.
 
 use crate::codec::{self, format, parse_typed, senml, Typed, WriteItem};
 use crate::objects::ObjectDb;

@@ -1,5 +1,5 @@
 //! The MQTT-SN gateway: MQTT-SN 1.2 over UDP, wire-compatible with EMQX 5's gateway
-//! (specs/emqx-gateway-compat.md §1–2) without its known bugs (the QUIRKs there).
+//! (docs/mqtt-sn.md, docs/gateways.md) without its known bugs (docs/mqtt-sn.md §2.17).
 //!
 //! Owns: the wire codec ([`codec`], no I/O), the per-client protocol state machine
 //! ([`Channel`], sans-I/O: packets in, packets out, `now` passed in), the per-client driver

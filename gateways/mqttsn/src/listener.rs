@@ -1,15 +1,14 @@
-//! The UDP listener: one receiver task per socket (the sockets share the port with
-//! `SO_REUSEPORT`, one per core, so the kernel spreads clients over cores while each client's
-//! 4-tuple always lands on the same receiver, which keeps its datagrams in order). Each
-//! receiver decodes datagrams and routes them to the client's cell by client identity (spec
-//! 1.3, QUIRK fixed): CONNECT and PINGREQ carry a client id, so a known client seen from a new
-//! address or port is rebound to that address (a sleeper behind a new NAT mapping still wakes
-//! up; a reconnect takes its session over); every other message is routed by its source
-//! address.
+//! The UDP listener: one receiver task per socket (the sockets share the port with `SO_REUSEPORT`,
+//! one per core, so the kernel spreads clients over cores while each client's 4-tuple always lands
+//! on the same receiver, which keeps its datagrams in order). Each receiver decodes datagrams and
+//! routes them to the client's cell by client identity (docs/gateways.md §1.3, §1.7.1): CONNECT and
+//! PINGREQ carry a client id, so a known client seen from a new address or port is rebound to that
+//! address (a sleeper behind a new NAT mapping still wakes up; a reconnect takes its session over);
+//! every other message is routed by its source address.
 //!
 //! Connectionless messages are answered here without a client task: SEARCHGW (GWINFO, any
-//! state), QoS −1 PUBLISH from an unknown address (spec 2.8), DISCONNECT before CONNECT
-//! (spec 2.13); anything else from an unknown address is dropped silently (spec 2.3).
+//! state), QoS −1 PUBLISH from an unknown address (docs/mqtt-sn.md §2.8), DISCONNECT before
+//! CONNECT (§2.13); anything else from an unknown address is dropped silently (§2.3).
 //!
 //! Receivers share the client-id table, the limits and the tasks; each keeps its own address
 //! table, checked against the cell's current address (a client that moved to another receiver
@@ -336,7 +335,7 @@ impl Receiver {
         }
     }
 
-    /// ADVERTISE with the real interval in seconds (spec 2.15 QUIRK: EMQX sends 48032).
+    /// ADVERTISE with the real interval in seconds (EMQX sends 48032: docs/mqtt-sn.md §2.17.11).
     async fn advertise(&self) {
         let s = &self.shared.gw.settings;
         let Some(to) = s.broadcast else { return };
@@ -403,7 +402,7 @@ impl Receiver {
         }
     }
 
-    /// Messages from an address with no client (spec 2.3).
+    /// Messages from an address with no client (docs/mqtt-sn.md §2.3).
     async fn connectionless(&self, packet: Packet, from: SocketAddr) {
         match packet {
             Packet::Disconnect { .. } => {
@@ -450,8 +449,8 @@ impl Receiver {
                 return;
             }
             // Connected, asleep or awake: a new channel takes the session over (the old task
-            // hands it over through the bus), which also ends the old sleep timer (spec 2.12
-            // QUIRK (c) fixed).
+            // hands it over through the bus), which also ends the old sleep timer
+            // (docs/mqtt-sn.md §2.17.3).
         }
         let admitted = {
             let mut t = self.shared.table.lock();

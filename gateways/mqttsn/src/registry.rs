@@ -1,5 +1,6 @@
-//! Topic ids (spec 2.5): the global predefined table from config, and the per-session registry
-//! of dynamic ids, which lives in the bus session's `ext` so it survives resume and takeover.
+//! Topic ids (docs/mqtt-sn.md §2.5): the global predefined table from config, and the per-session
+//! registry of dynamic ids, which lives in the bus session's `ext` so it survives resume and
+//! takeover.
 //!
 //! Invariants: predefined ids are 1..=1024; dynamic ids count up from [`FIRST_DYNAMIC_ID`] and
 //! are never reused within a session; one name has at most one dynamic id; wildcard names are

@@ -37,7 +37,7 @@ pub struct MqttSnSettings {
     /// 0 = unlimited.
     pub max_topic_levels: usize,
     /// Authenticate at CONNECT (`enable_authn`) with the `clientinfo_override` credentials;
-    /// CONNACK 0x80 on failure (spec 2.4/2.6).
+    /// CONNACK 0x80 on failure (docs/mqtt-sn.md §2.4, §2.6).
     pub enable_authn: bool,
     /// Username template (`clientinfo_override.username`), e.g. `${clientid}`.
     pub username: Option<String>,
@@ -73,7 +73,7 @@ impl Default for MqttSnSettings {
 }
 
 /// Replaces `${clientid}` and `${username}` in a template; unknown placeholders stay as they
-/// are (spec 1.4).
+/// are (docs/gateways.md §1.4).
 pub(crate) fn render(template: &str, client_id: &str, username: Option<&str>) -> String {
     let out = template.replace("${clientid}", client_id);
     match username {

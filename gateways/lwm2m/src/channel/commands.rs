@@ -69,8 +69,8 @@ impl Channel {
         }
     }
 
-    /// Whether commands may go out now (docs/lwm2m.md §4.9: held in queue mode once the device has been
-    /// silent for `qmode_time_window`).
+    /// Whether commands may go out now (docs/lwm2m.md §4.9: held in queue mode once the device has
+    /// been silent for `qmode_time_window`).
     pub fn awake(&self, now: Instant) -> bool {
         !self.reg.queue_mode()
             || now.saturating_duration_since(self.last_inbound) < self.gw.settings.qmode_time_window
@@ -228,8 +228,8 @@ impl Channel {
         }
     }
 
-    /// docs/lwm2m.md §4.10: an Observe for every listed object instance whose object is defined and not
-    /// in the skip list, with `"is_auto_observe": true` echoed.
+    /// docs/lwm2m.md §4.10: an Observe for every listed object instance whose object is defined and
+    /// not in the skip list, with `"is_auto_observe": true` echoed.
     pub(super) fn auto_observe(&mut self) {
         let paths: Vec<String> = self
             .reg

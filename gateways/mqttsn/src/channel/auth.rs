@@ -1,6 +1,7 @@
 //! Security at the MQTT-SN channel: authentication at CONNECT with the `clientinfo_override`
-//! credentials (spec 2.1; MQTT-SN CONNECT carries none of its own) when `enable_authn` is set,
-//! and the ACL on PUBLISH, SUBSCRIBE and the will (spec 2.4: 0x80 on deny), always.
+//! credentials (docs/mqtt-sn.md §2.1; MQTT-SN CONNECT carries none of its own) when
+//! `enable_authn` is set, and the ACL on PUBLISH, SUBSCRIBE and the will (docs/mqtt-sn.md §2.4:
+//! 0x80 on deny), always.
 
 use super::Channel;
 use crate::settings::render;

@@ -1,5 +1,6 @@
-//! CONNECT with the will handshake (MQTT-SN 1.2 §6.3, spec 2.6), the session open, sleeping and
-//! waking (§6.14, spec 2.12), DISCONNECT (spec 2.13) and will updates (§6.4, spec 2.14).
+//! CONNECT with the will handshake (MQTT-SN 1.2 §6.3, docs/mqtt-sn.md §2.6), the session open,
+//! sleeping and waking (§6.14, docs/mqtt-sn.md §2.12), DISCONNECT (§2.13) and will updates
+//! (§6.4, docs/mqtt-sn.md §2.14).
 
 use super::{Channel, Pending, State, ACCEPTED, NAMESPACE};
 use crate::codec::{rc, Connect, Packet, SnQos, WillTopic};
@@ -35,7 +36,7 @@ impl Channel {
             return;
         };
         let client_id = if id.is_empty() {
-            // Spec 2.1: an empty id gets a random 16-character base62 id.
+            // docs/mqtt-sn.md §2.1: an empty id gets a random 16-character base62 id.
             rand::thread_rng()
                 .sample_iter(&Alphanumeric)
                 .take(16)
@@ -65,7 +66,7 @@ impl Channel {
             return;
         }
         match w {
-            // Spec 2.6: an empty WILLTOPIC means no will; CONNACK right away.
+            // docs/mqtt-sn.md §2.6: an empty WILLTOPIC means no will; CONNACK right away.
             None => self.request_open(),
             Some(w) => match self.will_topic(&w) {
                 Ok(t) => {
@@ -103,7 +104,7 @@ impl Channel {
         self.request_open();
     }
 
-    /// The will as published: its topic is not mounted (spec 2.6).
+    /// The will as published: its topic is not mounted (docs/mqtt-sn.md §2.6).
     fn will_message(
         &self,
         topic: &str,
@@ -132,7 +133,7 @@ impl Channel {
             .as_deref()
             .map(|t| render(t, &p.client_id, None));
         if !self.authenticate(&p.client_id, username.as_deref()) {
-            // Spec 2.4/2.6: authentication failed → CONNACK 0x80, then close.
+            // docs/mqtt-sn.md §2.4, §2.6: authentication failed → CONNACK 0x80, then close.
             self.connack(rc::NOT_AUTHORIZED);
             self.fail(CloseReason::NotAuthorized, false);
             return;
@@ -177,13 +178,14 @@ impl Channel {
             info,
             clean_start: p.clean_session,
             expiry,
-            // MQTT-SN: one QoS 1/2 message in flight toward the device (spec 1.6).
+            // MQTT-SN: one QoS 1/2 message in flight toward the device (docs/mqtt-sn.md
+            // §2.10).
             max_inflight: 1,
             control: self.control.clone(),
         });
     }
 
-    /// The bus could not open the session: CONNACK 0x81 (spec 2.4), then close.
+    /// The bus could not open the session: CONNACK 0x81 (docs/mqtt-sn.md §2.4), then close.
     pub fn on_session_failed(&mut self, error: &BusError) {
         tracing::warn!(error = %error, "cannot open session");
         self.connack(rc::SESSION_FAILED);
@@ -195,7 +197,7 @@ impl Channel {
     }
 
     /// The session is open: CONNACK, then what the resumed session had in flight, and the
-    /// REGISTERs of `subs_resume` (spec 2.13).
+    /// REGISTERs of `subs_resume` (docs/mqtt-sn.md §2.13).
     pub fn on_session_opened(&mut self, opened: Opened, now: Instant) {
         self.clock = now;
         let mut session = opened.session;
@@ -238,9 +240,9 @@ impl Channel {
         }
     }
 
-    /// PINGREQ (spec 2.11): without a client id, or with ours while connected → PINGRESP; with
-    /// ours while asleep → wake up and deliver (PINGRESP once everything is out); with another
-    /// id → ignored.
+    /// PINGREQ (docs/mqtt-sn.md §2.11): without a client id, or with ours while connected →
+    /// PINGRESP; with ours while asleep → wake up and deliver (PINGRESP once everything is out);
+    /// with another id → ignored.
     pub(crate) fn handle_pingreq(&mut self, client_id: Option<Bytes>, now: Instant) {
         if let Some(id) = client_id {
             let mine = self
@@ -277,8 +279,8 @@ impl Channel {
         self.outbound.push(Packet::PingResp);
     }
 
-    /// DISCONNECT (spec 2.12/2.13): with a duration the client goes to sleep (also from awake:
-    /// QUIRK (b) fixed); without, the client leaves and its will is discarded.
+    /// DISCONNECT (docs/mqtt-sn.md §2.12, §2.13): with a duration the client goes to sleep (also
+    /// from awake, §2.17.4); without, the client leaves and its will is discarded (§2.17.7).
     pub(crate) fn handle_disconnect(&mut self, duration: Option<u16>, now: Instant) {
         self.outbound.push(Packet::Disconnect { duration: None });
         match duration {
@@ -289,14 +291,15 @@ impl Channel {
                 };
             }
             _ => {
-                // Spec 2.6 (CODE-READ, not copied): a clean DISCONNECT does not publish the will.
+                // A clean DISCONNECT does not publish the will (EMQX's code does; not copied,
+                // docs/mqtt-sn.md §2.17.7).
                 self.will = None;
                 self.close = Some(CloseReason::ClientDisconnect);
             }
         }
     }
 
-    /// Back to sleep once an awake client has everything (spec 2.12 step 2).
+    /// Back to sleep once an awake client has everything (docs/mqtt-sn.md §2.12).
     pub(crate) fn maybe_back_to_sleep(&mut self, now: Instant) {
         let State::Awake { duration } = self.state else {
             return;
@@ -317,7 +320,7 @@ impl Channel {
         }
     }
 
-    /// WILLTOPICUPD: set, replace or (empty) delete the will topic (spec 2.14).
+    /// WILLTOPICUPD: set, replace or (empty) delete the will topic (docs/mqtt-sn.md §2.14).
     pub(crate) fn handle_will_topic_upd(&mut self, w: Option<WillTopic>) {
         let code = match w {
             None => {
@@ -341,7 +344,8 @@ impl Channel {
         self.outbound.push(Packet::WillTopicResp { rc: code });
     }
 
-    /// WILLMSGUPD: replace the will payload; 0x03 without a will (spec 2.14, 6.x behaviour).
+    /// WILLMSGUPD: replace the will payload; 0x03 without a will (docs/mqtt-sn.md §2.14,
+    /// §2.17.8: EMQX 6.x's behaviour).
     pub(crate) fn handle_will_msg_upd(&mut self, msg: Bytes) {
         let code = match self.will.as_mut() {
             Some(m) => {

@@ -1,8 +1,8 @@
-//! Gateway → client: deliveries from the session's outbox with inflight 1 (spec 2.10), the
-//! outbound topic choice predefined > registered > short > REGISTER first (spec 2.5), gateway
-//! REGISTERs one at a time (spec 2.7), and retransmission of PUBLISH, PUBREL and REGISTER every
-//! `retry_interval` up to `max_retries`, after which the client is disconnected (spec 1.6 QUIRK
-//! fixed: EMQX never retransmits).
+//! Gateway → client (docs/mqtt-sn.md §2.10): deliveries from the session's outbox with inflight
+//! 1, the outbound topic choice predefined > registered > short > REGISTER first (§2.5), gateway
+//! REGISTERs one at a time (§2.7), and retransmission of PUBLISH, PUBREL and REGISTER every
+//! `retry_interval` up to `max_retries`, after which the client is disconnected (EMQX never
+//! retransmits by default: docs/mqtt-sn.md §2.17.1).
 
 use super::connect::sn_qos;
 use super::{Channel, RegInflight, State, ACCEPTED};
@@ -93,8 +93,8 @@ impl Channel {
         any
     }
 
-    /// Spec 2.5: predefined id, else registered id, else a 2-byte short name; `None` means a
-    /// REGISTER must come first.
+    /// docs/mqtt-sn.md §2.5: predefined id, else registered id, else a 2-byte short name; `None`
+    /// means a REGISTER must come first.
     pub(crate) fn outbound_topic(&self, topic: &str) -> Option<(TopicIdType, u16)> {
         if let Some(id) = self.settings.predefined.id(topic) {
             return Some((TopicIdType::Predefined, id));
@@ -169,8 +169,8 @@ impl Channel {
             .fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// REGACK for our REGISTER (spec 2.7): accepted → go on; congestion → wait for the retry;
-    /// anything else → skip this topic. A REGACK matching nothing is ignored.
+    /// REGACK for our REGISTER (docs/mqtt-sn.md §2.7): accepted → go on; congestion → wait for the
+    /// retry; anything else → skip this topic. A REGACK matching nothing is ignored.
     pub(crate) fn handle_regack(&mut self, _topic_id: u16, msg_id: u16, code: u8, now: Instant) {
         let Some(reg) = self.reg_inflight.as_ref() else {
             return;
@@ -270,8 +270,9 @@ impl Channel {
     }
 }
 
-/// The PUBLISH for a delivery: QoS 0 has MsgId 0 (spec 2.10); RETAIN is the delivery's flag,
-/// so a retained message sent because of a new subscription carries it (spec 2.9 QUIRK fixed).
+/// The PUBLISH for a delivery: QoS 0 has MsgId 0 (docs/mqtt-sn.md §2.10); RETAIN is the
+/// delivery's flag, so a retained message sent because of a new subscription carries it
+/// (docs/mqtt-sn.md §2.17.9).
 fn publish_packet(s: &SendPublish, kind: TopicIdType, id: u16) -> Packet {
     let d = &s.delivery;
     Packet::Publish(Publish {

@@ -3,14 +3,14 @@
 //! driver owns the socket, the timers and the async session open; the bus owns routing and
 //! sessions.
 //!
-//! States (MQTT-SN 1.2 §6.14, spec 2.6/2.12): `Idle` until CONNECT; `WillTopic`/`WillMsg`
-//! during the will handshake; `Opening` while the bus opens the session; then `Connected`,
-//! `Asleep` (DISCONNECT with a duration) and `Awake` (PINGREQ with our client id while asleep,
-//! until everything queued is delivered). Exactly one [`CloseReason`] ends the channel.
+//! States (MQTT-SN 1.2 §6.14, docs/mqtt-sn.md §2.6, §2.12): `Idle` until CONNECT;
+//! `WillTopic`/`WillMsg` during the will handshake; `Opening` while the bus opens the session; then
+//! `Connected`, `Asleep` (DISCONNECT with a duration) and `Awake` (PINGREQ with our client id while
+//! asleep, until everything queued is delivered). Exactly one [`CloseReason`] ends the channel.
 //!
-//! Fixes over EMQX 5.8.9 (spec QUIRKs): QoS 1/2 downlinks and gateway REGISTERs are retried
-//! every `retry_interval` up to `max_retries`; the sleep timer is 1.5 × the duration and is
-//! cancelled by CONNECT (the driver's new channel takes the session over); DISCONNECT with a
+//! Fixes over EMQX 5.8.9 (docs/mqtt-sn.md §2.17): QoS 1/2 downlinks and gateway REGISTERs are
+//! retried every `retry_interval` up to `max_retries`; the sleep timer is 1.5 × the duration and
+//! is cancelled by CONNECT (the driver's new channel takes the session over); DISCONNECT with a
 //! duration while awake goes back to sleep; a lost sleeper's will is published; WILLMSGUPD
 //! without a will answers 0x03; a retained message delivered on subscribe carries RETAIN; a
 //! retransmitted QoS 2 PUBLISH is answered PUBREC again instead of PUBACK 0x03.
@@ -68,7 +68,7 @@ pub(crate) struct Pending {
     pub(crate) will_topic: Option<(String, switchyard_core::QoS, bool)>,
 }
 
-/// A gateway REGISTER waiting for its REGACK (one at a time, spec 2.7).
+/// A gateway REGISTER waiting for its REGACK (one at a time, docs/mqtt-sn.md §2.7).
 #[derive(Debug, Clone)]
 pub(crate) struct RegInflight {
     pub(crate) msg_id: u16,
@@ -114,7 +114,8 @@ pub struct Channel {
     /// The in-flight QoS 1/2 message: (msg id, unmounted topic), for PUBACK 0x02.
     pub(crate) inflight_topic: Option<(u16, String)>,
     /// The session's dynamic topic ids, taken out of `Session::ext` while connected and put
-    /// back before the session is released, so they survive resume and takeover (spec 2.5).
+    /// back before the session is released, so they survive resume and takeover
+    /// (docs/mqtt-sn.md §2.5).
     pub(crate) topics: TopicRegistry,
     /// The ACL as it applies to this client, once authenticated.
     pub(crate) acl: Option<switchyard_auth::ClientAcl>,
@@ -260,7 +261,7 @@ impl Channel {
             Packet::WillTopic(w) => self.handle_will_topic(w),
             Packet::WillMsg { msg } => self.handle_will_msg(msg),
             other if !self.is_connected() => {
-                // Spec 2.3: anything else before the handshake ends is dropped.
+                // docs/mqtt-sn.md §2.3: anything else before the handshake ends is dropped.
                 tracing::debug!(packet = other.name(), "ignored before CONNACK");
             }
             Packet::Publish(p) => self.handle_publish(p, now),
@@ -312,7 +313,7 @@ impl Channel {
             State::Asleep { deadline, .. } => {
                 if now >= deadline {
                     // MQTT-SN 1.2 §6.14: a sleeper that does not wake in time is lost (its will
-                    // is published; spec 2.12 QUIRK fixed).
+                    // is published; docs/mqtt-sn.md §2.17.6).
                     tracing::info!("sleeping client did not wake up in time");
                     self.fail(CloseReason::KeepaliveTimeout, false);
                 }
@@ -390,13 +391,13 @@ impl Channel {
         reason
     }
 
-    /// The sleep timer: 1.5 × the duration, like keepalive (spec 2.12 QUIRK fixed).
+    /// The sleep timer: 1.5 × the duration, like keepalive (docs/mqtt-sn.md §2.17.5).
     pub(crate) fn sleep_deadline(&self, duration: u16, now: Instant) -> Instant {
         let secs = f64::from(duration) * self.settings.keepalive_multiplier.max(1.0);
         now + Duration::from_secs_f64(secs)
     }
 
-    /// Adds the mountpoint in front of a client topic (spec 1.4).
+    /// Adds the mountpoint in front of a client topic (docs/gateways.md §1.4).
     pub(crate) fn mount(&self, topic: &str) -> String {
         if self.mountpoint.is_empty() {
             topic.to_owned()

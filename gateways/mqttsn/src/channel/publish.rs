@@ -1,5 +1,6 @@
-//! Client → gateway: PUBLISH with QoS 0/1/2/−1 (spec 2.8), REGISTER (spec 2.7), SUBSCRIBE and
-//! UNSUBSCRIBE (spec 2.9), and the acks of our own downlinks (PUBACK, PUBREC, PUBCOMP).
+//! Client → gateway: PUBLISH with QoS 0/1/2/−1 (docs/mqtt-sn.md §2.8), REGISTER (§2.7),
+//! SUBSCRIBE and UNSUBSCRIBE (§2.9), and the acks of our own downlinks (PUBACK, PUBREC,
+//! PUBCOMP).
 //! Errors always go back in PUBACK / REGACK / SUBACK return codes; none closes the client.
 
 use super::{Channel, ACCEPTED};
@@ -17,8 +18,8 @@ pub(crate) fn short_name(id: u16) -> Option<String> {
 }
 
 impl Channel {
-    /// The client-visible topic name of an inbound topic id (spec 2.5): normal and predefined
-    /// ids share one table, predefined first; short names are the two bytes.
+    /// The client-visible topic name of an inbound topic id (docs/mqtt-sn.md §2.5): normal and
+    /// predefined ids share one table, predefined first; short names are the two bytes.
     fn inbound_topic(&self, kind: TopicIdType, id: u16) -> Result<String, u8> {
         match kind {
             TopicIdType::Normal | TopicIdType::Predefined => self
@@ -95,7 +96,7 @@ impl Channel {
             retain: p.flags.retain,
         };
         if self.authorize(action, now) == Decision::Deny {
-            // Spec 2.8: ACL deny → PUBACK 0x80 (unless deny_action closed the client).
+            // docs/mqtt-sn.md §2.8: ACL deny → PUBACK 0x80 (unless deny_action closed the client).
             if self.close.is_none() {
                 self.outbound.push(puback(rc::NOT_AUTHORIZED));
             }
@@ -117,7 +118,7 @@ impl Channel {
                     self.outbound.push(Packet::PubRec { msg_id: p.msg_id });
                 }
                 // A retransmission whose PUBREC was lost: PUBREC again, do not publish again
-                // (EMQX answers PUBACK 0x03 here — spec 2.8 QUIRK, not copied).
+                // (EMQX answers PUBACK 0x03 here; not copied, docs/mqtt-sn.md §2.17.10).
                 Incoming2::Duplicate => self.outbound.push(Packet::PubRec { msg_id: p.msg_id }),
                 Incoming2::TooMany => self.outbound.push(puback(rc::CONGESTION)),
             },
@@ -147,8 +148,8 @@ impl Channel {
             return;
         };
         if code == rc::INVALID_TOPIC_ID {
-            // Spec 2.7: the client lost our id (e.g. resumed session): REGISTER the name again
-            // and resend the same message once it is acknowledged.
+            // docs/mqtt-sn.md §2.7: the client lost our id (e.g. resumed session): REGISTER the
+            // name again and resend the same message once it is acknowledged.
             if let Some((m, name)) = self.inflight_topic.clone() {
                 if m == msg_id && self.settings.predefined.id(&name).is_none() {
                     tracing::debug!(topic_id, name, "PUBACK invalid topic id: registering again");
@@ -212,8 +213,8 @@ impl Channel {
         self.inflight_topic = None;
     }
 
-    /// REGISTER from the client (spec 2.7): predefined names get their predefined id, others
-    /// a dynamic id; wildcards and a full registry get 0x03. The ACL is not consulted.
+    /// REGISTER from the client (docs/mqtt-sn.md §2.7): predefined names get their predefined id,
+    /// others a dynamic id; wildcards and a full registry get 0x03. The ACL is not consulted.
     pub(crate) fn handle_register(&mut self, msg_id: u16, name: &[u8]) {
         let result = match std::str::from_utf8(name) {
             Ok(n) if TopicName::new(n).is_ok() || n.contains(['+', '#']) => {
@@ -271,7 +272,8 @@ impl Channel {
         if code != ACCEPTED {
             tracing::debug!(topic = ?s.topic, code, "subscription refused");
         }
-        // Spec 2.9: SUBACK flags carry only the granted QoS; the id type is always 00.
+        // docs/mqtt-sn.md §2.9: SUBACK flags carry only the granted QoS; the id type is always
+        // 00.
         let flags = Flags {
             qos: SnQos::from_qos(qos),
             ..Flags::default()
@@ -305,13 +307,13 @@ impl Channel {
         };
         let action = Action::Subscribe { filter: name, qos };
         if self.authorize(action, self.clock) == Decision::Deny {
-            // Spec 2.9: ACL deny → SUBACK 0x80.
+            // docs/mqtt-sn.md §2.9: ACL deny → SUBACK 0x80.
             return rc::NOT_AUTHORIZED;
         }
         let Some(session) = self.session.as_mut() else {
             return rc::NOT_SUPPORTED;
         };
-        // Spec 2.9: rh=0 (retained on subscribe), rap=0, nl=0; granted = requested.
+        // docs/mqtt-sn.md §2.9: rh=0 (retained on subscribe), rap=0, nl=0; granted = requested.
         let opts = SubOptions {
             qos,
             ..SubOptions::default()
@@ -323,7 +325,7 @@ impl Channel {
         }
     }
 
-    /// UNSUBSCRIBE: always answered UNSUBACK, even when nothing matched (spec 2.9).
+    /// UNSUBSCRIBE: always answered UNSUBACK, even when nothing matched (docs/mqtt-sn.md §2.9).
     pub(crate) fn handle_unsubscribe(&mut self, s: Subscribe) {
         let name = match &s.topic {
             SubTopic::Name(b) | SubTopic::Reserved(b) => {
@@ -341,8 +343,9 @@ impl Channel {
     }
 }
 
-/// QoS −1 PUBLISH from an address without a client (spec 2.8): only predefined and short
-/// topics; published as QoS 0 from `NegQoS-Client`, without the mountpoint (5.8.9 behaviour).
+/// QoS −1 PUBLISH from an address without a client (docs/mqtt-sn.md §2.8): only predefined and
+/// short topics; published as QoS 0 from `NegQoS-Client`, without the mountpoint (5.8.9
+/// behaviour).
 pub(crate) fn publish_negqos(gw: &crate::MqttSnGateway, p: &Publish) {
     let s = &gw.settings;
     let name = match p.flags.topic_id_type {

@@ -145,7 +145,8 @@ async fn registry_ids_from_1025_and_predefined_ids() {
         sub(&mut ch, SubTopic::Reserved(Bytes::new()), SnQos::Q1),
         suback(0, 3)
     );
-    // A "predefined" flag with a dynamic id is looked up in the same table (spec 2.5).
+    // A "predefined" flag with a dynamic id is looked up in the same table (docs/mqtt-sn.md
+    // §2.5).
     let (mut ch2, _rx2) = connect(&bus, "c2", 0, false).await;
     sub(&mut ch2, name("a"), SnQos::Q0);
     let p = Publish {
@@ -369,8 +370,8 @@ async fn sleep_buffers_wake_delivers_then_pingresp_and_lost_sleeper_publishes_wi
     ch.pull_deliveries(now());
     assert_eq!(ch.take_outbound(), vec![Packet::PingResp]);
     assert!(ch.is_asleep(), "back to sleep");
-    // A DISCONNECT with a duration while awake would also sleep (QUIRK (b)); here: never wake
-    // again. The sleep timer is 1.5 × 20 s.
+    // A DISCONNECT with a duration while awake would also sleep (docs/mqtt-sn.md §2.17.4);
+    // here: never wake again. The sleep timer is 1.5 × 20 s.
     tokio::time::advance(Duration::from_millis(29_900)).await;
     ch.handle_tick(now());
     assert!(ch.close_reason().is_none());

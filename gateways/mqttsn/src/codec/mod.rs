@@ -1,8 +1,8 @@
 //! The MQTT-SN 1.2 wire format, without I/O: one datagram is one message.
 //!
 //! Owns: [`Packet`] (every message type of MQTT-SN 1.2 §5.4), [`decode`] and [`encode`].
-//! Invariants: `decode` never panics and never reads past the datagram; the length field must
-//! match the datagram exactly (a mismatch is a frame error, spec §5.2.1); `encode` picks the
+//! Invariants: `decode` never panics and never reads past the datagram; the length field must match
+//! the datagram exactly (a mismatch is a frame error, MQTT-SN 1.2 §5.2.1); `encode` picks the
 //! 1-byte length when the message fits in 255 bytes, else the 3-byte form `0x01 LenHi LenLo`.
 //! String fields (client id, topic names) stay raw bytes here; the channel checks UTF-8.
 
@@ -47,11 +47,11 @@ pub mod msg_type {
     pub const WILLTOPICRESP: u8 = 0x1B;
     pub const WILLMSGUPD: u8 = 0x1C;
     pub const WILLMSGRESP: u8 = 0x1D;
-    /// Forwarder encapsulation (§5.5); not supported (spec 2.2).
+    /// Forwarder encapsulation (§5.5); not supported (docs/mqtt-sn.md §2.2).
     pub const ENCAPSULATED: u8 = 0xFE;
 }
 
-/// Return codes (MQTT-SN 1.2 §5.3.10, plus EMQX's 0x80–0x84, spec 2.4).
+/// Return codes (MQTT-SN 1.2 §5.3.10, plus EMQX's 0x80–0x84, docs/mqtt-sn.md §2.4).
 pub mod rc {
     /// Accepted.
     pub const ACCEPTED: u8 = 0x00;
@@ -202,7 +202,7 @@ impl Flags {
 pub struct Connect {
     /// Flags: WILL and CLEANSESSION matter.
     pub flags: Flags,
-    /// ProtocolId; not checked (spec 2.2).
+    /// ProtocolId; not checked (docs/mqtt-sn.md §2.2).
     pub protocol_id: u8,
     /// Keepalive duration in seconds.
     pub duration: u16,
@@ -443,7 +443,7 @@ pub enum DecodeError {
     /// Shorter than its header or than the fixed part of its type.
     #[error("message truncated (MQTT-SN 1.2 §5.2)")]
     Truncated,
-    /// The length field does not equal the datagram size (spec 2.2: a frame error).
+    /// The length field does not equal the datagram size (docs/mqtt-sn.md §2.2: a frame error).
     #[error("length field {declared} does not match datagram size {actual} (MQTT-SN 1.2 §5.2.1)")]
     LengthMismatch {
         /// What the header says.
@@ -454,7 +454,7 @@ pub enum DecodeError {
     /// A message type MQTT-SN 1.2 does not define.
     #[error("unknown message type 0x{0:02x} (MQTT-SN 1.2 §5.2.2)")]
     UnknownType(u8),
-    /// Forwarder encapsulation is not supported (spec 2.2).
+    /// Forwarder encapsulation is not supported (docs/mqtt-sn.md §2.2).
     #[error("forwarder encapsulation is not supported (MQTT-SN 1.2 §5.5)")]
     Encapsulated,
     /// A field has a length its type does not allow.
