@@ -1,5 +1,5 @@
-//! The CoAP request API (spec 3.10) against the real binary: a device in connection mode (a UDP
-//! socket speaking coap-lite) answers the requests the gateway sends it on behalf of
+//! The CoAP request API (docs/coap.md §3.10) against the real binary: a device in connection
+//! mode (a UDP socket speaking coap-lite) answers the requests the gateway sends it on behalf of
 //! `POST /api/v5/gateways/coap/clients/{clientid}/request`, piggybacked or as a separate
 //! response, and the API returns EMQX's shape; unknown clients, bad bodies and a silent device
 //! give 404, 400 and 504.
@@ -174,7 +174,7 @@ async fn rest_requests_reach_the_device_and_return_its_response() {
     assert_eq!(got.method, "Get");
     assert_eq!(got.path, vec!["sensors".to_owned(), "temp".to_owned()]);
     assert_eq!(got.token, b"t1");
-    assert!(got.confirmable, "spec 3.10: a CON request");
+    assert!(got.confirmable, "a CON request (docs/coap.md §3.10)");
     assert_eq!(
         got.content_format,
         Some(Vec::new()),

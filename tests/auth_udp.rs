@@ -1,7 +1,7 @@
 //! Authentication and ACL on the UDP gateways against the real binary: MQTT-SN with
 //! `clientinfo_override` credentials (CONNACK 0x80 on failure, PUBACK/SUBACK 0x80 on ACL deny,
-//! spec 2.4) and CoAP with `username`/`password` queries (connection create 4.00
-//! `Login Failed: <reason>`, connectionless 4.01, ACL deny 4.01, spec 3.4–3.9).
+//! docs/mqtt-sn.md §2.4) and CoAP with `username`/`password` queries (connection create 4.00
+//! `Login Failed: <reason>`, connectionless 4.01, ACL deny 4.01, docs/coap.md §3.4–§3.9).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -151,7 +151,7 @@ async fn coap_connectionless_requests_need_valid_credentials_and_pass_the_acl() 
     )
     .await;
     assert_eq!(code, "4.01", "anonymous off");
-    // ACL: another user's topic is 4.01 (spec 3.9).
+    // ACL: another user's topic is 4.01 (docs/coap.md §3.9).
     let (code, _) = coap(
         addr,
         RequestType::Post,

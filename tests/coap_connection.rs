@@ -1,8 +1,8 @@
-//! CoAP `/mqtt/connection` tokens end to end with libcoap's `coap-client` (Debian
-//! libcoap3-bin, `coap-client-notls`) against the real binary: a second create for a client id
-//! (a rebooted device) takes over with a new token and the old one is refused with 4.00
-//! "Missing token or clientid in connection mode" (spec 3.5); a create without `clientid` is
-//! refused the same way, in connection mode and in the default connectionless mode alike.
+//! CoAP `/mqtt/connection` tokens end to end with libcoap's `coap-client` (Debian libcoap3-bin,
+//! `coap-client-notls`) against the real binary: a second create for a client id (a rebooted
+//! device) takes over with a new token and the old one is refused with 4.00 "Missing token or
+//! clientid in connection mode" (docs/coap.md §3.5); a create without `clientid` is refused the
+//! same way, in connection mode and in the default connectionless mode alike.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -15,7 +15,7 @@ use common::mqtt::Client;
 use common::{require_program, run_with_timeout, Broker};
 use rumqttc::QoS;
 
-/// EMQX's diagnostic for every connection-mode identity failure (spec 3.5).
+/// EMQX's diagnostic for every connection-mode identity failure (docs/coap.md §3.5).
 const MISSING: &str = "Missing token or clientid in connection mode";
 
 fn coap_client() -> Option<&'static str> {

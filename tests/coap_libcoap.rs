@@ -119,7 +119,7 @@ async fn post_publishes_to_mqtt_subscribers() {
     assert_eq!(p.topic, "sensors/t1");
     assert_eq!(&p.payload[..], b"21.5");
     assert_eq!(p.qos, QoS::AtLeastOnce);
-    // A leading-slash topic is reachable too (spec 3.3).
+    // A leading-slash topic is reachable too (docs/coap.md §3.3).
     let mut sub2 = Client::connect(broker.mqtt_addr(), "sub2").await;
     sub2.subscribe("/abc", QoS::AtMostOnce).await;
     let out = coap(
@@ -199,7 +199,8 @@ async fn observe_wildcard_gets_non_and_con_notifications_then_unsubscribes() {
         "notified after unsubscribe:\n{out}"
     );
     let got = received(&out);
-    // notify_type = qos: QoS 0 → NON, QoS 1 → CON (EMQX 5.8.9 sends all NON: QUIRK, fixed).
+    // notify_type = qos: QoS 0 → NON, QoS 1 → CON (EMQX 5.8.9 sends all NON:
+    // docs/coap.md §3.12.1).
     assert!(got.iter().any(|s| s == "ACK 2.05"), "registration: {got:?}");
     assert!(
         got.iter().any(|s| s == "NON 2.05"),
@@ -242,7 +243,7 @@ async fn connection_mode_create_heartbeat_delete() {
         &coap(prog, &["-m", "post", "-e", "x", &uri(a, &short)]),
         "2.04",
     );
-    // Bad token, and a missing token (EMQX 5.8.9 stays silent: QUIRK, fixed), get 4.00.
+    // Bad token, and a missing token (EMQX 5.8.9 stays silent: docs/coap.md §3.12.5), get 4.00.
     let bad = coap(
         prog,
         &[

@@ -1,8 +1,8 @@
 //! The LwM2M gateway end to end against the real binary: the simulated device of
 //! `switchyard_lwm2m::sim` (the one `examples/lwm2m_device.rs` runs) on one side, rumqttc on the
-//! MQTT side. Checks the exact JSON of spec section 4 for register/update events, every
-//! operation and observe/notify, and the fixes of EMQX's QUIRKs (non-empty tokens, timeouts,
-//! retransmission, 4.00 for unknown commands, takeover from a new address).
+//! MQTT side. Checks the exact JSON of docs/lwm2m.md for register/update events, every
+//! operation and observe/notify, and our fixes of EMQX's bugs (docs/lwm2m.md §4.13: non-empty
+//! tokens, timeouts, retransmission, 4.00 for unknown commands, takeover from a new address).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

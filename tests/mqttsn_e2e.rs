@@ -34,7 +34,7 @@ async fn sn_to_mqtt_registered_predefined_short_at_qos_0_1_2() {
     let mut sn = SnClient::new(broker.listener(GW), "sn-pub").await;
     sn.connect(true, 30).await;
     let (id, rc) = sn.register("sn/temp").await;
-    assert_eq!((id, rc), (1025, 0), "first dynamic id is 1025 (spec 2.5)");
+    assert_eq!((id, rc), (1025, 0), "first id 1025 (docs/mqtt-sn.md §2.5)");
     assert_eq!(
         sn.register("sn/temp").await,
         (1025, 0),
@@ -67,7 +67,7 @@ async fn sn_to_mqtt_registered_predefined_short_at_qos_0_1_2() {
     let p = sub.expect_publish("short").await;
     assert_eq!((p.topic.as_str(), text(&p).as_str()), ("ab", "short"));
 
-    // Errors come back in PUBACK (spec 2.8).
+    // Errors come back in PUBACK (docs/mqtt-sn.md §2.8).
     assert_eq!(sn.publish(TopicIdType::Predefined, 5, 1, "x").await, 0x02);
     let wild = u16::from_be_bytes(*b"/#");
     let p = sn.publish_packet(TopicIdType::Short, wild, 1, false, "x");
@@ -135,7 +135,8 @@ async fn mqtt_to_sn_by_name_predefined_short_and_wildcard_with_register() {
         (TopicIdType::Short, u16::from_be_bytes(*b"cd"), 0)
     );
 
-    // Wildcard: REGISTER(new id) first, then the PUBLISH on that id (spec 2.5 rule 4).
+    // Wildcard: REGISTER(new id) first, then the PUBLISH on that id (docs/mqtt-sn.md §2.5,
+    // outbound rule 4).
     for n in 0..2 {
         mqtt.client
             .publish("wild/a/b", QoS::AtLeastOnce, false, format!("w{n}"))
@@ -167,7 +168,7 @@ async fn retained_message_on_subscribe_carries_retain() {
     assert_eq!(p.topic_id, id);
     assert!(
         p.flags.retain,
-        "spec 2.9 QUIRK fixed: RETAIN set on subscribe"
+        "RETAIN set on subscribe (docs/mqtt-sn.md §2.17.9)"
     );
     sn.ack(&p).await;
 }
@@ -196,13 +197,13 @@ async fn clean_disconnect_and_empty_will_topic_publish_no_will() {
     let sn = SnClient::new(broker.listener(GW), "sn-nowill").await;
     sn.connect_with_will(30, "will/a", 0, "x").await;
     sn.disconnect(None).await;
-    // Empty WILLTOPIC: no will, CONNACK right away (spec 2.6).
+    // Empty WILLTOPIC: no will, CONNACK right away (docs/mqtt-sn.md §2.6).
     let sn2 = SnClient::new(broker.listener(GW), "sn-empty").await;
     sn2.send(&sn2.connect_packet(true, true, 30)).await;
     assert_eq!(sn2.expect("WILLTOPICREQ").await, Packet::WillTopicReq);
     sn2.send_raw(&[2, 0x07]).await;
     assert_eq!(sn2.expect("CONNACK").await, Packet::ConnAck { rc: 0 });
-    // WILLMSGUPD without a will: 0x03, not a crash (spec 2.14 QUIRK fixed).
+    // WILLMSGUPD without a will: 0x03, not a crash (docs/mqtt-sn.md §2.17.8).
     sn2.send(&Packet::WillMsgUpd {
         msg: Bytes::from_static(b"m"),
     })
@@ -237,7 +238,8 @@ async fn sleeping_client_gets_buffered_messages_on_wake_even_from_a_new_port() {
     sn.expect_nothing(Duration::from_millis(500), "asleep")
         .await;
 
-    // The NAT mapping changed: the wake-up PINGREQ comes from another port (spec 2.12 QUIRK (a)).
+    // The NAT mapping changed: the wake-up PINGREQ comes from another port (docs/mqtt-sn.md
+    // §2.17.2).
     sn.rebind().await;
     sn.pingreq(true).await;
     let mut regs = Vec::new();
@@ -368,7 +370,7 @@ async fn qos_minus_one_without_connection_and_searchgw() {
     sn.send_raw(&[2, 0x16]).await;
     sn.expect_nothing(Duration::from_millis(300), "dropped")
         .await;
-    // DISCONNECT before CONNECT is acked (spec 2.13).
+    // DISCONNECT before CONNECT is acked (docs/mqtt-sn.md §2.13).
     sn.disconnect(None).await;
 }
 
