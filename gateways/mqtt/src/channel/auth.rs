@@ -4,7 +4,7 @@
 //! only maps its answers onto MQTT.
 
 use super::codes::{v3, v5};
-use super::{Channel, ConnectDecision};
+use super::{Channel, ConnectDecision, Violation};
 use crate::codec::{ConnAck, Connect, Packet};
 use std::time::Instant;
 use switchyard_auth::{
@@ -90,7 +90,7 @@ impl Channel {
             qos: m.qos,
             retain: m.retain,
         };
-        let ok = acl.check(&action, Instant::now()) == Decision::Allow;
+        let ok = acl.check(&action, self.clock) == Decision::Allow;
         if !ok {
             tracing::info!(topic = %m.topic, "will denied by the ACL; dropped");
             Metrics::inc(&self.bus.metrics().authz_denials);
@@ -111,10 +111,7 @@ impl Channel {
             limit = self.settings.max_publish_rate,
             "publish rate above mqtt.max_publish_rate; disconnecting"
         );
-        self.fail_code(
-            CloseReason::ProtocolError("publish rate above mqtt.max_publish_rate".into()),
-            Some(v5::MESSAGE_RATE_TOO_HIGH),
-        );
+        self.violation(Violation::MessageRateTooHigh);
         false
     }
 }

@@ -3,7 +3,7 @@
 //! for another connection to hand it over.
 
 use super::codes::{v3, v5};
-use super::{Channel, Will, NAMESPACE};
+use super::{Channel, Violation, Will, NAMESPACE};
 use crate::codec::{ConnAck, ConnAckProperties, Connect, Packet, ProtocolVersion};
 use crate::settings::MqttSettings;
 use bytestring::ByteString;
@@ -45,6 +45,7 @@ impl Channel {
         control: ControlTx,
         now: Instant,
     ) -> ConnectDecision {
+        self.clock = now;
         if let Some(cn) = &self.cert_username {
             // peer_cert_as_username = "cn": the verified certificate names the user.
             c.username = Some(ByteString::from(cn.as_str()));
@@ -59,7 +60,7 @@ impl Channel {
         let client_id = if c.client_id.is_empty() {
             // MQTT-3.1.3-7/8: an empty id needs a clean session (3.1.1); MQTT 3.1 requires an id.
             if (!v5 && !c.clean_start) || c.protocol == ProtocolVersion::V31 {
-                return self.refuse_id("empty client id without clean session (MQTT-3.1.3-8)");
+                return self.refuse_id(Violation::EmptyClientIdWithoutCleanSession);
             }
             let id: String = rand::thread_rng()
                 .sample_iter(&Alphanumeric)
@@ -71,7 +72,7 @@ impl Channel {
             ClientId::new(id)
         } else {
             if c.client_id.len() > self.settings.max_clientid_len {
-                return self.refuse_id("client id longer than mqtt.max_clientid_len");
+                return self.refuse_id(Violation::ClientIdTooLong);
             }
             ClientId::new(c.client_id.clone())
         };
@@ -191,16 +192,16 @@ impl Channel {
         Ok(Will { message, delay })
     }
 
-    fn refuse_id(&mut self, why: &str) -> ConnectDecision {
-        tracing::info!(peer = %self.peer, why, "client id rejected");
+    fn refuse_id(&mut self, v: Violation) -> ConnectDecision {
+        tracing::info!(peer = %self.peer, why = %v, "client id rejected");
         let code = if self.version.is_v5() {
-            v5::CLIENT_ID_NOT_VALID
+            v.reason_code()
         } else {
             v3::IDENTIFIER_REJECTED
         };
         self.outbound
             .push(Packet::ConnAck(ConnAck::new(code, false)));
-        self.close = Some(CloseReason::ProtocolError(why.into()));
+        self.close = Some(v.close_reason());
         ConnectDecision::Refused
     }
 
@@ -226,16 +227,15 @@ impl Channel {
 
     /// The refusal for a CONNECT whose protocol level we do not speak (MQTT-3.1.2-2).
     pub fn refuse_protocol_version(&mut self, v5: bool) {
+        let v = Violation::UnsupportedProtocolVersion;
         let code = if v5 {
-            v5::UNSUPPORTED_PROTOCOL_VERSION
+            v.reason_code()
         } else {
             v3::BAD_PROTOCOL_VERSION
         };
         self.outbound
             .push(Packet::ConnAck(ConnAck::new(code, false)));
-        self.close = Some(CloseReason::ProtocolError(
-            "unsupported protocol version (MQTT-3.1.2-2)".into(),
-        ));
+        self.close = Some(v.close_reason());
     }
 
     /// The bus could not open the session: CONNACK server unavailable.
@@ -256,6 +256,7 @@ impl Channel {
     /// The session is open: CONNACK, then resend what the resumed session had in flight
     /// (MQTT-4.4.0-1), then report the connect.
     pub fn on_session_opened(&mut self, opened: Opened, now: Instant) {
+        self.clock = now;
         let mut session = opened.session;
         self.generation = opened.generation;
         if let Some(will) = self.will.as_mut() {

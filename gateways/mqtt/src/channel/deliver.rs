@@ -15,6 +15,7 @@ impl Channel {
     /// Moves deliveries from the outbox to the outbound packets while there is inflight credit.
     /// Returns how many were taken.
     pub fn pull_deliveries(&mut self, now: Instant) -> usize {
+        self.clock = now;
         if self.close.is_some() {
             return 0;
         }
@@ -115,7 +116,7 @@ impl Channel {
         match r {
             Resend::Publish(s) => {
                 Metrics::inc(&self.bus.metrics().messages_retransmitted);
-                let packet = publish_packet(&s.delivery, s.pkid, s.dup, Instant::now(), v5);
+                let packet = publish_packet(&s.delivery, s.pkid, s.dup, self.clock, v5);
                 self.outbound.push(packet);
             }
             Resend::PubRel(pkid) => self.outbound.push(Packet::PubRel(Ack::new(pkid))),

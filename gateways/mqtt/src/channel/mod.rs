@@ -12,6 +12,7 @@ mod connect;
 mod deliver;
 mod publish;
 mod subscribe;
+mod violation;
 
 pub use connect::ConnectDecision;
 
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use switchyard_bus::{BusHandle, ClientInfo, Keepalive, Namespace, Session};
 use switchyard_core::{CloseReason, Message, TopicName};
+pub use violation::Violation;
 
 /// Client-id namespace shared by every MQTT listener (TCP, TLS, WebSocket).
 pub const NAMESPACE: Namespace = Namespace("mqtt");
@@ -47,6 +49,10 @@ pub struct Channel {
     pub(crate) generation: u64,
     pub(crate) will: Option<Will>,
     pub(crate) keepalive: Keepalive,
+    /// The `now` of the latest input from the driver: the channel never reads the clock itself
+    /// (sans-I/O), so steps that need the time deep inside (the will's ACL check at close, a
+    /// resend's remaining expiry) use this.
+    pub(crate) clock: Instant,
     /// MQTT 5: the Server Keep Alive CONNACK announces (the server chose the keepalive).
     pub(crate) server_keep_alive: Option<u16>,
     pub(crate) outbound: Vec<Packet>,
@@ -94,6 +100,7 @@ impl Channel {
             generation: 0,
             will: None,
             keepalive: Keepalive::new(0, 1.5, now),
+            clock: now,
             server_keep_alive: None,
             outbound: Vec::new(),
             close: None,
@@ -153,6 +160,13 @@ impl Channel {
         self.fail_code(reason, code);
     }
 
+    /// Closes for a protocol violation: its reason code on the wire (MQTT 5), its text in the
+    /// close reason.
+    pub(crate) fn violation(&mut self, v: Violation) {
+        let code = v.reason_code();
+        self.fail_code(v.close_reason(), Some(code));
+    }
+
     /// Like [`Channel::fail`] with an explicit MQTT 5 reason code (e.g. 0x93 receive maximum
     /// exceeded), for violations more specific than their `CloseReason`.
     pub(crate) fn fail_code(&mut self, reason: CloseReason, code: Option<u8>) {
@@ -171,6 +185,7 @@ impl Channel {
 
     /// Handles one packet from the client after CONNECT.
     pub fn handle_packet(&mut self, packet: Packet, now: Instant) {
+        self.clock = now;
         self.keepalive.on_packet(now);
         match packet {
             Packet::Publish(p) => self.handle_publish(p, now),
@@ -182,24 +197,10 @@ impl Channel {
             Packet::Unsubscribe(u) => self.handle_unsubscribe(u),
             Packet::PingReq => self.outbound.push(Packet::PingResp),
             Packet::Disconnect(d) => self.handle_disconnect(d),
-            Packet::Connect(_) => {
-                // MQTT-3.1.0-2: a second CONNECT is a protocol violation.
-                self.fail(CloseReason::ProtocolError(
-                    "second CONNECT (MQTT-3.1.0-2)".into(),
-                ));
-            }
-            Packet::Auth(_) => {
-                // No enhanced authentication method was agreed at CONNECT (MQTT 5 §4.12).
-                self.fail(CloseReason::ProtocolError(
-                    "AUTH without an authentication method (MQTT-4.12.0-1)".into(),
-                ));
-            }
-            other => {
-                let name = other.packet_type().name();
-                self.fail(CloseReason::ProtocolError(format!(
-                    "{name} is sent by servers only"
-                )));
-            }
+            Packet::Connect(_) => self.violation(Violation::SecondConnect),
+            // No enhanced authentication method was agreed at CONNECT (MQTT 5 §4.12).
+            Packet::Auth(_) => self.violation(Violation::AuthWithoutMethod),
+            other => self.violation(Violation::ServerOnlyPacket(other.packet_type().name())),
         }
     }
 
@@ -208,11 +209,7 @@ impl Channel {
             if let Some(expiry) = d.properties.session_expiry_interval {
                 // MQTT-3.14.2-2: zero at CONNECT cannot become non-zero at DISCONNECT.
                 if self.connect_expiry_zero && expiry != 0 {
-                    self.fail(CloseReason::ProtocolError(
-                        "session expiry set at DISCONNECT after zero at CONNECT (MQTT-3.14.2-2)"
-                            .into(),
-                    ));
-                    return;
+                    return self.violation(Violation::SessionExpiryAfterZero);
                 }
                 if let Some(s) = self.session.as_mut() {
                     s.expiry = std::time::Duration::from_secs(u64::from(expiry))
@@ -237,6 +234,7 @@ impl Channel {
 
     /// Periodic work: keepalive, retries, expiry of unreleased QoS 2 ids.
     pub fn handle_tick(&mut self, now: Instant) {
+        self.clock = now;
         if self.close.is_some() {
             return;
         }

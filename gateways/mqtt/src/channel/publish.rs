@@ -3,13 +3,13 @@
 //! blocks duplicates until PUBREL.
 
 use super::codes::v5;
-use super::Channel;
+use super::{Channel, Violation};
 use crate::codec::{Ack, Packet, Publish};
 use std::sync::Arc;
 use std::time::Instant;
 use switchyard_auth::{Action, Decision};
 use switchyard_bus::{AckError, Incoming2, Metrics};
-use switchyard_core::{CloseReason, Message, Origin, Properties, QoS, TopicName};
+use switchyard_core::{Message, Origin, Properties, QoS, TopicName};
 
 impl Channel {
     pub(crate) fn handle_publish(&mut self, p: Publish, now: Instant) {
@@ -17,16 +17,10 @@ impl Channel {
             return;
         }
         if p.qos > self.settings.max_qos_allowed {
-            return self.fail_code(
-                CloseReason::ProtocolError("QoS above maximum (MQTT-3.3.1-4)".into()),
-                Some(v5::QOS_NOT_SUPPORTED),
-            );
+            return self.violation(Violation::QosNotSupported);
         }
         if p.retain && !self.settings.retain_available {
-            return self.fail_code(
-                CloseReason::ProtocolError("retain not supported (MQTT-3.3.1-8)".into()),
-                Some(v5::RETAIN_NOT_SUPPORTED),
-            );
+            return self.violation(Violation::RetainNotSupported);
         }
         let Some(topic) = self.resolve_topic(&p) else {
             return;
@@ -79,12 +73,7 @@ impl Channel {
                         limit = self.settings.max_awaiting_rel,
                         "too many QoS 2 messages awaiting PUBREL"
                     );
-                    return self.fail_code(
-                        CloseReason::ProtocolError(
-                            "receive maximum exceeded (MQTT-3.3.4-9)".into(),
-                        ),
-                        Some(v5::RECEIVE_MAXIMUM_EXCEEDED),
-                    );
+                    return self.violation(Violation::ReceiveMaximumExceeded);
                 }
             }
         }
@@ -159,21 +148,13 @@ impl Channel {
         };
         if let Some(alias) = alias {
             if alias == 0 || alias > self.settings.max_topic_alias {
-                self.fail_code(
-                    CloseReason::ProtocolError(format!(
-                        "topic alias {alias} out of range (MQTT-3.3.2-8/9)"
-                    )),
-                    Some(v5::TOPIC_ALIAS_INVALID),
-                );
+                self.violation(Violation::TopicAliasOutOfRange(alias));
                 return None;
             }
             if p.topic.is_empty() {
                 let known = self.inbound_aliases.get(&alias).cloned();
                 if known.is_none() {
-                    self.fail_code(
-                        CloseReason::ProtocolError(format!("unknown topic alias {alias}")),
-                        Some(v5::PROTOCOL_ERROR),
-                    );
+                    self.violation(Violation::UnknownTopicAlias(alias));
                 }
                 return known;
             }
@@ -186,10 +167,7 @@ impl Channel {
                 Some(t)
             }
             Err(e) => {
-                self.fail_code(
-                    CloseReason::ProtocolError(format!("invalid topic name: {e}")),
-                    Some(v5::TOPIC_NAME_INVALID),
-                );
+                self.violation(Violation::TopicNameInvalid(e.to_string()));
                 None
             }
         }

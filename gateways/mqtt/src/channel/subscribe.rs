@@ -2,12 +2,12 @@
 //! on its own and gets its own return code; one bad filter never fails the others.
 
 use super::codes::{v3, v5};
-use super::Channel;
+use super::{Channel, Violation};
 use crate::codec::{Packet, SubAck, Subscribe, SubscriptionOptions, UnsubAck, Unsubscribe};
 use std::time::Instant;
 use switchyard_auth::{Action, Decision};
 use switchyard_bus::{BusError, RetainHandling, SubOptions};
-use switchyard_core::{CloseReason, SubscriptionFilter};
+use switchyard_core::SubscriptionFilter;
 
 impl Channel {
     pub(crate) fn handle_subscribe(&mut self, s: Subscribe, now: Instant) {
@@ -55,9 +55,7 @@ impl Channel {
             }
             if opts.no_local {
                 // MQTT-3.8.3-4: no-local on a shared subscription is a protocol error.
-                self.fail(CloseReason::ProtocolError(
-                    "no-local on a shared subscription (MQTT-3.8.3-4)".into(),
-                ));
+                self.violation(Violation::NoLocalOnSharedSubscription);
                 return Err(v5::PROTOCOL_ERROR);
             }
         }
