@@ -55,6 +55,14 @@ fn aiocoap_observe_wildcard_con_and_non_notifications() {
     run_case("observe", FAST);
 }
 
+/// Publishes of mixed QoS (0, 1, 2 interleaved) are each one notification, in order, with a
+/// strictly newer Observe value, as the observer sees them on the wire (before aiocoap's own
+/// reordering filter, which would hide a repeated Observe value).
+#[test]
+fn aiocoap_observe_mixed_qos_each_once_in_order() {
+    run_case("observe_order", FAST);
+}
+
 #[test]
 fn aiocoap_publish_with_query_options_and_blockwise() {
     run_case("publish", FAST);

@@ -5,9 +5,11 @@
 //! each a bus subscription whose subscription id names it), the connection-mode token, the
 //! CON-notification window (at most one unacknowledged, RFC 7252 §4.7 NSTART = 1) and the
 //! keepalive clock.
-//! Invariants: a delivery leaves the outbox only with CON credit when it will be sent CON;
+//! Invariants: notifications leave in outbox order, and none while a CON notification is
+//! unacknowledged (so nothing with a newer Observe value overtakes its retransmission);
 //! an observation is removed on Observe=1, on RST to one of its notifications and when a CON
-//! notification times out (RFC 7641 §3.6/§4.5 — EMQX keeps it: QUIRK, fixed); a connectionless
+//! notification times out (RFC 7641 §3.6/§4.5; EMQX keeps it: docs/coap.md §3.12.3); a
+//! connectionless
 //! client with a live observation is never dropped for silence (EMQX drops it after
 //! 1.5 × heartbeat, issues #11800/#16037).
 
@@ -36,7 +38,7 @@ use tokio::sync::oneshot;
 /// Client ids of this gateway live in their own namespace (as EMQX's do).
 pub const NAMESPACE: Namespace = Namespace("coap");
 
-/// Diagnostic of every connection-mode identity failure (spec 3.5, EMQX's wording).
+/// Diagnostic of every connection-mode identity failure (docs/coap.md §3.5, EMQX's wording).
 const MISSING_TOKEN: &str = "Missing token or clientid in connection mode";
 /// Recent NON notifications remembered so an RST to one cancels its observation.
 const RECENT_NON: usize = 64;
@@ -134,7 +136,8 @@ pub fn client_info(
         peer: Some(peer),
         proto_name: "CoAP",
         proto_ver: 1,
-        // EMQX reports heartbeat / 2 (QUIRK, fixed in 6.3.0): we report the heartbeat.
+        // EMQX reports heartbeat / 2 (fixed in 6.3.0): we report the heartbeat (docs/coap.md
+        // §3.12.8).
         keepalive: u16::try_from(heartbeat.as_secs()).unwrap_or(u16::MAX),
         clean_start: true,
         expiry_interval: 0,
@@ -149,7 +152,7 @@ fn random_client_id() -> String {
 
 /// Checks the `username`/`password` (`u`/`p`) of a request when `enable_authn` is set
 /// (always allowed otherwise): `Ok(superuser)`, or the reason for `Login Failed: <reason>`
-/// (spec 3.5) / 4.01 (connectionless, spec 3.4). Failures are counted.
+/// (docs/coap.md §3.5) / 4.01 (connectionless, §3.4). Failures are counted.
 pub fn authenticate(
     gw: &CoapGateway,
     q: &Query,
@@ -233,8 +236,8 @@ impl Channel {
         self.peer
     }
 
-    /// Whether the client may be sent server-initiated requests (spec 3.10): in connection
-    /// mode once it holds a token, otherwise always.
+    /// Whether the client may be sent server-initiated requests (docs/coap.md §3.10): in
+    /// connection mode once it holds a token, otherwise always.
     pub fn is_connected(&self) -> bool {
         !self.gw.settings.connection_required || self.token.is_some()
     }
@@ -287,8 +290,8 @@ impl Channel {
         let is_connection = matches!(res, Ok(Resource::Connection));
         let method = wire::code_of(&req.packet);
         if self.gw.settings.connection_required && !(is_connection && method == code::POST) {
-            // Spec 3.5: every request carries clientid and token; a missing token is answered
-            // 4.00 (EMQX 5.8.9 stays silent: QUIRK, fixed as 5.10/6.x do).
+            // docs/coap.md §3.5: every request carries clientid and token; a missing token is
+            // answered 4.00 (EMQX 5.8.9 stays silent; 5.10/6.x answer, docs/coap.md §3.12.5).
             let ok = q.clientid.as_deref() == Some(self.info.client_id.as_str())
                 && q.token.is_some()
                 && q.token == self.token;
@@ -296,7 +299,7 @@ impl Channel {
                 return self.refuse(&ex, (code::BAD_REQUEST, MISSING_TOKEN));
             }
         } else if !self.gw.settings.connection_required {
-            // A create hands out a token in this mode too (spec 3.4), and a second create (a
+            // A create hands out a token in this mode too (docs/coap.md §3.4), and a second create (a
             // rebooted device) replaces it: a request that names a token must name the current
             // one, or a device still holding the token from before the takeover would go on
             // publishing as the taken-over client. Requests without a token stay connectionless.
@@ -306,7 +309,8 @@ impl Channel {
                 return self.refuse(&ex, (code::BAD_REQUEST, MISSING_TOKEN));
             }
             if !is_connection {
-                // Spec 3.4 (6.x hardened profile): every connectionless request authenticates.
+                // docs/coap.md §3.4, §3.12.11 (6.x hardened profile): every connectionless
+                // request authenticates.
                 match authenticate(&self.gw, &q, self.info.client_id.as_str(), req.peer) {
                     Ok(superuser) => self.set_acl(q.username.as_deref(), superuser, req.peer),
                     Err(_) => return self.refuse(&ex, (code::UNAUTHORIZED, "not authorized")),
@@ -385,7 +389,8 @@ impl Channel {
         }
         let mut msg = Message::new(name, payload, qos, retain);
         if let Some(secs) = expiry {
-            // Spec 3.6: EMQX 5.8.9 ignores `expiry` (QUIRK); it sets the message expiry here.
+            // docs/coap.md §3.6: EMQX 5.8.9 ignores `expiry`; it sets the message expiry here
+            // (§3.12.6).
             msg.properties = Some(Arc::new(Properties {
                 message_expiry_interval: Some(secs),
                 ..Properties::default()
@@ -478,7 +483,7 @@ impl Channel {
             Some(v) => request::parse_bool(v, "invalid nl")?,
             None => false,
         };
-        // Spec 3.7: as EMQX, retained messages reach an observer only with rh=0.
+        // docs/coap.md §3.7: as EMQX, retained messages reach an observer only with rh=0.
         let rh0 = match q.rh.as_deref() {
             None | Some("1") | Some("2") => false,
             Some("0") => true,
@@ -526,40 +531,55 @@ impl Channel {
         }
     }
 
-    /// Turns queued deliveries into notifications while CON credit allows.
+    /// Turns queued deliveries into notifications, in outbox order, while no CON notification
+    /// is unacknowledged. Returns how many deliveries left the outbox.
+    ///
+    /// Nothing overtakes an unacknowledged CON, NON included: if its first transmission is lost,
+    /// a NON sent meanwhile carries a newer Observe value, and the client then discards the
+    /// CON's retransmission as stale (RFC 7641 §3.4), so a QoS 1 message would be lost although
+    /// acknowledged. EMQX 6.x queues every notification behind an in-flight CON the same way.
     pub fn pull_deliveries(&mut self, now: Instant) -> usize {
         if self.close.is_some() {
             return 0;
         }
-        let Some(session) = self.session.as_ref() else {
+        let Some(outbox) = self.outbox() else {
             return 0;
         };
         let notify = self.gw.settings.notify_type;
-        let mut con_credit = self.con_inflight.is_empty();
-        let mut batch = MAX_BATCH;
-        let mut taken = Vec::new();
-        session.outbox.drain(
-            now,
-            |d| {
-                if batch == 0 {
-                    return false;
-                }
-                if wants_con(notify, d.qos) {
-                    if !con_credit {
+        let mut budget = MAX_BATCH;
+        let mut pulled = 0;
+        while budget > 0 && self.con_inflight.is_empty() {
+            let mut taken = Vec::new();
+            let mut last = false;
+            outbox.drain(
+                now,
+                |d| {
+                    if last || budget == 0 {
                         return false;
                     }
-                    con_credit = false;
+                    // A CON notification ends the batch: what follows waits for its ACK.
+                    last = wants_con(notify, d.qos);
+                    budget -= 1;
+                    true
+                },
+                &mut taken,
+            );
+            if taken.is_empty() {
+                break;
+            }
+            let mut taken = taken.into_iter();
+            while let Some(d) = taken.next() {
+                pulled += 1;
+                self.notify(d, now);
+                if !self.con_inflight.is_empty() {
+                    // Also when a delivery meant for NON went CON (at least one a day, RFC 7641
+                    // §4.5): the rest goes back to the front, in order, until the ACK.
+                    outbox.requeue_front(taken.collect());
+                    break;
                 }
-                batch -= 1;
-                true
-            },
-            &mut taken,
-        );
-        let n = taken.len();
-        for d in taken {
-            self.notify(d, now);
+            }
         }
-        n
+        pulled
     }
 
     fn notify(&mut self, d: Delivery, now: Instant) {
@@ -644,7 +664,7 @@ pub fn precheck_connection_mode(
                     error_response(code::BAD_REQUEST, &format!("Login Failed: {reason}"))
                 })
         }
-        // Spec 3.5: a DELETE reaching a fresh channel is answered 2.02.
+        // docs/coap.md §3.5: a DELETE reaching a fresh channel is answered 2.02.
         (true, code::DELETE, _) => Err(response(code::DELETED)),
         (true, code::GET, _) => Err(error_response(
             code::METHOD_NOT_ALLOWED,
@@ -654,14 +674,16 @@ pub fn precheck_connection_mode(
     }
 }
 
-/// The key a request is routed by, or the reply when it cannot be routed (spec 1.3, 3.4, 3.5).
+/// The key a request is routed by, or the reply when it cannot be routed (docs/gateways.md
+/// §1.3, docs/coap.md §3.4, §3.5).
 pub fn route(gw: &CoapGateway, peer: SocketAddr, packet: &Packet) -> Result<ClientKey, Packet> {
     let q = request::query(packet).map_err(|(c, t)| error_response(c, t))?;
     let creates = matches!(request::resource(packet), Ok(Resource::Connection))
         && wire::code_of(packet) == code::POST;
     match q.clientid.filter(|c| !c.is_empty()) {
         Some(id) => Ok(ClientKey::Id(id)),
-        // A create names its client in either mode (spec 3.5, EMQX's answer in connectionless
+        // A create names its client in either mode (docs/coap.md §3.4, §3.5; EMQX's answer in
+        // connectionless
         // mode too): routed by address it would register a random id under a token that no
         // later request could be routed back to.
         None if gw.settings.connection_required || creates => {
@@ -675,3 +697,6 @@ pub fn route(gw: &CoapGateway, peer: SocketAddr, packet: &Packet) -> Result<Clie
 pub fn has_observe(p: &Packet) -> bool {
     p.get_first_option(CoapOption::Observe).is_some()
 }
+
+#[cfg(test)]
+mod tests;
