@@ -2,7 +2,7 @@
 //! to per-client tasks by client identity ([`ClientKey`]), and sends what they produce; one
 //! task per client owns its [`Channel`] and bus session (DESIGN: UDP gateways).
 //!
-//! Server-initiated requests (spec 3.10) go caller → client task (which knows the client's
+//! Server-initiated requests (docs/coap.md §3.10) go caller → client task (which knows the client's
 //! address and connection state) → socket task, which sends them with the reserved slot
 //! `ADMIN_SLOT` in their tag and resolves the caller's reply from the transport's events.
 //!
@@ -46,7 +46,7 @@ const ADMIN_SLOT: u64 = 0;
 pub(crate) enum ClientIn {
     Request(Box<Request>),
     Outcome(u64, NotifyOutcome),
-    /// A server-initiated request for this client (spec 3.10).
+    /// A server-initiated request for this client (docs/coap.md §3.10).
     Admin(Box<ServerRequest>, Reply),
 }
 
@@ -500,7 +500,7 @@ impl Client {
     }
 }
 
-/// Spec 3.10: only a connected client (in connection mode: one holding a token) is sent a
+/// docs/coap.md §3.10: only a connected client (in connection mode: one holding a token) is sent a
 /// request, at the address it last spoke from.
 async fn admin_request(
     out_tx: &mpsc::Sender<ToSocket>,

@@ -1,11 +1,12 @@
 //! The CoAP gateway: publish/subscribe over CoAP (RFC 7252, RFC 7641 observe, RFC 7959
-//! block-wise), wire-compatible with EMQX 5's CoAP gateway (spec section 3) minus its QUIRKs.
+//! block-wise), wire-compatible with EMQX 5's CoAP gateway (docs/coap.md) minus its known bugs
+//! (docs/coap.md §3.12).
 //!
 //! Owns: the reusable CoAP [`transport`] (message layer, dedup, retransmission, block-wise,
 //! observe bookkeeping; LwM2M builds on it), the per-client protocol state machine
 //! ([`Channel`], sans-I/O) and the UDP driver (one socket task demultiplexing to one task per
 //! client identity), and [`CoapRequester`], the typed API for server-initiated requests
-//! (spec 3.10).
+//! (docs/coap.md §3.10).
 //! Must not know: any other gateway, or how the bus routes and stores. It speaks to the engine
 //! only through [`switchyard_bus::BusHandle`].
 

@@ -1,6 +1,6 @@
-//! Server-initiated requests (spec 3.10): the gateway sends a CON request to a connected client
-//! and hands back its response. [`CoapRequester`] is the typed entry point for the binary (the
-//! admin API turns HTTP into it); this module knows nothing of HTTP.
+//! Server-initiated requests (docs/coap.md §3.10): the gateway sends a CON request to a connected
+//! client and hands back its response. [`CoapRequester`] is the typed entry point for the binary
+//! (the admin API turns HTTP into it); this module knows nothing of HTTP.
 //!
 //! Owns: the directory of live clients by client id (filled and emptied by the socket task as
 //! it spawns and reaps client tasks), shared by every running instance of the gateway, so a
@@ -49,7 +49,7 @@ pub struct ServerRequest {
     /// The token (at most 8 bytes, RFC 7252 §5.3.1; an empty one is replaced by a random one,
     /// so a response can always be matched).
     pub token: Vec<u8>,
-    /// Uri-Path segments; EMQX sends none (spec 3.10), so the default is none.
+    /// Uri-Path segments; EMQX sends none (docs/coap.md §3.10), so the default is none.
     pub path: Vec<String>,
     /// The Content-Format option (RFC 7252 §12.3), if any.
     pub content_format: Option<u16>,
@@ -91,13 +91,13 @@ impl ServerResponse {
 /// Why a server-initiated request has no response.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
-    /// No connected client has that client id (spec 3.10: 404 CLIENT_NOT_FOUND).
+    /// No connected client has that client id (docs/coap.md §3.10: 404 CLIENT_NOT_FOUND).
     #[error("client not found")]
     NotFound,
     /// The request is malformed (e.g. a token longer than 8 bytes).
     #[error("invalid request: {0}")]
     Invalid(&'static str),
-    /// No response within the caller's timeout (spec 3.10: 504 CLIENT_NOT_RESPONSE).
+    /// No response within the caller's timeout (docs/coap.md §3.10: 504 CLIENT_NOT_RESPONSE).
     #[error("no response in time")]
     Timeout,
     /// The client rejected the request with RST (RFC 7252 §4.2) or never acknowledged it.

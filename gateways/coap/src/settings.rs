@@ -7,7 +7,8 @@ use switchyard_core::QoS;
 /// Message type of notifications (`notify_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NotifyType {
-    /// QoS 0 → NON, QoS 1/2 → CON (EMQX 5.8.9 ignores this key and sends NON: QUIRK, fixed).
+    /// QoS 0 → NON, QoS 1/2 → CON (EMQX 5.8.9 ignores this key and sends NON; docs/coap.md
+    /// §3.12.1).
     Qos,
     /// Always NON (still CON at least every 24 h, RFC 7641 §4.5).
     Non,

@@ -1,6 +1,6 @@
-//! The ACL at the CoAP channel (spec 3.6/3.7/3.9): a denied publish or observe is answered
-//! 4.01 Unauthorized, as EMQX does; with `deny_action = "disconnect"` the client is dropped
-//! too. Topics are checked as the client wrote them, before the mountpoint.
+//! The ACL at the CoAP channel (docs/coap.md §3.6, §3.7, §3.9): a denied publish or observe is
+//! answered 4.01 Unauthorized, as EMQX does; with `deny_action = "disconnect"` the client is
+//! dropped too. Topics are checked as the client wrote them, before the mountpoint.
 
 use super::Channel;
 use crate::transport::wire::code;

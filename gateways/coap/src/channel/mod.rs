@@ -9,9 +9,8 @@
 //! unacknowledged (so nothing with a newer Observe value overtakes its retransmission);
 //! an observation is removed on Observe=1, on RST to one of its notifications and when a CON
 //! notification times out (RFC 7641 §3.6/§4.5; EMQX keeps it: docs/coap.md §3.12.3); a
-//! connectionless
-//! client with a live observation is never dropped for silence (EMQX drops it after
-//! 1.5 × heartbeat, issues #11800/#16037).
+//! connectionless client with a live observation is never dropped for silence (EMQX drops it
+//! after 1.5 × heartbeat, issues #11800/#16037; docs/coap.md §3.12.4).
 
 mod auth;
 pub mod request;
@@ -299,8 +298,8 @@ impl Channel {
                 return self.refuse(&ex, (code::BAD_REQUEST, MISSING_TOKEN));
             }
         } else if !self.gw.settings.connection_required {
-            // A create hands out a token in this mode too (docs/coap.md §3.4), and a second create (a
-            // rebooted device) replaces it: a request that names a token must name the current
+            // A create hands out a token in this mode too (docs/coap.md §3.4), and a second create
+            // (a rebooted device) replaces it: a request that names a token must name the current
             // one, or a device still holding the token from before the takeover would go on
             // publishing as the taken-over client. Requests without a token stay connectionless.
             let creates = is_connection && method == code::POST;
@@ -683,9 +682,8 @@ pub fn route(gw: &CoapGateway, peer: SocketAddr, packet: &Packet) -> Result<Clie
     match q.clientid.filter(|c| !c.is_empty()) {
         Some(id) => Ok(ClientKey::Id(id)),
         // A create names its client in either mode (docs/coap.md §3.4, §3.5; EMQX's answer in
-        // connectionless
-        // mode too): routed by address it would register a random id under a token that no
-        // later request could be routed back to.
+        // connectionless mode too): routed by address it would register a random id under a token
+        // that no later request could be routed back to.
         None if gw.settings.connection_required || creates => {
             Err(error_response(code::BAD_REQUEST, MISSING_TOKEN))
         }

@@ -1,11 +1,11 @@
-//! Reading a pub/sub request: which resource (spec 3.3), which query parameters with their
+//! Reading a pub/sub request: which resource (docs/coap.md §3.3), which query parameters with their
 //! short aliases, and the checks on their values. Pure functions, no state.
 
 use crate::transport::wire::{self, code};
 use coap_lite::{CoapOption, Packet};
 use switchyard_core::QoS;
 
-/// The resources of the gateway (spec 3.3).
+/// The resources of the gateway (docs/coap.md §3.3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resource {
     /// `/mqtt/connection`.
@@ -14,7 +14,7 @@ pub enum Resource {
     PubSub(String),
 }
 
-/// Query parameters (spec 3.3), already percent-decoded.
+/// Query parameters (docs/coap.md §3.3), already percent-decoded.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Query {
     /// `clientid` / `c`.

@@ -42,7 +42,7 @@ impl Observation {
     }
 
     /// A re-registration (RFC 7641 §4.1): the entry is updated, not duplicated, and takes the
-    /// new token (EMQX keeps the old one: QUIRK, not copied).
+    /// new token (EMQX keeps the old one; not copied, docs/coap.md §3.12.7).
     pub fn reregister(&mut self, token: Vec<u8>) {
         self.token = token;
     }
