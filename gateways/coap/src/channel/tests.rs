@@ -201,7 +201,7 @@ impl Rig {
         if !duplicate {
             let fresh = self
                 .last
-                .is_none_or(|(v1, t1)| is_fresher(v1, t1, seen.observe, now()));
+                .map_or(true, |(v1, t1)| is_fresher(v1, t1, seen.observe, now()));
             if fresh {
                 self.last = Some((seen.observe, now()));
                 self.app.push(seen.payload.clone());
