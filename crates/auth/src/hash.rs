@@ -62,11 +62,13 @@ pub(crate) fn derive(
 }
 
 /// Whether `password` hashes to `expected` (constant-time in the hash comparison).
+///
+/// The hash runs through [`crate::offload`]: never stalling the tokio worker's other tasks.
 pub(crate) fn verify(alg: HashAlgorithm, password: &[u8], salt: &[u8], expected: &[u8]) -> bool {
-    match derive(alg, password, salt) {
+    crate::offload::offload(|| match derive(alg, password, salt) {
         Ok(got) => bool::from(got.as_slice().ct_eq(expected)),
         Err(_) => false,
-    }
+    })
 }
 
 /// Lowercase hex.

@@ -15,6 +15,7 @@ mod authn;
 mod authz;
 mod bootstrap;
 mod hash;
+mod offload;
 mod ratelimit;
 mod topic;
 mod verified;
@@ -28,6 +29,7 @@ pub use authz::{
     ClientCtx, Decision, DenyAction, Permission, Rule,
 };
 pub use hash::HashAlgorithm;
+pub use offload::{authenticate_off_task, OwnedCredentials, HASH_SLOTS};
 pub use ratelimit::RateLimiter;
 
 use std::sync::Arc;
