@@ -38,32 +38,35 @@ pub fn bus_config(c: &Config) -> BusConfig {
     }
 }
 
-/// Authentication (the built-in user database under `node.data_dir`, seeded from the
-/// bootstrap file) and authorization (the rules of `authorization.file`), shared by every
-/// gateway. A bad bootstrap or rules file is a start-up error naming the file.
-pub fn security(c: &Config) -> anyhow::Result<Security> {
+/// Authentication (the built-in users in the API-state store, seeded from the bootstrap file)
+/// and authorization (the rules of `authorization.file`), shared by every gateway. A bad
+/// bootstrap or rules file is a start-up error naming the file.
+pub fn security(c: &Config, state: switchyard_state::SharedState) -> anyhow::Result<Security> {
     use switchyard_auth as auth;
     let a = &c.authentication;
     let path = |p: &std::path::Path| (!p.as_os_str().is_empty()).then(|| p.to_path_buf());
-    let authn = auth::Authenticator::open(auth::AuthnSettings {
-        allow_anonymous: a.allow_anonymous,
-        user_id_type: match a.user_id_type {
-            switchyard_config::UserIdType::Username => auth::UserIdType::Username,
-            switchyard_config::UserIdType::Clientid => auth::UserIdType::Clientid,
+    let authn = auth::Authenticator::open(
+        auth::AuthnSettings {
+            allow_anonymous: a.allow_anonymous,
+            user_id_type: match a.user_id_type {
+                switchyard_config::UserIdType::Username => auth::UserIdType::Username,
+                switchyard_config::UserIdType::Clientid => auth::UserIdType::Clientid,
+            },
+            algorithm: match a.password_hash_algorithm {
+                switchyard_config::PasswordHashAlgorithm::Argon2 => auth::HashAlgorithm::Argon2,
+                switchyard_config::PasswordHashAlgorithm::Pbkdf2Sha256 => {
+                    auth::HashAlgorithm::Pbkdf2Sha256
+                }
+            },
+            data_dir: Some(c.node.data_dir.clone()),
+            bootstrap_file: path(&a.bootstrap_file),
+            bootstrap_type: match a.bootstrap_type {
+                switchyard_config::BootstrapType::Plain => auth::BootstrapType::Plain,
+                switchyard_config::BootstrapType::Hash => auth::BootstrapType::Hash,
+            },
         },
-        algorithm: match a.password_hash_algorithm {
-            switchyard_config::PasswordHashAlgorithm::Argon2 => auth::HashAlgorithm::Argon2,
-            switchyard_config::PasswordHashAlgorithm::Pbkdf2Sha256 => {
-                auth::HashAlgorithm::Pbkdf2Sha256
-            }
-        },
-        data_dir: Some(c.node.data_dir.clone()),
-        bootstrap_file: path(&a.bootstrap_file),
-        bootstrap_type: match a.bootstrap_type {
-            switchyard_config::BootstrapType::Plain => auth::BootstrapType::Plain,
-            switchyard_config::BootstrapType::Hash => auth::BootstrapType::Hash,
-        },
-    })
+        state,
+    )
     .map_err(|e| anyhow::anyhow!("authentication: {e}"))?;
     let z = &c.authorization;
     let authz = auth::Authorizer::load(

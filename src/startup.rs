@@ -1,6 +1,8 @@
 //! Start-up and shutdown: tracing, binding listeners (a port in use is a clear error), the
 //! ready file, and graceful shutdown on SIGINT/SIGTERM (stop accepting, close connections with
-//! the right reason, wait for tasks).
+//! the right reason, wait for tasks). The API-state store (`<data_dir>/state.db`) is opened
+//! once here and shared by everything that keeps state made through the API (built-in users,
+//! dashboard admins, API keys), whose views follow its change feed.
 
 use crate::settings;
 use anyhow::Context;
@@ -12,6 +14,7 @@ use std::time::Duration;
 use switchyard_bus::BusHandle;
 use switchyard_config::{Config, LogConfig, LogFormat};
 use switchyard_mqtt::MqttGateway;
+use switchyard_state::{SharedState, SqliteState, StateView};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -80,7 +83,13 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
     let (bus, store) = open_bus(&config)?;
     let mut bound: BTreeMap<String, String> = BTreeMap::new();
 
-    let security = settings::security(&config)?;
+    let state: SharedState = Arc::new(
+        SqliteState::open(&config.node.data_dir).context("cannot open the API-state store")?,
+    );
+    // Subscribed before any view loads, so no change falls between loading and following.
+    let feed = state.changes();
+    let security = settings::security(&config, state.clone())?;
+    let mut views: Vec<Arc<dyn StateView>> = vec![security.authn.clone()];
     let mqtt = MqttGateway {
         bus: bus.clone(),
         settings: Arc::new(settings::mqtt_settings(&config, &security)),
@@ -142,6 +151,7 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
         let admin = switchyard_admin::Admin::open(switchyard_admin::AdminContext {
             bus: bus.clone(),
             authn: security.authn.clone(),
+            state: state.clone(),
             config: Arc::new(config.clone()),
             listeners: bound.clone(),
             gateways_built: crate::gateways::BUILT.to_vec(),
@@ -150,6 +160,7 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
             version: env!("CARGO_PKG_VERSION"),
         })
         .map_err(|e| anyhow::anyhow!("dashboard: cannot open the admin store: {e}"))?;
+        views.push(admin.state_view());
         if dash_tls.enable {
             let name = "dashboard:https:default";
             let tls = tls_listener(name, &dash_tls.tls())?;
@@ -167,6 +178,11 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
     }
 
     bus.spawn_background(cancel.clone(), &tracker);
+    tracker.spawn(switchyard_state::follow(
+        feed,
+        views,
+        cancel.clone().cancelled_owned(),
+    ));
     if let Some(path) = ready_file {
         write_ready_file(&path, &bound)?;
     }

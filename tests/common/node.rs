@@ -22,13 +22,14 @@ pub struct Node {
 
 impl Node {
     pub fn new(tag: &str) -> Node {
-        let dir = temp_dir(tag);
         // The queue bound must not drop what the test counts (its own test covers dropping).
-        std::fs::write(
-            dir.join("config.toml"),
-            config_toml(&dir, "[mqtt]\nmax_mqueue_len = 100000\n"),
-        )
-        .unwrap();
+        Node::with_config(tag, "[mqtt]\nmax_mqueue_len = 100000\n")
+    }
+
+    /// A node with `extra` merged into the harness's base config (see [`config_toml`]).
+    pub fn with_config(tag: &str, extra: &str) -> Node {
+        let dir = temp_dir(tag);
+        std::fs::write(dir.join("config.toml"), config_toml(&dir, extra)).unwrap();
         Node {
             dir,
             child: None,
@@ -101,6 +102,11 @@ impl Node {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join(format!("broker-{}.log", self.starts)))
             .unwrap_or_default()
+    }
+
+    /// The data directory (`node.data_dir`), which outlives restarts.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
     }
 
     pub fn db(&self) -> PathBuf {

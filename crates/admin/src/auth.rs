@@ -1,12 +1,14 @@
 //! Dashboard admins and API keys: who may call the API.
 //!
-//! Owns `admin.json` under `node.data_dir` (users with argon2 password hashes, API keys with a
-//! keyed BLAKE2 hash of their secret), the live bearer tokens (memory only: a restart logs
-//! everyone out) and the per-IP failed-login counters.
+//! Owns the admins (kind [`ADMIN_USERS_KIND`] in the API-state store, keyed by username, with
+//! argon2 password hashes) and the API keys (kind [`API_KEYS_KIND`], keyed by name, with a keyed
+//! BLAKE2 hash of their secret), served from an in-memory view (see `auth_store.rs` for the store
+//! side, the feed and the import of the `admin.json` of earlier versions); the live bearer
+//! tokens (memory only: a restart logs everyone out) and the per-IP failed-login counters.
 //!
-//! Invariants: no password or secret is ever stored or logged in clear; the file is replaced
-//! atomically (write to a temp file, rename); a user created from the config's default
-//! credentials must change its password before the token lets it do anything else.
+//! Invariants: no password or secret is ever stored or logged in clear; every change is in the
+//! store before the view shows it, under one write lock; a user created from the config's
+//! default credentials must change its password before the token lets it do anything else.
 
 use crate::error::{ApiError, ApiResult};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -15,12 +17,18 @@ use blake2::{Blake2b512, Digest};
 use parking_lot::Mutex;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
+use switchyard_state::SharedState;
 
-/// One dashboard admin as stored.
+#[path = "auth_store.rs"]
+mod store;
+
+pub use store::{OpenError, ADMIN_USERS_KIND, API_KEYS_KIND, LEGACY_ADMIN_FILE};
+
+/// One dashboard admin as stored (kind [`ADMIN_USERS_KIND`], keyed by `username`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct User {
     /// Login name.
@@ -38,7 +46,8 @@ pub struct User {
     pub created_at: u64,
 }
 
-/// One API key as stored (the secret is shown once, at creation).
+/// One API key as stored (kind [`API_KEYS_KIND`], keyed by `name`; the secret is shown once, at
+/// creation).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ApiKey {
     /// Display name, unique.
@@ -62,12 +71,13 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct AdminFile {
-    #[serde(default)]
-    users: Vec<User>,
-    #[serde(default)]
-    api_keys: Vec<ApiKey>,
+/// The view: every admin and key in the store.
+#[derive(Debug, Default)]
+struct View {
+    /// By username.
+    users: BTreeMap<String, User>,
+    /// By name.
+    api_keys: BTreeMap<String, ApiKey>,
 }
 
 /// Who made a request.
@@ -110,8 +120,11 @@ const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
 /// Users, keys, tokens and login throttling.
 pub struct AuthStore {
-    path: PathBuf,
-    file: Mutex<AdminFile>,
+    state: SharedState,
+    view: Mutex<View>,
+    /// Held across "write the store, then the view" and across applying a change from the feed,
+    /// so the view always ends as the store is.
+    write: Mutex<()>,
     tokens: Mutex<HashMap<String, Token>>,
     failures: Mutex<HashMap<IpAddr, Failures>>,
     token_ttl: Duration,
@@ -200,60 +213,48 @@ fn check_username(username: &str) -> ApiResult<()> {
 }
 
 impl AuthStore {
-    /// Opens `dir/admin.json`, creating it with the default admin when absent.
+    /// Loads the admins and keys from `state` (first importing the `admin.json` of an earlier
+    /// version from `legacy_dir`, if the store has none), creating the default admin when there
+    /// is no admin at all.
     pub fn open(
-        dir: &Path,
+        state: SharedState,
+        legacy_dir: Option<&Path>,
         default_user: &str,
         default_password: &str,
         token_ttl: Duration,
         max_failures: u32,
-    ) -> Result<AuthStore, String> {
-        let path = dir.join("admin.json");
-        let file = match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str::<AdminFile>(&text)
-                .map_err(|e| format!("{}: {e}", path.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => AdminFile::default(),
-            Err(e) => return Err(format!("{}: {e}", path.display())),
-        };
+    ) -> Result<AuthStore, OpenError> {
+        if let Some(dir) = legacy_dir {
+            store::import_legacy(dir, state.as_ref())?;
+        }
+        let view = store::load(state.as_ref())?;
         let store = AuthStore {
-            path,
-            file: Mutex::new(file),
+            state,
+            view: Mutex::new(view),
+            write: Mutex::new(()),
             tokens: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             token_ttl,
             max_failures,
         };
-        if store.file.lock().users.is_empty() {
-            let hash = hash_password(default_password).map_err(|e| e.message)?;
-            store.file.lock().users.push(User {
+        if store.view.lock().users.is_empty() {
+            let hash = hash_password(default_password).map_err(|e| OpenError::Hash(e.message))?;
+            let user = User {
                 username: default_user.to_owned(),
                 password_hash: hash,
                 must_change_password: true,
                 description: "default administrator".into(),
                 created_at: now_millis(),
-            });
-            store.save().map_err(|e| e.message)?;
+            };
+            let _write = store.write.lock();
+            store.put_user(&user)?;
+            store.view.lock().users.insert(user.username.clone(), user);
             tracing::info!(
                 username = default_user,
                 "created the default dashboard admin"
             );
         }
         Ok(store)
-    }
-
-    fn save(&self) -> ApiResult<()> {
-        let text = {
-            let file = self.file.lock();
-            serde_json::to_string_pretty(&*file).map_err(|e| ApiError::internal(e.to_string()))?
-        };
-        if let Some(parent) = self.path.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| ApiError::internal(format!("{}: {e}", parent.display())))?;
-        }
-        let tmp = self.path.with_extension("json.tmp");
-        std::fs::write(&tmp, text)
-            .and_then(|()| std::fs::rename(&tmp, &self.path))
-            .map_err(|e| ApiError::internal(format!("{}: {e}", self.path.display())))
     }
 
     /// Checks a login; counts failures per IP (429 past the limit, 401 for a bad login).
@@ -270,13 +271,7 @@ impl AuthStore {
                 }
             }
         }
-        let user = self
-            .file
-            .lock()
-            .users
-            .iter()
-            .find(|u| u.username == username)
-            .cloned();
+        let user = self.view.lock().users.get(username).cloned();
         let ok = match &user {
             Some(u) => verify_password(password, &u.password_hash),
             None => {
@@ -339,13 +334,7 @@ impl AuthStore {
             }
             t.username.clone()
         };
-        let must = self
-            .file
-            .lock()
-            .users
-            .iter()
-            .find(|u| u.username == username)?
-            .must_change_password;
+        let must = self.view.lock().users.get(&username)?.must_change_password;
         Some(Principal::User {
             username,
             token: token.to_owned(),
@@ -355,8 +344,8 @@ impl AuthStore {
 
     /// Resolves HTTP Basic key:secret.
     pub fn check_api_key(&self, key: &str, secret: &str) -> Option<Principal> {
-        let file = self.file.lock();
-        let k = file.api_keys.iter().find(|k| k.api_key == key)?;
+        let view = self.view.lock();
+        let k = view.api_keys.values().find(|k| k.api_key == key)?;
         (k.enable && same(&k.secret_hash, &hash_secret(key, secret)))
             .then(|| Principal::ApiKey(k.name.clone()))
     }
@@ -366,11 +355,11 @@ impl AuthStore {
         self.tokens.lock().remove(token);
     }
 
-    /// Every user (no hashes).
+    /// Every user (no hashes), oldest first.
     pub fn users(&self) -> Vec<serde_json::Value> {
-        self.file
-            .lock()
-            .users
+        let mut users: Vec<User> = self.view.lock().users.values().cloned().collect();
+        users.sort_by_key(|u| u.created_at);
+        users
             .iter()
             .map(|u| {
                 serde_json::json!({
@@ -389,39 +378,40 @@ impl AuthStore {
         check_username(username)?;
         check_new_password(password)?;
         let hash = hash_password(password)?;
-        {
-            let mut file = self.file.lock();
-            if file.users.iter().any(|u| u.username == username) {
-                return Err(ApiError::bad_request(format!(
-                    "user {username} already exists"
-                )));
-            }
-            file.users.push(User {
-                username: username.to_owned(),
-                password_hash: hash,
-                must_change_password: false,
-                description: description.to_owned(),
-                created_at: now_millis(),
-            });
+        let _write = self.write.lock();
+        if self.view.lock().users.contains_key(username) {
+            return Err(ApiError::bad_request(format!(
+                "user {username} already exists"
+            )));
         }
-        self.save()
+        let user = User {
+            username: username.to_owned(),
+            password_hash: hash,
+            must_change_password: false,
+            description: description.to_owned(),
+            created_at: now_millis(),
+        };
+        self.save_user(&user)?;
+        self.view.lock().users.insert(username.to_owned(), user);
+        Ok(())
     }
 
     /// Removes a user and its tokens; the last user cannot be removed.
     pub fn delete_user(&self, username: &str) -> ApiResult<()> {
+        let _write = self.write.lock();
         {
-            let mut file = self.file.lock();
-            let before = file.users.len();
-            if before <= 1 && file.users.iter().any(|u| u.username == username) {
-                return Err(ApiError::bad_request("cannot delete the last admin"));
-            }
-            file.users.retain(|u| u.username != username);
-            if file.users.len() == before {
+            let view = self.view.lock();
+            if !view.users.contains_key(username) {
                 return Err(ApiError::not_found(format!("user {username} not found")));
             }
+            if view.users.len() <= 1 {
+                return Err(ApiError::bad_request("cannot delete the last admin"));
+            }
         }
+        self.delete_doc(ADMIN_USERS_KIND, username)?;
+        self.view.lock().users.remove(username);
         self.tokens.lock().retain(|_, t| t.username != username);
-        self.save()
+        Ok(())
     }
 
     /// Changes a password after checking the old one; other sessions of the user are ended.
@@ -433,11 +423,10 @@ impl AuthStore {
         keep_token: Option<&str>,
     ) -> ApiResult<()> {
         let hash = self
-            .file
+            .view
             .lock()
             .users
-            .iter()
-            .find(|u| u.username == username)
+            .get(username)
             .map(|u| u.password_hash.clone())
             .ok_or_else(|| ApiError::not_found(format!("user {username} not found")))?;
         if !verify_password(old, &hash) {
@@ -454,22 +443,29 @@ impl AuthStore {
             ));
         }
         let new_hash = hash_password(new)?;
-        {
-            let mut file = self.file.lock();
-            if let Some(u) = file.users.iter_mut().find(|u| u.username == username) {
-                u.password_hash = new_hash;
-                u.must_change_password = false;
-            }
-        }
+        let _write = self.write.lock();
+        let mut user = self
+            .view
+            .lock()
+            .users
+            .get(username)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(format!("user {username} not found")))?;
+        user.password_hash = new_hash;
+        user.must_change_password = false;
+        self.save_user(&user)?;
+        self.view.lock().users.insert(username.to_owned(), user);
         self.tokens
             .lock()
             .retain(|tok, t| t.username != username || Some(tok.as_str()) == keep_token);
-        self.save()
+        Ok(())
     }
 
-    /// Every API key (no secrets).
+    /// Every API key (no secrets), oldest first.
     pub fn api_keys(&self) -> Vec<serde_json::Value> {
-        self.file.lock().api_keys.iter().map(key_json).collect()
+        let mut keys: Vec<ApiKey> = self.view.lock().api_keys.values().cloned().collect();
+        keys.sort_by_key(|k| k.created_at);
+        keys.iter().map(key_json).collect()
     }
 
     /// Creates a key; the answer holds the secret, the only time it is shown.
@@ -491,31 +487,27 @@ impl AuthStore {
             created_at: now_millis(),
         };
         let mut answer = key_json(&key);
-        {
-            let mut file = self.file.lock();
-            if file.api_keys.iter().any(|k| k.name == name) {
-                return Err(ApiError::bad_request(format!(
-                    "api key {name} already exists"
-                )));
-            }
-            file.api_keys.push(key);
+        let _write = self.write.lock();
+        if self.view.lock().api_keys.contains_key(name) {
+            return Err(ApiError::bad_request(format!(
+                "api key {name} already exists"
+            )));
         }
-        self.save()?;
+        self.save_key(&key)?;
+        self.view.lock().api_keys.insert(name.to_owned(), key);
         answer["api_secret"] = serde_json::Value::String(secret);
         Ok(answer)
     }
 
     /// Deletes a key by name.
     pub fn delete_api_key(&self, name: &str) -> ApiResult<()> {
-        {
-            let mut file = self.file.lock();
-            let before = file.api_keys.len();
-            file.api_keys.retain(|k| k.name != name);
-            if file.api_keys.len() == before {
-                return Err(ApiError::not_found(format!("api key {name} not found")));
-            }
+        let _write = self.write.lock();
+        if !self.view.lock().api_keys.contains_key(name) {
+            return Err(ApiError::not_found(format!("api key {name} not found")));
         }
-        self.save()
+        self.delete_doc(API_KEYS_KIND, name)?;
+        self.view.lock().api_keys.remove(name);
+        Ok(())
     }
 }
 
@@ -530,70 +522,5 @@ fn key_json(k: &ApiKey) -> serde_json::Value {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn store(tag: &str) -> AuthStore {
-        let dir = std::env::temp_dir().join(format!("sy-admin-auth-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        AuthStore::open(&dir, "admin", "public", Duration::from_secs(60), 3).expect("open")
-    }
-
-    #[test]
-    fn default_admin_must_change_password_and_file_has_no_clear_text() {
-        let s = store("default");
-        let ip: IpAddr = [127, 0, 0, 1].into();
-        let login = s.login(ip, "admin", "public").expect("login");
-        assert!(login.must_change_password);
-        let text = std::fs::read_to_string(&s.path).expect("file");
-        assert!(!text.contains("\"public\""));
-        assert!(text.contains("$argon2"));
-        s.change_password("admin", "public", "s3cret-pass", Some(&login.token))
-            .expect("change");
-        assert!(matches!(
-            s.check_token(&login.token),
-            Some(Principal::User {
-                must_change_password: false,
-                ..
-            })
-        ));
-        assert!(s.login(ip, "admin", "public").is_err());
-        assert!(
-            !s.login(ip, "admin", "s3cret-pass")
-                .expect("login")
-                .must_change_password
-        );
-    }
-
-    #[test]
-    fn failed_logins_are_throttled_per_ip() {
-        let s = store("throttle");
-        let ip: IpAddr = [10, 0, 0, 1].into();
-        for _ in 0..3 {
-            assert_eq!(
-                s.login(ip, "admin", "nope")
-                    .err()
-                    .map(|e| e.status.as_u16()),
-                Some(401)
-            );
-        }
-        let e = s
-            .login(ip, "admin", "public")
-            .err()
-            .map(|e| e.status.as_u16());
-        assert_eq!(e, Some(429));
-        assert!(s.login([10, 0, 0, 2].into(), "admin", "public").is_ok());
-    }
-
-    #[test]
-    fn api_keys_check_their_secret() {
-        let s = store("keys");
-        let k = s.add_api_key("ci", "", true).expect("key");
-        let key = k["api_key"].as_str().unwrap_or_default().to_owned();
-        let secret = k["api_secret"].as_str().unwrap_or_default().to_owned();
-        assert!(s.check_api_key(&key, &secret).is_some());
-        assert!(s.check_api_key(&key, "wrong").is_none());
-        s.delete_api_key("ci").expect("delete");
-        assert!(s.check_api_key(&key, &secret).is_none());
-    }
-}
+#[path = "auth_tests.rs"]
+mod tests;

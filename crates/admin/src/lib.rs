@@ -2,8 +2,10 @@
 //! under `/api/v5` with EMQX's paths and JSON field names, Prometheus text at
 //! `/api/v5/prometheus/stats`, the OpenAPI document, and the web dashboard at `/`.
 //!
-//! Owns: the dashboard admins and API keys (`admin.json` under `node.data_dir`), login tokens,
-//! and the HTTP routes. Knows the bus only through `BusHandle`'s admin calls and the config,
+//! Owns: the dashboard admins and API keys (kinds `admin_users` and `api_keys` in the API-state
+//! store the binary opens, `switchyard_state`, with an in-memory view the store's feed keeps
+//! current; the `admin.json` of earlier versions is imported once), login tokens, and the HTTP
+//! routes. Knows the bus only through `BusHandle`'s admin calls and the config,
 //! and the clients' user database only through `switchyard_auth::Authenticator`; it never
 //! names a gateway crate (the binary tells it which gateways are built).
 //!
@@ -41,6 +43,9 @@ pub struct AdminContext {
     /// The built-in user database every gateway authenticates against; the
     /// `/authentication/password_based:built_in_database/users` routes manage it.
     pub authn: Arc<switchyard_auth::Authenticator>,
+    /// The API-state store (the same one the authenticator writes): admins and API keys live
+    /// there.
+    pub state: switchyard_state::SharedState,
     /// The effective configuration.
     pub config: Arc<Config>,
     /// Bound listener addresses by id (`mqtt:tcp:default` → `127.0.0.1:1883`), as in the ready
@@ -155,12 +160,16 @@ pub struct Admin {
     state: Arc<api::State>,
 }
 
+pub use auth::{OpenError, ADMIN_USERS_KIND, API_KEYS_KIND, LEGACY_ADMIN_FILE};
+
 impl Admin {
-    /// Opens the admin store under `node.data_dir` (creating the default admin on first start).
-    pub fn open(ctx: AdminContext) -> Result<Admin, String> {
+    /// Loads the admins and API keys from `ctx.state` (importing the `admin.json` of an earlier
+    /// version from `node.data_dir` once; creating the default admin on first start).
+    pub fn open(ctx: AdminContext) -> Result<Admin, OpenError> {
         let d = &ctx.config.dashboard;
         let auth = auth::AuthStore::open(
-            &ctx.config.node.data_dir,
+            ctx.state.clone(),
+            Some(&ctx.config.node.data_dir),
             &d.default_username,
             &d.default_password,
             d.token_expiry.as_std(),
@@ -169,6 +178,12 @@ impl Admin {
         Ok(Admin {
             state: Arc::new(api::State::new(ctx, auth)),
         })
+    }
+
+    /// The view of the admins and keys, for `switchyard_state::follow`, so changes arriving on
+    /// the store's feed reach it.
+    pub fn state_view(&self) -> Arc<dyn switchyard_state::StateView> {
+        self.state.auth.clone()
     }
 
     fn app(&self) -> axum::Router {

@@ -1,10 +1,12 @@
 //! Authentication against the built-in user database (`[authentication]`).
 //!
 //! Users are keyed by username or client id (`user_id_type`) and hold a salted hash (see
-//! [`crate::hash`]) and a superuser flag. The database lives in memory behind a lock and is
-//! written whole to `<data_dir>/authn_users.json` (write to a temporary file, then rename) after
-//! every change. At start the bootstrap CSV adds the users the database does not have yet, so
-//! changes made through the REST API survive restarts.
+//! [`crate::hash`]) and a superuser flag. They are durable in the API-state store (kind
+//! [`USERS_KIND`], one document per user id, see `authn_store.rs`) and served from an in-memory
+//! view, so a login never queries the store: the view is loaded at start, updated by every write
+//! after the store has it, and by changes arriving on the store's feed. At start the bootstrap
+//! CSV adds the users the store does not have yet, so changes made through the REST API survive
+//! restarts; a user file of an earlier version (`<data_dir>/authn_users.json`) is imported once.
 //!
 //! Decision table (for a listener with authentication enabled):
 //! - the user id is known: the password must verify, else `BadCredentials` (even when
@@ -19,9 +21,12 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use switchyard_state::{SharedState, StateError};
 
-/// The database file's name under `node.data_dir`.
-pub const USERS_FILE: &str = "authn_users.json";
+#[path = "authn_store.rs"]
+mod store;
+
+pub use store::{LEGACY_USERS_FILE, USERS_KIND};
 
 /// Errors of loading, importing and managing users.
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +42,7 @@ pub enum AuthError {
         /// The cause.
         source: std::io::Error,
     },
-    /// The user database file is not valid.
+    /// The user file of an earlier version is not valid.
     #[error("{path}: {message}")]
     Corrupt {
         /// The file.
@@ -57,6 +62,9 @@ pub enum AuthError {
     /// An empty user id.
     #[error("user_id must not be empty")]
     EmptyUserId,
+    /// The state store failed, or holds a user document that is not one.
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
 /// `authentication.user_id_type`: what identifies a user.
@@ -90,7 +98,8 @@ pub struct AuthnSettings {
     pub user_id_type: UserIdType,
     /// Algorithm for new hashes (existing users keep theirs).
     pub algorithm: HashAlgorithm,
-    /// Directory of the database file; `None` keeps users in memory only.
+    /// Where a user file of an earlier version (`authn_users.json`) is looked for, to be
+    /// imported into the state store once; `None` for nowhere.
     pub data_dir: Option<PathBuf>,
     /// CSV of users to add at start; `None` for none.
     pub bootstrap_file: Option<PathBuf>,
@@ -173,7 +182,7 @@ pub struct UserInfo {
     pub is_superuser: bool,
 }
 
-/// One stored user.
+/// One stored user: the document of kind [`USERS_KIND`] keyed by its user id.
 #[derive(Clone, Serialize, Deserialize)]
 struct UserRecord {
     algorithm: HashAlgorithm,
@@ -183,17 +192,15 @@ struct UserRecord {
     is_superuser: bool,
 }
 
-/// The database file's layout.
-#[derive(Serialize, Deserialize, Default)]
-struct UsersFile {
-    users: BTreeMap<String, UserRecord>,
-}
-
 /// The built-in database and the anonymous policy.
 pub struct Authenticator {
     settings: AuthnSettings,
+    /// The view: every user in the store, by user id.
     users: RwLock<BTreeMap<String, UserRecord>>,
-    /// Serialises file writes so the file always holds the latest state.
+    /// Where users are durable; `None` keeps them in memory only.
+    state: Option<SharedState>,
+    /// Held across "write the store, then the view" and across applying a change from the feed,
+    /// so the view always ends as the store is.
     write: parking_lot::Mutex<()>,
     /// Recent successful password checks (see `verified`).
     verified: crate::verified::Verified,
@@ -210,38 +217,29 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    /// An authenticator with no file behind it (tests, or `data_dir = None`).
+    /// An authenticator with no store behind it (tests, or a gateway without the binary).
     pub fn in_memory(mut settings: AuthnSettings) -> Self {
         settings.data_dir = None;
         Authenticator {
             settings,
             users: RwLock::new(BTreeMap::new()),
+            state: None,
             write: parking_lot::Mutex::new(()),
             verified: crate::verified::Verified::new(),
         }
     }
 
-    /// Loads the database from `data_dir` (absent = empty), adds the bootstrap users it lacks,
-    /// and writes it back when anything was added.
-    pub fn open(settings: AuthnSettings) -> Result<Self, AuthError> {
-        let mut users = BTreeMap::new();
-        if let Some(path) = settings.data_dir.as_ref().map(|d| d.join(USERS_FILE)) {
-            match std::fs::read_to_string(&path) {
-                Ok(text) => {
-                    let f: UsersFile =
-                        serde_json::from_str(&text).map_err(|e| AuthError::Corrupt {
-                            path: path.clone(),
-                            message: e.to_string(),
-                        })?;
-                    users = f.users;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => return Err(AuthError::Io { path, source }),
-            }
+    /// Imports a user file of an earlier version from `data_dir` when the store has no users,
+    /// loads the users from `state`, then adds the bootstrap users it lacks.
+    pub fn open(settings: AuthnSettings, state: SharedState) -> Result<Self, AuthError> {
+        if let Some(dir) = &settings.data_dir {
+            store::import_legacy(dir, state.as_ref())?;
         }
+        let users = store::load(state.as_ref())?;
         let auth = Authenticator {
             settings,
             users: RwLock::new(users),
+            state: Some(state),
             write: parking_lot::Mutex::new(()),
             verified: crate::verified::Verified::new(),
         };
@@ -311,19 +309,19 @@ impl Authenticator {
                 new.push((id, record));
             }
         }
-        let mut added = 0;
-        {
-            let mut users = self.users.write();
-            for (id, record) in new {
-                if let std::collections::btree_map::Entry::Vacant(e) = users.entry(id) {
-                    e.insert(record);
-                    added += 1;
-                }
-            }
+        let _write = self.write.lock();
+        let new: BTreeMap<String, UserRecord> = {
+            let users = self.users.read();
+            new.into_iter()
+                .filter(|(id, _)| !users.contains_key(id))
+                .collect()
+        };
+        if new.is_empty() {
+            return Ok(0);
         }
-        if added > 0 {
-            self.persist()?;
-        }
+        self.save_many(&new)?;
+        let added = new.len();
+        self.users.write().extend(new);
         Ok(added)
     }
 
@@ -415,14 +413,12 @@ impl Authenticator {
             return Err(AuthError::EmptyUserId);
         }
         let record = new_record(self.settings.algorithm, password.as_bytes(), is_superuser)?;
-        {
-            let mut users = self.users.write();
-            if users.contains_key(user_id) {
-                return Err(AuthError::AlreadyExists(user_id.to_owned()));
-            }
-            users.insert(user_id.to_owned(), record);
+        let _write = self.write.lock();
+        if self.users.read().contains_key(user_id) {
+            return Err(AuthError::AlreadyExists(user_id.to_owned()));
         }
-        self.persist()?;
+        self.save(user_id, &record)?;
+        self.users.write().insert(user_id.to_owned(), record);
         Ok(UserInfo {
             user_id: user_id.to_owned(),
             is_superuser,
@@ -439,76 +435,56 @@ impl Authenticator {
         let fresh = password
             .map(|p| new_record(self.settings.algorithm, p.as_bytes(), false))
             .transpose()?;
-        let info = {
-            let mut users = self.users.write();
-            let r = users
-                .get_mut(user_id)
-                .ok_or_else(|| AuthError::NotFound(user_id.to_owned()))?;
-            if let Some(f) = fresh {
-                self.verified.forget(user_id);
-                r.algorithm = f.algorithm;
-                r.password_hash = f.password_hash;
-                r.salt = f.salt;
-            }
-            if let Some(su) = is_superuser {
-                r.is_superuser = su;
-            }
-            UserInfo {
-                user_id: user_id.to_owned(),
-                is_superuser: r.is_superuser,
-            }
+        let _write = self.write.lock();
+        let mut r = self
+            .users
+            .read()
+            .get(user_id)
+            .cloned()
+            .ok_or_else(|| AuthError::NotFound(user_id.to_owned()))?;
+        if let Some(f) = fresh {
+            r.algorithm = f.algorithm;
+            r.password_hash = f.password_hash;
+            r.salt = f.salt;
+        }
+        if let Some(su) = is_superuser {
+            r.is_superuser = su;
+        }
+        self.save(user_id, &r)?;
+        let info = UserInfo {
+            user_id: user_id.to_owned(),
+            is_superuser: r.is_superuser,
         };
-        self.persist()?;
+        self.set_user(user_id, Some(r));
         Ok(info)
     }
 
     /// Removes a user; `NotFound` if unknown.
     pub fn delete_user(&self, user_id: &str) -> Result<(), AuthError> {
-        if self.users.write().remove(user_id).is_none() {
+        let _write = self.write.lock();
+        if !self.users.read().contains_key(user_id) {
             return Err(AuthError::NotFound(user_id.to_owned()));
         }
-        self.verified.forget(user_id);
-        self.persist()
+        self.remove(user_id)?;
+        self.set_user(user_id, None);
+        Ok(())
     }
 
-    /// Writes the database file (no-op in memory).
-    fn persist(&self) -> Result<(), AuthError> {
-        let Some(dir) = &self.settings.data_dir else {
-            return Ok(());
+    /// Puts `record` (or removes the user) in the view; a changed or removed password forgets
+    /// the user's remembered verifications. The caller holds `write`.
+    fn set_user(&self, user_id: &str, record: Option<UserRecord>) {
+        let new_hash = record.as_ref().map(|r| r.password_hash.clone());
+        let old = {
+            let mut users = self.users.write();
+            match record {
+                Some(r) => users.insert(user_id.to_owned(), r),
+                None => users.remove(user_id),
+            }
         };
-        let _guard = self.write.lock();
-        let path = dir.join(USERS_FILE);
-        let tmp = dir.join(format!("{USERS_FILE}.tmp"));
-        let io = |source| AuthError::Io {
-            path: path.clone(),
-            source,
-        };
-        let body = {
-            let users = self.users.read();
-            serde_json::to_vec_pretty(&UsersFile {
-                users: users.clone(),
-            })
+        if old.is_some_and(|o| Some(o.password_hash) != new_hash) {
+            self.verified.forget(user_id);
         }
-        .map_err(|e| io(std::io::Error::other(e)))?;
-        std::fs::create_dir_all(dir).map_err(io)?;
-        write_private(&tmp, &body).map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)
     }
-}
-
-/// Writes a file readable by its owner only (it holds hashes).
-fn write_private(path: &Path, body: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path)?;
-    f.write_all(body)?;
-    f.sync_all()
 }
 
 fn new_record(

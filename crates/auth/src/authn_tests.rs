@@ -1,8 +1,14 @@
 //! Authenticator: the decision table, both algorithms, bootstrap import of both CSV types,
-//! persistence, user CRUD.
+//! persistence in the state store, the store's feed, the import of the legacy file, user CRUD.
 
 use super::*;
 use crate::hash::{derive, to_hex};
+use std::sync::Arc;
+use switchyard_state::{Change, Feed, SqliteState, StateStore, StateView};
+
+fn memory_state() -> SharedState {
+    Arc::new(SqliteState::in_memory().expect("in-memory state"))
+}
 
 fn settings(allow_anonymous: bool) -> AuthnSettings {
     AuthnSettings {
@@ -157,27 +163,30 @@ fn plain_bootstrap_is_hashed_persisted_and_never_overwrites() {
         "user_id,password,is_superuser\nalice,pw-a,false\nroot,pw-r,true\n",
     )
     .expect("write");
+    let data = dir.0.join("data");
     let s = AuthnSettings {
-        data_dir: Some(dir.0.join("data")),
+        data_dir: Some(data.clone()),
         bootstrap_file: Some(csv.clone()),
         ..settings(false)
     };
-    let a = Authenticator::open(s.clone()).expect("open");
+    let state: SharedState = Arc::new(SqliteState::open(&data).expect("state"));
+    let a = Authenticator::open(s.clone(), state.clone()).expect("open");
     assert_eq!(a.authenticate(&creds(Some("alice"), Some(b"pw-a"))), ALLOW);
     assert_eq!(
         a.authenticate(&creds(Some("root"), Some(b"pw-r"))),
         AuthResult::Allow { superuser: true }
     );
-    // The file holds hashes, never the passwords.
-    let stored = std::fs::read_to_string(dir.0.join("data").join(USERS_FILE)).expect("read");
+    // The store holds hashes, never the passwords.
+    let stored = format!("{:?}", state.list(USERS_KIND).expect("list"));
     assert!(
         !stored.contains("pw-a") && stored.contains("alice"),
         "{stored}"
     );
     // A password changed at run time survives a restart with the same bootstrap file.
     a.update_user("alice", Some("new"), None).expect("update");
-    drop(a);
-    let a = Authenticator::open(s).expect("reopen");
+    drop((a, state));
+    let state: SharedState = Arc::new(SqliteState::open(&data).expect("reopen state"));
+    let a = Authenticator::open(s, state).expect("reopen");
     assert_eq!(a.authenticate(&creds(Some("alice"), Some(b"new"))), ALLOW);
     assert_eq!(
         a.authenticate(&creds(Some("alice"), Some(b"pw-a"))),
@@ -222,13 +231,16 @@ fn missing_bootstrap_file_is_an_error_and_corrupt_db_too() {
         bootstrap_file: Some(dir.0.join("nope.csv")),
         ..settings(true)
     };
-    let e = Authenticator::open(s).expect_err("must fail");
+    let e = Authenticator::open(s, memory_state()).expect_err("must fail");
     assert!(e.to_string().contains("nope.csv"), "{e}");
-    std::fs::write(dir.0.join(USERS_FILE), "{not json").expect("write");
-    let e = Authenticator::open(AuthnSettings {
-        data_dir: Some(dir.0.clone()),
-        ..settings(true)
-    })
+    std::fs::write(dir.0.join(LEGACY_USERS_FILE), "{not json").expect("write");
+    let e = Authenticator::open(
+        AuthnSettings {
+            data_dir: Some(dir.0.clone()),
+            ..settings(true)
+        },
+        memory_state(),
+    )
     .expect_err("must fail");
     assert!(matches!(e, AuthError::Corrupt { .. }), "{e}");
 }
@@ -275,4 +287,175 @@ fn verified_passwords_are_remembered_only_while_the_user_is_unchanged() {
     assert_eq!(a.authenticate(&creds(Some("dev"), Some(b"new"))), bad);
     a.add_user("dev", "new", false).expect("re-add");
     assert_eq!(a.authenticate(&creds(Some("dev"), Some(b"new"))), ok);
+}
+
+/// A user file of an earlier version, with one PBKDF2 user `dev1` / `devpass` (superuser).
+fn legacy_file(dir: &Path) {
+    let salt = "0123456789abcdef";
+    let h = to_hex(&derive(HashAlgorithm::Pbkdf2Sha256, b"devpass", salt.as_bytes()).expect("h"));
+    let text = format!(
+        r#"{{"users": {{"dev1": {{"algorithm": "pbkdf2_sha256", "password_hash": "{h}",
+            "salt": "{salt}", "is_superuser": true}}}}}}"#
+    );
+    std::fs::write(dir.join(LEGACY_USERS_FILE), text).expect("write");
+}
+
+#[test]
+fn the_legacy_file_is_imported_once_into_an_empty_store_and_renamed() {
+    let dir = TempDir::new("legacy");
+    legacy_file(&dir.0);
+    let state = memory_state();
+    let s = AuthnSettings {
+        data_dir: Some(dir.0.clone()),
+        ..settings(false)
+    };
+    let a = Authenticator::open(s.clone(), state.clone()).expect("open");
+    assert_eq!(
+        a.authenticate(&creds(Some("dev1"), Some(b"devpass"))),
+        AuthResult::Allow { superuser: true }
+    );
+    assert_eq!(state.list(USERS_KIND).expect("list").len(), 1);
+    assert!(!dir.0.join(LEGACY_USERS_FILE).exists());
+    assert!(dir.0.join("authn_users.json.imported").exists());
+
+    // A store that already has users leaves a legacy file alone.
+    legacy_file(&dir.0);
+    let other = memory_state();
+    other
+        .put(
+            USERS_KIND,
+            "someone",
+            &serde_json::json!({"algorithm": "argon2",
+            "password_hash": "00", "salt": "s", "is_superuser": false}),
+        )
+        .expect("put");
+    let b = Authenticator::open(s, other).expect("open");
+    assert!(b.get_user("dev1").is_none());
+    assert!(dir.0.join(LEGACY_USERS_FILE).exists());
+}
+
+#[test]
+fn a_document_that_is_not_a_user_fails_the_start() {
+    let state = memory_state();
+    state
+        .put(USERS_KIND, "x", &serde_json::json!({"nope": 1}))
+        .expect("put");
+    let e = Authenticator::open(settings(false), state).expect_err("must fail");
+    assert!(matches!(e, AuthError::State(_)), "{e}");
+}
+
+/// What another writer of the same store (another node, once replicated) does reaches this
+/// authenticator's view through `apply`; applying is idempotent and never makes the view older.
+#[test]
+fn changes_from_the_feed_update_the_view() {
+    let state = memory_state();
+    let mut feed = state.changes();
+    let s = AuthnSettings {
+        algorithm: HashAlgorithm::Pbkdf2Sha256,
+        ..settings(false)
+    };
+    let here = Authenticator::open(s.clone(), state.clone()).expect("open");
+    let there = Authenticator::open(s, state.clone()).expect("open");
+    there.add_user("u", "pw", false).expect("add");
+    there.update_user("u", Some("pw2"), None).expect("update");
+    let changes: Vec<Change> = std::iter::from_fn(|| feed.try_recv().ok()).collect();
+    assert_eq!(changes.len(), 2);
+    // The first (older) change already brings the latest document.
+    here.apply(&changes[0]).expect("apply");
+    assert_eq!(
+        here.authenticate(&creds(Some("u"), Some(b"pw2"))),
+        ALLOW,
+        "the store's latest, not the change's"
+    );
+    assert_eq!(
+        here.authenticate(&creds(Some("u"), Some(b"pw"))),
+        AuthResult::Deny(DenyReason::BadCredentials)
+    );
+    here.apply(&changes[1]).expect("apply again");
+    assert_eq!(here.list_users().len(), 1);
+    there.delete_user("u").expect("delete");
+    let deleted = feed.try_recv().expect("delete change");
+    assert_eq!(deleted.value, None);
+    here.apply(&deleted).expect("apply delete");
+    assert_eq!(
+        here.authenticate(&creds(Some("u"), Some(b"pw2"))),
+        AuthResult::Deny(DenyReason::BadCredentials)
+    );
+    // A stale change replayed after the delete leaves the user deleted.
+    here.apply(&changes[0]).expect("stale");
+    assert!(here.get_user("u").is_none());
+    // Other kinds are not ours.
+    state
+        .put("api_keys", "u", &serde_json::json!({}))
+        .expect("put");
+    here.apply(&Change {
+        kind: "api_keys".into(),
+        key: "u".into(),
+        value: Some(serde_json::json!({})),
+    })
+    .expect("ignored");
+    assert!(here.get_user("u").is_none());
+}
+
+#[test]
+fn resync_reloads_the_whole_view() {
+    let state = memory_state();
+    let s = AuthnSettings {
+        algorithm: HashAlgorithm::Pbkdf2Sha256,
+        ..settings(false)
+    };
+    let here = Authenticator::open(s.clone(), state.clone()).expect("open");
+    here.add_user("old", "pw", false).expect("add");
+    let there = Authenticator::open(s, state.clone()).expect("open");
+    there.delete_user("old").expect("delete");
+    there.add_user("new", "pw", true).expect("add");
+    here.resync().expect("resync");
+    let ids: Vec<String> = here.list_users().into_iter().map(|u| u.user_id).collect();
+    assert_eq!(ids, ["new"]);
+}
+
+fn refused() -> StateError {
+    StateError::Dir {
+        path: "read-only".into(),
+        error: std::io::Error::other("read-only store"),
+    }
+}
+
+/// A store that refuses every write.
+#[derive(Debug)]
+struct ReadOnly(SqliteState);
+
+impl StateStore for ReadOnly {
+    fn get(&self, kind: &str, key: &str) -> Result<Option<serde_json::Value>, StateError> {
+        self.0.get(kind, key)
+    }
+    fn put(&self, _: &str, _: &str, _: &serde_json::Value) -> Result<(), StateError> {
+        Err(refused())
+    }
+    fn put_many(&self, _: &str, _: &[(String, serde_json::Value)]) -> Result<(), StateError> {
+        Err(refused())
+    }
+    fn delete(&self, _: &str, _: &str) -> Result<bool, StateError> {
+        Err(refused())
+    }
+    fn list(&self, kind: &str) -> Result<Vec<(String, serde_json::Value)>, StateError> {
+        self.0.list(kind)
+    }
+    fn changes(&self) -> Feed {
+        self.0.changes()
+    }
+}
+
+#[test]
+fn a_write_the_store_refuses_leaves_the_view_unchanged() {
+    let state: SharedState = Arc::new(ReadOnly(SqliteState::in_memory().expect("state")));
+    let a = Authenticator::open(settings(false), state).expect("open");
+    assert!(matches!(
+        a.add_user("u", "pw", false),
+        Err(AuthError::State(_))
+    ));
+    assert!(a.get_user("u").is_none());
+    let csv = "user_id,password,is_superuser\nalice,pw-a,false\n";
+    assert!(a.import_csv(csv, BootstrapType::Plain).is_err());
+    assert!(a.list_users().is_empty());
 }

@@ -1,7 +1,8 @@
 //! Authentication and authorization for every gateway, protocol-neutral.
 //!
 //! Owns: the built-in user database ([`Authenticator`]: salted argon2 or PBKDF2-SHA256 hashes,
-//! persisted as JSON under `node.data_dir`, seeded from a bootstrap CSV), the ACL
+//! durable in the API-state store (`switchyard_state`, kind [`USERS_KIND`]) and served from an
+//! in-memory view the store's feed keeps current, seeded from a bootstrap CSV), the ACL
 //! ([`Authorizer`]: first-match `[[rule]]` tables from `authorization.file`, with a per-client
 //! decision cache in [`ClientAcl`]) and a token-bucket [`RateLimiter`] for per-client message
 //! rates.
@@ -22,7 +23,7 @@ mod verified;
 
 pub use authn::{
     AuthError, AuthResult, Authenticator, AuthnSettings, BootstrapType, Credentials, DenyReason,
-    UserIdType, UserInfo,
+    UserIdType, UserInfo, LEGACY_USERS_FILE, USERS_KIND,
 };
 pub use authz::{
     parse_rules, AclCacheSettings, AclError, Action, Authorizer, AuthzSettings, ClientAcl,

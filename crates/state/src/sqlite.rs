@@ -98,6 +98,27 @@ impl StateStore for SqliteState {
         Ok(())
     }
 
+    fn put_many(&self, kind: &str, docs: &[(String, Value)]) -> Result<(), StateError> {
+        {
+            let mut conn = self.conn.lock();
+            let tx = conn.transaction()?;
+            {
+                let mut stmt = tx.prepare(
+                    "INSERT INTO state (kind, key, value) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value",
+                )?;
+                for (key, value) in docs {
+                    stmt.execute(params![kind, key, value.to_string()])?;
+                }
+            }
+            tx.commit()?;
+        }
+        for (key, value) in docs {
+            self.notify(kind, key, Some(value.clone()));
+        }
+        Ok(())
+    }
+
     fn delete(&self, kind: &str, key: &str) -> Result<bool, StateError> {
         let n = self.conn.lock().execute(
             "DELETE FROM state WHERE kind = ?1 AND key = ?2",
@@ -164,6 +185,21 @@ mod tests {
             (seen[4].kind.as_str(), seen[4].key.as_str()),
             ("users", "a")
         );
+    }
+
+    #[test]
+    fn put_many_stores_every_document_and_reports_each() {
+        let s = SqliteState::in_memory().unwrap_or_else(|e| panic!("{e}"));
+        let mut feed = s.changes();
+        s.put("users", "b", &json!("old"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let docs = vec![("a".to_owned(), json!(1)), ("b".to_owned(), json!(2))];
+        s.put_many("users", &docs).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.list("users").unwrap_or_else(|e| panic!("{e}")), docs);
+        let seen: Vec<Change> = std::iter::from_fn(|| feed.try_recv().ok()).collect();
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        assert_eq!(seen[2].value, Some(json!(2)));
+        s.put_many("users", &[]).unwrap_or_else(|e| panic!("{e}"));
     }
 
     #[test]

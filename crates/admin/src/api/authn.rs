@@ -5,7 +5,7 @@
 //! The store is the [`Authenticator`] every gateway checks, so a user created here can connect
 //! at once, and a changed or deleted password stops working at once (the authenticator forgets
 //! its remembered verifications of that user). Hashing (argon2 or PBKDF2) and the fsynced
-//! write of `authn_users.json` run on the blocking pool, never on an async worker.
+//! write to the API-state store run on the blocking pool, never on an async worker.
 //! Passwords are never logged or answered.
 
 use super::{body, no_content, St};

@@ -82,7 +82,8 @@ pub async fn delete_user(
     if matches!(&p, Principal::User { username: me, .. } if *me == username) {
         return Err(ApiError::bad_request("cannot delete yourself"));
     }
-    st.0.auth.delete_user(&username)?;
+    let auth = st.0.auth.clone();
+    blocking(move || auth.delete_user(&username)).await?;
     Ok(no_content())
 }
 
@@ -148,12 +149,24 @@ fn yes() -> bool {
 /// `POST /api/v5/api_key` → 200 `{name, api_key, api_secret, ...}` (the secret only now).
 pub async fn add_api_key(st: St, raw: Bytes) -> ApiResult<Response> {
     let b: NewKey = body(&raw)?;
-    let v = st.0.auth.add_api_key(&b.name, &b.desc, b.enable)?;
+    let auth = st.0.auth.clone();
+    let v = blocking(move || auth.add_api_key(&b.name, &b.desc, b.enable)).await?;
     Ok((StatusCode::OK, Json(v)).into_response())
 }
 
 /// `DELETE /api/v5/api_key/{name}` → 204.
 pub async fn delete_api_key(st: St, Path(name): Path<String>) -> ApiResult<Response> {
-    st.0.auth.delete_api_key(&name)?;
+    let auth = st.0.auth.clone();
+    blocking(move || auth.delete_api_key(&name)).await?;
     Ok(no_content())
+}
+
+/// Runs an admin-store call on the blocking pool: it writes the state store, which syncs to
+/// disk before it returns.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
 }
