@@ -43,7 +43,8 @@ enum CtlCommand {
 
 #[derive(Debug, Subcommand)]
 enum ClientsCommand {
-    /// List clients (optionally of one protocol: MQTT, MQTT-SN, CoAP, LwM2M).
+    /// List clients (optionally of one protocol, by its proto_name as `GET /api/v5/protocols`
+    /// lists them, e.g. MQTT-SN).
     List {
         #[arg(long)]
         proto: Option<String>,

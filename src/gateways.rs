@@ -1,8 +1,13 @@
-//! Starting and stopping the UDP gateways (MQTT-SN, CoAP, LwM2M), at start-up and at run time
-//! from the admin API (`PUT /api/v5/gateways/{name}/enable/{bool}`). Each running gateway has
-//! its own cancellation token, a child of the node's: stopping one closes its socket and its
-//! clients (reason `server_shutdown`; persistent sessions stay in the bus), starting it again
-//! binds its configured address anew.
+//! The gateway table, the only list of protocols in the binary ([`GATEWAYS`]: each gateway
+//! crate's `switchyard_net::GatewayDescriptor` and the function that builds it from the
+//! config), and the runner that starts and stops them, at start-up and at run time from the
+//! admin API (`PUT /api/v5/gateways/{name}/enable/{bool}`). Start-up, the admin API (names,
+//! namespaces, listener ids, metric labels, the dashboard's protocol list) and the config
+//! checks in the tests below all read the table; nothing else names a gateway.
+//!
+//! Each running gateway has its own cancellation token, a child of the node's: stopping one
+//! closes its listeners and its clients (reason `server_shutdown`; persistent sessions stay in
+//! the bus), starting it again binds its configured addresses anew (the same ports as before).
 
 use crate::settings;
 use anyhow::Context;
@@ -14,14 +19,53 @@ use std::sync::Arc;
 use switchyard_auth::Security;
 use switchyard_bus::BusHandle;
 use switchyard_config::Config;
+use switchyard_net::{BoundListener, Gateway, GatewayDescriptor, TlsListener};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// The UDP gateways this binary carries.
-pub const BUILT: [&str; 3] = ["mqttsn", "coap", "lwm2m"];
+/// One protocol this binary carries: what it is, and how the binary builds it.
+pub struct GatewayEntry {
+    /// The gateway crate's descriptor.
+    pub descriptor: &'static GatewayDescriptor,
+    /// Builds the gateway from the config (`settings.rs`); called at each start.
+    pub build: fn(&BuildContext) -> anyhow::Result<Arc<dyn Gateway>>,
+}
 
-/// A running gateway: how to stop it, and its tasks (the listener and its clients, which hold
-/// the socket), so a stop can wait until the port is free for the next start.
+const fn entry(
+    descriptor: &'static GatewayDescriptor,
+    build: fn(&BuildContext) -> anyhow::Result<Arc<dyn Gateway>>,
+) -> GatewayEntry {
+    GatewayEntry { descriptor, build }
+}
+
+/// The gateway table, in start and display order. A new protocol is one line here.
+pub static GATEWAYS: &[GatewayEntry] = &[
+    entry(&switchyard_mqtt::DESCRIPTOR, settings::mqtt_gateway),
+    entry(&switchyard_mqttsn::DESCRIPTOR, settings::mqttsn_gateway),
+    entry(&switchyard_coap::DESCRIPTOR, settings::coap_gateway),
+    entry(&switchyard_lwm2m::DESCRIPTOR, settings::lwm2m_gateway),
+];
+
+/// The table's descriptors, as the admin API gets them.
+pub fn descriptors() -> Vec<&'static GatewayDescriptor> {
+    GATEWAYS.iter().map(|e| e.descriptor).collect()
+}
+
+/// What building a gateway may need, shared by every start.
+pub struct BuildContext {
+    /// The effective configuration.
+    pub config: Arc<Config>,
+    /// The bus.
+    pub bus: BusHandle,
+    /// Authentication and authorization, shared by every gateway.
+    pub security: Security,
+    /// Shared by every CoAP gateway instance, so the admin API reaches the clients of the one
+    /// running now, across restarts.
+    pub coap_requests: switchyard_coap::CoapRequester,
+}
+
+/// A running gateway: how to stop it, and its tasks (the listeners and their clients, which
+/// hold the sockets), so a stop can wait until the ports are free for the next start.
 struct Running {
     cancel: CancellationToken,
     tasks: TaskTracker,
@@ -31,20 +75,15 @@ struct Running {
 /// stuck one).
 const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Starts and stops the UDP gateways.
+/// Starts and stops the gateways of [`GATEWAYS`].
 pub struct GatewayRunner {
-    config: Arc<Config>,
-    bus: BusHandle,
-    security: Security,
+    ctx: BuildContext,
     root: CancellationToken,
     tracker: TaskTracker,
     running: tokio::sync::Mutex<HashMap<&'static str, Running>>,
-    /// The address each gateway got the first time: a restart binds it again, so clients and
-    /// operators keep the same port even when the config says port 0.
-    bound: parking_lot::Mutex<HashMap<&'static str, SocketAddr>>,
-    /// Shared by every CoAP gateway instance, so the admin API reaches the clients of the one
-    /// running now, across restarts.
-    coap_requests: switchyard_coap::CoapRequester,
+    /// The address each listener got the first time, by listener id: a restart binds it again,
+    /// so clients and operators keep the same port even when the config says port 0.
+    bound: parking_lot::Mutex<HashMap<String, SocketAddr>>,
 }
 
 impl GatewayRunner {
@@ -57,46 +96,59 @@ impl GatewayRunner {
         tracker: TaskTracker,
     ) -> Self {
         GatewayRunner {
-            config,
-            bus,
-            security,
+            ctx: BuildContext {
+                config,
+                bus,
+                security,
+                coap_requests: switchyard_coap::CoapRequester::new(),
+            },
             root,
             tracker,
             running: tokio::sync::Mutex::new(HashMap::new()),
             bound: parking_lot::Mutex::new(HashMap::new()),
-            coap_requests: switchyard_coap::CoapRequester::new(),
         }
     }
 
-    /// Starts a gateway (no-op when running); returns its bound address.
-    pub async fn start(&self, name: &str) -> anyhow::Result<Option<SocketAddr>> {
+    /// Starts gateway `name` (no-op when running): builds it and binds and serves each of its
+    /// enabled listeners. Returns each bound listener's id and address.
+    pub async fn start(&self, name: &str) -> anyhow::Result<Vec<(String, SocketAddr)>> {
         let mut running = self.running.lock().await;
-        let Some(&name) = BUILT.iter().find(|g| **g == name) else {
+        let Some(entry) = GATEWAYS.iter().find(|e| e.descriptor.name == name) else {
             anyhow::bail!("no gateway {name}");
         };
+        let name = entry.descriptor.name;
         if running.contains_key(name) {
-            return Ok(None);
+            return Ok(Vec::new());
         }
         let token = self.root.child_token();
         let tasks = TaskTracker::new();
-        let addr = self.spawn(name, token.clone(), tasks.clone()).await?;
-        // Closed at once: `wait` completes when the listener and every client task have ended.
+        let started = self.spawn(entry, &token, &tasks).await;
+        // Closed at once: `wait` completes when the listeners and every client task have ended.
         tasks.close();
         // The node's shutdown waits for them too.
         let waited = tasks.clone();
         self.tracker.spawn(async move { waited.wait().await });
-        running.insert(
-            name,
-            Running {
-                cancel: token,
-                tasks,
-            },
-        );
-        Ok(Some(addr))
+        match started {
+            Ok(bound) => {
+                running.insert(
+                    name,
+                    Running {
+                        cancel: token,
+                        tasks,
+                    },
+                );
+                Ok(bound)
+            }
+            Err(e) => {
+                // Listeners bound before the failure close again.
+                token.cancel();
+                Err(e)
+            }
+        }
     }
 
-    /// Stops a gateway and waits until its socket is closed (so a start right after can bind
-    /// the same port); true if it was running.
+    /// Stops a gateway and waits until its sockets are closed (so a start right after can bind
+    /// the same ports); true if it was running.
     pub async fn stop(&self, name: &str) -> bool {
         let mut running = self.running.lock().await;
         match running.remove(name) {
@@ -117,86 +169,69 @@ impl GatewayRunner {
 
     async fn spawn(
         &self,
-        name: &'static str,
-        cancel: CancellationToken,
-        tracker: TaskTracker,
-    ) -> anyhow::Result<SocketAddr> {
-        let c = &self.config;
-        let (listener, bind) = match name {
-            "mqttsn" => (
-                "mqttsn:udp:default",
-                c.gateway.mqttsn.listeners.udp.default.bind,
-            ),
-            "coap" => (
-                "coap:udp:default",
-                c.gateway.coap.listeners.udp.default.bind,
-            ),
-            _ => (
-                "lwm2m:udp:default",
-                c.gateway.lwm2m.listeners.udp.default.bind,
-            ),
-        };
-        let bind = self.bound.lock().get(name).copied().unwrap_or(bind);
-        // MQTT-SN spreads its clients over one socket per core (SO_REUSEPORT); the CoAP-based
-        // gateways keep one socket.
-        let mut sockets = if name == "mqttsn" {
-            switchyard_mqttsn::bind_udp(bind)
-        } else {
-            tokio::net::UdpSocket::bind(bind).await.map(|s| vec![s])
+        entry: &GatewayEntry,
+        cancel: &CancellationToken,
+        tracker: &TaskTracker,
+    ) -> anyhow::Result<Vec<(String, SocketAddr)>> {
+        let desc = entry.descriptor;
+        let section = self
+            .ctx
+            .config
+            .protocol(desc.name)
+            .with_context(|| format!("gateway {}: no config section", desc.name))?;
+        let gateway = (entry.build)(&self.ctx)?;
+        let mut started = Vec::new();
+        for spec in desc.listeners {
+            let id = desc.listener_id(spec);
+            let view = section
+                .listener(spec.kind.as_str())
+                .with_context(|| format!("listener {id}: no config table"))?;
+            if !view.enable {
+                continue;
+            }
+            // A bad certificate or key is an error naming the file, before anything binds.
+            let tls = match (&view.tls, spec.kind.is_tls()) {
+                (Some(o), true) => Some(tls_listener(&id, o)?),
+                _ => None,
+            };
+            let configured = self.bound.lock().get(&id).copied();
+            let addr = configured.unwrap_or(view.bind);
+            let socket = switchyard_net::bind(spec, addr)
+                .with_context(|| format!("listener {id}: cannot bind {addr}"))?;
+            let local = socket.local_addr()?;
+            self.bound.lock().insert(id.clone(), local);
+            if let Some(path) = &view.ws_path {
+                tracing::info!(listener = %id, %path, "WebSocket path");
+            }
+            let listener = BoundListener {
+                id: id.clone(),
+                kind: spec.kind,
+                socket,
+                limits: settings::limits(view),
+                enable_authn: view.enable_authn,
+                ws_path: view.ws_path.clone(),
+                tls,
+            };
+            let serve = gateway.serve(listener, cancel.clone(), tracker.clone())?;
+            tracker.spawn(serve);
+            tracing::info!(listener = %id, addr = %local, "listener started");
+            started.push((id, local));
         }
-        .with_context(|| format!("listener {listener}: cannot bind {bind}"))?;
-        let addr = sockets.first().context("no socket bound")?.local_addr()?;
-        self.bound.lock().insert(name, addr);
-        match name {
-            "mqttsn" => {
-                let udp = &c.gateway.mqttsn.listeners.udp.default;
-                let gateway = switchyard_mqttsn::MqttSnGateway {
-                    bus: self.bus.clone(),
-                    settings: Arc::new(settings::mqttsn_settings(c, &self.security)),
-                };
-                let limits = settings::udp_limits(udp.max_connections, udp.max_conn_rate);
-                tracker.spawn(switchyard_mqttsn::serve_udp(
-                    sockets,
-                    listener.into(),
-                    gateway,
-                    limits,
-                    cancel,
-                    tracker.clone(),
-                ));
-            }
-            "coap" => {
-                let gateway = switchyard_coap::CoapGateway {
-                    bus: self.bus.clone(),
-                    settings: Arc::new(settings::coap_settings(c, &self.security)?),
-                    requests: self.coap_requests.clone(),
-                };
-                tracker.spawn(switchyard_coap::serve_udp(
-                    sockets.remove(0),
-                    listener.into(),
-                    gateway,
-                    cancel,
-                    tracker.clone(),
-                ));
-            }
-            _ => {
-                let g = &c.gateway.lwm2m;
-                let gateway = switchyard_lwm2m::Lwm2mGateway {
-                    bus: self.bus.clone(),
-                    settings: Arc::new(settings::lwm2m_settings(c, &self.security)?),
-                    objects: Arc::new(crate::startup::lwm2m_objects(g)?),
-                };
-                tracker.spawn(switchyard_lwm2m::serve_udp(
-                    sockets.remove(0),
-                    listener.into(),
-                    gateway,
-                    cancel,
-                    tracker.clone(),
-                ));
-            }
-        }
-        tracing::info!(listener, %addr, "listener started");
-        Ok(addr)
+        Ok(started)
     }
+}
+
+/// The TLS acceptor of listener `name` from its config keys; a bad file is an error naming it.
+pub fn tls_listener(name: &str, o: &switchyard_config::TlsOptions) -> anyhow::Result<TlsListener> {
+    let settings = switchyard_net::tls::TlsSettings {
+        certfile: o.certfile.clone(),
+        keyfile: o.keyfile.clone(),
+        cacertfile: (!o.cacertfile.as_os_str().is_empty()).then(|| o.cacertfile.clone()),
+        verify_peer: o.verify == switchyard_config::TlsVerify::VerifyPeer,
+        fail_if_no_peer_cert: o.fail_if_no_peer_cert,
+        peer_cert_as_username: o.peer_cert_as_username == switchyard_config::PeerCertAsUsername::Cn,
+    };
+    TlsListener::new(&settings).with_context(|| format!("listener {name}"))
 }
 
 impl switchyard_admin::GatewayControl for GatewayRunner {
@@ -257,6 +292,7 @@ impl switchyard_admin::CoapRequests for GatewayRunner {
                 payload: r.payload,
             };
             let answer = self
+                .ctx
                 .coap_requests
                 .request(&r.client_id, request, r.timeout)
                 .await;
@@ -276,3 +312,7 @@ impl switchyard_admin::CoapRequests for GatewayRunner {
         })
     }
 }
+
+#[cfg(test)]
+#[path = "gateways_tests.rs"]
+mod tests;

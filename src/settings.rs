@@ -1,12 +1,16 @@
 //! Translation of the loaded config into each component's own settings type, so that neither
-//! the bus nor a gateway depends on how configuration is loaded.
+//! the bus nor a gateway depends on how configuration is loaded; and, for the gateway table
+//! (`gateways.rs`), one function per gateway that builds it from the config.
 
 use std::sync::Arc;
 use switchyard_auth::Security;
 use switchyard_bus::{BusConfig, SharedStrategy};
 use switchyard_config::{Config, SharedSubscriptionStrategy};
 use switchyard_core::QoS;
-use switchyard_mqtt::{ListenerLimits, MqttGateway, MqttSettings};
+use switchyard_mqtt::{MqttGateway, MqttSettings};
+use switchyard_net::{Gateway, ListenerLimits};
+
+use crate::gateways::BuildContext;
 
 /// The bus's settings.
 pub fn bus_config(c: &Config) -> BusConfig {
@@ -100,17 +104,39 @@ pub fn security(c: &Config, state: switchyard_state::SharedState) -> anyhow::Res
     })
 }
 
-/// The MQTT gateway for a listener with this `enable_authn`.
-pub fn with_authn(gw: &MqttGateway, enable_authn: bool) -> MqttGateway {
-    if gw.settings.enable_authn == enable_authn {
-        return gw.clone();
-    }
-    let mut settings = (*gw.settings).clone();
-    settings.enable_authn = enable_authn;
-    MqttGateway {
-        bus: gw.bus.clone(),
-        settings: Arc::new(settings),
-    }
+/// The MQTT gateway (`[mqtt]`; each listener's own `enable_authn` applies when it is served).
+pub fn mqtt_gateway(ctx: &BuildContext) -> anyhow::Result<Arc<dyn Gateway>> {
+    Ok(Arc::new(MqttGateway {
+        bus: ctx.bus.clone(),
+        settings: Arc::new(mqtt_settings(&ctx.config, &ctx.security)),
+    }))
+}
+
+/// The MQTT-SN gateway (`[gateway.mqttsn]`).
+pub fn mqttsn_gateway(ctx: &BuildContext) -> anyhow::Result<Arc<dyn Gateway>> {
+    Ok(Arc::new(switchyard_mqttsn::MqttSnGateway {
+        bus: ctx.bus.clone(),
+        settings: Arc::new(mqttsn_settings(&ctx.config, &ctx.security)),
+    }))
+}
+
+/// The CoAP gateway (`[gateway.coap]`), answering the admin API's requests through the
+/// runner's shared requester.
+pub fn coap_gateway(ctx: &BuildContext) -> anyhow::Result<Arc<dyn Gateway>> {
+    Ok(Arc::new(switchyard_coap::CoapGateway {
+        bus: ctx.bus.clone(),
+        settings: Arc::new(coap_settings(&ctx.config, &ctx.security)?),
+        requests: ctx.coap_requests.clone(),
+    }))
+}
+
+/// The LwM2M gateway (`[gateway.lwm2m]`) with its object definitions.
+pub fn lwm2m_gateway(ctx: &BuildContext) -> anyhow::Result<Arc<dyn Gateway>> {
+    Ok(Arc::new(switchyard_lwm2m::Lwm2mGateway {
+        bus: ctx.bus.clone(),
+        settings: Arc::new(lwm2m_settings(&ctx.config, &ctx.security)?),
+        objects: Arc::new(crate::startup::lwm2m_objects(&ctx.config.gateway.lwm2m)?),
+    }))
 }
 
 /// The MQTT gateway's settings.
@@ -143,12 +169,12 @@ pub fn mqtt_settings(c: &Config, security: &Security) -> MqttSettings {
     }
 }
 
-/// Limits of one stream listener (TCP, TLS, WebSocket).
-pub fn limits(max_connections: u32, max_conn_rate: u32, max_conn_burst: u32) -> ListenerLimits {
+/// Admission limits of any listener, stream or datagram.
+pub fn limits(l: &switchyard_config::ListenerView) -> ListenerLimits {
     ListenerLimits {
-        max_connections: max_connections as usize,
-        max_conn_rate,
-        max_conn_burst,
+        max_connections: usize::try_from(l.max_connections).unwrap_or(usize::MAX),
+        max_conn_rate: l.max_conn_rate,
+        max_conn_burst: l.max_conn_burst,
     }
 }
 
@@ -180,14 +206,6 @@ pub fn mqttsn_settings(c: &Config, security: &Security) -> switchyard_mqttsn::Mq
     }
 }
 
-/// Limits of one UDP gateway listener.
-pub fn udp_limits(max_connections: u32, max_conn_rate: u32) -> switchyard_mqttsn::ListenerLimits {
-    switchyard_mqttsn::ListenerLimits {
-        max_connections: max_connections as usize,
-        max_conn_rate,
-    }
-}
-
 /// The CoAP gateway's settings (`[gateway.coap]`), checked: values the schema cannot
 /// constrain are start-up errors here.
 pub fn coap_settings(
@@ -197,7 +215,6 @@ pub fn coap_settings(
     use switchyard_coap::{NotifyType, QosMode};
     use switchyard_config::{CoapNotifyType, CoapQosMode};
     let g = &c.gateway.coap;
-    let udp = &g.listeners.udp.default;
     if !(g.ack_random_factor.is_finite() && g.ack_random_factor >= 1.0) {
         anyhow::bail!("gateway.coap.ack_random_factor: must be a number >= 1.0");
     }
@@ -240,8 +257,6 @@ pub fn coap_settings(
         enable_authn: g.enable_authn,
         security: security.clone(),
         max_topic_levels: usize::from(c.mqtt.max_topic_levels),
-        max_connections: udp.max_connections as usize,
-        max_conn_rate: udp.max_conn_rate,
     })
 }
 
@@ -254,7 +269,6 @@ pub fn lwm2m_settings(
     use switchyard_config::{Lwm2mUpdateCondition, TranslatorConfig};
     use switchyard_lwm2m::{Translator, UpdateCondition};
     let g = &c.gateway.lwm2m;
-    let udp = &g.listeners.udp.default;
     if !(g.ack_random_factor.is_finite() && g.ack_random_factor >= 1.0) {
         anyhow::bail!("gateway.lwm2m.ack_random_factor: must be a number >= 1.0");
     }
@@ -300,8 +314,6 @@ pub fn lwm2m_settings(
         update: t("update", &tr.update)?,
         enable_authn: g.enable_authn,
         security: security.clone(),
-        max_connections: udp.max_connections as usize,
-        max_conn_rate: udp.max_conn_rate,
         max_queue: c.mqtt.max_mqueue_len.max(1) as usize,
     })
 }

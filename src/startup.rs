@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchyard_bus::BusHandle;
 use switchyard_config::{Config, LogConfig, LogFormat};
-use switchyard_mqtt::MqttGateway;
 use switchyard_state::{SharedState, SqliteState, StateView};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -42,31 +41,15 @@ pub fn init_tracing(log: &LogConfig) -> anyhow::Result<()> {
     result.map_err(|e| anyhow::anyhow!("cannot initialise logging: {e}"))
 }
 
-/// Accept backlog of the stream listeners. Over `max_conn_rate` new connections wait here
-/// rather than being refused, so it is larger than tokio's default of 1024 (the kernel caps it
-/// at `net.core.somaxconn`).
-const ACCEPT_BACKLOG: u32 = 4096;
-
-/// A listening socket as `TcpListener::bind` makes it (SO_REUSEADDR on Unix, so a restart
-/// binds while old connections linger in TIME_WAIT), with [`ACCEPT_BACKLOG`].
-fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = match addr {
-        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-    };
-    #[cfg(unix)]
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(ACCEPT_BACKLOG)
-}
-
-/// Binds a stream listener, logs it, and records its address for the ready file and the API.
+/// Binds the dashboard's stream listener, logs it, and records its address for the ready file
+/// and the API (the gateways' listeners are bound by the runner).
 async fn bind_tcp(
     name: &str,
     addr: SocketAddr,
     bound: &mut BTreeMap<String, String>,
 ) -> anyhow::Result<TcpListener> {
-    let listener = listen(addr).with_context(|| format!("listener {name}: cannot bind {addr}"))?;
+    let listener = switchyard_net::listen(addr)
+        .with_context(|| format!("listener {name}: cannot bind {addr}"))?;
     let addr = listener.local_addr()?;
     tracing::info!(listener = name, %addr, "listener started");
     bound.insert(name.into(), addr.to_string());
@@ -90,38 +73,6 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
     let feed = state.changes();
     let security = settings::security(&config, state.clone())?;
     let mut views: Vec<Arc<dyn StateView>> = vec![security.authn.clone()];
-    let mqtt = MqttGateway {
-        bus: bus.clone(),
-        settings: Arc::new(settings::mqtt_settings(&config, &security)),
-    };
-    let tcp = &config.listeners.tcp.default;
-    if tcp.enable {
-        let name = "mqtt:tcp:default";
-        let listener = bind_tcp(name, tcp.bind, &mut bound).await?;
-        tracker.spawn(switchyard_mqtt::serve_tcp(
-            listener,
-            name.into(),
-            settings::with_authn(&mqtt, tcp.enable_authn),
-            settings::limits(tcp.max_connections, tcp.max_conn_rate, tcp.max_conn_burst),
-            cancel.clone(),
-            tracker.clone(),
-        ));
-    }
-    let ws = &config.listeners.ws.default;
-    if ws.enable {
-        let name = "mqtt:ws:default";
-        let listener = bind_tcp(name, ws.bind, &mut bound).await?;
-        tracing::info!(listener = name, path = %ws.path, "WebSocket path");
-        tracker.spawn(switchyard_mqtt::serve_ws(
-            listener,
-            name.into(),
-            ws.path.clone(),
-            settings::with_authn(&mqtt, ws.enable_authn),
-            settings::limits(ws.max_connections, ws.max_conn_rate, ws.max_conn_burst),
-            cancel.clone(),
-            tracker.clone(),
-        ));
-    }
     let gateways = Arc::new(crate::gateways::GatewayRunner::new(
         Arc::new(config.clone()),
         bus.clone(),
@@ -129,19 +80,15 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
         cancel.clone(),
         tracker.clone(),
     ));
-    let enabled = [
-        ("mqttsn", config.gateway.mqttsn.enable),
-        ("coap", config.gateway.coap.enable),
-        ("lwm2m", config.gateway.lwm2m.enable),
-    ];
-    for (name, enable) in enabled {
-        if enable {
-            if let Some(addr) = gateways.start(name).await? {
-                bound.insert(format!("{name}:udp:default"), addr.to_string());
+    // Every protocol of the gateway table whose section is enabled, in the table's order.
+    for entry in crate::gateways::GATEWAYS {
+        let name = entry.descriptor.name;
+        if config.protocol(name).is_some_and(|p| p.enable) {
+            for (id, addr) in gateways.start(name).await? {
+                bound.insert(id, addr.to_string());
             }
         }
     }
-    start_tls_listeners(&config, &mqtt, &mut bound, &cancel, &tracker).await?;
     let dash = &config.dashboard.listeners.http;
     let dash_tls = &config.dashboard.listeners.https;
     if dash.enable || dash_tls.enable {
@@ -154,7 +101,7 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
             state: state.clone(),
             config: Arc::new(config.clone()),
             listeners: bound.clone(),
-            gateways_built: crate::gateways::BUILT.to_vec(),
+            gateways: crate::gateways::descriptors(),
             gateway_control: Some(gateways.clone()),
             coap_requests: Some(gateways.clone()),
             version: env!("CARGO_PKG_VERSION"),
@@ -163,7 +110,7 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
         views.push(admin.state_view());
         if dash_tls.enable {
             let name = "dashboard:https:default";
-            let tls = tls_listener(name, &dash_tls.tls())?;
+            let tls = crate::gateways::tls_listener(name, &dash_tls.tls())?;
             let listener = bind_tcp(name, dash_tls.bind, &mut bound).await?;
             tracker.spawn(
                 admin
@@ -234,70 +181,6 @@ fn open_bus(
         "session store opened"
     );
     Ok((bus, Some(store)))
-}
-
-fn tls_listener(
-    name: &str,
-    o: &switchyard_config::TlsOptions,
-) -> anyhow::Result<switchyard_mqtt::TlsListener> {
-    let settings = switchyard_mqtt::tls::TlsSettings {
-        certfile: o.certfile.clone(),
-        keyfile: o.keyfile.clone(),
-        cacertfile: (!o.cacertfile.as_os_str().is_empty()).then(|| o.cacertfile.clone()),
-        verify_peer: o.verify == switchyard_config::TlsVerify::VerifyPeer,
-        fail_if_no_peer_cert: o.fail_if_no_peer_cert,
-        peer_cert_as_username: o.peer_cert_as_username == switchyard_config::PeerCertAsUsername::Cn,
-    };
-    let acceptor =
-        switchyard_mqtt::tls::acceptor(&settings).with_context(|| format!("listener {name}"))?;
-    Ok(switchyard_mqtt::TlsListener {
-        acceptor,
-        cn_as_username: settings.peer_cert_as_username,
-    })
-}
-
-/// MQTT over TLS (8883) and over secure WebSocket (8084), when enabled; a bad certificate or
-/// key is a start-up error naming the file.
-async fn start_tls_listeners(
-    config: &Config,
-    mqtt: &MqttGateway,
-    bound: &mut BTreeMap<String, String>,
-    cancel: &CancellationToken,
-    tracker: &TaskTracker,
-) -> anyhow::Result<()> {
-    let ssl = &config.listeners.ssl.default;
-    if ssl.enable {
-        let name = "mqtt:ssl:default";
-        let tls = tls_listener(name, &ssl.tls())?;
-        let listener = bind_tcp(name, ssl.bind, bound).await?;
-        tracker.spawn(switchyard_mqtt::serve_tls(
-            listener,
-            name.into(),
-            tls,
-            settings::with_authn(mqtt, ssl.enable_authn),
-            settings::limits(ssl.max_connections, ssl.max_conn_rate, ssl.max_conn_burst),
-            cancel.clone(),
-            tracker.clone(),
-        ));
-    }
-    let wss = &config.listeners.wss.default;
-    if wss.enable {
-        let name = "mqtt:wss:default";
-        let tls = tls_listener(name, &wss.tls())?;
-        let listener = bind_tcp(name, wss.bind, bound).await?;
-        tracing::info!(listener = name, path = %wss.path, "WebSocket path");
-        tracker.spawn(switchyard_mqtt::serve_wss(
-            listener,
-            name.into(),
-            wss.path.clone(),
-            tls,
-            settings::with_authn(mqtt, wss.enable_authn),
-            settings::limits(wss.max_connections, wss.max_conn_rate, wss.max_conn_burst),
-            cancel.clone(),
-            tracker.clone(),
-        ));
-    }
-    Ok(())
 }
 
 /// The LwM2M object definitions: every `*.xml` in `xml_dir`. When the default directory does

@@ -463,3 +463,67 @@ async fn lwm2m_lookup_returns_the_device_answer() {
     assert_eq!(s, StatusCode::BAD_REQUEST);
     device.abort();
 }
+
+/// One table behind the admin API: `/api/v5/protocols` is the binary's gateway table as the
+/// admin API got it; `/gateways` lists exactly its gateway entries with their listener ids,
+/// every bound protocol listener of the ready file is one of its listeners, and `/stats` and
+/// Prometheus carry one connection count per entry.
+#[tokio::test]
+async fn gateways_stats_and_metrics_follow_the_gateway_table() {
+    let broker = Broker::start();
+    let api = Api::ready(&broker).await;
+    let (s, table) = api.get("/api/v5/protocols").await;
+    assert_eq!(s, StatusCode::OK, "{table}");
+    let table = table.as_array().expect("a list").clone();
+    let field = |p: &serde_json::Value, k: &str| p[k].as_str().unwrap_or_default().to_owned();
+    let listener_ids = |v: &serde_json::Value| -> Vec<String> {
+        v["listeners"]
+            .as_array()
+            .map(|ls| ls.iter().map(|l| field(l, "id")).collect())
+            .unwrap_or_default()
+    };
+    assert!(table
+        .iter()
+        .any(|p| p["name"] == "mqtt" && p["gateway"] == false));
+
+    let (_, gws) = api.get("/api/v5/gateways").await;
+    let gws = gws.as_array().expect("a list").clone();
+    let listed: Vec<String> = gws.iter().map(|g| field(g, "name")).collect();
+    let expected: Vec<String> = table
+        .iter()
+        .filter(|p| p["gateway"] == true)
+        .map(|p| field(p, "name"))
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(
+        listed, expected,
+        "/gateways lists the table's gateways, in order"
+    );
+    for g in &gws {
+        let entry = table
+            .iter()
+            .find(|p| p["name"] == g["name"])
+            .expect("entry");
+        assert_eq!(listener_ids(g), listener_ids(entry), "{g}");
+    }
+
+    let all: Vec<String> = table.iter().flat_map(listener_ids).collect();
+    for id in broker.listeners().keys() {
+        if !id.starts_with("dashboard:") {
+            assert!(all.contains(id), "{id} is not in the table: {all:?}");
+        }
+    }
+
+    let (_, stats) = api.get("/api/v5/stats?aggregate=true").await;
+    let (_, prometheus) = api.get("/api/v5/prometheus/stats").await;
+    let prometheus = prometheus.as_str().unwrap_or_default().to_owned();
+    for p in &table {
+        let (ns, proto) = (field(p, "namespace"), field(p, "proto_name"));
+        assert!(
+            stats[format!("{ns}.connections.count")].is_number(),
+            "{ns}: {stats}"
+        );
+        let line = format!("switchyard_connections{{protocol=\"{proto}\",namespace=\"{ns}\"}}");
+        assert!(prometheus.contains(&line), "{line} missing");
+    }
+}

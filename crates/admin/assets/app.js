@@ -84,7 +84,13 @@
   }
 
   // ---- pages ----
-  const PROTOCOLS = [["mqtt", "MQTT"], ["mqttsn", "MQTT-SN"], ["coap", "CoAP"], ["lwm2m", "LwM2M"]];
+  // The protocols this binary carries, from its gateway table (name, namespace, proto_name,
+  // display_name, gateway): asked once, so a new protocol needs no change here.
+  let protocolList = null;
+  function protocols() {
+    if (!protocolList) protocolList = api("GET", "/api/v5/protocols").catch((e) => { protocolList = null; throw e; });
+    return protocolList;
+  }
   function fmtUptime(ms) {
     let s = Math.floor(ms / 1000); const d = Math.floor(s / 86400); s %= 86400;
     const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60); s %= 60;
@@ -94,19 +100,22 @@
 
   function overview(main) {
     main.innerHTML = `<h1>${t("navOverview")}</h1>
-      <div class="cards">${PROTOCOLS.map(([ns, name]) => stat("conn-" + ns, name + " " + t("connections"))).join("")}
+      <div class="cards"><div id="proto-cards" style="display:contents"></div>
         ${stat("stat-sessions", t("sessions"))}${stat("stat-subs", t("navSubscriptions"))}${stat("stat-topics", t("navTopics"))}${stat("stat-retained", t("navRetained"))}</div>
       <div class="card"><h2>${t("messageRate")}</h2>
         <div class="legend"><span><i style="background:#0f9d74"></i>${t("received")}</span><span><i style="background:#3b6fd8"></i>${t("sent")}</span><span><i style="background:#d64545"></i>${t("dropped")}</span></div>
         <canvas id="rate-chart"></canvas></div>
       <div class="cards" style="margin-top:16px">${stat("node-name", t("node"), true)}${stat("node-version", t("version"), true)}${stat("node-uptime", t("uptime"), true)}</div>`;
     const chart = new window.LineChart($("#rate-chart"), [{ color: "#0f9d74" }, { color: "#3b6fd8" }, { color: "#d64545" }], 60);
+    protocols().then((ps) => {
+      const el = $("#proto-cards"); if (el) el.innerHTML = ps.map((p) => stat("conn-" + p.namespace, p.display_name + " " + t("connections"))).join("");
+    }).catch(() => { /* the cards stay empty; the poll below retries the list */ });
     let last = null;
     every(2000, async () => {
       try {
-        const [s, m, n] = await Promise.all([api("GET", "/api/v5/stats?aggregate=true"), api("GET", "/api/v5/metrics?aggregate=true"), api("GET", "/api/v5/nodes")]);
+        const [s, m, n, ps] = await Promise.all([api("GET", "/api/v5/stats?aggregate=true"), api("GET", "/api/v5/metrics?aggregate=true"), api("GET", "/api/v5/nodes"), protocols()]);
         if (!$("#rate-chart")) return;
-        PROTOCOLS.forEach(([ns]) => { $("#conn-" + ns).textContent = s[ns + ".connections.count"] || 0; });
+        ps.forEach((p) => { const el = $("#conn-" + p.namespace); if (el) el.textContent = s[p.namespace + ".connections.count"] || 0; });
         $("#stat-sessions").textContent = s["sessions.count"]; $("#stat-subs").textContent = s["subscriptions.count"];
         $("#stat-topics").textContent = s["topics.count"]; $("#stat-retained").textContent = s["retained.count"];
         $("#node-name").textContent = n[0].node; $("#node-version").textContent = n[0].version; $("#node-uptime").textContent = fmtUptime(n[0].uptime);
@@ -129,10 +138,15 @@
     const params = new URLSearchParams(location.search);
     main.innerHTML = `<h1>${t("navClients")}</h1>
       <div class="row"><label>${t("searchClientId")}<input id="client-search" value="${esc(params.get("like_clientid") || "")}"></label>
-      <label>${t("protocol")}<select id="client-proto"><option value="">${t("all")}</option>${PROTOCOLS.map(([, p]) => `<option ${params.get("proto_name") === p ? "selected" : ""}>${p}</option>`).join("")}</select></label>
+      <label>${t("protocol")}<select id="client-proto"><option value="">${t("all")}</option></select></label>
       <label>${t("state")}<select id="client-state"><option value="">${t("all")}</option><option value="connected">${t("connected")}</option><option value="disconnected">${t("disconnected")}</option></select></label></div>
       <table id="clients-table"><thead><tr><th>${t("clientId")}</th><th>${t("protocol")}</th><th>${t("username")}</th><th>${t("ipAddress")}</th><th>${t("state")}</th><th>${t("navSubscriptions")}</th><th>${t("connectedAt")}</th><th></th></tr></thead><tbody></tbody></table>
       <div class="pager" id="clients-pager"></div><p class="error" id="clients-error"></p>`;
+    protocols().then((ps) => {
+      const sel = $("#client-proto"); if (!sel) return;
+      sel.insertAdjacentHTML("beforeend", ps.map((p) => `<option value="${esc(p.proto_name)}" ${params.get("proto_name") === p.proto_name ? "selected" : ""}>${esc(p.display_name)}</option>`).join(""));
+      if (params.get("proto_name")) load(1);
+    }).catch(() => { /* filter by protocol unavailable until the next visit */ });
     let page = 1;
     const load = async (p) => {
       if (p) page = p;
@@ -157,8 +171,12 @@
   }
   async function kick(id, ns, after) {
     if (!confirm(t("confirmKick") + " " + id)) return;
-    const path = ns && ns !== "mqtt" ? `/api/v5/gateways/${ns}/clients/${encodeURIComponent(id)}` : `/api/v5/clients/${encodeURIComponent(id)}`;
-    try { await api("DELETE", path); } catch (e) { alert(e.message); }
+    try {
+      // A gateway's client is kicked in its own namespace; MQTT's through /clients.
+      const gw = (await protocols()).find((p) => p.namespace === ns && p.gateway);
+      const path = gw ? `/api/v5/gateways/${gw.name}/clients/${encodeURIComponent(id)}` : `/api/v5/clients/${encodeURIComponent(id)}`;
+      await api("DELETE", path);
+    } catch (e) { alert(e.message); }
     if (after) after();
   }
 
@@ -233,13 +251,15 @@
 
   function gateways(main) {
     main.innerHTML = `<h1>${t("navGateways")}</h1><table id="gateways-table"><thead><tr><th>${t("name")}</th><th>${t("status")}</th><th>${t("listeners")}</th><th>${t("connections")}</th><th></th></tr></thead><tbody></tbody></table><p id="gw-msg" class="error"></p>`;
-    const names = { mqttsn: "MQTT-SN", coap: "CoAP", lwm2m: "LwM2M" };
     const load = async () => {
       try {
-        const gws = await api("GET", "/api/v5/gateways"); const tb = $("#gateways-table tbody"); if (!tb) return;
-        tb.innerHTML = gws.map((g) => `<tr data-gateway="${esc(g.name)}"><td>${esc(names[g.name] || g.name)}</td><td><span class="badge ${esc(g.status)}">${t(g.status)}</span></td>
+        const [gws, ps] = await Promise.all([api("GET", "/api/v5/gateways"), protocols()]); const tb = $("#gateways-table tbody"); if (!tb) return;
+        const names = {}; ps.forEach((p) => { names[p.name] = p; });
+        const display = (g) => (names[g.name] ? names[g.name].display_name : g.name);
+        const protoName = (g) => (names[g.name] ? names[g.name].proto_name : g.name);
+        tb.innerHTML = gws.map((g) => `<tr data-gateway="${esc(g.name)}"><td>${esc(display(g))}</td><td><span class="badge ${esc(g.status)}">${t(g.status)}</span></td>
           <td>${(g.listeners || []).map((l) => esc(l.id + " " + l.bind)).join("<br>") || "–"}</td><td>${g.current_connections === undefined ? "–" : g.current_connections}</td>
-          <td>${g.status === "unloaded" ? "" : `<a href="/clients?proto_name=${encodeURIComponent(names[g.name])}">${t("navClients")}</a>
+          <td>${g.status === "unloaded" ? "" : `<a href="/clients?proto_name=${encodeURIComponent(protoName(g))}">${t("navClients")}</a>
             <button class="${g.status === "running" ? "danger" : ""} gw-toggle" data-n="${esc(g.name)}" data-e="${g.status === "running" ? "false" : "true"}">${g.status === "running" ? t("disable") : t("enable")}</button>`}</td></tr>`).join("");
         tb.querySelectorAll(".gw-toggle").forEach((b) => b.addEventListener("click", async () => {
           try { await api("PUT", `/api/v5/gateways/${b.dataset.n}/enable/${b.dataset.e}`); load(); } catch (e) { $("#gw-msg").textContent = e.message; }

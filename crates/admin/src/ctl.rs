@@ -25,7 +25,7 @@ pub enum Action {
     Status,
     /// `GET /api/v5/clients` (optionally one protocol).
     ClientsList {
-        /// `MQTT`, `MQTT-SN`, `CoAP`, `LwM2M`.
+        /// A `proto_name` of `GET /api/v5/protocols` (`MQTT`, `MQTT-SN`, ...).
         proto: Option<String>,
     },
     /// `GET /api/v5/clients/{id}`.

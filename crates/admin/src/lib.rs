@@ -7,7 +7,9 @@
 //! current; the `admin.json` of earlier versions is imported once), login tokens, and the HTTP
 //! routes. Knows the bus only through `BusHandle`'s admin calls and the config,
 //! and the clients' user database only through `switchyard_auth::Authenticator`; it never
-//! names a gateway crate (the binary tells it which gateways are built).
+//! names a gateway crate: the binary hands it its gateway table ([`AdminContext::gateways`],
+//! `switchyard_net` descriptors), from which the gateway list, the protocol filters, the
+//! namespaces and the metric labels derive.
 //!
 //! Invariants: every route but `GET /status`, `POST /api/v5/login`, the OpenAPI document and
 //! the dashboard's static assets requires a bearer token or an API key; request input never
@@ -51,9 +53,9 @@ pub struct AdminContext {
     /// Bound listener addresses by id (`mqtt:tcp:default` → `127.0.0.1:1883`), as in the ready
     /// file.
     pub listeners: BTreeMap<String, String>,
-    /// Gateways compiled into this binary (`mqttsn`, `coap`, `lwm2m`); the others are
-    /// reported as `unloaded`.
-    pub gateways_built: Vec<&'static str>,
+    /// The binary's gateway table: every protocol it carries (MQTT included), in display
+    /// order.
+    pub gateways: Vec<&'static switchyard_net::GatewayDescriptor>,
     /// The binary's version.
     pub version: &'static str,
     /// Starts and stops gateways at run time; `None`: the configured state is final.
@@ -195,7 +197,7 @@ impl Admin {
     pub async fn serve_tls(
         self,
         listener: TcpListener,
-        acceptor: tokio_rustls::TlsAcceptor,
+        acceptor: switchyard_net::tls::TlsAcceptor,
         cancel: CancellationToken,
     ) {
         let app = self.app();
@@ -213,15 +215,11 @@ impl Admin {
             };
             let (acceptor, app, cancel) = (acceptor.clone(), app.clone(), cancel.clone());
             tokio::spawn(async move {
-                let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
+                let handshake = switchyard_net::tls::accept(&acceptor, tcp, TLS_HANDSHAKE_TIMEOUT);
                 let tls = match handshake.await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "dashboard TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "dashboard TLS handshake timed out");
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "dashboard TLS handshake did not complete");
                         return;
                     }
                 };

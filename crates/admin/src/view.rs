@@ -7,25 +7,6 @@ use serde_json::{json, Value};
 use switchyard_bus::{ClientSummary, Namespace, RetainHandling, SubOptions};
 use switchyard_core::{Message, SubscriptionFilter};
 
-/// Client-id namespaces the gateways use, with the gateway name of each (`None`: plain MQTT).
-pub const NAMESPACES: [(&str, Option<&str>); 4] = [
-    ("mqtt", None),
-    ("mqttsn", Some("mqttsn")),
-    ("coap", Some("coap")),
-    ("lwm2m", Some("lwm2m")),
-];
-
-/// The namespace of gateway `name` (`mqttsn`, `coap`, `lwm2m`; `mqtt` for the broker itself).
-pub fn namespace(name: &str) -> Option<Namespace> {
-    match name {
-        "mqtt" => Some(Namespace("mqtt")),
-        "mqttsn" => Some(Namespace("mqttsn")),
-        "coap" => Some(Namespace("coap")),
-        "lwm2m" => Some(Namespace("lwm2m")),
-        _ => None,
-    }
-}
-
 /// One client as EMQX shows it.
 pub fn client(node: &str, c: &ClientSummary) -> Value {
     let i = &c.info;

@@ -1,13 +1,14 @@
 //! Checks that run after extraction: numeric ranges the types cannot express, and rules across
 //! keys (TLS listeners need certificates, two enabled listeners cannot share a port). Every
-//! problem is collected, not just the first, each as "key: must be ..., got ...".
+//! problem is collected, not just the first, each as "key: must be ..., got ...". Listener
+//! rules walk [`Config::protocols`], so every protocol's listeners get the same checks.
 //! [`Config::warnings`] lists what is valid but probably a mistake; it never stops start-up.
 
 use std::net::SocketAddr;
 use std::path::Path;
 
 use crate::error::{ConfigError, Issue};
-use crate::schema::{Config, MqttConfig, TlsOptions, TlsVerify};
+use crate::schema::{Config, ListenerView, MqttConfig, TlsOptions, TlsVerify};
 use crate::units::{ByteSize, Duration};
 
 /// MQTT's largest packet: a 256MB remaining length plus header, rounded to the unit
@@ -25,10 +26,12 @@ impl Config {
         check_node_and_log(self, &mut issues);
         check_mqtt(&self.mqtt, &mut issues);
         check_off_durations(self, &mut issues);
-        check_listeners(self, &mut issues);
+        let listeners = listeners(self);
+        check_listeners(self, &listeners, &mut issues);
         self.gateway.mqttsn.check(&mut issues);
-        check_bind_conflicts("TCP", &tcp_binds(self), &mut issues);
-        check_bind_conflicts("UDP", &udp_binds(self), &mut issues);
+        let (tcp, udp) = binds(self, &listeners);
+        check_bind_conflicts("TCP", &tcp, &mut issues);
+        check_bind_conflicts("UDP", &udp, &mut issues);
         match issues.is_empty() {
             true => Ok(()),
             false => Err(ConfigError::Invalid(issues)),
@@ -137,28 +140,20 @@ impl Config {
     /// binary logs each one. Today: a TLS listener given a certificate or key but left
     /// disabled (`enable = true` is the switch; the files alone start nothing).
     pub fn warnings(&self) -> Vec<Issue> {
-        let l = &self.listeners;
         let https = &self.dashboard.listeners.https;
-        let tls = [
-            (
-                "listeners.ssl.default",
-                l.ssl.default.enable,
-                l.ssl.default.bind,
-                l.ssl.default.tls(),
-            ),
-            (
-                "listeners.wss.default",
-                l.wss.default.enable,
-                l.wss.default.bind,
-                l.wss.default.tls(),
-            ),
-            (
-                "dashboard.listeners.https",
-                https.enable,
-                https.bind,
-                https.tls(),
-            ),
-        ];
+        let mut tls: Vec<(String, bool, SocketAddr, TlsOptions)> = listeners(self)
+            .into_iter()
+            .filter_map(|(_, l)| {
+                let o = l.tls?;
+                Some((l.key, l.enable, l.bind, o))
+            })
+            .collect();
+        tls.push((
+            "dashboard.listeners.https".to_owned(),
+            https.enable,
+            https.bind,
+            https.tls(),
+        ));
         tls.into_iter()
             .filter(|(_, enable, _, o)| {
                 let has_files =
@@ -166,14 +161,12 @@ impl Config {
                 !enable && has_files
             })
             .map(|(prefix, _, bind, _)| {
-                Issue::new(
-                    prefix,
-                    format!(
-                        "listener {prefix}: certfile/keyfile are set but the listener is not \
-                         enabled, so nothing listens on {bind}; set {prefix}.enable = true to \
-                         start it"
-                    ),
-                )
+                let message = format!(
+                    "listener {prefix}: certfile/keyfile are set but the listener is not \
+                     enabled, so nothing listens on {bind}; set {prefix}.enable = true to start \
+                     it"
+                );
+                Issue::new(prefix, message)
             })
             .collect()
     }
@@ -202,52 +195,41 @@ fn check_off_durations(c: &Config, issues: &mut Vec<Issue>) {
     }
 }
 
-fn check_listeners(c: &Config, issues: &mut Vec<Issue>) {
-    let l = &c.listeners;
-    let g = &c.gateway;
-    let max_connections = [
-        ("listeners.tcp.default", l.tcp.default.max_connections),
-        ("listeners.ws.default", l.ws.default.max_connections),
-        ("listeners.ssl.default", l.ssl.default.max_connections),
-        ("listeners.wss.default", l.wss.default.max_connections),
-        (
-            "gateway.mqttsn.listeners.udp.default",
-            g.mqttsn.listeners.udp.default.max_connections,
-        ),
-        (
-            "gateway.coap.listeners.udp.default",
-            g.coap.listeners.udp.default.max_connections,
-        ),
-        (
-            "gateway.lwm2m.listeners.udp.default",
-            g.lwm2m.listeners.udp.default.max_connections,
-        ),
-    ];
-    for (prefix, value) in max_connections {
-        if value == 0 {
+/// Every protocol listener with whether it binds at start (its section and itself enabled).
+fn listeners(c: &Config) -> Vec<(bool, ListenerView)> {
+    c.protocols()
+        .into_iter()
+        .flat_map(|p| {
+            let enable = p.enable;
+            p.listeners
+                .into_iter()
+                .map(move |l| (enable && l.enable, l))
+        })
+        .collect()
+}
+
+fn check_listeners(c: &Config, listeners: &[(bool, ListenerView)], issues: &mut Vec<Issue>) {
+    for (_, l) in listeners {
+        if l.max_connections == 0 {
             issues.push(Issue::new(
-                format!("{prefix}.max_connections"),
+                format!("{}.max_connections", l.key),
                 "must be at least 1, got 0",
             ));
         }
     }
-    check_conn_rates(c, issues);
-    for (prefix, path) in [
-        ("listeners.ws.default", &l.ws.default.path),
-        ("listeners.wss.default", &l.wss.default.path),
-    ] {
-        if !path.starts_with('/') {
+    check_conn_rates(listeners, issues);
+    for (_, l) in listeners {
+        if let Some(path) = l.ws_path.as_deref().filter(|p| !p.starts_with('/')) {
             issues.push(Issue::new(
-                format!("{prefix}.path"),
+                format!("{}.path", l.key),
                 format!("must start with '/', got {path:?}"),
             ));
         }
     }
-    if l.ssl.default.enable {
-        check_tls("listeners.ssl.default", &l.ssl.default.tls(), issues);
-    }
-    if l.wss.default.enable {
-        check_tls("listeners.wss.default", &l.wss.default.tls(), issues);
+    for (_, l) in listeners {
+        if let Some(tls) = l.tls.as_ref().filter(|_| l.enable) {
+            check_tls(&l.key, tls, issues);
+        }
     }
     let https = &c.dashboard.listeners.https;
     if https.enable {
@@ -256,31 +238,9 @@ fn check_listeners(c: &Config, issues: &mut Vec<Issue>) {
 }
 
 /// A burst without a rate would silently do nothing: say so instead.
-fn check_conn_rates(c: &Config, issues: &mut Vec<Issue>) {
-    let l = &c.listeners;
-    let rates = [
-        (
-            "listeners.tcp.default",
-            l.tcp.default.max_conn_rate,
-            l.tcp.default.max_conn_burst,
-        ),
-        (
-            "listeners.ws.default",
-            l.ws.default.max_conn_rate,
-            l.ws.default.max_conn_burst,
-        ),
-        (
-            "listeners.ssl.default",
-            l.ssl.default.max_conn_rate,
-            l.ssl.default.max_conn_burst,
-        ),
-        (
-            "listeners.wss.default",
-            l.wss.default.max_conn_rate,
-            l.wss.default.max_conn_burst,
-        ),
-    ];
-    for (prefix, rate, burst) in rates {
+fn check_conn_rates(listeners: &[(bool, ListenerView)], issues: &mut Vec<Issue>) {
+    for (_, l) in listeners {
+        let (prefix, rate, burst) = (&l.key, l.max_conn_rate, l.max_conn_burst);
         if rate == 0 && burst != 0 {
             issues.push(Issue::new(
                 format!("{prefix}.max_conn_burst"),
@@ -320,65 +280,28 @@ fn check_tls(prefix: &str, tls: &TlsOptions, issues: &mut Vec<Issue>) {
     }
 }
 
-/// Enabled stream listeners, which share the TCP port space.
-fn tcp_binds(c: &Config) -> Vec<(&'static str, SocketAddr)> {
-    let l = &c.listeners;
+/// `(key, address)` of each bind in one port space.
+type Binds = Vec<(String, SocketAddr)>;
+
+/// The binds of every listener that starts with the node, by port space: stream listeners
+/// (the dashboard's included) share TCP's, datagram listeners UDP's.
+fn binds(c: &Config, listeners: &[(bool, ListenerView)]) -> (Binds, Binds) {
+    let (mut tcp, mut udp) = (Vec::new(), Vec::new());
+    for (_, l) in listeners.iter().filter(|(starts, _)| *starts) {
+        let space = if l.kind == "udp" { &mut udp } else { &mut tcp };
+        space.push((format!("{}.bind", l.key), l.bind));
+    }
     let http = &c.dashboard.listeners.http;
     let https = &c.dashboard.listeners.https;
-    [
-        (
-            l.tcp.default.enable,
-            "listeners.tcp.default.bind",
-            l.tcp.default.bind,
-        ),
-        (
-            l.ws.default.enable,
-            "listeners.ws.default.bind",
-            l.ws.default.bind,
-        ),
-        (
-            l.ssl.default.enable,
-            "listeners.ssl.default.bind",
-            l.ssl.default.bind,
-        ),
-        (
-            l.wss.default.enable,
-            "listeners.wss.default.bind",
-            l.wss.default.bind,
-        ),
+    for (enable, key, addr) in [
         (http.enable, "dashboard.listeners.http.bind", http.bind),
         (https.enable, "dashboard.listeners.https.bind", https.bind),
-    ]
-    .into_iter()
-    .filter(|(enable, _, _)| *enable)
-    .map(|(_, key, addr)| (key, addr))
-    .collect()
-}
-
-/// Enabled gateways, which share the UDP port space.
-fn udp_binds(c: &Config) -> Vec<(&'static str, SocketAddr)> {
-    let g = &c.gateway;
-    [
-        (
-            g.mqttsn.enable,
-            "gateway.mqttsn.listeners.udp.default.bind",
-            g.mqttsn.listeners.udp.default.bind,
-        ),
-        (
-            g.coap.enable,
-            "gateway.coap.listeners.udp.default.bind",
-            g.coap.listeners.udp.default.bind,
-        ),
-        (
-            g.lwm2m.enable,
-            "gateway.lwm2m.listeners.udp.default.bind",
-            g.lwm2m.listeners.udp.default.bind,
-        ),
-    ]
-    .into_iter()
-    .filter(|(enable, _, _)| *enable)
-    .map(|(_, key, addr)| (key, addr))
-    .collect()
+    ] {
+        if enable {
+            tcp.push((key.to_owned(), addr));
+        }
+    }
+    (tcp, udp)
 }
 
 /// Two sockets of one protocol collide on the same port when their addresses are equal or
@@ -391,11 +314,11 @@ fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
         && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
-fn check_bind_conflicts(proto: &str, binds: &[(&str, SocketAddr)], issues: &mut Vec<Issue>) {
+fn check_bind_conflicts(proto: &str, binds: &[(String, SocketAddr)], issues: &mut Vec<Issue>) {
     for (i, (key, addr)) in binds.iter().enumerate() {
         if let Some((other, _)) = binds[..i].iter().find(|(_, prev)| overlaps(*prev, *addr)) {
             issues.push(Issue::new(
-                *key,
+                key.as_str(),
                 format!("{proto} address {addr} is already used by {other}"),
             ));
         }

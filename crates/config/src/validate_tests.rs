@@ -252,3 +252,81 @@ fn tls_files_on_a_disabled_listener_are_a_warning() {
     c.dashboard.listeners.https.keyfile = PathBuf::new();
     assert_eq!(c.warnings(), Vec::new());
 }
+
+/// The errors loading `toml` gives, as "key: message" lines (empty when it loads).
+fn load_issues(toml: &str) -> Vec<String> {
+    match crate::from_toml_str(toml) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.issues().iter().map(ToString::to_string).collect(),
+    }
+}
+
+/// Every protocol's listeners get the same checks, each issue naming the listener's own key:
+/// an address that does not parse, no connections allowed, a burst without a rate, and a port
+/// another listener of the same transport holds.
+#[test]
+fn every_listener_of_every_protocol_gets_the_same_checks() {
+    let all = Config::default().protocols();
+    assert!(all.len() >= 4, "mqtt and the gateways: {all:?}");
+    for p in &all {
+        for l in &p.listeners {
+            let key = &l.key;
+            let found = load_issues(&format!("[{key}]\nbind = \"not-an-address\"\n"));
+            assert!(
+                found.iter().any(|i| i.starts_with(&format!("{key}.bind:"))),
+                "{key}: {found:?}"
+            );
+            let found = load_issues(&format!("[{key}]\nmax_connections = 0\n"));
+            assert_eq!(
+                found,
+                [format!("{key}.max_connections: must be at least 1, got 0")]
+            );
+            let found = load_issues(&format!("[{key}]\nmax_conn_rate = 0\nmax_conn_burst = 5\n"));
+            assert_eq!(found.len(), 1, "{key}: {found:?}");
+            assert!(found[0].starts_with(&format!("{key}.max_conn_burst: must be 0")));
+        }
+    }
+    // A bind clash with another enabled listener of the same transport, for each listener that
+    // starts by default: it takes the port of the first other one in its port space.
+    let c = Config::default();
+    let starting: Vec<(bool, ListenerView)> = c
+        .protocols()
+        .into_iter()
+        .flat_map(|p| {
+            let on = p.enable;
+            p.listeners.into_iter().map(move |l| (on && l.enable, l))
+        })
+        .filter(|(on, _)| *on)
+        .collect();
+    for (_, l) in &starting {
+        let Some((_, other)) = starting
+            .iter()
+            .find(|(_, o)| o.key != l.key && (o.kind == "udp") == (l.kind == "udp"))
+        else {
+            continue;
+        };
+        let toml = format!("[{}]\nbind = \"{}\"\n", l.key, other.bind);
+        let found = load_issues(&toml);
+        assert_eq!(found.len(), 1, "{toml}: {found:?}");
+        assert!(
+            found[0].starts_with(&format!("{}.bind:", l.key))
+                || found[0].starts_with(&format!("{}.bind:", other.key)),
+            "{toml}: {found:?}"
+        );
+    }
+}
+
+/// UDP listeners take `max_conn_burst` too, defaulting to the rate.
+#[test]
+fn udp_listeners_have_a_burst_that_defaults_to_the_rate() {
+    let c = Config::default();
+    let udp = &c.gateway.mqttsn.listeners.udp.default;
+    assert_eq!((udp.max_conn_rate, udp.max_conn_burst), (1000, 0));
+    let c = crate::from_toml_str(
+        "[gateway.coap.listeners.udp.default]\nmax_conn_rate = 10\nmax_conn_burst = 50\n",
+    )
+    .expect("valid");
+    let coap = c.protocol("coap").expect("coap");
+    let view = coap.listener("udp").expect("udp");
+    assert_eq!((view.max_conn_rate, view.max_conn_burst), (10, 50));
+}

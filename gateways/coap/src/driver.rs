@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use switchyard_bus::{contain, durability_scope, Control, ControlRx, OpenSession, Session};
 use switchyard_core::CloseReason;
+use switchyard_net::{Admission, ListenerLimits, Permit};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -45,7 +46,6 @@ const ADMIN_SLOT: u64 = 0;
 /// What a client task receives.
 pub(crate) enum ClientIn {
     Request(Box<Request>),
-    Outcome(u64, NotifyOutcome),
     /// A server-initiated request for this client (docs/coap.md §3.10).
     Admin(Box<ServerRequest>, Reply),
 }
@@ -70,6 +70,11 @@ struct AdminPending {
 
 struct Slot {
     tx: mpsc::Sender<ClientIn>,
+    /// Outcomes of the client's notifications (ACK, RST, timeout). Never dropped, so not on the
+    /// bounded request queue: a CON notification whose ACK was lost to a full queue would block
+    /// the client's notifications for good. Bounded in practice by the notifications the
+    /// transport has in flight for this client (one CON at a time).
+    outcomes: mpsc::UnboundedSender<(u64, NotifyOutcome)>,
 }
 
 struct Demux {
@@ -77,7 +82,11 @@ struct Demux {
     slots: HashMap<u64, Slot>,
     keys: HashMap<ClientKey, u64>,
     next_slot: u64,
-    rate_window: (Instant, u32),
+    /// New clients' admission (`max_connections`, `max_conn_rate`, `max_conn_burst`).
+    admission: Admission,
+    /// The admission permit of each live client, by slot: a client's place is free again when
+    /// its slot closes.
+    permits: HashMap<u64, Permit>,
     out_tx: mpsc::Sender<ToSocket>,
     cancel: CancellationToken,
     tracker: TaskTracker,
@@ -85,22 +94,16 @@ struct Demux {
     next_admin: u64,
 }
 
-/// Socket receive buffer asked for. The default (~208 KB) holds only a few hundred small
-/// datagrams, so 1,000 clients sending at once overflow it and every lost CON waits for the
-/// client's retransmission (2-3 s). The kernel caps it at `net.core.rmem_max` (as in LwM2M).
-const RECV_BUFFER: usize = 4 * 1024 * 1024;
-
-/// Serves the CoAP gateway on `socket` until `cancel`.
-pub async fn serve_udp(
+/// Serves the CoAP gateway on `socket` (bound by `switchyard_net`) until `cancel`, admitting
+/// new clients under `limits` (over them: 5.03).
+pub(crate) async fn serve_udp(
     socket: UdpSocket,
     name: String,
     gw: CoapGateway,
+    limits: ListenerLimits,
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
-    if let Err(e) = socket2::SockRef::from(&socket).set_recv_buffer_size(RECV_BUFFER) {
-        tracing::debug!(listener = %name, error = %e, "cannot enlarge the receive buffer");
-    }
     let mut transport: Transport<Tag> = Transport::new(gw.settings.transport.clone());
     let (out_tx, mut out_rx) = mpsc::channel(SOCKET_QUEUE);
     let mut demux = Demux {
@@ -108,7 +111,8 @@ pub async fn serve_udp(
         slots: HashMap::new(),
         keys: HashMap::new(),
         next_slot: 1,
-        rate_window: (now(), 0),
+        admission: Admission::new(limits, tokio::time::Instant::now()),
+        permits: HashMap::new(),
         out_tx,
         cancel: cancel.clone(),
         tracker,
@@ -197,9 +201,8 @@ impl Demux {
             Event::Response { .. } => return,
         };
         if let Some(slot) = self.slots.get(&tag.0) {
-            if slot.tx.try_send(ClientIn::Outcome(tag.1, outcome)).is_err() {
-                tracing::warn!("CoAP client queue full: notification outcome dropped");
-            }
+            // A closed receiver means the client is gone: nothing waits for the outcome.
+            let _ = slot.outcomes.send((tag.1, outcome));
         }
     }
 
@@ -228,13 +231,20 @@ impl Demux {
             }
         }
         if self.gw.settings.connection_required {
-            if let Err(reply) = channel::precheck_connection_mode(&self.gw, &req.packet, req.peer) {
+            if let Err(reply) = channel::precheck_connection_mode(&req.packet) {
                 return transport.respond(&req.exchange, reply, now());
             }
         }
-        if !self.admit() {
-            let reply = error_response(code::SERVICE_UNAVAILABLE, "too many clients");
-            return transport.respond(&req.exchange, reply, now());
+        match self.admission.try_admit(tokio::time::Instant::now()) {
+            // Kept under the slot `spawn` takes next, released when that slot closes.
+            Ok(permit) => {
+                self.permits.insert(self.next_slot, permit);
+            }
+            Err(refusal) => {
+                tracing::debug!(peer = %req.peer, limit = refusal.limit(), "CoAP client refused");
+                let reply = error_response(code::SERVICE_UNAVAILABLE, "too many clients");
+                return transport.respond(&req.exchange, reply, now());
+            }
         }
         self.spawn(key, req);
     }
@@ -272,25 +282,6 @@ impl Demux {
         }
     }
 
-    fn admit(&mut self) -> bool {
-        let s = &self.gw.settings;
-        if self.slots.len() >= s.max_connections {
-            return false;
-        }
-        if s.max_conn_rate == 0 {
-            return true;
-        }
-        let t = now();
-        if t.duration_since(self.rate_window.0).as_secs() >= 1 {
-            self.rate_window = (t, 0);
-        }
-        if self.rate_window.1 >= s.max_conn_rate {
-            return false;
-        }
-        self.rate_window.1 += 1;
-        true
-    }
-
     fn spawn(&mut self, key: ClientKey, first: Request) {
         let slot = self.next_slot;
         self.next_slot += 1;
@@ -299,13 +290,15 @@ impl Demux {
         if let ClientKey::Id(id) = &key {
             self.gw.requests.directory.insert(id, tx.clone());
         }
-        self.slots.insert(slot, Slot { tx });
+        let (outcomes, outcomes_rx) = mpsc::unbounded_channel();
+        self.slots.insert(slot, Slot { tx, outcomes });
         self.keys.insert(key.clone(), slot);
         let client = Client {
             gw: self.gw.clone(),
             slot,
             key,
             rx,
+            outcomes: outcomes_rx,
             out_tx: self.out_tx.clone(),
             cancel: self.cancel.clone(),
         };
@@ -313,6 +306,7 @@ impl Demux {
     }
 
     fn closed(&mut self, slot: u64, key: &ClientKey) {
+        self.permits.remove(&slot);
         if let (Some(s), ClientKey::Id(id)) = (self.slots.remove(&slot), key) {
             self.gw.requests.directory.remove(id, &s.tx);
         }
@@ -327,6 +321,7 @@ struct Client {
     slot: u64,
     key: ClientKey,
     rx: mpsc::Receiver<ClientIn>,
+    outcomes: mpsc::UnboundedReceiver<(u64, NotifyOutcome)>,
     out_tx: mpsc::Sender<ToSocket>,
     cancel: CancellationToken,
 }
@@ -358,6 +353,17 @@ impl Client {
     }
 
     async fn serve(&mut self, info: switchyard_bus::ClientInfo, first: Request) -> CloseReason {
+        if let Err(reply) = channel::login(&self.gw, &first.packet, first.peer).await {
+            let _ = self
+                .out_tx
+                .send(ToSocket::Out(Output::Reply {
+                    exchange: first.exchange,
+                    packet: reply,
+                }))
+                .await;
+            self.gw.bus.connection_refused(&CloseReason::NotAuthorized);
+            return CloseReason::NotAuthorized;
+        }
         let prefix = match crate::settings::mount_prefix(
             &self.gw.settings.mountpoint,
             info.client_id.as_str(),
@@ -485,14 +491,14 @@ impl Client {
                             self.gw.bus.wait_durable(t).await;
                         }
                     }
-                    Some(ClientIn::Outcome(nid, o)) => {
-                        ch.handle_notify_outcome(nid & ((1 << 40) - 1), o, now())
-                    }
                     Some(ClientIn::Admin(request, reply)) => {
                         admin_request(&self.out_tx, ch, request, reply).await
                     }
                     None => ch.fail(CloseReason::ServerShutdown),
                 },
+                Some((nid, o)) = self.outcomes.recv() => {
+                    ch.handle_notify_outcome(nid & ((1 << 40) - 1), o, now())
+                }
                 _ = outbox.notified() => {}
                 _ = sleep_until(deadline) => ch.tick(now()),
             }

@@ -60,10 +60,6 @@ pub struct CoapSettings {
     pub security: switchyard_auth::Security,
     /// 0 = unlimited.
     pub max_topic_levels: usize,
-    /// Most concurrent clients.
-    pub max_connections: usize,
-    /// Most new clients per second (0 = unlimited).
-    pub max_conn_rate: u32,
 }
 
 impl Default for CoapSettings {
@@ -79,8 +75,6 @@ impl Default for CoapSettings {
             enable_authn: false,
             security: switchyard_auth::Security::default(),
             max_topic_levels: 128,
-            max_connections: 1_024_000,
-            max_conn_rate: 1000,
         }
     }
 }

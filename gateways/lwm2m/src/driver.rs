@@ -18,6 +18,7 @@ use switchyard_coap::coap_lite::Packet;
 use switchyard_coap::transport::wire::{self, code};
 use switchyard_coap::transport::{error_response, Event, Request, Transport};
 use switchyard_core::CloseReason;
+use switchyard_net::{Admission, ListenerLimits, Permit};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -30,11 +31,6 @@ const MAX_DATAGRAM: usize = 65_535;
 const CLIENT_QUEUE: usize = 256;
 /// Queue from every device to the socket task.
 const SOCKET_QUEUE: usize = 4096;
-/// Receive buffer asked for the socket: the 208 KB Linux default holds only ~90 small
-/// datagrams (each is charged ~2 KB), so a burst of registrations from a fleet waking at once
-/// overflows it and every lost Register waits for the device's 2-3 s retransmission. The kernel
-/// caps it at `net.core.rmem_max`.
-const RECV_BUFFER: usize = 4 * 1024 * 1024;
 
 fn now() -> Instant {
     tokio::time::Instant::now().into_std()
@@ -59,25 +55,23 @@ struct Demux {
     slots: HashMap<u64, mpsc::Sender<ClientIn>>,
     keys: HashMap<String, u64>,
     next_slot: u64,
-    rate_window: (Instant, u32),
+    /// New devices' admission (`max_connections`, `max_conn_rate`, `max_conn_burst`).
+    admission: Admission,
     out_tx: mpsc::Sender<ToSocket>,
     cancel: CancellationToken,
     tracker: TaskTracker,
 }
 
-/// Serves the LwM2M gateway on `socket` until `cancel`.
-pub async fn serve_udp(
+/// Serves the LwM2M gateway on `socket` (bound by `switchyard_net`, with its receive buffer)
+/// until `cancel`, admitting new devices under `limits` (over them a Register gets 5.03).
+pub(crate) async fn serve_udp(
     socket: UdpSocket,
     name: String,
     gw: Lwm2mGateway,
+    limits: ListenerLimits,
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let sock = socket2::SockRef::from(&socket);
-    if let Err(e) = sock.set_recv_buffer_size(RECV_BUFFER) {
-        tracing::debug!(listener = %name, error = %e, "cannot enlarge the receive buffer");
-    }
-    tracing::debug!(listener = %name, recv_buffer = ?sock.recv_buffer_size().ok(), "LwM2M socket");
     let mut transport: Transport<Tag> = Transport::new(gw.settings.transport.clone());
     let (out_tx, mut out_rx) = mpsc::channel(SOCKET_QUEUE);
     let mut demux = Demux {
@@ -85,7 +79,7 @@ pub async fn serve_udp(
         slots: HashMap::new(),
         keys: HashMap::new(),
         next_slot: 1,
-        rate_window: (now(), 0),
+        admission: Admission::new(limits, tokio::time::Instant::now()),
         out_tx,
         cancel: cancel.clone(),
         tracker,
@@ -220,33 +214,17 @@ impl Demux {
             let reply = error_response(code::NOT_FOUND, "not registered");
             return transport.respond(&req.exchange, reply, now());
         }
-        if !self.admit() {
-            let reply = error_response(code::SERVICE_UNAVAILABLE, "too many clients");
-            return transport.respond(&req.exchange, reply, now());
+        match self.admission.try_admit(tokio::time::Instant::now()) {
+            Ok(permit) => self.spawn(key, req, permit),
+            Err(refusal) => {
+                tracing::debug!(peer = %req.peer, limit = refusal.limit(), "LwM2M Register refused");
+                let reply = error_response(code::SERVICE_UNAVAILABLE, "too many clients");
+                transport.respond(&req.exchange, reply, now());
+            }
         }
-        self.spawn(key, req);
     }
 
-    fn admit(&mut self) -> bool {
-        let s = &self.gw.settings;
-        if self.slots.len() >= s.max_connections {
-            return false;
-        }
-        if s.max_conn_rate == 0 {
-            return true;
-        }
-        let t = now();
-        if t.duration_since(self.rate_window.0).as_secs() >= 1 {
-            self.rate_window = (t, 0);
-        }
-        if self.rate_window.1 >= s.max_conn_rate {
-            return false;
-        }
-        self.rate_window.1 += 1;
-        true
-    }
-
-    fn spawn(&mut self, key: String, first: Request) {
+    fn spawn(&mut self, key: String, first: Request, permit: Permit) {
         let slot = self.next_slot;
         self.next_slot += 1;
         let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
@@ -259,6 +237,7 @@ impl Demux {
             rx,
             out_tx: self.out_tx.clone(),
             cancel: self.cancel.clone(),
+            _permit: permit,
         };
         self.tracker.spawn(client.run(first));
     }
@@ -278,6 +257,8 @@ struct Client {
     rx: mpsc::Receiver<ClientIn>,
     out_tx: mpsc::Sender<ToSocket>,
     cancel: CancellationToken,
+    /// The device's place among `max_connections`, freed when its task ends.
+    _permit: Permit,
 }
 
 impl Client {

@@ -64,10 +64,6 @@ pub struct Lwm2mSettings {
     pub enable_authn: bool,
     /// Who may register (the broker's authenticator: `imei` is the username).
     pub security: switchyard_auth::Security,
-    /// Most concurrent devices.
-    pub max_connections: usize,
-    /// Most new devices per second (0 = unlimited).
-    pub max_conn_rate: u32,
     /// Commands waiting per device beyond which new ones are refused.
     pub max_queue: usize,
 }
@@ -89,8 +85,6 @@ impl Default for Lwm2mSettings {
             update: Translator::new("up/resp", QoS::AtMostOnce),
             enable_authn: false,
             security: switchyard_auth::Security::default(),
-            max_connections: 1_024_000,
-            max_conn_rate: 1000,
             max_queue: 1000,
         }
     }

@@ -2,30 +2,44 @@
 //!
 //! Owns: the wire codec ([`codec`], no I/O), the per-connection protocol state machine
 //! ([`Channel`], sans-I/O), the connection driver (one tokio task per connection: socket,
-//! timers, outbox wakeups, batched writes) and the TCP listener (connection limit, accept
-//! pacing, accept back-off), plain, over TLS, and over WebSocket with or without TLS.
+//! timers, outbox wakeups, batched writes) and what runs on each listener: plain TCP, TLS, and
+//! WebSocket with or without TLS, on `switchyard_net`'s accept loop (connection limit, accept
+//! pacing and back-off live there, as does TLS). [`DESCRIPTOR`] is its entry in the binary's
+//! gateway table.
 //! Must not know: any other gateway, or how the bus routes and stores. It speaks to the engine
 //! only through [`switchyard_bus::BusHandle`].
 
 pub mod codec;
 
 mod channel;
-mod conn_rate;
 mod driver;
 mod listener;
 mod settings;
-pub mod tls;
-mod tls_listener;
 mod ws;
 
 pub use channel::{codes, Channel, ConnectDecision, NAMESPACE};
 pub use driver::{run_connection, run_connection_as};
-pub use listener::{serve_tcp, serve_ws, ListenerLimits};
 pub use settings::MqttSettings;
-pub use tls_listener::{serve_tls, serve_wss, TlsListener};
 
 use std::sync::Arc;
 use switchyard_bus::BusHandle;
+use switchyard_net::{GatewayDescriptor, ListenerKind, ListenerSpec};
+
+/// The MQTT broker's entry in the gateway table: four listeners, `[listeners.*]` in the
+/// config. Not one of EMQX's gateways, so `/api/v5/gateways` does not list it.
+pub const DESCRIPTOR: GatewayDescriptor = GatewayDescriptor {
+    name: "mqtt",
+    namespace: NAMESPACE.0,
+    proto_name: "MQTT",
+    display_name: "MQTT",
+    emqx_gateway: false,
+    listeners: &[
+        ListenerSpec::default_on(ListenerKind::Tcp, 1883),
+        ListenerSpec::default_on(ListenerKind::Ws, 8083),
+        ListenerSpec::default_on(ListenerKind::Ssl, 8883),
+        ListenerSpec::default_on(ListenerKind::Wss, 8084),
+    ],
+};
 
 /// What every connection of the MQTT gateway shares.
 #[derive(Debug, Clone)]

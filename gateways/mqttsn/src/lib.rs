@@ -6,7 +6,8 @@
 //! task, and the UDP listener that demultiplexes datagrams to clients by client id (so a new
 //! source address or port for a known client id rebinds instead of creating a stranger), answers
 //! the connectionless messages (SEARCHGW, QoS −1 PUBLISH, DISCONNECT before CONNECT) itself, and
-//! sends ADVERTISE when broadcasting.
+//! sends ADVERTISE when broadcasting. Its sockets and admission limits come from
+//! `switchyard_net`; [`DESCRIPTOR`] is its entry in the binary's gateway table.
 //! Must not know: any other gateway, or how the bus routes and stores; it speaks to the engine
 //! only through [`switchyard_bus::BusHandle`], in its own client-id namespace [`NAMESPACE`].
 
@@ -20,12 +21,26 @@ mod registry;
 mod settings;
 
 pub use channel::{Channel, NAMESPACE};
-pub use listener::{bind_udp, serve_udp, ListenerLimits};
 pub use registry::{Predefined, TopicRegistry, FIRST_DYNAMIC_ID, MAX_PREDEFINED_ID};
 pub use settings::MqttSnSettings;
 
 use std::sync::Arc;
 use switchyard_bus::BusHandle;
+use switchyard_net::{GatewayDescriptor, ListenerKind, ListenerSpec};
+
+/// The MQTT-SN gateway's entry in the gateway table: `[gateway.mqttsn]`, one UDP listener on
+/// 1884 with one socket per core. Served through [`switchyard_net::Gateway`].
+pub const DESCRIPTOR: GatewayDescriptor = GatewayDescriptor {
+    name: "mqttsn",
+    namespace: NAMESPACE.0,
+    proto_name: "MQTT-SN",
+    display_name: "MQTT-SN",
+    emqx_gateway: true,
+    listeners: &[ListenerSpec {
+        socket_per_core: true,
+        ..ListenerSpec::default_on(ListenerKind::Udp, 1884)
+    }],
+};
 
 /// What every client of the MQTT-SN gateway shares.
 #[derive(Debug, Clone)]

@@ -1,5 +1,5 @@
-//! The UDP listener: one receiver task per socket (the sockets share the port with `SO_REUSEPORT`,
-//! one per core, so the kernel spreads clients over cores while each client's 4-tuple always lands
+//! The UDP listener: one receiver task per socket (`switchyard_net` binds them sharing the port
+//! with `SO_REUSEPORT`, one per core, so the kernel spreads clients over cores while each client's 4-tuple always lands
 //! on the same receiver, which keeps its datagrams in order). Each receiver decodes datagrams and
 //! routes them to the client's cell by client identity (docs/gateways.md §1.3, §1.7.1): CONNECT and
 //! PINGREQ carry a client id, so a known client seen from a new address or port is rebound to that
@@ -10,12 +10,15 @@
 //! state), QoS −1 PUBLISH from an unknown address (docs/mqtt-sn.md §2.8), DISCONNECT before
 //! CONNECT (§2.13); anything else from an unknown address is dropped silently (§2.3).
 //!
-//! Receivers share the client-id table, the limits and the tasks; each keeps its own address
+//! Receivers share the client-id table, the admission limits (`switchyard_net::Admission`) and
+//! the tasks; each keeps its own address
 //! table, checked against the cell's current address (a client that moved to another receiver
 //! leaves a stale entry behind, which is dropped when next seen).
 //!
-//! Invariants: client tasks exist only for CONNECTs, at most `max_connections` of them, created
-//! at most `max_conn_rate` per second; a task in its handshake ends after `idle_timeout`; a
+//! Invariants: client tasks exist only for CONNECTs, each holding an admission permit, so at
+//! most `max_connections` of them, created at most `max_conn_rate` per second (bursts of
+//! `max_conn_burst`; over either limit CONNACK 0x01 congestion); a task in its handshake ends
+//! after `idle_timeout`; a
 //! malformed datagram is dropped with a debug log and a counter and never reaches a client;
 //! a full client queue drops the datagram (UDP semantics) instead of blocking the socket.
 
@@ -27,69 +30,18 @@ use crate::MqttSnGateway;
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use switchyard_bus::Metrics;
+use switchyard_net::{Admission, ListenerLimits, Permit};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Socket receive buffer asked for. The default (~208 KB) holds only a few hundred small
-/// datagrams (each is charged its skb overhead), so 1,000 clients publishing at once overflow it
-/// and every lost QoS 1 PUBLISH waits for the client's retry. The kernel caps it at
-/// `net.core.rmem_max` (as in the LwM2M gateway).
-const RECV_BUFFER: usize = 4 * 1024 * 1024;
 /// Most datagrams handled per wake-up of a receiver (in `recv::BATCH`-sized system calls).
 const RECV_BATCH: usize = 128;
-/// Most receivers (sockets) per listener.
-const MAX_RECEIVERS: usize = 8;
-
-/// Limits of one UDP listener.
-#[derive(Debug, Clone, Copy)]
-pub struct ListenerLimits {
-    /// Most concurrent clients.
-    pub max_connections: usize,
-    /// New clients per second (0 = unlimited).
-    pub max_conn_rate: u32,
-}
-
-/// Binds the listener's sockets to `addr`: one per core (at most 8), sharing the port with
-/// `SO_REUSEPORT`; a single plain socket on one core or where the option is refused.
-pub fn bind_udp(addr: SocketAddr) -> io::Result<Vec<UdpSocket>> {
-    let want = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(MAX_RECEIVERS);
-    if want > 1 {
-        match bind_reuseport(addr, want) {
-            Ok(v) => return Ok(v),
-            Err(e) => tracing::debug!(error = %e, %addr, "SO_REUSEPORT refused: one socket"),
-        }
-    }
-    let s = std::net::UdpSocket::bind(addr)?;
-    s.set_nonblocking(true)?;
-    Ok(vec![UdpSocket::from_std(s)?])
-}
-
-fn bind_reuseport(addr: SocketAddr, n: usize) -> io::Result<Vec<UdpSocket>> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    // With SO_REUSEPORT a second process of the same user could join the port and silently
-    // take half of the clients; a plain bind first fails if anyone holds the port already.
-    let mut at = std::net::UdpSocket::bind(addr)?.local_addr()?;
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        let s = Socket::new(Domain::for_address(at), Type::DGRAM, Some(Protocol::UDP))?;
-        s.set_reuse_port(true)?;
-        s.set_nonblocking(true)?;
-        s.bind(&at.into())?;
-        let std: std::net::UdpSocket = s.into();
-        at = std.local_addr()?;
-        out.push(UdpSocket::from_std(std)?);
-    }
-    Ok(out)
-}
 
 /// A client's cell and task id, as the routing tables hold them.
 #[derive(Clone)]
@@ -101,7 +53,7 @@ struct Route {
 /// What the receivers of one listener share.
 struct Shared {
     gw: MqttSnGateway,
-    limits: ListenerLimits,
+    admission: Admission,
     cancel: CancellationToken,
     tracker: TaskTracker,
     table: Mutex<Table>,
@@ -109,36 +61,10 @@ struct Shared {
     exits: Vec<mpsc::UnboundedSender<u64>>,
 }
 
-/// Clients by client id, and the counters the limits need.
+/// Clients by client id, and the id of the next client task.
 struct Table {
     by_client: HashMap<Bytes, Route>,
-    live: usize,
     next_id: u64,
-    rate: RateLimit,
-}
-
-/// New clients per second, counted in one-second windows.
-struct RateLimit {
-    max: u32,
-    window: Instant,
-    count: u32,
-}
-
-impl RateLimit {
-    fn allow(&mut self, now: Instant) -> bool {
-        if self.max == 0 {
-            return true;
-        }
-        if now.saturating_duration_since(self.window) >= Duration::from_secs(1) {
-            self.window = now;
-            self.count = 0;
-        }
-        if self.count >= self.max {
-            return false;
-        }
-        self.count += 1;
-        true
-    }
 }
 
 /// One socket and its task.
@@ -152,8 +78,35 @@ struct Receiver {
     addrs: HashMap<u64, Vec<SocketAddr>>,
 }
 
-/// Serves the MQTT-SN gateway on `sockets` (see [`bind_udp`]) until `cancel`.
-pub async fn serve_udp(
+impl switchyard_net::Gateway for MqttSnGateway {
+    fn serve(
+        &self,
+        listener: switchyard_net::BoundListener,
+        cancel: CancellationToken,
+        tracker: TaskTracker,
+    ) -> Result<switchyard_net::ServeFuture, switchyard_net::ServeError> {
+        if listener.kind != switchyard_net::ListenerKind::Udp {
+            return Err(switchyard_net::ServeError::Unsupported {
+                id: listener.id,
+                kind: listener.kind,
+            });
+        }
+        let (sockets, parts) = listener.into_datagram()?;
+        let gw = self.clone();
+        Ok(Box::pin(serve_udp(
+            sockets,
+            parts.id,
+            gw,
+            parts.limits,
+            cancel,
+            tracker,
+        )))
+    }
+}
+
+/// Serves the MQTT-SN gateway on `sockets` (bound by `switchyard_net::bind_udp`, one per core)
+/// until `cancel`.
+pub(crate) async fn serve_udp(
     sockets: Vec<UdpSocket>,
     name: String,
     gw: MqttSnGateway,
@@ -171,16 +124,10 @@ pub async fn serve_udp(
     let shared = Arc::new(Shared {
         table: Mutex::new(Table {
             by_client: HashMap::new(),
-            live: 0,
             next_id: 0,
-            rate: RateLimit {
-                max: limits.max_conn_rate,
-                window: Instant::now(),
-                count: 0,
-            },
         }),
         gw,
-        limits,
+        admission: Admission::new(limits, tokio::time::Instant::now()),
         cancel,
         tracker,
         exits,
@@ -192,10 +139,6 @@ pub async fn serve_udp(
     );
     let mut receivers = tokio::task::JoinSet::new();
     for (i, (socket, mailbox)) in sockets.into_iter().zip(mailboxes).enumerate() {
-        let sock = socket2::SockRef::from(&socket);
-        if let Err(e) = sock.set_recv_buffer_size(RECV_BUFFER) {
-            tracing::debug!(listener = name, error = %e, "cannot enlarge the receive buffer");
-        }
         // Only the first receiver advertises.
         let advertise = i == 0 && shared.gw.settings.broadcast.is_some();
         if advertise {
@@ -452,28 +395,31 @@ impl Receiver {
             // hands it over through the bus), which also ends the old sleep timer
             // (docs/mqtt-sn.md §2.17.3).
         }
-        let admitted = {
-            let mut t = self.shared.table.lock();
-            let at_limit = t.live >= self.shared.limits.max_connections;
-            if at_limit || !t.rate.allow(Instant::now()) {
-                Err(at_limit)
-            } else {
-                t.live += 1;
-                t.next_id += 1;
-                Ok(t.next_id)
+        match self.shared.admission.try_admit(tokio::time::Instant::now()) {
+            Ok(permit) => {
+                let task = {
+                    let mut t = self.shared.table.lock();
+                    t.next_id += 1;
+                    t.next_id
+                };
+                self.spawn(task, permit, packet, client_id, from);
             }
-        };
-        match admitted {
-            Ok(task) => self.spawn(task, packet, client_id, from),
-            Err(at_limit) => {
-                tracing::warn!(peer = %from, at_limit, "CONNECT refused: listener limit reached");
+            Err(refusal) => {
+                tracing::warn!(peer = %from, limit = refusal.limit(), "CONNECT refused: listener limit reached");
                 self.send(&Packet::ConnAck { rc: rc::CONGESTION }, from)
                     .await;
             }
         }
     }
 
-    fn spawn(&mut self, task: u64, first: Packet, client_id: Option<Bytes>, from: SocketAddr) {
+    fn spawn(
+        &mut self,
+        task: u64,
+        permit: Permit,
+        first: Packet,
+        client_id: Option<Bytes>,
+        from: SocketAddr,
+    ) {
         let gw = self.shared.gw.clone();
         let (control_tx, control_rx) = switchyard_bus::control_channel();
         let ch = Channel::new(gw.bus.clone(), gw.settings.clone(), from, control_tx, now());
@@ -496,9 +442,10 @@ impl Receiver {
         let shared = self.shared.clone();
         self.shared.tracker.spawn(async move {
             run_client(client).await;
+            // The client's place among max_connections is free again.
+            drop(permit);
             {
                 let mut t = shared.table.lock();
-                t.live = t.live.saturating_sub(1);
                 if let Some(c) = client_id {
                     if t.by_client.get(&c).is_some_and(|r| r.task == task) {
                         t.by_client.remove(&c);
@@ -529,27 +476,6 @@ impl Receiver {
 mod tests {
     use super::*;
 
-    /// The listener's sockets share one port, and nobody else can join it: a second bind of
-    /// the same address fails instead of silently taking a share of the clients.
-    #[tokio::test]
-    async fn sockets_share_one_port_that_no_one_else_can_join() {
-        let any: SocketAddr = "127.0.0.1:0".parse().expect("address");
-        let sockets = bind_udp(any).expect("bind");
-        assert!(!sockets.is_empty());
-        let ports: Vec<u16> = sockets
-            .iter()
-            .map(|s| s.local_addr().expect("bound").port())
-            .collect();
-        assert!(ports.iter().all(|p| *p == ports[0] && *p != 0), "{ports:?}");
-        let taken = SocketAddr::from(([127, 0, 0, 1], ports[0]));
-        assert!(
-            bind_udp(taken).is_err(),
-            "a second listener on the same port"
-        );
-        drop(sockets);
-        assert!(bind_udp(taken).is_ok(), "free again once closed");
-    }
-
     /// A panic while handling one client's datagram on the receiver that serves every client
     /// of the socket closes that client only: the others keep being answered, new clients
     /// connect, and the panic is counted.
@@ -572,6 +498,7 @@ mod tests {
         let limits = ListenerLimits {
             max_connections: 100,
             max_conn_rate: 0,
+            max_conn_burst: 0,
         };
         let server = tokio::spawn(serve_udp(
             vec![socket],

@@ -4,7 +4,6 @@
 use super::{St, State};
 use crate::error::{ApiError, ApiResult};
 use crate::json::{opt_bool, Params};
-use crate::view::NAMESPACES;
 use axum::extract::{Path, Query};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -31,10 +30,15 @@ pub async fn status(st: St, Query(q): Query<Params>) -> Response {
         .into_response()
 }
 
-/// Connections (online clients) and sessions per namespace.
+/// Connections (online clients) and sessions per namespace: every namespace of the gateway
+/// table, and any other a client is in.
 pub fn per_namespace(st: &State) -> BTreeMap<&'static str, (u64, u64)> {
-    let mut out: BTreeMap<&'static str, (u64, u64)> =
-        NAMESPACES.iter().map(|(ns, _)| (*ns, (0, 0))).collect();
+    let mut out: BTreeMap<&'static str, (u64, u64)> = st
+        .ctx
+        .gateways
+        .iter()
+        .map(|g| (g.namespace, (0, 0)))
+        .collect();
     for c in st.ctx.bus.clients() {
         let e = out.entry(c.info.namespace.0).or_insert((0, 0));
         if c.connected {
@@ -150,8 +154,11 @@ pub async fn listeners(st: St) -> Json<Value> {
                     "id": id, "type": kind, "name": name, "protocol": proto,
                     "bind": bind, "running": true,
                 });
-                if id == "mqtt:ws:default" {
-                    v["path"] = json!(c.listeners.ws.default.path);
+                let path = c
+                    .protocol(proto)
+                    .and_then(|p| p.listener(kind)?.ws_path.clone());
+                if let Some(path) = path {
+                    v["path"] = json!(path);
                 }
                 v
             })

@@ -1,14 +1,15 @@
-//! `/api/v5/gateways`: the MQTT-SN, CoAP and LwM2M gateways with their status (`running` when
-//! built and enabled, `stopped` when built and disabled, `unloaded` when not in this build),
-//! listeners and clients, and enabling or disabling a gateway at run time (the binary's
-//! `GatewayControl` binds or closes its listener; without one, a change answers 409).
+//! `/api/v5/gateways`: the gateways of the binary's gateway table that EMQX lists as gateways
+//! (MQTT-SN, CoAP, LwM2M; not MQTT, the broker itself) with their status (`running` or
+//! `stopped`), listeners and clients, and enabling or disabling a gateway at run time (the
+//! binary's `GatewayControl` binds or closes its listeners; without one, a change answers 409).
+//! `/api/v5/protocols` is the whole table, for the dashboard. Nothing here names a protocol:
+//! names, namespaces and listener ids come from the table, keys from the config's sections.
 
 use super::clients::{self, SubReq};
 use super::{body, no_content, St, State};
 use crate::error::{ApiError, ApiResult};
 use crate::json::Params;
 use crate::time::rfc3339;
-use crate::view::namespace;
 use axum::body::Bytes;
 use axum::extract::{Path, Query};
 use axum::http::StatusCode;
@@ -16,61 +17,43 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 use switchyard_bus::Namespace;
-use switchyard_config::UdpListenerConfig;
+use switchyard_config::ProtocolSection;
+use switchyard_net::GatewayDescriptor;
 
-/// The gateways EMQX has and we list, in display order.
-pub const GATEWAYS: [&str; 3] = ["mqttsn", "coap", "lwm2m"];
-
-struct Gw<'a> {
-    name: &'static str,
-    enabled: bool,
-    listener: &'a UdpListenerConfig,
+/// A gateway of the table with its config section.
+struct Gw {
+    desc: &'static GatewayDescriptor,
+    section: ProtocolSection,
 }
 
-fn gateway<'a>(st: &'a State, name: &str) -> Option<Gw<'a>> {
-    let g = &st.ctx.config.gateway;
-    match name {
-        "mqttsn" => Some(Gw {
-            name: "mqttsn",
-            enabled: g.mqttsn.enable,
-            listener: &g.mqttsn.listeners.udp.default,
-        }),
-        "coap" => Some(Gw {
-            name: "coap",
-            enabled: g.coap.enable,
-            listener: &g.coap.listeners.udp.default,
-        }),
-        "lwm2m" => Some(Gw {
-            name: "lwm2m",
-            enabled: g.lwm2m.enable,
-            listener: &g.lwm2m.listeners.udp.default,
-        }),
-        _ => None,
+impl Gw {
+    fn name(&self) -> &'static str {
+        self.desc.name
     }
 }
 
-fn status(st: &State, gw: &Gw<'_>) -> &'static str {
+/// The gateway `name`, if the table has it and lists it under `/gateways`.
+fn gateway(st: &State, name: &str) -> Option<Gw> {
+    let desc = st.protocol(name).filter(|d| d.emqx_gateway)?;
+    let section = st.ctx.config.protocol(desc.name)?;
+    Some(Gw { desc, section })
+}
+
+fn status(st: &State, gw: &Gw) -> &'static str {
     let running = match &st.ctx.gateway_control {
-        Some(c) => c.is_running(gw.name),
-        None => gw.enabled,
+        Some(c) => c.is_running(gw.name()),
+        None => gw.section.enable,
     };
-    if !st.ctx.gateways_built.contains(&gw.name) {
-        "unloaded"
-    } else if running {
+    if running {
         "running"
     } else {
         "stopped"
     }
 }
 
-fn gateway_json(st: &State, gw: &Gw<'_>) -> Value {
+fn gateway_json(st: &State, gw: &Gw) -> Value {
     let status = status(st, gw);
-    if status == "unloaded" {
-        return json!({ "name": gw.name, "status": "unloaded" });
-    }
-    let id = format!("{}:udp:default", gw.name);
-    let bound = st.ctx.listeners.get(&id);
-    let ns = namespace(gw.name).unwrap_or(Namespace("unknown"));
+    let ns = Namespace(gw.desc.namespace);
     let current = st
         .ctx
         .bus
@@ -79,45 +62,59 @@ fn gateway_json(st: &State, gw: &Gw<'_>) -> Value {
         .filter(|c| c.info.namespace == ns && c.connected)
         .count();
     let running = status == "running";
+    let listeners: Vec<Value> = gw
+        .desc
+        .listeners
+        .iter()
+        .filter_map(|spec| {
+            let config = gw.section.listener(spec.kind.as_str())?;
+            let id = gw.desc.listener_id(spec);
+            let bound = st.ctx.listeners.get(&id);
+            Some(json!({
+                "id": id,
+                "type": spec.kind.as_str(),
+                "name": spec.name,
+                "bind": bound.cloned().unwrap_or_else(|| config.bind.to_string()),
+                "running": bound.is_some(),
+                "max_connections": config.max_connections,
+                "max_conn_rate": config.max_conn_rate,
+            }))
+        })
+        .collect();
+    let max_connections = gw
+        .section
+        .listeners
+        .iter()
+        .fold(0u64, |n, l| n.saturating_add(u64::from(l.max_connections)));
     json!({
-        "name": gw.name,
+        "name": gw.name(),
         "status": status,
         "created_at": rfc3339(st.started_at),
         "started_at": running.then(|| rfc3339(st.started_at)),
         "stopped_at": (!running).then(|| rfc3339(st.started_at)),
-        "max_connections": gw.listener.max_connections,
+        "max_connections": max_connections,
         "current_connections": current,
-        "listeners": [{
-            "id": id,
-            "type": "udp",
-            "name": "default",
-            "bind": bound.cloned().unwrap_or_else(|| gw.listener.bind.to_string()),
-            "running": bound.is_some(),
-            "max_connections": gw.listener.max_connections,
-            "max_conn_rate": gw.listener.max_conn_rate,
-        }],
+        "listeners": listeners,
         "node_status": [{ "node": st.node(), "status": status, "current_connections": current }],
     })
 }
 
-fn known<'a>(st: &'a State, name: &str) -> ApiResult<(Gw<'a>, Namespace)> {
+/// A listed gateway and its namespace, for the client routes: 404 when unknown.
+fn known(st: &State, name: &str) -> ApiResult<(Gw, Namespace)> {
     let gw = gateway(st, name)
         .ok_or_else(|| ApiError::not_found(format!("gateway {name} not found")))?;
-    let ns =
-        namespace(name).ok_or_else(|| ApiError::not_found(format!("gateway {name} not found")))?;
+    let ns = Namespace(gw.desc.namespace);
     Ok((gw, ns))
 }
 
-/// A loaded gateway's namespace, for the client routes: 404 when unknown or unloaded.
+/// A loaded gateway's namespace, for the client routes: 404 when unknown (every gateway of
+/// the table is loaded).
 fn loaded(st: &State, name: &str) -> ApiResult<Namespace> {
-    let (gw, ns) = known(st, name)?;
-    if status(st, &gw) == "unloaded" {
-        return Err(ApiError::not_found(format!("gateway {name} is not loaded")));
-    }
-    Ok(ns)
+    known(st, name).map(|(_, ns)| ns)
 }
 
-/// `GET /api/v5/gateways[?status=running|stopped|unloaded]`.
+/// `GET /api/v5/gateways[?status=running|stopped|unloaded]` (`unloaded` is EMQX's status of a
+/// gateway not in the build; every gateway listed here is built, so it lists none).
 pub async fn list(st: St, Query(q): Query<Params>) -> ApiResult<Json<Value>> {
     let want = q
         .get("status")
@@ -130,12 +127,14 @@ pub async fn list(st: St, Query(q): Query<Params>) -> ApiResult<Json<Value>> {
             ));
         }
     }
-    let out: Vec<Value> = GATEWAYS
-        .iter()
-        .filter_map(|n| gateway(&st.0, n))
-        .filter(|g| want.map_or(true, |s| status(&st.0, g) == s))
-        .map(|g| gateway_json(&st.0, &g))
-        .collect();
+    let out: Vec<Value> =
+        st.0.ctx
+            .gateways
+            .iter()
+            .filter_map(|d| gateway(&st.0, d.name))
+            .filter(|g| want.map_or(true, |s| status(&st.0, g) == s))
+            .map(|g| gateway_json(&st.0, &g))
+            .collect();
     Ok(Json(json!(out)))
 }
 
@@ -145,8 +144,35 @@ pub async fn get(st: St, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     Ok(Json(gateway_json(&st.0, &gw)))
 }
 
+/// `GET /api/v5/protocols`: the binary's gateway table, MQTT included, in display order:
+/// name, client-id namespace, `proto_name` (the clients filter and metric label), display name,
+/// whether `/gateways` lists it, and its listener ids and kinds.
+pub async fn protocols(st: St) -> Json<Value> {
+    let out: Vec<Value> =
+        st.0.ctx
+            .gateways
+            .iter()
+            .map(|d| {
+                let listeners: Vec<Value> = d
+                .listeners
+                .iter()
+                .map(|l| json!({ "id": d.listener_id(l), "type": l.kind.as_str(), "name": l.name }))
+                .collect();
+                json!({
+                    "name": d.name,
+                    "namespace": d.namespace,
+                    "proto_name": d.proto_name,
+                    "display_name": d.display_name,
+                    "gateway": d.emqx_gateway,
+                    "listeners": listeners,
+                })
+            })
+            .collect();
+    Json(json!(out))
+}
+
 /// `PUT /api/v5/gateways/{name}/enable/{true|false}`: starts or stops the gateway, 204; 404
-/// when unloaded; 409 `REQUIRES_RESTART` when the binary offers no run-time control; 500 when
+/// when unknown; 409 `REQUIRES_RESTART` when the binary offers no run-time control; 500 when
 /// its listener cannot be bound.
 pub async fn enable(st: St, Path((name, enable)): Path<(String, String)>) -> ApiResult<Response> {
     let want = match enable.as_str() {
@@ -155,27 +181,27 @@ pub async fn enable(st: St, Path((name, enable)): Path<(String, String)>) -> Api
         _ => return Err(ApiError::bad_request("enable must be true or false")),
     };
     let (gw, _) = known(&st.0, &name)?;
-    if status(&st.0, &gw) == "unloaded" {
-        return Err(ApiError::not_found(format!("gateway {name} is not loaded")));
-    }
     if let Some(control) = st.0.ctx.gateway_control.clone() {
-        control.set_enabled(gw.name, want).await.map_err(|e| {
+        control.set_enabled(gw.name(), want).await.map_err(|e| {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "GATEWAY_START_FAILED", e)
         })?;
         tracing::info!(
-            gateway = gw.name,
+            gateway = gw.name(),
             enable = want,
             "gateway state changed through the admin API"
         );
         return Ok(no_content());
     }
-    if gw.enabled == want {
+    if gw.section.enable == want {
         return Ok(no_content());
     }
     Err(ApiError::new(
         StatusCode::CONFLICT,
         "REQUIRES_RESTART",
-        format!("set gateway.{name}.enable = {want} in the config and restart the node"),
+        format!(
+            "set {}.enable = {want} in the config and restart the node",
+            gw.section.key
+        ),
     ))
 }
 

@@ -85,7 +85,7 @@ pub async fn action(
             "no action {action} for gateway {name}"
         )));
     }
-    if !st.0.ctx.gateways_built.contains(&"lwm2m") {
+    if st.0.protocol("lwm2m").is_none() {
         return Err(ApiError::not_found("gateway lwm2m is not loaded"));
     }
     let cmd = command(&action, &q)?;

@@ -25,6 +25,7 @@ use base64::Engine;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 use std::time::SystemTime;
+use switchyard_net::GatewayDescriptor;
 
 /// What every handler sees.
 pub struct State {
@@ -49,6 +50,11 @@ impl State {
     /// The node name (`switchyard@127.0.0.1`).
     pub fn node(&self) -> &str {
         &self.ctx.config.node.name
+    }
+
+    /// Protocol `name` from the binary's gateway table, when this binary carries it.
+    pub fn protocol(&self, name: &str) -> Option<&'static GatewayDescriptor> {
+        self.ctx.gateways.iter().copied().find(|g| g.name == name)
     }
 }
 
@@ -127,6 +133,7 @@ pub fn router(state: Arc<State>) -> Router {
             "/api/v5/mqtt/retainer/message/*topic",
             get(messages::retained_get).delete(messages::retained_delete),
         )
+        .route("/api/v5/protocols", get(gateways::protocols))
         .route("/api/v5/gateways", get(gateways::list))
         .route("/api/v5/gateways/:name", get(gateways::get))
         .route(

@@ -40,12 +40,7 @@ pub async fn stats(st: St) -> impl IntoResponse {
         "gauge",
         "Open connections by protocol.",
     );
-    for (ns, proto) in [
-        ("mqtt", "MQTT"),
-        ("mqttsn", "MQTT-SN"),
-        ("coap", "CoAP"),
-        ("lwm2m", "LwM2M"),
-    ] {
+    for (ns, proto) in st.ctx.gateways.iter().map(|g| (g.namespace, g.proto_name)) {
         let n = clients
             .iter()
             .filter(|c| c.connected && c.info.namespace.0 == ns)

@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::listeners::{any_v4, DEFAULT_MAX_CONNECTIONS, DEFAULT_UDP_MAX_CONN_RATE};
+use super::listeners::{
+    any_v4, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONN_BURST, DEFAULT_UDP_MAX_CONN_RATE,
+};
 use crate::units::{self, ByteSize, Duration};
 
 /// `[gateway]` (not `Eq`: `gateway.coap.ack_random_factor` is a float)
@@ -19,6 +21,25 @@ pub struct GatewayConfig {
     pub coap: CoapGatewayConfig,
     /// `[gateway.lwm2m]`: LwM2M over CoAP over UDP.
     pub lwm2m: Lwm2mGatewayConfig,
+}
+
+impl GatewayConfig {
+    /// Every gateway's section (its name, `enable` and listeners), in display order: what
+    /// validation, start-up and the admin API walk. A new gateway adds its field above and its
+    /// line here; the binary tests that its gateway table names the same gateways.
+    pub fn sections(&self) -> Vec<super::ProtocolSection> {
+        vec![
+            self.mqttsn
+                .listeners
+                .section("mqttsn", "gateway.mqttsn", self.mqttsn.enable),
+            self.coap
+                .listeners
+                .section("coap", "gateway.coap", self.coap.enable),
+            self.lwm2m
+                .listeners
+                .section("lwm2m", "gateway.lwm2m", self.lwm2m.enable),
+        ]
+    }
 }
 
 /// `[gateway.mqttsn]` (EMQX-compatible keys, docs/mqtt-sn.md §2.1)
@@ -393,8 +414,13 @@ pub struct UdpListenerConfig {
     pub bind: SocketAddr,
     /// Most concurrent clients (by client identity, not source address). Default 1024000.
     pub max_connections: u32,
-    /// Most new clients accepted per second; 0 = unlimited. Default 1000.
+    /// New clients accepted per second on average; over it a new client is refused with the
+    /// protocol's answer (MQTT-SN CONNACK 0x01 congestion, CoAP and LwM2M 5.03), since a
+    /// datagram cannot wait in a backlog. 0 = unlimited. Default 1000.
     pub max_conn_rate: u32,
+    /// New clients accepted at once after a quiet spell before `max_conn_rate` applies (the
+    /// token bucket's size); 0 = equal to `max_conn_rate`. Default 0.
+    pub max_conn_burst: u32,
 }
 
 impl Default for UdpListenerConfig {
@@ -404,6 +430,7 @@ impl Default for UdpListenerConfig {
             bind: any_v4(0),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_conn_rate: DEFAULT_UDP_MAX_CONN_RATE,
+            max_conn_burst: DEFAULT_MAX_CONN_BURST,
         }
     }
 }

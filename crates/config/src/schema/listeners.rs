@@ -15,12 +15,12 @@ use crate::units;
 
 /// Default `max_connections` for every listener.
 pub(crate) const DEFAULT_MAX_CONNECTIONS: u32 = 1_024_000;
-/// Default `max_conn_rate` of the UDP gateway listeners, which refuse clients over it.
+/// Default `max_conn_rate` of the UDP gateway listeners, which refuse new clients over it.
 pub(crate) const DEFAULT_UDP_MAX_CONN_RATE: u32 = 1000;
 /// Default `max_conn_rate` of the MQTT stream listeners: unlimited, as in EMQX 5. Over a
 /// configured rate they pause accepting (connections wait in the backlog), never refuse.
 pub(crate) const DEFAULT_STREAM_MAX_CONN_RATE: u32 = 0;
-/// Default `max_conn_burst`: 0 means "equal to `max_conn_rate`".
+/// Default `max_conn_burst` of every listener: 0 means "equal to `max_conn_rate`".
 pub(crate) const DEFAULT_MAX_CONN_BURST: u32 = 0;
 
 /// `0.0.0.0:<port>`

@@ -9,6 +9,7 @@
 mod gateway;
 mod listeners;
 mod mqtt;
+mod protocols;
 mod storage;
 
 use std::path::PathBuf;
@@ -29,6 +30,7 @@ pub use listeners::{
     TlsVerify, WsListenerConfig, WsListenersConfig, WssListenerConfig, WssListenersConfig,
 };
 pub use mqtt::{MqttConfig, SharedSubscriptionStrategy};
+pub use protocols::{ListenerView, ProtocolSection};
 pub use storage::{DurabilityMode, StorageConfig};
 
 /// The whole configuration: the root of `switchyard.toml`.

@@ -149,6 +149,41 @@ fn random_client_id() -> String {
     Alphanumeric.sample_string(&mut rand::thread_rng(), 16)
 }
 
+/// Authenticates a connection create before its client opens a session (so a wrong password
+/// cannot take over the session of the client id it names). Awaited on the client's own task;
+/// the password hash runs on the blocking pool (switchyard-auth's bounded offload), so a flood
+/// of wrong passwords never stalls the socket task or other clients. `Err` is the refusal.
+pub async fn login(gw: &CoapGateway, packet: &Packet, peer: SocketAddr) -> Result<(), Packet> {
+    let creates = matches!(request::resource(packet), Ok(Resource::Connection))
+        && wire::code_of(packet) == code::POST;
+    if !creates || !gw.settings.enable_authn {
+        return Ok(());
+    }
+    let q = request::query(packet).map_err(|(c, t)| error_response(c, t))?;
+    let Some(id) = q.clientid.clone() else {
+        return Err(error_response(code::BAD_REQUEST, MISSING_TOKEN));
+    };
+    let creds = switchyard_auth::OwnedCredentials {
+        client_id: id.clone(),
+        username: q.username.clone(),
+        password: q.password.clone().map(String::into_bytes),
+        peer_ip: Some(peer.ip()),
+        listener_authn_enabled: true,
+    };
+    let authn = gw.settings.security.authn.clone();
+    match switchyard_auth::authenticate_off_task(authn, creds).await {
+        AuthResult::Allow { .. } => Ok(()),
+        AuthResult::Deny(reason) => {
+            Metrics::inc(&gw.bus.metrics().auth_failures);
+            tracing::info!(%peer, client_id = id, reason = %reason, "authentication failed");
+            Err(error_response(
+                code::BAD_REQUEST,
+                &format!("Login Failed: {}", reason.as_str()),
+            ))
+        }
+    }
+}
+
 /// Checks the `username`/`password` (`u`/`p`) of a request when `enable_authn` is set
 /// (always allowed otherwise): `Ok(superuser)`, or the reason for `Login Failed: <reason>`
 /// (docs/coap.md §3.5) / 4.01 (connectionless, §3.4). Failures are counted.
@@ -646,23 +681,16 @@ fn wants_con(notify: crate::NotifyType, qos: QoS) -> bool {
 }
 
 /// The answer the socket task gives itself when a connection-mode request names no live
-/// channel: `Ok(())` to create one (a connection create), else the reply.
-pub fn precheck_connection_mode(
-    gw: &CoapGateway,
-    packet: &Packet,
-    peer: SocketAddr,
-) -> Result<(), Packet> {
+/// channel: `Ok(())` to create one (a connection create), else the reply. Cheap: no password
+/// check (see [`login`]).
+pub fn precheck_connection_mode(packet: &Packet) -> Result<(), Packet> {
     let q = request::query(packet).map_err(|(c, t)| error_response(c, t))?;
     let is_connection = matches!(request::resource(packet), Ok(Resource::Connection));
     match (is_connection, wire::code_of(packet), &q.clientid) {
         (true, code::POST, None) => Err(error_response(code::BAD_REQUEST, MISSING_TOKEN)),
-        (true, code::POST, Some(id)) => {
-            authenticate(gw, &q, id, peer)
-                .map(|_| ())
-                .map_err(|reason| {
-                    error_response(code::BAD_REQUEST, &format!("Login Failed: {reason}"))
-                })
-        }
+        // A create: its credentials are checked on the new client's own task, never here
+        // (a password hash on the socket task would stall every CoAP client).
+        (true, code::POST, Some(_)) => Ok(()),
         // docs/coap.md §3.5: a DELETE reaching a fresh channel is answered 2.02.
         (true, code::DELETE, _) => Err(response(code::DELETED)),
         (true, code::GET, _) => Err(error_response(
