@@ -280,7 +280,9 @@ impl BusHandle {
             };
         let mut retained = 0;
         if send_retained {
-            for (m, id) in self.0.retain.matching(&sf.filter, Instant::now()) {
+            // Expiry is checked where the subscriber's driver drains its outbox, with its `now`
+            // (and counted there as messages.expired): the engine never reads the clock.
+            for (m, id) in self.0.retain.matching(&sf.filter, None) {
                 let d = Delivery {
                     qos: m.qos.min(opts.qos),
                     message: m,

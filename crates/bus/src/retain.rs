@@ -35,19 +35,19 @@ impl RetainStore {
         }
     }
 
-    /// Every retained message whose topic matches `filter`, skipping expired ones, with its
-    /// store id.
+    /// Every retained message whose topic matches `filter`, with its store id; with `now`,
+    /// expired ones are skipped.
     pub fn matching(
         &self,
         filter: &TopicFilter,
-        now: std::time::Instant,
+        now: Option<std::time::Instant>,
     ) -> Vec<(Arc<Message>, u64)> {
         let map = self.messages.read();
         let literal_prefix = literal_prefix(filter.as_str());
         map.iter()
             .skip_while(|(t, _)| t.as_str() < literal_prefix)
             .take_while(|(t, _)| t.as_str().starts_with(literal_prefix))
-            .filter(|(t, (m, _))| filter.matches(t) && !m.is_expired(now))
+            .filter(|(t, (m, _))| filter.matches(t) && !now.is_some_and(|n| m.is_expired(n)))
             .map(|(_, (m, id))| (m.clone(), *id))
             .collect()
     }
@@ -118,14 +118,14 @@ mod tests {
         assert_eq!(s.set(msg("$SYS/x", "4"), 0), 1);
         let f = TopicFilter::new("a/+").unwrap_or_else(|e| panic!("{e}"));
         let got: Vec<_> = s
-            .matching(&f, std::time::Instant::now())
+            .matching(&f, Some(std::time::Instant::now()))
             .iter()
             .map(|(m, _)| m.payload.clone())
             .collect();
         assert_eq!(got, vec!["3", "2"]);
         let all = TopicFilter::new("#").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
-            s.matching(&all, std::time::Instant::now()).len(),
+            s.matching(&all, Some(std::time::Instant::now())).len(),
             2,
             "$SYS not matched by #"
         );

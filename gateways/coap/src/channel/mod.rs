@@ -357,7 +357,7 @@ impl Channel {
             Err(r) => self.refuse(&ex, r),
             Ok(Resource::Connection) => self.connection(&ex, method, &q),
             Ok(Resource::PubSub(topic)) => match method {
-                code::POST => self.publish(&ex, &topic, &q, req.packet.payload),
+                code::POST => self.publish(&ex, &topic, &q, req.packet.payload, now),
                 code::GET => self.observe(&ex, &req.packet, &topic, &q, now),
                 _ => self.refuse(&ex, (code::METHOD_NOT_ALLOWED, "method not allowed")),
             },
@@ -396,7 +396,7 @@ impl Channel {
         format!("{}{topic}", self.prefix)
     }
 
-    fn publish(&mut self, ex: &Exchange, topic: &str, q: &Query, payload: Vec<u8>) {
+    fn publish(&mut self, ex: &Exchange, topic: &str, q: &Query, payload: Vec<u8>, now: Instant) {
         let parsed = (|| -> Result<(QoS, bool, Option<u32>), Refusal> {
             let qos = match &q.qos {
                 Some(v) => request::parse_qos(v)?,
@@ -418,7 +418,7 @@ impl Channel {
             return self.refuse(ex, (code::BAD_REQUEST, "invalid topic"));
         };
         let action = Action::Publish { topic, qos, retain };
-        if self.authorize(ex, action, Instant::now()) == Decision::Deny {
+        if self.authorize(ex, action, now) == Decision::Deny {
             return;
         }
         let mut msg = Message::new(name, payload, qos, retain);
