@@ -69,7 +69,7 @@ pub fn security(c: &Config, state: switchyard_state::SharedState) -> anyhow::Res
                 switchyard_config::BootstrapType::Hash => auth::BootstrapType::Hash,
             },
         },
-        state,
+        state.clone(),
     )
     .map_err(|e| anyhow::anyhow!("authentication: {e}"))?;
     let z = &c.authorization;
@@ -98,9 +98,19 @@ pub fn security(c: &Config, state: switchyard_state::SharedState) -> anyhow::Res
         acl_rules = authz.rule_count(),
         "security configured"
     );
+    let f = &c.flapping_detect;
+    let flapping = auth::FlappingSettings {
+        enable: f.enable,
+        max_count: f.max_count,
+        window: f.window_time.as_std(),
+        ban_time: f.ban_time.as_std(),
+    };
+    let banned = auth::Banned::open(state, flapping)
+        .map_err(|e| anyhow::anyhow!("banned clients: {e}"))?;
     Ok(Security {
         authn: Arc::new(authn),
         authz: Arc::new(authz),
+        banned: Arc::new(banned),
     })
 }
 

@@ -43,9 +43,38 @@ impl Api {
         (s, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// An API client for the dashboard listening at `addr` (host:port), not logged in.
+    pub fn at(addr: &str) -> Api {
+        Api {
+            base: format!("http://{addr}"),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+            token: String::new(),
+        }
+    }
+
+    /// [`Api::ready`] for the dashboard at `addr` (a node started by `common::node`).
+    pub async fn ready_at(addr: &str) -> Api {
+        Self::become_ready(Api::at(addr)).await
+    }
+
+    /// Logs in with the password [`Api::ready`] set (a restarted node keeps it).
+    pub async fn login_at(addr: &str) -> Api {
+        let mut api = Api::at(addr);
+        let (s, v) = api.login("admin", NEW_PWD).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        api.token = v["token"].as_str().unwrap().to_owned();
+        api
+    }
+
     /// Logs in as the default admin and changes the password: a token that may do anything.
     pub async fn ready(broker: &Broker) -> Api {
-        let mut api = Api::new(broker);
+        Self::become_ready(Api::new(broker)).await
+    }
+
+    async fn become_ready(mut api: Api) -> Api {
         let (s, v) = api.login("admin", "public").await;
         assert_eq!(s, StatusCode::OK, "{v}");
         api.token = v["token"].as_str().unwrap().to_owned();

@@ -14,6 +14,7 @@
 
 mod authn;
 mod authz;
+mod banned;
 mod bootstrap;
 mod hash;
 mod offload;
@@ -29,6 +30,7 @@ pub use authz::{
     parse_rules, AclCacheSettings, AclError, Action, Authorizer, AuthzSettings, ClientAcl,
     ClientCtx, Decision, DenyAction, Permission, Rule,
 };
+pub use banned::{BanEntry, BanError, BanKind, Banned, FlappingSettings, BANNED_KIND};
 pub use hash::HashAlgorithm;
 pub use offload::{authenticate_off_task, OwnedCredentials, HASH_SLOTS};
 pub use ratelimit::RateLimiter;
@@ -42,6 +44,8 @@ pub struct Security {
     pub authn: Arc<Authenticator>,
     /// Authorization.
     pub authz: Arc<Authorizer>,
+    /// Banned clients and flapping detection, checked at connect before authentication.
+    pub banned: Arc<Banned>,
 }
 
 impl Default for Security {
@@ -50,6 +54,7 @@ impl Default for Security {
         Security {
             authn: Arc::new(Authenticator::in_memory(AuthnSettings::default())),
             authz: Arc::new(Authorizer::new(Vec::new(), AuthzSettings::default())),
+            banned: Arc::new(Banned::in_memory(FlappingSettings::default())),
         }
     }
 }

@@ -29,6 +29,7 @@ impl Config {
         let listeners = listeners(self);
         check_listeners(self, &listeners, &mut issues);
         self.gateway.mqttsn.check(&mut issues);
+        self.check_ops(&mut issues);
         let (tcp, udp) = binds(self, &listeners);
         check_bind_conflicts("TCP", &tcp, &mut issues);
         check_bind_conflicts("UDP", &udp, &mut issues);

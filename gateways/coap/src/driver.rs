@@ -353,7 +353,7 @@ impl Client {
     }
 
     async fn serve(&mut self, info: switchyard_bus::ClientInfo, first: Request) -> CloseReason {
-        if let Err(reply) = channel::login(&self.gw, &first.packet, first.peer).await {
+        if let Err(reply) = channel::login(&self.gw, &first.packet, first.peer, now()).await {
             let _ = self
                 .out_tx
                 .send(ToSocket::Out(Output::Reply {

@@ -310,7 +310,7 @@ impl Client {
                 return None;
             }
         };
-        if let Err(reason) = channel::authenticate(&self.gw, &reg, first.peer) {
+        if let Err(reason) = channel::authenticate(&self.gw, &reg, first.peer, now()) {
             self.refuse(first, channel::login_failed(reason)).await;
             self.gw.bus.connection_refused(&CloseReason::NotAuthorized);
             return None;

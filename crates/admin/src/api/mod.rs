@@ -1,6 +1,7 @@
 //! The `/api/v5` routes, the authentication middleware and the shared handler state.
 
 mod authn;
+mod banned;
 mod broker;
 mod clients;
 mod coap;
@@ -75,6 +76,8 @@ pub fn no_content() -> Response {
 pub fn router(state: Arc<State>) -> Router {
     let protected = Router::new()
         .route("/api/v5/logout", post(session::logout))
+        .route("/api/v5/banned", get(banned::list).post(banned::create))
+        .route("/api/v5/banned/:as/:who", delete(banned::delete))
         .route("/api/v5/users", get(session::users).post(session::add_user))
         .route("/api/v5/users/:username", delete(session::delete_user))
         .route(

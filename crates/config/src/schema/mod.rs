@@ -9,6 +9,7 @@
 mod gateway;
 mod listeners;
 mod mqtt;
+mod ops;
 mod protocols;
 mod storage;
 
@@ -30,6 +31,10 @@ pub use listeners::{
     TlsVerify, WsListenerConfig, WsListenersConfig, WssListenerConfig, WssListenersConfig,
 };
 pub use mqtt::{MqttConfig, SharedSubscriptionStrategy};
+pub use ops::{
+    AutoSubscribeConfig, AutoSubscribeTopic, DelayedConfig, FlappingDetectConfig, PrometheusConfig,
+    RetainerConfig, RewriteAction, RewriteRule,
+};
 pub use protocols::{ListenerView, ProtocolSection};
 pub use storage::{DurabilityMode, StorageConfig};
 
@@ -57,6 +62,18 @@ pub struct Config {
     pub authorization: AuthorizationConfig,
     /// `[storage]`: durability of persistent sessions and retained messages.
     pub storage: StorageConfig,
+    /// `[flapping_detect]`: ban client ids that reconnect in a loop.
+    pub flapping_detect: FlappingDetectConfig,
+    /// `[retainer]`: limits of the retained-message store.
+    pub retainer: RetainerConfig,
+    /// `[delayed]`: `$delayed/{seconds}/{topic}` publishes.
+    pub delayed: DelayedConfig,
+    /// `[auto_subscribe]`: subscriptions every client gets at connect.
+    pub auto_subscribe: AutoSubscribeConfig,
+    /// `[[rewrite]]`: topic rewrite rules, applied before authorization.
+    pub rewrite: Vec<RewriteRule>,
+    /// `[prometheus]`: the metrics endpoint.
+    pub prometheus: PrometheusConfig,
 }
 
 /// `[node]`

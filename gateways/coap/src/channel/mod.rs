@@ -153,13 +153,31 @@ fn random_client_id() -> String {
 /// cannot take over the session of the client id it names). Awaited on the client's own task;
 /// the password hash runs on the blocking pool (switchyard-auth's bounded offload), so a flood
 /// of wrong passwords never stalls the socket task or other clients. `Err` is the refusal.
-pub async fn login(gw: &CoapGateway, packet: &Packet, peer: SocketAddr) -> Result<(), Packet> {
+///
+/// Every new client (connection mode or not) is first checked against the banned list, before
+/// any authentication: a banned one gets 4.00 `Login Failed: banned`.
+pub async fn login(
+    gw: &CoapGateway,
+    packet: &Packet,
+    peer: SocketAddr,
+    now: Instant,
+) -> Result<(), Packet> {
+    let q = request::query(packet).map_err(|(c, t)| error_response(c, t))?;
+    let ban = gw.settings.security.banned.check_connect(
+        q.clientid.as_deref().unwrap_or_default(),
+        q.username.as_deref(),
+        Some(peer.ip()),
+        now,
+    );
+    if let Some(ban) = ban {
+        tracing::info!(%peer, client_id = ?q.clientid, reason = ban.reason, "client refused: banned");
+        return Err(error_response(code::BAD_REQUEST, "Login Failed: banned"));
+    }
     let creates = matches!(request::resource(packet), Ok(Resource::Connection))
         && wire::code_of(packet) == code::POST;
     if !creates || !gw.settings.enable_authn {
         return Ok(());
     }
-    let q = request::query(packet).map_err(|(c, t)| error_response(c, t))?;
     let Some(id) = q.clientid.clone() else {
         return Err(error_response(code::BAD_REQUEST, MISSING_TOKEN));
     };

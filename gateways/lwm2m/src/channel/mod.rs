@@ -158,10 +158,21 @@ pub fn authenticate(
     gw: &Lwm2mGateway,
     reg: &Registration,
     peer: SocketAddr,
+    now: Instant,
 ) -> Result<(), &'static str> {
     let s = &gw.settings;
     let p = &reg.params;
     let client_id = p.get("device_id").unwrap_or(&reg.ep);
+    // Banned (or flapping) devices are refused before authentication: 4.00 `Login Failed: banned`.
+    let username = p.get("imei").unwrap_or(&reg.ep);
+    if let Some(ban) = s
+        .security
+        .banned
+        .check_connect(client_id, Some(username), Some(peer.ip()), now)
+    {
+        tracing::info!(%peer, ep = %reg.ep, reason = ban.reason, "LwM2M register refused: banned");
+        return Err("banned");
+    }
     let creds = switchyard_auth::Credentials {
         client_id,
         username: p.get("imei").map(String::as_str),
@@ -371,7 +382,7 @@ impl Channel {
             Ok(r) => r,
             Err(reason) => return self.reply(ex, login_failed(reason)),
         };
-        if let Err(reason) = authenticate(&self.gw, &reg, self.peer) {
+        if let Err(reason) = authenticate(&self.gw, &reg, self.peer, now) {
             return self.reply(ex, login_failed(reason));
         }
         // A new Register means the device lost its state: its observations are gone (LwM2M TS

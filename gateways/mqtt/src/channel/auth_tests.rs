@@ -59,6 +59,7 @@ fn settings(allow_anonymous: bool, deny_action: DenyAction, rate: u32) -> Arc<Mq
         security: Security {
             authn: Arc::new(authn),
             authz: Arc::new(authz),
+            ..Security::default()
         },
         max_publish_rate: rate,
         ..MqttSettings::default()

@@ -76,6 +76,27 @@ impl Channel {
             }
             ClientId::new(c.client_id.clone())
         };
+        // Banned clients (and flapping ones) are refused before authentication, so a reconnect
+        // loop never reaches the authentication back-end.
+        let ban = self.settings.security.banned.check_connect(
+            client_id.as_str(),
+            c.username.as_deref(),
+            Some(self.peer.ip()),
+            now,
+        );
+        if let Some(ban) = ban {
+            tracing::info!(peer = %self.peer, client_id = %client_id, reason = ban.reason,
+                "CONNECT refused: banned");
+            let code = if self.version.is_v5() {
+                v5::BANNED
+            } else {
+                v3::NOT_AUTHORIZED
+            };
+            self.outbound
+                .push(Packet::ConnAck(ConnAck::new(code, false)));
+            self.close = Some(CloseReason::NotAuthorized);
+            return ConnectDecision::Refused;
+        }
         if let Err(refused) = self.authenticate(&c, &client_id, now) {
             return refused;
         }

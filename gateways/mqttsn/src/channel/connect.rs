@@ -132,6 +132,20 @@ impl Channel {
             .username
             .as_deref()
             .map(|t| render(t, &p.client_id, None));
+        // Banned (or flapping) clients are refused before authentication.
+        let ban = self.settings.security.banned.check_connect(
+            &p.client_id,
+            username.as_deref(),
+            Some(self.peer.ip()),
+            self.clock,
+        );
+        if let Some(ban) = ban {
+            tracing::info!(peer = %self.peer, client_id = p.client_id, reason = ban.reason,
+                "CONNECT refused: banned");
+            self.connack(rc::NOT_AUTHORIZED);
+            self.fail(CloseReason::NotAuthorized, false);
+            return;
+        }
         if !self.authenticate(&p.client_id, username.as_deref()) {
             // docs/mqtt-sn.md §2.4, §2.6: authentication failed → CONNACK 0x80, then close.
             self.connack(rc::NOT_AUTHORIZED);
