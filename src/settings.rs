@@ -105,8 +105,8 @@ pub fn security(c: &Config, state: switchyard_state::SharedState) -> anyhow::Res
         window: f.window_time.as_std(),
         ban_time: f.ban_time.as_std(),
     };
-    let banned = auth::Banned::open(state, flapping)
-        .map_err(|e| anyhow::anyhow!("banned clients: {e}"))?;
+    let banned =
+        auth::Banned::open(state, flapping).map_err(|e| anyhow::anyhow!("banned clients: {e}"))?;
     Ok(Security {
         authn: Arc::new(authn),
         authz: Arc::new(authz),

@@ -72,8 +72,7 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
     // Subscribed before any view loads, so no change falls between loading and following.
     let feed = state.changes();
     let security = settings::security(&config, state.clone())?;
-    let mut views: Vec<Arc<dyn StateView>> =
-        vec![security.authn.clone(), security.banned.clone()];
+    let mut views: Vec<Arc<dyn StateView>> = vec![security.authn.clone(), security.banned.clone()];
     let gateways = Arc::new(crate::gateways::GatewayRunner::new(
         Arc::new(config.clone()),
         bus.clone(),

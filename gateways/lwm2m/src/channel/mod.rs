@@ -165,10 +165,10 @@ pub fn authenticate(
     let client_id = p.get("device_id").unwrap_or(&reg.ep);
     // Banned (or flapping) devices are refused before authentication: 4.00 `Login Failed: banned`.
     let username = p.get("imei").unwrap_or(&reg.ep);
-    if let Some(ban) = s
-        .security
-        .banned
-        .check_connect(client_id, Some(username), Some(peer.ip()), now)
+    if let Some(ban) =
+        s.security
+            .banned
+            .check_connect(client_id, Some(username), Some(peer.ip()), now)
     {
         tracing::info!(%peer, ep = %reg.ep, reason = ban.reason, "LwM2M register refused: banned");
         return Err("banned");
