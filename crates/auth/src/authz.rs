@@ -519,6 +519,29 @@ impl ClientAcl {
     pub fn cached(&self) -> usize {
         self.cache.len()
     }
+
+    /// Whether the client's will may be published now: checked as a publish of its topic, QoS
+    /// and retain flag when it is published, since a will allowed at connect may be denied by
+    /// then. A denied will is logged and counted in `denials` (the node's `authorization.deny`
+    /// metric); the gateway drops it.
+    pub fn will_allowed(
+        &mut self,
+        will: &switchyard_core::Message,
+        now: Instant,
+        denials: &AtomicU64,
+    ) -> bool {
+        let action = Action::Publish {
+            topic: will.topic.as_str(),
+            qos: will.qos,
+            retain: will.retain,
+        };
+        let allowed = self.check(&action, now) == Decision::Allow;
+        if !allowed {
+            tracing::info!(topic = %will.topic, "will denied by the ACL; dropped");
+            denials.fetch_add(1, Ordering::Relaxed);
+        }
+        allowed
+    }
 }
 
 #[cfg(test)]

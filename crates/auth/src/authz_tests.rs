@@ -252,6 +252,36 @@ fn qos_and_retain_conditions() {
 }
 
 #[test]
+fn a_will_is_checked_as_a_publish_when_it_is_published_and_a_denial_counted() {
+    let a = authz(
+        r##"
+        [[rule]]
+        permission = "deny"
+        action = "publish"
+        topics = ["will/retained"]
+        retain = true
+        [[rule]]
+        permission = "allow"
+        action = "all"
+        topics = ["will/#"]
+        "##,
+        Deny,
+    );
+    let mut acl = a.client(ctx("c1", None, "10.0.0.1"));
+    let will = |topic: &str, retain| {
+        let topic = switchyard_core::TopicName::new(topic).expect("topic");
+        switchyard_core::Message::new(topic, "gone", QoS::AtLeastOnce, retain)
+    };
+    let denials = AtomicU64::new(0);
+    let now = Instant::now();
+    assert!(acl.will_allowed(&will("will/c1", false), now, &denials));
+    assert!(acl.will_allowed(&will("will/retained", false), now, &denials));
+    assert!(!acl.will_allowed(&will("will/retained", true), now, &denials));
+    assert!(!acl.will_allowed(&will("other", false), now, &denials));
+    assert_eq!(denials.load(Ordering::Relaxed), 2);
+}
+
+#[test]
 fn invalid_rules_are_errors() {
     let bad = [
         (

@@ -1,5 +1,6 @@
-//! [`BusHandle`]: the one API gateways use — open and release sessions, publish, subscribe,
-//! report connects and disconnects. Cheap to clone; every method is callable from any task.
+//! [`BusHandle`]: the one API gateways use — open sessions (each comes with its
+//! [`Attachment`](crate::Attachment), which reports the connect and ends the connection),
+//! publish, subscribe. Cheap to clone; every method is callable from any task.
 
 use crate::config::BusConfig;
 use crate::delivery::{Delivery, RetainHandling, SubOptions};
@@ -337,14 +338,18 @@ impl BusHandle {
         v
     }
 
-    /// Counts a connection that closed before it connected (refused, timed out in its
-    /// handshake, malformed first packet): it has no session to report.
+    /// Ends a connection that closed before it connected (refused, timed out in its handshake,
+    /// malformed first packet), which has no session to report: counts its close reason and
+    /// writes its close log line, as [`Attachment::finish`](crate::Attachment::finish) does for
+    /// a connected one.
     pub fn connection_refused(&self, reason: &CloseReason) {
         self.0.metrics.count_close(reason);
+        crate::attachment::log_close(reason);
     }
 
-    /// Reports a successful connect: counts it and publishes the `$SYS` presence event.
-    pub fn client_connected(&self, info: &ClientInfo) {
+    /// Reports a successful connect: counts it and publishes the `$SYS` presence event
+    /// ([`Attachment::report_connected`](crate::Attachment::report_connected)).
+    pub(crate) fn client_connected(&self, info: &ClientInfo) {
         Metrics::inc(&self.0.metrics.connections);
         *self
             .0
@@ -357,10 +362,12 @@ impl BusHandle {
         }
     }
 
-    /// Reports the end of a connection that had connected: the close is counted under its
-    /// reason here, once, for every protocol.
-    pub fn client_disconnected(&self, info: &ClientInfo, reason: &CloseReason) {
+    /// Reports the end of a connection that had connected (through
+    /// [`Attachment::finish`](crate::Attachment::finish)): the close is counted under its reason
+    /// and logged here, once, for every protocol.
+    pub(crate) fn client_disconnected(&self, info: &ClientInfo, reason: &CloseReason) {
         self.0.metrics.count_close(reason);
+        crate::attachment::log_close(reason);
         Metrics::dec(&self.0.metrics.connections);
         if let Some(n) = self.0.connections_by_ns.lock().get_mut(info.namespace.0) {
             *n = n.saturating_sub(1);

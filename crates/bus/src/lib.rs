@@ -13,6 +13,7 @@
 //! inflight credit.
 
 mod admin;
+mod attachment;
 mod config;
 mod contain;
 mod delivery;
@@ -33,6 +34,7 @@ mod sys;
 mod trie;
 
 pub use admin::ClientSummary;
+pub use attachment::{next_control, Attachment, ControlEvent, ControlEvents};
 pub use config::{BusConfig, SharedStrategy};
 pub use contain::{contain, Panicked};
 pub use delivery::{Delivery, RetainHandling, SubOptions};
@@ -42,9 +44,7 @@ pub use keepalive::Keepalive;
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use outbox::{Outbox, PushOutcome};
 pub use qos::{AckError, Incoming2, QosConfig, QosEngine, Resend, SendPublish};
-pub use registry::{
-    control_channel, ClientInfo, Control, ControlRx, ControlTx, Namespace, OpenSession, Opened,
-};
+pub use registry::{ClientInfo, Namespace, OpenSession, Opened};
 pub use restore::RestoreReport;
 pub use retain::RetainStore;
 pub use router::Router;

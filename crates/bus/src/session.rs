@@ -2,7 +2,7 @@
 //! subscriptions, its outbox and its QoS state. Exactly one owner at a time: the connection task
 //! while online, the registry while offline; takeover moves it.
 
-use crate::delivery::SubOptions;
+use crate::delivery::{Delivery, SubOptions};
 use crate::outbox::Outbox;
 use crate::qos::QosEngine;
 use parking_lot::Mutex;
@@ -10,8 +10,8 @@ use std::any::Any;
 use std::fmt;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
-use switchyard_core::{ClientId, SessionId, SubscriptionFilter};
+use std::time::{Duration, Instant, SystemTime};
+use switchyard_core::{ClientId, QoS, SessionId, SubscriptionFilter};
 
 /// One session.
 pub struct Session {
@@ -49,6 +49,32 @@ impl Session {
     /// the set itself is shared with the admin API).
     pub fn subscriptions(&self) -> SubscriptionSet {
         self.shared.subscriptions.lock().clone()
+    }
+
+    /// Moves at most `max` deliveries from the outbox to `out`, in order: QoS 0 freely, QoS 1/2
+    /// only while the QoS engine's inflight window has credit (ARCHITECTURE.md habit 8). A QoS
+    /// 1/2 message without credit stays at the front and holds back what follows, so the order
+    /// holds; the outbox drops what has expired by `now`.
+    pub fn take_deliveries(&self, now: Instant, max: usize, out: &mut Vec<Delivery>) {
+        let mut credit = self.qos.credit();
+        let mut batch = max;
+        self.outbox.drain(
+            now,
+            |d| {
+                if batch == 0 {
+                    return false;
+                }
+                if d.qos != QoS::AtMostOnce {
+                    if credit == 0 {
+                        return false;
+                    }
+                    credit -= 1;
+                }
+                batch -= 1;
+                true
+            },
+            out,
+        );
     }
 
     /// The shared handles the registry keeps while a connection owns this session.

@@ -1,12 +1,13 @@
 //! Session lifecycle on the bus: open (new, resumed or taken over), release (offline or
 //! discarded), expiry, kick, delayed wills. Persistent sessions are mirrored to the store.
 
+use crate::attachment::{control_channel, Attachment, ControlEvents, Request};
 use crate::error::BusError;
 use crate::handle::{BusHandle, TAKEOVER_TIMEOUT};
 use crate::metrics::Metrics;
 use crate::outbox::Outbox;
 use crate::qos::QosEngine;
-use crate::registry::{Control, ControlRx, Entry, Key, Namespace, OpenSession, Opened};
+use crate::registry::{Entry, Key, Namespace, OpenSession, Opened};
 use crate::session::{Session, SessionShared};
 use crate::store::{durability_scope, StoreLink, StoreOp};
 use std::sync::atomic::Ordering;
@@ -50,9 +51,11 @@ impl BusHandle {
     }
 
     /// Opens a session for a new connection: resumes the existing one unless `clean_start`,
-    /// taking it over from a live connection if there is one (MQTT-3.1.4-2/3).
+    /// taking it over from a live connection if there is one (MQTT-3.1.4-2/3). The session comes
+    /// with its [`Attachment`]: the connection's control events and its one finish.
     pub async fn open_session(&self, req: OpenSession) -> Result<Opened, BusError> {
         let key: Key = (req.info.namespace, req.info.client_id.clone());
+        let (control_tx, control) = control_channel();
         if let Some(will) = self.0.pending_wills.lock().remove(&key) {
             // MQTT 5 §3.1.3.2.2: reconnecting before the delay ends cancels the will.
             will.cancel();
@@ -62,7 +65,7 @@ impl BusHandle {
             let mut reg = self.0.registry.lock();
             let new_entry = Entry::Online {
                 generation,
-                control: req.control.clone(),
+                control: control_tx,
                 info: req.info.clone(),
                 attached: None,
             };
@@ -80,7 +83,7 @@ impl BusHandle {
                 Some(Entry::Online { control, .. }) => {
                     let (tx, rx) = oneshot::channel();
                     // Sent inside the lock: see the module invariant in registry.rs.
-                    match control.try_send(Control::Takeover { reply: tx }) {
+                    match control.try_send(Request::Takeover { reply: tx }) {
                         Ok(()) => (None, Some(rx)),
                         Err(_) => (None, None),
                     }
@@ -136,7 +139,7 @@ impl BusHandle {
         Ok(Opened {
             session,
             present,
-            generation,
+            attachment: Attachment::new(self.clone(), req.info, generation, present, control),
         })
     }
 
@@ -198,20 +201,19 @@ impl BusHandle {
         );
     }
 
-    /// Gives a session back when its connection ends. If another connection took the client id
-    /// over, the session goes to it (through `takeover` if the caller already received the
-    /// request, else through the request waiting in `control`). Otherwise a persistent session
-    /// (non-zero expiry) is kept offline and a clean one is discarded.
-    pub fn release_session(
+    /// Gives a session back when its connection ends ([`Attachment::finish`]). If another
+    /// connection took the client id over, the session goes to it (through the reply the
+    /// connection already read, else through the request waiting in `control`). Otherwise a
+    /// persistent session (non-zero expiry) is kept offline and a clean one is discarded.
+    pub(crate) fn release_session(
         &self,
         namespace: Namespace,
         session: Session,
         generation: u64,
-        control: &mut ControlRx,
-        takeover: Option<oneshot::Sender<Option<Session>>>,
+        control: &ControlEvents,
     ) {
         session.outbox.set_online(false);
-        if let Some(reply) = takeover {
+        if let Some(reply) = control.take_takeover() {
             self.hand_over(reply, session);
             return;
         }
@@ -228,8 +230,8 @@ impl BusHandle {
         let Some(info) = info else {
             drop(reg);
             control.close();
-            while let Some(msg) = control.try_recv() {
-                if let Control::Takeover { reply } = msg {
+            while let Some(msg) = control.pop() {
+                if let Request::Takeover { reply } = msg {
                     self.hand_over(reply, session);
                     return;
                 }
@@ -389,7 +391,7 @@ impl BusHandle {
     pub fn kick(&self, namespace: Namespace, client_id: &ClientId) -> bool {
         let reg = self.0.registry.lock();
         match reg.entries.get(&(namespace, client_id.clone())) {
-            Some(Entry::Online { control, .. }) => control.try_send(Control::Kick).is_ok(),
+            Some(Entry::Online { control, .. }) => control.try_send(Request::Kick).is_ok(),
             _ => false,
         }
     }

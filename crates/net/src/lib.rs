@@ -1,7 +1,8 @@
 //! Shared networking for every gateway and the dashboard: the gateway contract on the network
 //! side ([`GatewayDescriptor`], [`BoundListener`], [`Gateway`]), binding listeners ([`bind`],
-//! [`listen`], [`bind_udp`]), the TCP accept loop ([`accept_loop`]), TLS ([`tls`]), and the one
-//! admission limiter ([`Admission`] under [`ListenerLimits`]).
+//! [`listen`], [`bind_udp`]), the TCP accept loop ([`accept_loop`]), TLS ([`tls`]), the one
+//! admission limiter ([`Admission`] under [`ListenerLimits`]), and the drivers' clock
+//! ([`clock`]: `now`, `sleep_until`).
 //!
 //! Owns: sockets, listener limits and their meaning on both transports (stream listeners pause
 //! accepting over `max_conn_rate`, datagram listeners refuse the new client), accept back-off,
@@ -11,6 +12,7 @@
 
 mod accept;
 mod admission;
+pub mod clock;
 mod conn_rate;
 mod gateway;
 pub mod tls;

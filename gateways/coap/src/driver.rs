@@ -17,12 +17,12 @@ use crate::CoapGateway;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
-use switchyard_bus::{contain, durability_scope, Control, ControlRx, OpenSession, Session};
+use switchyard_bus::{contain, durability_scope, ControlEvents, OpenSession};
 use switchyard_core::CloseReason;
+use switchyard_net::clock::{now, sleep_until};
 use switchyard_net::{Admission, ListenerLimits, Permit};
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -33,10 +33,6 @@ const MAX_DATAGRAM: usize = 65_535;
 const CLIENT_QUEUE: usize = 256;
 /// Queue from every client to the socket task.
 const SOCKET_QUEUE: usize = 4096;
-
-fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
-}
 
 type Tag = (u64, u64);
 
@@ -126,9 +122,7 @@ pub(crate) async fn serve_udp(
                 tracing::debug!(%addr, error = %e, "CoAP send failed");
             }
         }
-        let deadline = transport
-            .next_deadline()
-            .map(tokio::time::Instant::from_std);
+        let deadline = transport.next_deadline();
         tokio::select! {
             biased;
             _ = cancel.cancelled() => break,
@@ -170,13 +164,6 @@ pub(crate) async fn serve_udp(
         }
     }
     tracing::debug!(listener = %name, "CoAP listener stopped");
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
 }
 
 impl Demux {
@@ -336,13 +323,8 @@ impl Client {
         let info = channel::client_info(&self.key, &q, first.peer, self.gw.settings.heartbeat);
         let span = tracing::info_span!("conn", peer = %first.peer, proto = "coap", client_id = %info.client_id);
         async move {
-            let reason = self.serve(info, first).await;
-            match reason.detail() {
-                Some(detail) => {
-                    tracing::info!(reason = reason.as_str(), detail, "connection closed")
-                }
-                None => tracing::info!(reason = reason.as_str(), "connection closed"),
-            }
+            // Its one close line is logged by the bus (refused, or the channel's finish).
+            self.serve(info, first).await;
             let _ = self
                 .out_tx
                 .send(ToSocket::Closed(self.slot, self.key.clone()))
@@ -352,7 +334,7 @@ impl Client {
         .await
     }
 
-    async fn serve(&mut self, info: switchyard_bus::ClientInfo, first: Request) -> CloseReason {
+    async fn serve(&mut self, info: switchyard_bus::ClientInfo, first: Request) {
         if let Err(reply) = channel::login(&self.gw, &first.packet, first.peer, now()).await {
             let _ = self
                 .out_tx
@@ -362,7 +344,7 @@ impl Client {
                 }))
                 .await;
             self.gw.bus.connection_refused(&CloseReason::NotAuthorized);
-            return CloseReason::NotAuthorized;
+            return;
         }
         let prefix = match crate::settings::mount_prefix(
             &self.gw.settings.mountpoint,
@@ -383,11 +365,10 @@ impl Client {
                     }))
                     .await;
                 self.gw.bus.connection_refused(&CloseReason::NotAuthorized);
-                return CloseReason::NotAuthorized;
+                return;
             }
         };
         let info = Arc::new(info);
-        let (control_tx, mut control_rx) = switchyard_bus::control_channel();
         let opened = self
             .gw
             .bus
@@ -396,7 +377,6 @@ impl Client {
                 clean_start: true,
                 expiry: std::time::Duration::ZERO,
                 max_inflight: 1,
-                control: control_tx,
             })
             .await;
         let opened = match opened {
@@ -412,23 +392,24 @@ impl Client {
                     .await;
                 let reason = CloseReason::ProtocolError(e.to_string());
                 self.gw.bus.connection_refused(&reason);
-                return reason;
+                return;
             }
         };
-        self.gw.bus.client_connected(&info);
-        tracing::debug!("client connected");
+        let mut attachment = opened.attachment;
+        attachment.report_connected();
+        let control = attachment.control();
         let mut ch = Channel::new(
             self.gw.clone(),
             info,
             opened.session,
-            opened.generation,
+            attachment,
             prefix,
             now(),
         );
         ch.handle_request(first, now());
-        let takeover = self.drive(&mut ch, &mut control_rx).await;
+        self.drive(&mut ch, &control).await;
         self.flush(&mut ch).await;
-        ch.finish(&mut control_rx, takeover)
+        ch.finish();
     }
 
     async fn flush(&mut self, ch: &mut Channel) {
@@ -457,31 +438,21 @@ impl Client {
         }
     }
 
-    async fn drive(
-        &mut self,
-        ch: &mut Channel,
-        control_rx: &mut ControlRx,
-    ) -> Option<oneshot::Sender<Option<Session>>> {
-        let outbox = ch.outbox()?;
-        let mut takeover = None;
+    async fn drive(&mut self, ch: &mut Channel, control: &ControlEvents) {
+        let Some(outbox) = ch.outbox() else {
+            return;
+        };
         loop {
             ch.pull_deliveries(now());
             self.flush(ch).await;
             if ch.close_reason().is_some() {
-                return takeover;
+                return;
             }
-            let deadline = ch.next_deadline().map(tokio::time::Instant::from_std);
+            let deadline = ch.next_deadline();
             tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => ch.fail(CloseReason::ServerShutdown),
-                msg = control_rx.recv() => match msg {
-                    Some(Control::Takeover { reply }) => {
-                        takeover = Some(reply);
-                        ch.fail(CloseReason::Takeover);
-                    }
-                    Some(Control::Kick) => ch.fail(CloseReason::Kicked),
-                    None => {}
-                },
+                event = control.recv() => ch.fail(event.close_reason()),
                 msg = self.rx.recv() => match msg {
                     Some(ClientIn::Request(r)) => {
                         // A CON publish or an observe of a persistent session is answered only

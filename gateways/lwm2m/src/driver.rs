@@ -12,15 +12,15 @@ use crate::register::{query_map, Registration};
 use crate::Lwm2mGateway;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
-use switchyard_bus::{contain, Control, ControlRx, OpenSession, Session};
+use switchyard_bus::{contain, ControlEvents, OpenSession};
 use switchyard_coap::coap_lite::Packet;
 use switchyard_coap::transport::wire::{self, code};
 use switchyard_coap::transport::{error_response, Event, Request, Transport};
 use switchyard_core::CloseReason;
+use switchyard_net::clock::{now, sleep_until};
 use switchyard_net::{Admission, ListenerLimits, Permit};
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -31,10 +31,6 @@ const MAX_DATAGRAM: usize = 65_535;
 const CLIENT_QUEUE: usize = 256;
 /// Queue from every device to the socket task.
 const SOCKET_QUEUE: usize = 4096;
-
-fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
-}
 
 /// (slot, command id).
 type Tag = (u64, u64);
@@ -91,9 +87,7 @@ pub(crate) async fn serve_udp(
                 tracing::debug!(%addr, error = %e, "LwM2M send failed");
             }
         }
-        let deadline = transport
-            .next_deadline()
-            .map(tokio::time::Instant::from_std);
+        let deadline = transport.next_deadline();
         tokio::select! {
             biased;
             _ = cancel.cancelled() => break,
@@ -140,13 +134,6 @@ fn execute(transport: &mut Transport<Tag>, slot: u64, out: Output) {
             transport.request_with_token(peer, packet, true, observe, token, (slot, cid), now());
         }
         Output::Forget { peer, token } => transport.cancel_request(peer, &token),
-    }
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
     }
 }
 
@@ -266,14 +253,9 @@ impl Client {
         let span =
             tracing::info_span!("conn", peer = %first.peer, proto = "lwm2m", client_id = %self.key);
         async move {
-            match self.serve(first).await {
-                Some(reason) => match reason.detail() {
-                    Some(detail) => {
-                        tracing::info!(reason = reason.as_str(), detail, "connection closed")
-                    }
-                    None => tracing::info!(reason = reason.as_str(), "connection closed"),
-                },
-                None => tracing::debug!("registration refused"),
+            // A registered device's one close line is logged by the bus (the channel's finish).
+            if self.serve(first).await.is_none() {
+                tracing::debug!("registration refused");
             }
             let _ = self
                 .out_tx
@@ -327,7 +309,6 @@ impl Client {
                 return None;
             }
         };
-        let (control_tx, mut control_rx) = switchyard_bus::control_channel();
         let opened = self
             .gw
             .bus
@@ -336,7 +317,6 @@ impl Client {
                 clean_start: true,
                 expiry: std::time::Duration::ZERO,
                 max_inflight: 1,
-                control: control_tx,
             })
             .await;
         let opened = match opened {
@@ -348,12 +328,14 @@ impl Client {
                 return None;
             }
         };
-        self.gw.bus.client_connected(&info);
+        let mut attachment = opened.attachment;
+        attachment.report_connected();
+        let control = attachment.control();
         let mut ch = Channel::new(
             self.gw.clone(),
             info,
             opened.session,
-            opened.generation,
+            attachment,
             reg,
             prefix,
             now(),
@@ -363,9 +345,9 @@ impl Client {
             self.refuse(first, channel::login_failed("invalid endpoint name"))
                 .await;
         }
-        let takeover = self.drive(&mut ch, &mut control_rx).await;
+        self.drive(&mut ch, &control).await;
         self.flush(&mut ch).await;
-        Some(ch.finish(&mut control_rx, takeover))
+        Some(ch.finish())
     }
 
     async fn flush(&mut self, ch: &mut Channel) {
@@ -377,31 +359,21 @@ impl Client {
         }
     }
 
-    async fn drive(
-        &mut self,
-        ch: &mut Channel,
-        control_rx: &mut ControlRx,
-    ) -> Option<oneshot::Sender<Option<Session>>> {
-        let outbox = ch.outbox()?;
-        let mut takeover = None;
+    async fn drive(&mut self, ch: &mut Channel, control: &ControlEvents) {
+        let Some(outbox) = ch.outbox() else {
+            return;
+        };
         loop {
             ch.pull_deliveries(now());
             self.flush(ch).await;
             if ch.close_reason().is_some() {
-                return takeover;
+                return;
             }
-            let deadline = ch.next_deadline().map(tokio::time::Instant::from_std);
+            let deadline = ch.next_deadline();
             tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => ch.fail(CloseReason::ServerShutdown),
-                msg = control_rx.recv() => match msg {
-                    Some(Control::Takeover { reply }) => {
-                        takeover = Some(reply);
-                        ch.fail(CloseReason::Takeover);
-                    }
-                    Some(Control::Kick) => ch.fail(CloseReason::Kicked),
-                    None => {}
-                },
+                event = control.recv() => ch.fail(event.close_reason()),
                 msg = self.rx.recv() => match msg {
                     Some(ClientIn::Request(r)) => ch.handle_request(*r, now()),
                     Some(ClientIn::Response(cid, p)) => ch.handle_response(cid, *p, now()),

@@ -12,10 +12,10 @@ use bytes::BytesMut;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
-use switchyard_bus::{durability_scope, Control, ControlRx, Metrics, Session, Ticket};
+use switchyard_bus::{durability_scope, Metrics, Ticket};
 use switchyard_core::CloseReason;
+use switchyard_net::clock::{now, sleep_until};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -27,11 +27,8 @@ const FINAL_FLUSH: Duration = Duration::from_secs(2);
 /// How long a closed connection keeps reading (and discarding) what the client still sends.
 const LINGER: Duration = Duration::from_secs(2);
 
-fn now() -> std::time::Instant {
-    tokio::time::Instant::now().into_std()
-}
-
-/// Serves one MQTT connection until it closes. Logs exactly one close line.
+/// Serves one MQTT connection until it closes. Exactly one close line is logged (by the bus,
+/// through the channel's finish).
 pub async fn run_connection<S>(
     stream: S,
     peer: SocketAddr,
@@ -55,15 +52,9 @@ pub async fn run_connection_as<S>(
 {
     let span =
         tracing::info_span!("conn", %peer, proto = "mqtt", client_id = tracing::field::Empty);
-    async move {
-        let reason = drive(stream, peer, gw, cancel, cert_username).await;
-        match reason.detail() {
-            Some(detail) => tracing::info!(reason = reason.as_str(), detail, "connection closed"),
-            None => tracing::info!(reason = reason.as_str(), "connection closed"),
-        }
-    }
-    .instrument(span)
-    .await
+    drive(stream, peer, gw, cancel, cert_username)
+        .instrument(span)
+        .await
 }
 
 enum FirstPacket {
@@ -187,8 +178,7 @@ async fn drive<S>(
     gw: MqttGateway,
     cancel: CancellationToken,
     cert_username: Option<String>,
-) -> CloseReason
-where
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let (mut rd, mut wr) = tokio::io::split(stream);
@@ -202,25 +192,24 @@ where
     let connect = match first {
         // Unboxed here, so the box is freed now rather than held for the connection's life.
         FirstPacket::Connect(c) => *c,
-        FirstPacket::Close(reason) => return refused(&gw, reason),
-        FirstPacket::Cancelled => return refused(&gw, CloseReason::ServerShutdown),
-        FirstPacket::TimedOut => return refused(&gw, CloseReason::ConnectTimeout),
+        FirstPacket::Close(reason) => return refused(&mut ch, reason),
+        FirstPacket::Cancelled => return refused(&mut ch, CloseReason::ServerShutdown),
+        FirstPacket::TimedOut => return refused(&mut ch, CloseReason::ConnectTimeout),
         FirstPacket::BadVersion => {
             ch.refuse_protocol_version(false);
-            Box::pin(flush(&mut wr, &mut ch, &mut wbuf)).await;
-            Box::pin(close_lingering(&mut rd, &mut wr, &cancel)).await;
-            let reason = ch.close_reason().cloned();
-            return refused(&gw, reason.unwrap_or(CloseReason::PeerClosed));
+            return Box::pin(answer_and_close(
+                &mut rd, &mut wr, &mut wbuf, &mut ch, &cancel,
+            ))
+            .await;
         }
     };
-    let (control_tx, mut control_rx) = switchyard_bus::control_channel();
-    let request = match ch.handle_connect(connect, control_tx, now()) {
+    let request = match ch.handle_connect(connect, now()) {
         ConnectDecision::Open(req) => req,
         ConnectDecision::Refused => {
-            Box::pin(flush(&mut wr, &mut ch, &mut wbuf)).await;
-            Box::pin(close_lingering(&mut rd, &mut wr, &cancel)).await;
-            let reason = ch.close_reason().cloned();
-            return refused(&gw, reason.unwrap_or(CloseReason::PeerClosed));
+            return Box::pin(answer_and_close(
+                &mut rd, &mut wr, &mut wbuf, &mut ch, &cancel,
+            ))
+            .await;
         }
     };
     tracing::Span::current().record("client_id", request.info.client_id.as_str());
@@ -236,54 +225,62 @@ where
         }
         Err(e) => {
             ch.on_session_failed(&e);
-            Box::pin(flush(&mut wr, &mut ch, &mut wbuf)).await;
-            Box::pin(close_lingering(&mut rd, &mut wr, &cancel)).await;
-            let reason = ch.close_reason().cloned();
-            return refused(&gw, reason.unwrap_or(CloseReason::PeerClosed));
+            return Box::pin(answer_and_close(
+                &mut rd, &mut wr, &mut wbuf, &mut ch, &cancel,
+            ))
+            .await;
         }
     }
-    let takeover = serve(
-        &mut rd,
-        &mut wr,
-        &mut rbuf,
-        &mut wbuf,
-        &mut ch,
-        &mut control_rx,
-        &gw,
-        &cancel,
+    serve(
+        &mut rd, &mut wr, &mut rbuf, &mut wbuf, &mut ch, &gw, &cancel,
     )
     .await;
     Box::pin(flush(&mut wr, &mut ch, &mut wbuf)).await;
     // The session goes back to the bus first: a takeover must not wait for the old client.
-    let reason = ch.finish(&mut control_rx, takeover);
+    ch.finish();
     Box::pin(close_lingering(&mut rd, &mut wr, &cancel)).await;
-    reason
 }
 
-/// A connection that ends before its session opened: counted under its close reason here, since
-/// only a connected client is reported through `client_disconnected`.
-fn refused(gw: &MqttGateway, reason: CloseReason) -> CloseReason {
-    gw.bus.connection_refused(&reason);
-    reason
+/// A connection that ends before CONNECT was read: nothing to answer; the channel's finish counts
+/// and logs it as refused.
+fn refused(ch: &mut Channel, reason: CloseReason) {
+    ch.fail(reason);
+    ch.finish();
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A refused CONNECT: writes the refusal the channel queued, closes, and finishes the channel
+/// (counted and logged as refused: no session was opened).
+async fn answer_and_close<R, W>(
+    rd: &mut R,
+    wr: &mut W,
+    wbuf: &mut BytesMut,
+    ch: &mut Channel,
+    cancel: &CancellationToken,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    Box::pin(flush(wr, ch, wbuf)).await;
+    Box::pin(close_lingering(rd, wr, cancel)).await;
+    ch.finish();
+}
+
 async fn serve<R, W>(
     rd: &mut R,
     wr: &mut W,
     rbuf: &mut BytesMut,
     wbuf: &mut BytesMut,
     ch: &mut Channel,
-    control_rx: &mut ControlRx,
     gw: &MqttGateway,
     cancel: &CancellationToken,
-) -> Option<oneshot::Sender<Option<Session>>>
-where
+) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let outbox = ch.session().map(|s| s.outbox.clone())?;
-    let mut takeover = None;
+    let (Some(outbox), Some(control)) = (ch.session().map(|s| s.outbox.clone()), ch.control())
+    else {
+        return;
+    };
     let mut codec_version = ch.version();
     // Acknowledgements of persistent state wait here until the store says they are durable;
     // everything produced after them waits too, so the order on the wire is kept.
@@ -318,24 +315,17 @@ where
                 .await;
                 release_held(&mut held, *durable.borrow(), ch.version(), wbuf);
             }
-            return takeover;
+            return;
         }
         let can_read = wbuf.len() < WRITE_HIGH_WATER;
         let spare = read_hint.prepare(rbuf);
         let can_write = !wbuf.is_empty();
         let can_flush = needs_flush && !can_write;
-        let deadline = ch.next_deadline().map(tokio::time::Instant::from_std);
+        let deadline = ch.next_deadline();
         tokio::select! {
             biased;
             _ = cancel.cancelled() => ch.fail(CloseReason::ServerShutdown),
-            msg = control_rx.recv() => match msg {
-                Some(Control::Takeover { reply }) => {
-                    takeover = Some(reply);
-                    ch.fail(CloseReason::Takeover);
-                }
-                Some(Control::Kick) => ch.fail(CloseReason::Kicked),
-                None => {}
-            },
+            event = control.recv() => ch.fail(event.close_reason()),
             r = write_or_flush(wr, wbuf), if can_write || can_flush => match r {
                 Ok(Some(0)) => ch.fail(CloseReason::PeerClosed),
                 Ok(Some(n)) => {
@@ -479,12 +469,5 @@ async fn write_or_flush<W: AsyncWrite + Unpin>(
         wr.flush().await.map(|()| None)
     } else {
         wr.write_buf(wbuf).await.map(Some)
-    }
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
     }
 }

@@ -21,8 +21,9 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use switchyard_bus::{contain, durability_scope, Control, Ticket};
+use switchyard_bus::{contain, durability_scope, next_control, ControlEvent, Ticket};
 use switchyard_core::CloseReason;
+use switchyard_net::clock::{now, sleep_until};
 use tokio::net::UdpSocket;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -33,10 +34,6 @@ pub(crate) type Inbound = (Packet, SocketAddr);
 
 /// Datagrams queued per client before new ones are dropped (UDP semantics).
 pub(crate) const CLIENT_QUEUE: usize = 64;
-
-pub(crate) fn now() -> std::time::Instant {
-    tokio::time::Instant::now().into_std()
-}
 
 /// What the listener and a client's driver share.
 pub(crate) struct ClientCell {
@@ -197,13 +194,12 @@ impl ClientCell {
 /// What the listener hands a new client task.
 pub(crate) struct ClientTask {
     pub(crate) cell: Arc<ClientCell>,
-    pub(crate) control_rx: switchyard_bus::ControlRx,
     pub(crate) socket: Arc<UdpSocket>,
     pub(crate) gw: MqttSnGateway,
     pub(crate) cancel: CancellationToken,
 }
 
-/// Serves one client until it closes.
+/// Serves one client until it closes (its one close line is logged by the channel's finish).
 pub(crate) async fn run_client(task: ClientTask) {
     let span = tracing::info_span!(
         "conn",
@@ -211,15 +207,7 @@ pub(crate) async fn run_client(task: ClientTask) {
         proto = "mqtt-sn",
         client_id = tracing::field::Empty
     );
-    async move {
-        let reason = drive(task).await;
-        match reason.detail() {
-            Some(detail) => tracing::info!(reason = reason.as_str(), detail, "connection closed"),
-            None => tracing::info!(reason = reason.as_str(), "connection closed"),
-        }
-    }
-    .instrument(span)
-    .await
+    drive(task).instrument(span).await
 }
 
 /// Encodes and sends `packets` to `peer`.
@@ -269,16 +257,14 @@ fn pass(cell: &ClientCell) -> Pass {
     }
 }
 
-async fn drive(task: ClientTask) -> CloseReason {
+async fn drive(task: ClientTask) {
     let ClientTask {
         cell,
-        mut control_rx,
         socket,
         gw,
         cancel,
     } = task;
     let mut buf = BytesMut::with_capacity(512);
-    let mut takeover = None;
     loop {
         let p = pass(&cell);
         if let Some(t) = p.ticket {
@@ -304,49 +290,36 @@ async fn drive(task: ClientTask) -> CloseReason {
         if p.closed {
             break;
         }
-        let (outbox, deliver, deadline) = {
+        let (outbox, control, deliver, deadline) = {
             let g = cell.inner.lock();
             let outbox = g.ch.session().map(|s| s.outbox.clone());
             let deliver = g.ch.can_deliver() && outbox.is_some();
-            let deadline = g.ch.next_deadline().map(tokio::time::Instant::from_std);
-            (outbox, deliver, deadline)
+            (outbox, g.ch.control(), deliver, g.ch.next_deadline())
         };
         tokio::select! {
             biased;
             _ = cancel.cancelled() => cell.inner.lock().ch.fail(CloseReason::ServerShutdown, true),
-            msg = control_rx.recv() => match msg {
-                Some(Control::Takeover { reply }) => {
-                    takeover = Some(reply);
-                    cell.inner.lock().ch.fail(CloseReason::Takeover, false);
-                }
-                Some(Control::Kick) => cell.inner.lock().ch.fail(CloseReason::Kicked, true),
-                None => {}
-            },
+            // A kicked client is told (DISCONNECT); one taken over is not.
+            event = next_control(control.as_ref()) => {
+                cell.inner.lock().ch.fail(event.close_reason(), event == ControlEvent::Kick);
+            }
             _ = cell.wake.notified() => {}
             _ = notified(outbox.as_deref()), if deliver => {}
             _ = sleep_until(deadline) => cell.inner.lock().ch.handle_tick(now()),
         }
     }
     // The loop ends only right after a pass that sent the closing packets.
-    let reason = cell.inner.lock().ch.finish(&mut control_rx, takeover);
+    cell.inner.lock().ch.finish();
     {
         // Under the queue lock, so no datagram is queued after the flag is seen unset.
         let _q = cell.queue.lock();
         cell.ended.store(true, Ordering::Release);
     }
-    reason
 }
 
 async fn notified(outbox: Option<&switchyard_bus::Outbox>) {
     match outbox {
         Some(o) => o.notified().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
 }

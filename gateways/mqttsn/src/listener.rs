@@ -25,7 +25,7 @@
 use crate::channel::publish_negqos;
 use crate::channel::Channel;
 use crate::codec::{decode, encode, rc, Packet, SnQos};
-use crate::driver::{now, run_client, ClientCell, ClientTask, Offered};
+use crate::driver::{run_client, ClientCell, ClientTask, Offered};
 use crate::MqttSnGateway;
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
@@ -34,6 +34,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_bus::Metrics;
+use switchyard_net::clock::now;
 use switchyard_net::{Admission, ListenerLimits, Permit};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -421,8 +422,7 @@ impl Receiver {
         from: SocketAddr,
     ) {
         let gw = self.shared.gw.clone();
-        let (control_tx, control_rx) = switchyard_bus::control_channel();
-        let ch = Channel::new(gw.bus.clone(), gw.settings.clone(), from, control_tx, now());
+        let ch = Channel::new(gw.bus.clone(), gw.settings.clone(), from, now());
         let cell = ClientCell::new(ch, (first, from));
         let route = Route {
             task,
@@ -434,7 +434,6 @@ impl Receiver {
         }
         let client = ClientTask {
             cell,
-            control_rx,
             socket: self.socket.clone(),
             gw,
             cancel: self.shared.cancel.clone(),

@@ -171,7 +171,6 @@ pub async fn lookup(
 
     // A short-lived clean session of the admin API's own namespace receives the answer.
     const NS: Namespace = Namespace("admin");
-    let (control, mut control_rx) = switchyard_bus::control_channel();
     let info = std::sync::Arc::new(switchyard_bus::ClientInfo {
         namespace: NS,
         client_id: ClientId::new(format!("lookup-{req_id}")),
@@ -190,7 +189,6 @@ pub async fn lookup(
             clean_start: true,
             expiry: std::time::Duration::ZERO,
             max_inflight: 1,
-            control,
         })
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
@@ -208,7 +206,8 @@ pub async fn lookup(
         }
         Err(e) => Err(ApiError::internal(e.to_string())),
     };
-    bus.release_session(NS, session, opened.generation, &mut control_rx, None);
+    // Not a client's connection: released without a connect or disconnect report.
+    opened.attachment.release(session);
     let data = answer?;
     Ok(axum::Json(json!({
         "clientid": id,

@@ -1,7 +1,8 @@
 //! Session lifecycle tests on the public API: resume, takeover, expiry, retained, queues.
 
 use super::*;
-use crate::registry::{Control, ControlRx, ControlTx, Namespace, OpenSession, Opened};
+use crate::attachment::ControlEvent;
+use crate::registry::{Namespace, OpenSession, Opened};
 use std::net::SocketAddr;
 use std::time::SystemTime;
 use switchyard_core::TopicName;
@@ -23,24 +24,15 @@ fn info(id: &str, clean: bool) -> Arc<ClientInfo> {
     })
 }
 
-async fn open(
-    bus: &BusHandle,
-    id: &str,
-    clean: bool,
-    expiry: u64,
-) -> (Opened, ControlRx, ControlTx) {
-    let (tx, rx) = crate::registry::control_channel();
-    let opened = bus
-        .open_session(OpenSession {
-            info: info(id, clean),
-            clean_start: clean,
-            expiry: Duration::from_secs(expiry),
-            max_inflight: 32,
-            control: tx.clone(),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    (opened, rx, tx)
+async fn open(bus: &BusHandle, id: &str, clean: bool, expiry: u64) -> Opened {
+    bus.open_session(OpenSession {
+        info: info(id, clean),
+        clean_start: clean,
+        expiry: Duration::from_secs(expiry),
+        max_inflight: 32,
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn sf(s: &str) -> SubscriptionFilter {
@@ -72,14 +64,14 @@ fn sub1() -> SubOptions {
 #[tokio::test]
 async fn persistent_session_queues_while_offline_and_resumes() {
     let bus = BusHandle::new(BusConfig::default());
-    let (mut o, mut rx, _tx) = open(&bus, "c1", false, 60).await;
+    let mut o = open(&bus, "c1", false, 60).await;
     assert!(!o.present);
     bus.subscribe(&mut o.session, sf("a/#"), sub1())
         .unwrap_or_else(|e| panic!("{e}"));
-    bus.release_session(NS, o.session, o.generation, &mut rx, None);
+    o.attachment.release(o.session);
     assert_eq!(bus.publish(msg("a/b", "1", QoS::AtLeastOnce, false)), 1);
     assert_eq!(bus.publish(msg("a/c", "2", QoS::AtMostOnce, false)), 1);
-    let (o2, _rx2, _tx2) = open(&bus, "c1", false, 60).await;
+    let o2 = open(&bus, "c1", false, 60).await;
     assert!(o2.present);
     let got: Vec<_> = drain(&o2.session)
         .iter()
@@ -91,11 +83,11 @@ async fn persistent_session_queues_while_offline_and_resumes() {
 #[tokio::test]
 async fn clean_start_discards_old_session() {
     let bus = BusHandle::new(BusConfig::default());
-    let (mut o, mut rx, _tx) = open(&bus, "c1", false, 60).await;
+    let mut o = open(&bus, "c1", false, 60).await;
     bus.subscribe(&mut o.session, sf("a"), sub1())
         .unwrap_or_else(|e| panic!("{e}"));
-    bus.release_session(NS, o.session, o.generation, &mut rx, None);
-    let (o2, _rx2, _tx2) = open(&bus, "c1", true, 0).await;
+    o.attachment.release(o.session);
+    let o2 = open(&bus, "c1", true, 0).await;
     assert!(!o2.present);
     assert!(o2.session.subscriptions().is_empty());
     assert_eq!(
@@ -109,22 +101,21 @@ async fn clean_start_discards_old_session() {
 #[tokio::test]
 async fn takeover_moves_live_session_to_new_connection() {
     let bus = BusHandle::new(BusConfig::default());
-    let (mut o, mut rx, _tx) = open(&bus, "c1", false, 60).await;
+    let mut o = open(&bus, "c1", false, 60).await;
     bus.subscribe(&mut o.session, sf("t"), sub1())
         .unwrap_or_else(|e| panic!("{e}"));
     let old_id = o.session.id;
-    let bus2 = bus.clone();
     let old = tokio::spawn(async move {
         // The old connection's task: waits for the takeover request and hands over.
-        match rx.recv().await {
-            Some(Control::Takeover { reply }) => {
-                bus2.release_session(NS, o.session, o.generation, &mut rx, Some(reply));
+        match o.attachment.control().recv().await {
+            ControlEvent::Takeover => {
+                o.attachment.release(o.session);
                 true
             }
-            _ => false,
+            ControlEvent::Kick => false,
         }
     });
-    let (o2, _rx2, _tx2) = open(&bus, "c1", false, 60).await;
+    let o2 = open(&bus, "c1", false, 60).await;
     assert!(
         old.await.unwrap_or(false),
         "old connection received takeover"
@@ -140,34 +131,84 @@ async fn release_after_takeover_race_hands_session_over() {
     // The old connection ends on its own at the moment a new one takes over: it finds its entry
     // replaced and must find the takeover request in its control channel.
     let bus = BusHandle::new(BusConfig::default());
-    let (mut o, mut rx, _tx) = open(&bus, "c1", false, 60).await;
+    let mut o = open(&bus, "c1", false, 60).await;
     bus.subscribe(&mut o.session, sf("t"), sub1())
         .unwrap_or_else(|e| panic!("{e}"));
     let bus2 = bus.clone();
-    let new = tokio::spawn(async move { open(&bus2, "c1", false, 60).await.0 });
+    let new = tokio::spawn(async move { open(&bus2, "c1", false, 60).await });
     // Let the new connection register and send its request.
-    while rx.is_empty() {
+    while o.attachment.control().is_empty() {
         tokio::task::yield_now().await;
     }
-    bus.release_session(NS, o.session, o.generation, &mut rx, None);
+    o.attachment.release(o.session);
     let o2 = new.await.unwrap_or_else(|e| panic!("{e}"));
     assert!(o2.present);
     assert_eq!(o2.session.subscriptions().len(), 1);
 }
 
+#[tokio::test]
+async fn finish_after_a_takeover_event_hands_over_reports_and_counts() {
+    let bus = BusHandle::new(BusConfig::default());
+    let mut o = open(&bus, "c1", false, 60).await;
+    o.attachment.report_connected();
+    bus.subscribe(&mut o.session, sf("t"), sub1())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(Metrics::get(&bus.metrics().connections), 1);
+    let control = o.attachment.control();
+    let bus2 = bus.clone();
+    let new = tokio::spawn(async move { open(&bus2, "c1", false, 60).await });
+    // The driver reads the event through its own clone; the attachment keeps the reply.
+    let event = control.recv().await;
+    assert_eq!(event, ControlEvent::Takeover);
+    o.attachment.finish(o.session, &event.close_reason());
+    let o2 = new.await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(o2.present);
+    assert_eq!(o2.session.subscriptions().len(), 1);
+    let m = bus.metrics();
+    assert_eq!(m.closed(&CloseReason::Takeover), 1);
+    assert_eq!(Metrics::get(&m.connections), 0);
+}
+
+#[tokio::test]
+async fn a_kick_is_a_control_event_and_an_unreported_finish_counts_as_refused() {
+    let bus = BusHandle::new(BusConfig::default());
+    let o = open(&bus, "c1", true, 0).await;
+    assert!(bus.kick(NS, &"c1".into()));
+    let event = crate::next_control(Some(&o.attachment.control())).await;
+    assert_eq!(event, ControlEvent::Kick);
+    o.attachment.finish(o.session, &event.close_reason());
+    let m = bus.metrics();
+    assert_eq!(m.closed(&CloseReason::Kicked), 1);
+    assert_eq!(Metrics::get(&m.connections), 0);
+    assert_eq!(
+        Metrics::get(&m.sessions),
+        0,
+        "a clean session ends with its connection"
+    );
+    assert!(!bus.kick(NS, &"c1".into()), "released");
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_control_events_without_a_session() {
+    let never = crate::next_control(None);
+    assert!(tokio::time::timeout(Duration::from_secs(1), never)
+        .await
+        .is_err());
+}
+
 #[tokio::test(start_paused = true)]
 async fn offline_session_expires() {
     let bus = BusHandle::new(BusConfig::default());
-    let (mut o, mut rx, _tx) = open(&bus, "c1", false, 10).await;
+    let mut o = open(&bus, "c1", false, 10).await;
     bus.subscribe(&mut o.session, sf("t"), sub1())
         .unwrap_or_else(|e| panic!("{e}"));
-    bus.release_session(NS, o.session, o.generation, &mut rx, None);
+    o.attachment.release(o.session);
     tokio::time::advance(Duration::from_secs(9)).await;
     assert_eq!(bus.reap_expired(tokio::time::Instant::now().into_std()), 0);
     tokio::time::advance(Duration::from_secs(2)).await;
     assert_eq!(bus.reap_expired(tokio::time::Instant::now().into_std()), 1);
     assert_eq!(bus.publish(msg("t", "x", QoS::AtLeastOnce, false)), 0);
-    let (o2, _rx2, _tx2) = open(&bus, "c1", false, 10).await;
+    let o2 = open(&bus, "c1", false, 10).await;
     assert!(!o2.present);
 }
 
@@ -178,7 +219,7 @@ async fn retained_on_subscribe_and_handling() {
     bus.publish(msg("r/2", "two", QoS::AtMostOnce, true));
     bus.publish(msg("r/2", "", QoS::AtMostOnce, true));
     assert_eq!(Metrics::get(&bus.metrics().retained), 1);
-    let (mut o, _rx, _tx) = open(&bus, "c1", true, 0).await;
+    let mut o = open(&bus, "c1", true, 0).await;
     let out = bus
         .subscribe(
             &mut o.session,
@@ -217,7 +258,7 @@ async fn subscription_quota() {
         max_subscriptions: 1,
         ..Default::default()
     });
-    let (mut o, _rx, _tx) = open(&bus, "c1", true, 0).await;
+    let mut o = open(&bus, "c1", true, 0).await;
     assert!(bus.subscribe(&mut o.session, sf("a"), sub1()).is_ok());
     assert!(
         bus.subscribe(&mut o.session, sf("a"), sub1()).is_ok(),
@@ -257,14 +298,14 @@ async fn connections_are_counted_per_namespace() {
 #[tokio::test]
 async fn discard_offline_removes_the_session_and_its_subscriptions() {
     let bus = BusHandle::new(BusConfig::default());
-    let (mut o, mut rx, _tx) = open(&bus, "c1", false, 60).await;
+    let mut o = open(&bus, "c1", false, 60).await;
     bus.subscribe(&mut o.session, sf("t"), sub1())
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(
         !bus.discard_offline(NS, &"c1".into()),
         "an online session is not discarded"
     );
-    bus.release_session(NS, o.session, o.generation, &mut rx, None);
+    o.attachment.release(o.session);
     assert!(bus.discard_offline(NS, &"c1".into()));
     assert!(!bus.discard_offline(NS, &"c1".into()));
     assert_eq!(

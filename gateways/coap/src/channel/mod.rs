@@ -27,12 +27,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_auth::{Action, AuthResult, ClientAcl, Credentials, Decision};
 use switchyard_bus::{
-    ClientInfo, ControlRx, Delivery, Metrics, Namespace, RetainHandling, Session, SubOptions,
+    Attachment, ClientInfo, Delivery, Metrics, Namespace, RetainHandling, Session, SubOptions,
 };
 use switchyard_core::{
     CloseReason, Message, Origin, Properties, QoS, SubscriptionFilter, TopicName,
 };
-use tokio::sync::oneshot;
 
 /// Client ids of this gateway live in their own namespace (as EMQX's do).
 pub const NAMESPACE: Namespace = Namespace("coap");
@@ -102,7 +101,8 @@ pub struct Channel {
     prefix: String,
     peer: SocketAddr,
     session: Option<Session>,
-    generation: u64,
+    /// The hold on the session while it is open: control events, and the one finish.
+    attachment: Option<Attachment>,
     token: Option<String>,
     observations: BTreeMap<u32, Observed>,
     by_filter: HashMap<SubscriptionFilter, u32>,
@@ -234,7 +234,7 @@ impl Channel {
         gw: CoapGateway,
         info: Arc<ClientInfo>,
         session: Session,
-        generation: u64,
+        attachment: Attachment,
         prefix: String,
         now: Instant,
     ) -> Self {
@@ -246,7 +246,7 @@ impl Channel {
             gw,
             info,
             session: Some(session),
-            generation,
+            attachment: Some(attachment),
             token: None,
             observations: BTreeMap::new(),
             by_filter: HashMap::new(),
@@ -673,19 +673,12 @@ impl Channel {
         });
     }
 
-    /// Hands the session back to the bus and reports the disconnect. Returns the close reason.
-    pub fn finish(
-        &mut self,
-        control: &mut ControlRx,
-        takeover: Option<oneshot::Sender<Option<Session>>>,
-    ) -> CloseReason {
+    /// Ends the channel: the attachment hands the session back to the bus (to a taker-over
+    /// too), reports the disconnect, counts and logs the reason. Returns the close reason.
+    pub fn finish(&mut self) -> CloseReason {
         let reason = self.close.clone().unwrap_or(CloseReason::ServerShutdown);
-        if let Some(session) = self.session.take() {
-            self.gw
-                .bus
-                .release_session(NAMESPACE, session, self.generation, control, takeover);
-            self.gw.bus.client_disconnected(&self.info, &reason);
-        }
+        let open = self.attachment.take().zip(self.session.take());
+        self.gw.bus.end_connection(open, &reason);
         reason
     }
 }

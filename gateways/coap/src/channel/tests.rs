@@ -31,7 +31,6 @@ struct Rig {
     bus: BusHandle,
     ch: Channel,
     t: Transport<u64>,
-    _control: ControlRx,
     /// Every notification datagram that reached the observer, retransmissions included.
     wire: Vec<Seen>,
     /// What the observer's application got: notifications that passed the freshness check.
@@ -71,14 +70,12 @@ impl Rig {
             observer(),
             settings.heartbeat,
         ));
-        let (control, control_rx) = switchyard_bus::control_channel();
         let opened = bus
             .open_session(OpenSession {
                 info: info.clone(),
                 clean_start: true,
                 expiry: Duration::ZERO,
                 max_inflight: 1,
-                control,
             })
             .await
             .unwrap_or_else(|e| panic!("open_session: {e}"));
@@ -86,7 +83,7 @@ impl Rig {
             gw,
             info,
             opened.session,
-            opened.generation,
+            opened.attachment,
             String::new(),
             now(),
         );
@@ -94,7 +91,6 @@ impl Rig {
             bus,
             ch,
             t: Transport::with_seed(settings.transport, 3),
-            _control: control_rx,
             wire: Vec::new(),
             app: Vec::new(),
             last: None,

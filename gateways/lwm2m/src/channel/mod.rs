@@ -29,14 +29,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_bus::{
-    ClientInfo, ControlRx, Metrics, Namespace, RetainHandling, Session, SubOptions,
+    Attachment, ClientInfo, Metrics, Namespace, RetainHandling, Session, SubOptions,
 };
 use switchyard_coap::coap_lite::{CoapOption, Packet};
 use switchyard_coap::transport::wire::{self, code};
 use switchyard_coap::transport::{error_response, response, Exchange, Request};
 use switchyard_core::TemplateError;
 use switchyard_core::{CloseReason, Message, Origin, SubscriptionFilter, TopicName};
-use tokio::sync::oneshot;
 
 /// Client ids of this gateway live in their own namespace.
 pub const NAMESPACE: Namespace = Namespace("lwm2m");
@@ -101,9 +100,9 @@ struct Observed {
 /// One registered device.
 pub struct Channel {
     gw: Lwm2mGateway,
-    info: Arc<ClientInfo>,
     session: Option<Session>,
-    generation: u64,
+    /// The hold on the session while it is open: control events, and the one finish.
+    attachment: Option<Attachment>,
     peer: SocketAddr,
     reg: Registration,
     prefix: String,
@@ -202,7 +201,7 @@ impl Channel {
         gw: Lwm2mGateway,
         info: Arc<ClientInfo>,
         session: Session,
-        generation: u64,
+        attachment: Attachment,
         reg: Registration,
         prefix: String,
         now: Instant,
@@ -212,9 +211,8 @@ impl Channel {
                 .peer
                 .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
             gw,
-            info,
             session: Some(session),
-            generation,
+            attachment: Some(attachment),
             reg,
             prefix,
             last_inbound: now,
@@ -442,20 +440,13 @@ impl Channel {
         self.publish(&self.gw.settings.response.clone(), ev);
     }
 
-    /// Hands the session back to the bus and reports the disconnect. Returns the close reason.
-    pub fn finish(
-        &mut self,
-        control: &mut ControlRx,
-        takeover: Option<oneshot::Sender<Option<Session>>>,
-    ) -> CloseReason {
+    /// Ends the channel: the attachment hands the session back to the bus (to a taker-over
+    /// too), reports the disconnect, counts and logs the reason. Returns the close reason.
+    pub fn finish(&mut self) -> CloseReason {
         let reason = self.close.clone().unwrap_or(CloseReason::ServerShutdown);
         self.forget_observations();
-        if let Some(session) = self.session.take() {
-            self.gw
-                .bus
-                .release_session(NAMESPACE, session, self.generation, control, takeover);
-            self.gw.bus.client_disconnected(&self.info, &reason);
-        }
+        let open = self.attachment.take().zip(self.session.take());
+        self.gw.bus.end_connection(open, &reason);
         reason
     }
 }

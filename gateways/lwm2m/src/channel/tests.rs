@@ -5,7 +5,7 @@
 use super::*;
 use crate::settings::Lwm2mSettings;
 use serde_json::json;
-use switchyard_bus::{BusConfig, BusHandle, OpenSession};
+use switchyard_bus::{Attachment, BusConfig, BusHandle, OpenSession};
 use switchyard_coap::coap_lite::MessageType;
 use switchyard_coap::transport::{Event, Transport, TransportConfig};
 use switchyard_core::QoS;
@@ -44,13 +44,10 @@ struct Fixture {
     bus: BusHandle,
     ch: Channel,
     watcher: Session,
-    _control: switchyard_bus::ControlRx,
+    _watcher: Attachment,
 }
 
-async fn session(
-    bus: &BusHandle,
-    id: &str,
-) -> (Session, u64, Arc<ClientInfo>, switchyard_bus::ControlRx) {
+async fn session(bus: &BusHandle, id: &str) -> (Session, Attachment, Arc<ClientInfo>) {
     let info = Arc::new(ClientInfo {
         namespace: NAMESPACE,
         client_id: id.into(),
@@ -63,23 +60,21 @@ async fn session(
         expiry_interval: 0,
         connected_at: std::time::SystemTime::now(),
     });
-    let (tx, rx) = switchyard_bus::control_channel();
     let o = bus
         .open_session(OpenSession {
             info: info.clone(),
             clean_start: true,
             expiry: Duration::ZERO,
             max_inflight: 1,
-            control: tx,
         })
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    (o.session, o.generation, info, rx)
+    (o.session, o.attachment, info)
 }
 
 async fn fixture(settings: Lwm2mSettings, query: &[&str]) -> Fixture {
     let bus = BusHandle::new(BusConfig::default());
-    let (mut watcher, _, _, _) = session(&bus, "watcher").await;
+    let (mut watcher, watcher_attachment, _) = session(&bus, "watcher").await;
     let sf = SubscriptionFilter::parse("lwm2m/#", 0).unwrap_or_else(|e| panic!("{e}"));
     bus.subscribe(
         &mut watcher,
@@ -101,17 +96,17 @@ async fn fixture(settings: Lwm2mSettings, query: &[&str]) -> Fixture {
         b"</1/0>,</3/0>",
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let (s, generation, _, control) = session(&bus, &reg.ep).await;
+    let (s, attachment, _) = session(&bus, &reg.ep).await;
     let info = Arc::new(client_info(&reg, first.peer));
     let prefix = crate::channel::mount_prefix(&gw, &reg, &info).unwrap_or_else(|e| panic!("{e}"));
-    let mut ch = Channel::new(gw, info, s, generation, reg, prefix, now());
+    let mut ch = Channel::new(gw, info, s, attachment, reg, prefix, now());
     ch.start(&first.exchange, now())
         .unwrap_or_else(|e| panic!("{e:?}"));
     Fixture {
         bus,
         ch,
         watcher,
-        _control: control,
+        _watcher: watcher_attachment,
     }
 }
 

@@ -8,7 +8,7 @@ use switchyard_auth::{
     parse_rules, Authenticator, AuthnSettings, Authorizer, AuthzSettings, Decision, DenyAction,
     HashAlgorithm, Security,
 };
-use switchyard_bus::{BusConfig, ControlRx, Metrics};
+use switchyard_bus::{BusConfig, Metrics};
 use switchyard_core::QoS;
 
 fn now() -> Instant {
@@ -68,7 +68,6 @@ fn settings(allow_anonymous: bool, deny_action: DenyAction, rate: u32) -> Arc<Mq
 
 struct Client {
     ch: Channel,
-    rx: ControlRx,
 }
 
 async fn connect(
@@ -96,8 +95,7 @@ async fn connect(
         retain: false,
         properties: Default::default(),
     });
-    let (tx, rx) = switchyard_bus::control_channel();
-    if let ConnectDecision::Open(req) = ch.handle_connect(c, tx, now()) {
+    if let ConnectDecision::Open(req) = ch.handle_connect(c, now()) {
         let opened = bus.open_session(req).await.expect("open");
         ch.on_session_opened(opened, now());
     }
@@ -105,7 +103,7 @@ async fn connect(
         [Packet::ConnAck(a)] => a.code,
         other => panic!("{other:?}"),
     };
-    (Client { ch, rx }, code)
+    (Client { ch }, code)
 }
 
 #[tokio::test(start_paused = true)]
@@ -270,11 +268,11 @@ async fn will_is_authorized_when_published() {
     subscribe(&mut root, "#");
     // The will topic own/<id>/will is allowed for its owner.
     let (mut ok, _) = connect(&bus, &s, ProtocolVersion::V311, "w1", None).await;
-    ok.ch.finish(&mut ok.rx, None);
+    ok.ch.finish();
     // The rules change before the second client dies: its will is now denied and dropped.
     let (mut denied, _) = connect(&bus, &s, ProtocolVersion::V311, "w2", None).await;
     s.security.authz.set_rules(Vec::new());
-    denied.ch.finish(&mut denied.rx, None);
+    denied.ch.finish();
     root.ch.pull_deliveries(now());
     let topics: Vec<String> = root
         .ch

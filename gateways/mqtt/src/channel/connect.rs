@@ -11,7 +11,7 @@ use rand::distributions::Alphanumeric;
 use rand::Rng;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-use switchyard_bus::{ClientInfo, ControlTx, Keepalive, OpenSession, Opened};
+use switchyard_bus::{ClientInfo, Keepalive, OpenSession, Opened};
 use switchyard_core::{ClientId, CloseReason, Message, Origin, Properties, QoS, TopicName};
 
 /// The keepalive (seconds, 0 = none) a client asking for `requested` is held to.
@@ -39,12 +39,7 @@ pub enum ConnectDecision {
 
 impl Channel {
     /// Validates CONNECT and builds the session request, or queues a refusing CONNACK.
-    pub fn handle_connect(
-        &mut self,
-        mut c: Connect,
-        control: ControlTx,
-        now: Instant,
-    ) -> ConnectDecision {
+    pub fn handle_connect(&mut self, mut c: Connect, now: Instant) -> ConnectDecision {
         self.clock = now;
         if let Some(cn) = &self.cert_username {
             // peer_cert_as_username = "cn": the verified certificate names the user.
@@ -162,7 +157,6 @@ impl Channel {
             clean_start: c.clean_start,
             expiry,
             max_inflight: window,
-            control,
         })
     }
 
@@ -279,7 +273,6 @@ impl Channel {
     pub fn on_session_opened(&mut self, opened: Opened, now: Instant) {
         self.clock = now;
         let mut session = opened.session;
-        self.generation = opened.generation;
         if let Some(will) = self.will.as_mut() {
             if let Some(o) = will.message.origin.as_mut() {
                 o.session = session.id;
@@ -300,15 +293,13 @@ impl Channel {
             self.bus
                 .set_will(&session, Some((&will.message, will.delay)));
         }
-        let resend = session.qos.resume(now);
-        self.session = Some(session);
-        for r in resend {
+        for r in session.qos.resume(now) {
             self.push_resend(r);
         }
-        if let Some(info) = &self.info {
-            self.bus.client_connected(info);
-            tracing::debug!(client_id = %info.client_id, present = opened.present, "client connected");
-        }
+        self.session = Some(session);
+        let mut attachment = opened.attachment;
+        attachment.report_connected();
+        self.attachment = Some(attachment);
     }
 
     fn connack_properties(&mut self) -> ConnAckProperties {

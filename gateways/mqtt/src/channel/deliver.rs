@@ -19,30 +19,11 @@ impl Channel {
         if self.close.is_some() {
             return 0;
         }
-        let Some(session) = self.session.as_mut() else {
+        let Some(session) = self.session.as_ref() else {
             return 0;
         };
-        let mut batch = MAX_BATCH;
-        let mut qos_credit = session.qos.credit();
         let mut taken = Vec::new();
-        session.outbox.drain(
-            now,
-            |d| {
-                if batch == 0 {
-                    return false;
-                }
-                if d.qos != QoS::AtMostOnce {
-                    // Order is kept: a QoS 1/2 message without credit holds back what follows.
-                    if qos_credit == 0 {
-                        return false;
-                    }
-                    qos_credit -= 1;
-                }
-                batch -= 1;
-                true
-            },
-            &mut taken,
-        );
+        session.take_deliveries(now, MAX_BATCH, &mut taken);
         let n = taken.len();
         for d in taken {
             self.send_delivery(d, now);

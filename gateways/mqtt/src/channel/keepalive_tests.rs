@@ -5,7 +5,7 @@ use super::*;
 use crate::codec::{ConnAck, Connect, LastWill, Publish, Subscribe, SubscriptionOptions};
 use std::num::NonZeroU16;
 use std::time::Duration;
-use switchyard_bus::{BusConfig, ControlRx};
+use switchyard_bus::BusConfig;
 use switchyard_core::QoS;
 
 fn now() -> Instant {
@@ -30,7 +30,6 @@ fn settings(max_keepalive: Option<u16>, server_keepalive: Option<u16>) -> Arc<Mq
 
 struct Client {
     ch: Channel,
-    rx: ControlRx,
     connack: ConnAck,
 }
 
@@ -53,8 +52,7 @@ async fn connect(
         retain: false,
         properties: Default::default(),
     });
-    let (tx, rx) = switchyard_bus::control_channel();
-    match ch.handle_connect(c, tx, now()) {
+    match ch.handle_connect(c, now()) {
         ConnectDecision::Open(req) => {
             let opened = bus
                 .open_session(req)
@@ -69,7 +67,7 @@ async fn connect(
         [Packet::ConnAck(a)] if a.code == 0 => a.clone(),
         other => panic!("{id} asking keepalive {keepalive}: expected CONNACK 0, got {other:?}"),
     };
-    Client { ch, rx, connack }
+    Client { ch, connack }
 }
 
 /// A subscriber to `will/#` that never times out.
@@ -124,7 +122,7 @@ async fn v5_asking_more_than_the_cap_is_told_the_cap_and_held_to_it() {
     assert_eq!(c.connack.properties.server_keep_alive, Some(60));
     assert_eq!(c.ch.info.as_ref().map(|i| i.keepalive), Some(60));
     expires_exactly_at(&mut c, Duration::from_secs(90)).await;
-    c.ch.finish(&mut c.rx, None);
+    c.ch.finish();
     assert_eq!(wills(&mut w), ["will/long"]);
 }
 
@@ -147,7 +145,7 @@ async fn clients_asking_less_keep_their_own_and_their_will_follows_one_and_a_hal
         );
         expires_exactly_at(&mut c, Duration::from_secs(u64::from(secs)) * 3 / 2).await;
         assert!(wills(&mut w).is_empty(), "{id}: no will before the close");
-        c.ch.finish(&mut c.rx, None);
+        c.ch.finish();
         assert_eq!(wills(&mut w), [format!("will/{id}")]);
     }
 }

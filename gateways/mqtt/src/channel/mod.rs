@@ -22,7 +22,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
-use switchyard_bus::{BusHandle, ClientInfo, Keepalive, Namespace, Session};
+use switchyard_bus::{
+    Attachment, BusHandle, ClientInfo, ControlEvents, Keepalive, Namespace, Session,
+};
 use switchyard_core::{CloseReason, Message, TopicName};
 pub use violation::Violation;
 
@@ -46,7 +48,8 @@ pub struct Channel {
     pub(crate) version: ProtocolVersion,
     pub(crate) info: Option<Arc<ClientInfo>>,
     pub(crate) session: Option<Session>,
-    pub(crate) generation: u64,
+    /// The hold on the session while it is open: control events, and the one finish.
+    pub(crate) attachment: Option<Attachment>,
     pub(crate) will: Option<Will>,
     pub(crate) keepalive: Keepalive,
     /// The `now` of the latest input from the driver: the channel never reads the clock itself
@@ -97,7 +100,7 @@ impl Channel {
             version: ProtocolVersion::V311,
             info: None,
             session: None,
-            generation: 0,
+            attachment: None,
             will: None,
             keepalive: Keepalive::new(0, 1.5, now),
             clock: now,
@@ -136,6 +139,11 @@ impl Channel {
     /// The session, while connected.
     pub fn session(&self) -> Option<&Session> {
         self.session.as_ref()
+    }
+
+    /// The session's control events (takeover, kick), once it is open.
+    pub fn control(&self) -> Option<ControlEvents> {
+        self.attachment.as_ref().map(Attachment::control)
     }
 
     /// Whether the channel has decided to close, and why.
@@ -268,27 +276,20 @@ impl Channel {
         }
     }
 
-    /// Ends the connection: publishes the will if the reason calls for it, returns the
-    /// session to the bus, reports the disconnect. Returns the final reason.
-    pub fn finish(
-        &mut self,
-        control: &mut switchyard_bus::ControlRx,
-        takeover: Option<tokio::sync::oneshot::Sender<Option<Session>>>,
-    ) -> CloseReason {
+    /// Ends the connection: publishes the will if the reason calls for it, then the attachment
+    /// returns the session to the bus (to a taker-over too), reports the disconnect, counts and
+    /// logs the reason; a connection refused before its session opened is counted and logged as
+    /// such. Returns the final reason.
+    pub fn finish(&mut self) -> CloseReason {
         let reason = self.close.take().unwrap_or(CloseReason::PeerClosed);
-        if let Some(will) = self.will.take() {
+        // Only a client whose session opened has a will (MQTT-3.1.2-8).
+        if let Some(will) = self.will.take().filter(|_| self.attachment.is_some()) {
             if reason.publishes_will() {
                 self.publish_will(will);
             }
         }
-        if let Some(session) = self.session.take() {
-            self.bus
-                .release_session(NAMESPACE, session, self.generation, control, takeover);
-        }
-        match &self.info {
-            Some(info) => self.bus.client_disconnected(info, &reason),
-            None => self.bus.connection_refused(&reason),
-        }
+        let open = self.attachment.take().zip(self.session.take());
+        self.bus.end_connection(open, &reason);
         reason
     }
 }

@@ -6,7 +6,7 @@ use crate::codec::{
 };
 use std::num::NonZeroU16;
 use std::time::Duration;
-use switchyard_bus::{BusConfig, ControlRx};
+use switchyard_bus::BusConfig;
 use switchyard_core::QoS;
 
 fn now() -> Instant {
@@ -19,7 +19,6 @@ fn pkid(n: u16) -> NonZeroU16 {
 
 struct Client {
     ch: Channel,
-    rx: ControlRx,
 }
 
 async fn connect_with(bus: &BusHandle, c: Connect) -> (Client, Vec<Packet>) {
@@ -29,8 +28,7 @@ async fn connect_with(bus: &BusHandle, c: Connect) -> (Client, Vec<Packet>) {
         "127.0.0.1:1".parse().unwrap_or_else(|e| panic!("{e}")),
         now(),
     );
-    let (tx, rx) = switchyard_bus::control_channel();
-    match ch.handle_connect(c, tx, now()) {
+    match ch.handle_connect(c, now()) {
         ConnectDecision::Open(req) => {
             let opened = bus
                 .open_session(req)
@@ -41,7 +39,7 @@ async fn connect_with(bus: &BusHandle, c: Connect) -> (Client, Vec<Packet>) {
         ConnectDecision::Refused => {}
     }
     let out = ch.take_outbound();
-    (Client { ch, rx }, out)
+    (Client { ch }, out)
 }
 
 async fn connect(bus: &BusHandle, id: &str, version: ProtocolVersion, keepalive: u16) -> Client {
@@ -164,7 +162,7 @@ async fn will_on_abrupt_close_not_on_disconnect() {
                 .ch
                 .handle_packet(Packet::Disconnect(crate::codec::Disconnect::new(0)), now());
         }
-        let reason = client.ch.finish(&mut client.rx, None);
+        let reason = client.ch.finish();
         assert_eq!(reason.publishes_will(), !graceful);
     }
     let got: Vec<_> = delivered(&mut watcher)
@@ -276,10 +274,9 @@ async fn inflight_window_holds_back_and_resumes_with_dup() {
         "127.0.0.1:2".parse().unwrap_or_else(|e| panic!("{e}")),
         now(),
     );
-    let (tx, mut rx) = switchyard_bus::control_channel();
     let mut c = Connect::new(ProtocolVersion::V311, "slow");
     c.clean_start = false;
-    let ConnectDecision::Open(req) = sub.handle_connect(c, tx, now()) else {
+    let ConnectDecision::Open(req) = sub.handle_connect(c, now()) else {
         panic!("refused")
     };
     let opened = bus
@@ -304,7 +301,7 @@ async fn inflight_window_holds_back_and_resumes_with_dup() {
     let first: Vec<_> = sub.take_outbound();
     assert_eq!(first.len(), 2, "window of 2");
     // Disconnect abruptly, reconnect: the two unacked are resent with DUP, then the rest.
-    sub.finish(&mut rx, None);
+    sub.finish();
     let mut c = Connect::new(ProtocolVersion::V311, "slow");
     c.clean_start = false;
     let (mut again, out) = connect_with(&bus, c).await;

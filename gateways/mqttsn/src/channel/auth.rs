@@ -62,21 +62,12 @@ impl Channel {
         decision
     }
 
-    /// The will is authorized when it is published; a denied will is dropped.
+    /// The will is authorized when it is published (docs/mqtt-sn.md §2.4); a denied will is
+    /// dropped, and counted.
     pub(crate) fn will_authorized(&mut self, m: &Message) -> bool {
-        let Some(acl) = self.acl.as_mut() else {
-            return false;
-        };
-        let action = Action::Publish {
-            topic: m.topic.as_str(),
-            qos: m.qos,
-            retain: m.retain,
-        };
-        let ok = acl.check(&action, self.clock) == Decision::Allow;
-        if !ok {
-            tracing::info!(topic = %m.topic, "will denied by the ACL; dropped");
-            Metrics::inc(&self.bus.metrics().authz_denials);
-        }
-        ok
+        let (denials, now) = (&self.bus.metrics().authz_denials, self.clock);
+        self.acl
+            .as_mut()
+            .is_some_and(|acl| acl.will_allowed(m, now, denials))
     }
 }

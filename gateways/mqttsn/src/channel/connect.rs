@@ -195,7 +195,6 @@ impl Channel {
             // MQTT-SN: one QoS 1/2 message in flight toward the device (docs/mqtt-sn.md
             // §2.10).
             max_inflight: 1,
-            control: self.control.clone(),
         });
     }
 
@@ -215,7 +214,6 @@ impl Channel {
     pub fn on_session_opened(&mut self, opened: Opened, now: Instant) {
         self.clock = now;
         let mut session = opened.session;
-        self.generation = opened.generation;
         self.topics = match session.ext.take().map(|e| e.downcast::<TopicRegistry>()) {
             Some(Ok(r)) => *r,
             _ => TopicRegistry::default(),
@@ -248,10 +246,9 @@ impl Channel {
         for r in resend {
             self.push_resend(r);
         }
-        if let Some(info) = &self.info {
-            self.bus.client_connected(info);
-            tracing::debug!(client_id = %info.client_id, present = opened.present, "client connected");
-        }
+        let mut attachment = opened.attachment;
+        attachment.report_connected();
+        self.attachment = Some(attachment);
     }
 
     /// PINGREQ (docs/mqtt-sn.md §2.11): without a client id, or with ours while connected →

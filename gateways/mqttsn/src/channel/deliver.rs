@@ -64,30 +64,11 @@ impl Channel {
 
     /// Takes the next deliveries from the outbox: QoS 0 freely, QoS 1/2 within the window.
     fn refill_held(&mut self, now: Instant) -> bool {
-        let Some(session) = self.session.as_mut() else {
+        let Some(session) = self.session.as_ref() else {
             return false;
         };
-        let mut credit = session.qos.credit();
-        let mut batch = MAX_BATCH;
         let mut taken = Vec::new();
-        session.outbox.drain(
-            now,
-            |d| {
-                if batch == 0 {
-                    return false;
-                }
-                if d.qos != QoS::AtMostOnce {
-                    // Order is kept: a QoS 1/2 message without credit holds back what follows.
-                    if credit == 0 {
-                        return false;
-                    }
-                    credit -= 1;
-                }
-                batch -= 1;
-                true
-            },
-            &mut taken,
-        );
+        session.take_deliveries(now, MAX_BATCH, &mut taken);
         let any = !taken.is_empty();
         self.held.extend(taken);
         any

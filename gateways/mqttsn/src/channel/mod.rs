@@ -32,7 +32,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_bus::{
-    BusHandle, ClientInfo, ControlRx, ControlTx, Delivery, Keepalive, Namespace, OpenSession,
+    Attachment, BusHandle, ClientInfo, ControlEvents, Delivery, Keepalive, Namespace, OpenSession,
     Session,
 };
 use switchyard_core::{CloseReason, Message};
@@ -86,13 +86,13 @@ pub struct Channel {
     pub(crate) bus: BusHandle,
     pub(crate) settings: Arc<MqttSnSettings>,
     pub(crate) peer: SocketAddr,
-    pub(crate) control: ControlTx,
     pub(crate) state: State,
     pub(crate) pending: Option<Pending>,
     pub(crate) open_request: Option<OpenSession>,
     pub(crate) info: Option<Arc<ClientInfo>>,
     pub(crate) session: Option<Session>,
-    pub(crate) generation: u64,
+    /// The hold on the session while it is open: control events, and the one finish.
+    pub(crate) attachment: Option<Attachment>,
     pub(crate) will: Option<Message>,
     pub(crate) keepalive: Keepalive,
     pub(crate) handshake_deadline: Option<Instant>,
@@ -133,7 +133,6 @@ impl Channel {
         bus: BusHandle,
         settings: Arc<MqttSnSettings>,
         peer: SocketAddr,
-        control: ControlTx,
         now: Instant,
     ) -> Self {
         let handshake_deadline = Some(now + settings.idle_timeout);
@@ -141,13 +140,12 @@ impl Channel {
             bus,
             settings,
             peer,
-            control,
             state: State::Idle,
             pending: None,
             open_request: None,
             info: None,
             session: None,
-            generation: 0,
+            attachment: None,
             will: None,
             keepalive: Keepalive::new(0, 1.5, now),
             handshake_deadline,
@@ -180,6 +178,11 @@ impl Channel {
     /// The session, while connected.
     pub fn session(&self) -> Option<&Session> {
         self.session.as_ref()
+    }
+
+    /// The session's control events (takeover, kick), once it is open.
+    pub fn control(&self) -> Option<ControlEvents> {
+        self.attachment.as_ref().map(Attachment::control)
     }
 
     /// Whether the handshake is over (connected, asleep or awake).
@@ -363,31 +366,22 @@ impl Channel {
     }
 
     /// Ends the channel: publishes the will if the reason calls for it, puts taken deliveries
-    /// back, returns the session to the bus, reports the disconnect. Returns the final reason.
-    pub fn finish(
-        &mut self,
-        control: &mut ControlRx,
-        takeover: Option<tokio::sync::oneshot::Sender<Option<Session>>>,
-    ) -> CloseReason {
+    /// and the topic registry back into the session, then the attachment returns it to the bus
+    /// (to a taker-over too), reports the disconnect, counts and logs the reason; a client whose
+    /// session never opened is counted and logged as refused. Returns the final reason.
+    pub fn finish(&mut self) -> CloseReason {
         let reason = self.close.take().unwrap_or(CloseReason::PeerClosed);
         if let Some(will) = self.will.take() {
             if reason.publishes_will() && self.info.is_some() && self.will_authorized(&will) {
                 self.bus.publish(will);
             }
         }
-        if let Some(mut session) = self.session.take() {
+        if let Some(session) = self.session.as_mut() {
             session.ext = Some(Box::new(std::mem::take(&mut self.topics)));
-            let held: Vec<Delivery> = self.held.drain(..).collect();
-            session.outbox.requeue_front(held);
-            self.bus
-                .release_session(NAMESPACE, session, self.generation, control, takeover);
+            session.outbox.requeue_front(self.held.drain(..).collect());
         }
-        match &self.info {
-            Some(info) if self.state != State::Opening && self.state != State::Idle => {
-                self.bus.client_disconnected(info, &reason);
-            }
-            _ => self.bus.connection_refused(&reason),
-        }
+        let open = self.attachment.take().zip(self.session.take());
+        self.bus.end_connection(open, &reason);
         reason
     }
 

@@ -6,7 +6,7 @@ use super::*;
 use crate::codec::{Connect, Flags, Publish, SnQos, SubTopic, Subscribe, TopicIdType};
 use crate::registry::Predefined;
 use bytes::Bytes;
-use switchyard_bus::{BusConfig, ControlRx};
+use switchyard_bus::BusConfig;
 use switchyard_core::{QoS, TopicName};
 
 fn now() -> Instant {
@@ -26,9 +26,8 @@ fn settings() -> Arc<MqttSnSettings> {
     })
 }
 
-async fn connect(bus: &BusHandle, id: &str, duration: u16, will: bool) -> (Channel, ControlRx) {
-    let (tx, rx) = switchyard_bus::control_channel();
-    let mut ch = Channel::new(bus.clone(), settings(), peer(), tx, now());
+async fn connect(bus: &BusHandle, id: &str, duration: u16, will: bool) -> Channel {
+    let mut ch = Channel::new(bus.clone(), settings(), peer(), now());
     let c = Connect {
         flags: Flags {
             clean_session: true,
@@ -60,7 +59,7 @@ async fn connect(bus: &BusHandle, id: &str, duration: u16, will: bool) -> (Chann
         .unwrap_or_else(|e| panic!("{e}"));
     ch.on_session_opened(opened, now());
     assert_eq!(ch.take_outbound(), vec![Packet::ConnAck { rc: 0 }]);
-    (ch, rx)
+    ch
 }
 
 fn sub(ch: &mut Channel, topic: SubTopic, qos: SnQos) -> Packet {
@@ -112,7 +111,7 @@ fn publishes(out: &[Packet]) -> Vec<&Publish> {
 #[tokio::test(start_paused = true)]
 async fn registry_ids_from_1025_and_predefined_ids() {
     let bus = BusHandle::new(BusConfig::default());
-    let (mut ch, _rx) = connect(&bus, "c1", 0, false).await;
+    let mut ch = connect(&bus, "c1", 0, false).await;
     let ack = |topic_id, msg_id, rc| Packet::RegAck {
         topic_id,
         msg_id,
@@ -147,7 +146,7 @@ async fn registry_ids_from_1025_and_predefined_ids() {
     );
     // A "predefined" flag with a dynamic id is looked up in the same table (docs/mqtt-sn.md
     // §2.5).
-    let (mut ch2, _rx2) = connect(&bus, "c2", 0, false).await;
+    let mut ch2 = connect(&bus, "c2", 0, false).await;
     sub(&mut ch2, name("a"), SnQos::Q0);
     let p = Publish {
         flags: Flags {
@@ -168,7 +167,7 @@ async fn registry_ids_from_1025_and_predefined_ids() {
 #[tokio::test(start_paused = true)]
 async fn wildcard_delivery_registers_first_and_holds_later_messages() {
     let bus = BusHandle::new(BusConfig::default());
-    let (mut ch, _rx) = connect(&bus, "w", 0, false).await;
+    let mut ch = connect(&bus, "w", 0, false).await;
     sub(&mut ch, name("w/#"), SnQos::Q0);
     publish(&bus, "w/x", QoS::AtMostOnce, "1");
     ch.pull_deliveries(now());
@@ -217,7 +216,7 @@ async fn wildcard_delivery_registers_first_and_holds_later_messages() {
 #[tokio::test(start_paused = true)]
 async fn qos1_downlink_is_retried_then_the_client_is_disconnected() {
     let bus = BusHandle::new(BusConfig::default());
-    let (mut ch, _rx) = connect(&bus, "r", 0, false).await;
+    let mut ch = connect(&bus, "r", 0, false).await;
     sub(&mut ch, name("r/t"), SnQos::Q1);
     publish(&bus, "r/t", QoS::AtLeastOnce, "a");
     publish(&bus, "r/t", QoS::AtLeastOnce, "b");
@@ -253,7 +252,7 @@ async fn qos1_downlink_is_retried_then_the_client_is_disconnected() {
 #[tokio::test(start_paused = true)]
 async fn puback_frees_the_window_and_resets_retries() {
     let bus = BusHandle::new(BusConfig::default());
-    let (mut ch, _rx) = connect(&bus, "ok", 0, false).await;
+    let mut ch = connect(&bus, "ok", 0, false).await;
     sub(&mut ch, name("r/t"), SnQos::Q1);
     for _ in 0..3 {
         publish(&bus, "r/t", QoS::AtLeastOnce, "m");
@@ -282,7 +281,7 @@ async fn puback_frees_the_window_and_resets_retries() {
 #[tokio::test(start_paused = true)]
 async fn unanswered_register_is_retried_then_the_client_is_disconnected() {
     let bus = BusHandle::new(BusConfig::default());
-    let (mut ch, _rx) = connect(&bus, "rr", 0, false).await;
+    let mut ch = connect(&bus, "rr", 0, false).await;
     sub(&mut ch, name("w/+"), SnQos::Q0);
     publish(&bus, "w/x", QoS::AtMostOnce, "1");
     ch.pull_deliveries(now());
@@ -303,9 +302,9 @@ async fn unanswered_register_is_retried_then_the_client_is_disconnected() {
 #[tokio::test(start_paused = true)]
 async fn keepalive_timeout_disconnects_and_publishes_the_will() {
     let bus = BusHandle::new(BusConfig::default());
-    let (mut watcher, _wrx) = connect(&bus, "watch", 0, false).await;
+    let mut watcher = connect(&bus, "watch", 0, false).await;
     sub(&mut watcher, name("will/t"), SnQos::Q0);
-    let (mut ch, mut rx) = connect(&bus, "ka", 10, true).await;
+    let mut ch = connect(&bus, "ka", 10, true).await;
     tokio::time::advance(Duration::from_millis(14_900)).await;
     ch.handle_tick(now());
     assert!(ch.close_reason().is_none(), "1.5 × keepalive not reached");
@@ -315,7 +314,7 @@ async fn keepalive_timeout_disconnects_and_publishes_the_will() {
         ch.take_outbound(),
         vec![Packet::Disconnect { duration: None }]
     );
-    assert_eq!(ch.finish(&mut rx, None), CloseReason::KeepaliveTimeout);
+    assert_eq!(ch.finish(), CloseReason::KeepaliveTimeout);
     watcher.pull_deliveries(now());
     let out = watcher.take_outbound();
     assert_eq!(&publishes(&out)[0].data[..], b"bye");
@@ -324,9 +323,9 @@ async fn keepalive_timeout_disconnects_and_publishes_the_will() {
 #[tokio::test(start_paused = true)]
 async fn sleep_buffers_wake_delivers_then_pingresp_and_lost_sleeper_publishes_will() {
     let bus = BusHandle::new(BusConfig::default());
-    let (mut watcher, _wrx) = connect(&bus, "watch", 0, false).await;
+    let mut watcher = connect(&bus, "watch", 0, false).await;
     sub(&mut watcher, name("will/t"), SnQos::Q0);
-    let (mut ch, mut rx) = connect(&bus, "sleeper", 10, true).await;
+    let mut ch = connect(&bus, "sleeper", 10, true).await;
     sub(&mut ch, name("s/t"), SnQos::Q1);
     ch.handle_packet(Packet::Disconnect { duration: Some(20) }, peer(), now());
     assert_eq!(
@@ -381,7 +380,7 @@ async fn sleep_buffers_wake_delivers_then_pingresp_and_lost_sleeper_publishes_wi
         ch.take_outbound().is_empty(),
         "a sleeper is not sent DISCONNECT"
     );
-    assert_eq!(ch.finish(&mut rx, None), CloseReason::KeepaliveTimeout);
+    assert_eq!(ch.finish(), CloseReason::KeepaliveTimeout);
     watcher.pull_deliveries(now());
     let out = watcher.take_outbound();
     assert_eq!(&publishes(&out)[0].data[..], b"bye", "lost sleeper's will");
@@ -390,9 +389,9 @@ async fn sleep_buffers_wake_delivers_then_pingresp_and_lost_sleeper_publishes_wi
 #[tokio::test(start_paused = true)]
 async fn qos2_retransmission_gets_pubrec_again_and_is_published_once() {
     let bus = BusHandle::new(BusConfig::default());
-    let (mut watcher, _wrx) = connect(&bus, "watch", 0, false).await;
+    let mut watcher = connect(&bus, "watch", 0, false).await;
     sub(&mut watcher, SubTopic::Short(*b"q2"), SnQos::Q0);
-    let (mut ch, _rx) = connect(&bus, "pub2", 0, false).await;
+    let mut ch = connect(&bus, "pub2", 0, false).await;
     let p = Publish {
         flags: Flags {
             qos: SnQos::Q2,
