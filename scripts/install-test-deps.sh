@@ -174,3 +174,13 @@ else
     cp "$ADMIN_BROWSER_DIR/package-lock.json" "$admin_browser_stamp"
 fi
 log "ready: tests/admin_browser (playwright-core)"
+
+# --- PostgreSQL (tests/auth_postgres.rs; owner: auth) ----------------------------------------------
+# The server binaries (initdb, postgres, psql under /usr/lib/postgresql/<version>/bin); the test
+# starts its own instance in a temporary directory as the postgres user and stops it itself, so
+# the cluster Debian's package may create is left alone (not started here).
+if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    log "postgresql present ($(ls -d /usr/lib/postgresql/*/bin | tail -n1))"
+else
+    apt_install postgresql
+fi

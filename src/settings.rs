@@ -105,13 +105,40 @@ pub fn security(c: &Config, state: switchyard_state::SharedState) -> anyhow::Res
         window: f.window_time.as_std(),
         ban_time: f.ban_time.as_std(),
     };
+    let chain_state = state.clone();
     let banned =
         auth::Banned::open(state, flapping).map_err(|e| anyhow::anyhow!("banned clients: {e}"))?;
     Ok(Security {
         authn: Arc::new(authn),
         authz: Arc::new(authz),
         banned: Arc::new(banned),
+        chain: Arc::new(authn_chain(c, chain_state)?),
     })
+}
+
+/// The chain of authenticators: `[[authentication.authenticators]]` (checked here, so a bad
+/// table is a start-up error naming it), unless the API-state store holds a chain made through
+/// the REST API.
+fn authn_chain(
+    c: &Config,
+    state: switchyard_state::SharedState,
+) -> anyhow::Result<switchyard_auth::Chain> {
+    let a = &c.authentication;
+    let file = a
+        .authenticators
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("authentication.authenticators: {e}"))?;
+    let cache = switchyard_auth::CacheSettings {
+        enable: a.cache.enable,
+        max_size: a.cache.max_size as usize,
+        ttl: a.cache.ttl.as_std(),
+    };
+    let chain = switchyard_auth::Chain::open(file, cache, Some(state))
+        .map_err(|e| anyhow::anyhow!("authentication: {e}"))?;
+    tracing::info!(chain = ?chain, "authentication chain configured");
+    Ok(chain)
 }
 
 /// The MQTT gateway (`[mqtt]`; each listener's own `enable_authn` applies when it is served).

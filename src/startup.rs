@@ -72,7 +72,11 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
     // Subscribed before any view loads, so no change falls between loading and following.
     let feed = state.changes();
     let security = settings::security(&config, state.clone())?;
-    let mut views: Vec<Arc<dyn StateView>> = vec![security.authn.clone(), security.banned.clone()];
+    let mut views: Vec<Arc<dyn StateView>> = vec![
+        security.authn.clone(),
+        security.banned.clone(),
+        security.chain.clone(),
+    ];
     let gateways = Arc::new(crate::gateways::GatewayRunner::new(
         Arc::new(config.clone()),
         bus.clone(),
@@ -98,6 +102,7 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
         let admin = switchyard_admin::Admin::open(switchyard_admin::AdminContext {
             bus: bus.clone(),
             authn: security.authn.clone(),
+            chain: security.chain.clone(),
             banned: security.banned.clone(),
             state: state.clone(),
             config: Arc::new(config.clone()),

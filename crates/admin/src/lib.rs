@@ -45,6 +45,8 @@ pub struct AdminContext {
     /// The built-in user database every gateway authenticates against; the
     /// `/authentication/password_based:built_in_database/users` routes manage it.
     pub authn: Arc<switchyard_auth::Authenticator>,
+    /// The chain of authenticators (`/api/v5/authentication`), shared with every gateway.
+    pub chain: Arc<switchyard_auth::Chain>,
     /// The banned-clients list every gateway checks at connect (`/api/v5/banned`).
     pub banned: Arc<switchyard_auth::Banned>,
     /// The API-state store (the same one the authenticator writes): admins and API keys live

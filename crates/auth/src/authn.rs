@@ -173,6 +173,29 @@ pub enum AuthResult {
     Deny(DenyReason),
 }
 
+/// What the built-in database says about one user's password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UserCheck {
+    /// No such user (or no user id): the authenticator ignores the client.
+    Unknown,
+    /// The password verifies; the flag is `is_superuser`.
+    Allow(bool),
+    /// The user exists and the password is wrong or missing.
+    Bad,
+    /// Only a hash can tell (asked with `may_hash` false).
+    Slow,
+}
+
+/// How a client nobody accepted is refused when anonymous login is off: bad credentials if it
+/// presented any, not authorized if none.
+pub(crate) fn anonymous_refusal(c: &Credentials<'_>) -> DenyReason {
+    if c.username.is_some() || c.password.is_some() {
+        DenyReason::BadCredentials
+    } else {
+        DenyReason::NotAuthorized
+    }
+}
+
 /// A user as the REST API shows it (no hash, no salt).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserInfo {
@@ -325,47 +348,25 @@ impl Authenticator {
         Ok(added)
     }
 
-    /// Decides whether a client may connect. May take tens of milliseconds (argon2).
+    /// Decides whether a client may connect with the built-in database alone and the
+    /// anonymous policy. May take tens of milliseconds (argon2). The chain of authenticators
+    /// ([`crate::Chain`]) is what gateways ask; this is its behaviour with no
+    /// `[[authentication.authenticators]]` configured.
     pub fn authenticate(&self, c: &Credentials<'_>) -> AuthResult {
         if !c.listener_authn_enabled {
             return AuthResult::Allow { superuser: false };
         }
-        let user_id = match self.settings.user_id_type {
-            UserIdType::Username => c.username,
-            UserIdType::Clientid => Some(c.client_id),
-        };
-        let record = user_id.and_then(|id| self.users.read().get(id).cloned());
-        match record {
-            Some(r) => {
-                let id = user_id.unwrap_or_default();
-                let now = std::time::Instant::now();
-                let digest = c.password.map(|pw| self.verified.digest(pw));
-                let ok = match (c.password, digest, hash::from_hex(&r.password_hash)) {
-                    (Some(_), Some(d), _) if self.verified.hit(id, &d, &r.password_hash, now) => {
-                        true
-                    }
-                    (Some(pw), Some(d), Some(expected)) => {
-                        let ok = hash::verify(r.algorithm, pw, r.salt.as_bytes(), &expected);
-                        if ok {
-                            self.verified.put(id, d, &r.password_hash, now);
-                        }
-                        ok
-                    }
-                    _ => false,
-                };
-                if ok {
-                    AuthResult::Allow {
-                        superuser: r.is_superuser,
-                    }
-                } else {
-                    tracing::info!(client_id = c.client_id, username = ?c.username,
-                        peer = ?c.peer_ip, "authentication failed: bad password");
-                    AuthResult::Deny(DenyReason::BadCredentials)
-                }
+        match self.check_user(self.user_id(c, None), c.password, true) {
+            UserCheck::Allow(superuser) => AuthResult::Allow { superuser },
+            UserCheck::Bad | UserCheck::Slow => {
+                tracing::info!(client_id = c.client_id, username = ?c.username,
+                    peer = ?c.peer_ip, "authentication failed: bad password");
+                AuthResult::Deny(DenyReason::BadCredentials)
             }
-            None if self.settings.allow_anonymous => AuthResult::Allow { superuser: false },
-            None => {
-                let presented = c.username.is_some() || c.password.is_some();
+            UserCheck::Unknown if self.settings.allow_anonymous => {
+                AuthResult::Allow { superuser: false }
+            }
+            UserCheck::Unknown => {
                 if let Some(pw) = c.password {
                     // Spend the same work as for a known user, so response time does not
                     // tell which user ids exist.
@@ -373,12 +374,53 @@ impl Authenticator {
                 }
                 tracing::info!(client_id = c.client_id, username = ?c.username,
                     peer = ?c.peer_ip, "authentication failed: unknown user, anonymous off");
-                AuthResult::Deny(if presented {
-                    DenyReason::BadCredentials
-                } else {
-                    DenyReason::NotAuthorized
-                })
+                AuthResult::Deny(anonymous_refusal(c))
             }
+        }
+    }
+
+    /// The user id of `c` under `kind` (the store's `user_id_type` when `None`).
+    pub(crate) fn user_id<'a>(
+        &self,
+        c: &Credentials<'a>,
+        kind: Option<UserIdType>,
+    ) -> Option<&'a str> {
+        match kind.unwrap_or(self.settings.user_id_type) {
+            UserIdType::Username => c.username,
+            UserIdType::Clientid => Some(c.client_id),
+        }
+    }
+
+    /// Checks `password` for `user_id`. With `may_hash` false a check that needs a hash (no
+    /// recent verification of this password) answers [`UserCheck::Slow`] instead of hashing.
+    pub(crate) fn check_user(
+        &self,
+        user_id: Option<&str>,
+        password: Option<&[u8]>,
+        may_hash: bool,
+    ) -> UserCheck {
+        let Some(id) = user_id else {
+            return UserCheck::Unknown;
+        };
+        let Some(r) = self.users.read().get(id).cloned() else {
+            return UserCheck::Unknown;
+        };
+        let (Some(pw), Some(expected)) = (password, hash::from_hex(&r.password_hash)) else {
+            return UserCheck::Bad;
+        };
+        let now = std::time::Instant::now();
+        let digest = self.verified.digest(pw);
+        if self.verified.hit(id, &digest, &r.password_hash, now) {
+            return UserCheck::Allow(r.is_superuser);
+        }
+        if !may_hash {
+            return UserCheck::Slow;
+        }
+        if hash::verify(r.algorithm, pw, r.salt.as_bytes(), &expected) {
+            self.verified.put(id, digest, &r.password_hash, now);
+            UserCheck::Allow(r.is_superuser)
+        } else {
+            UserCheck::Bad
         }
     }
 

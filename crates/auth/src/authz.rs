@@ -163,8 +163,10 @@ pub struct ClientCtx {
 /// A rule's `action`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-enum ActionKind {
+pub(crate) enum ActionKind {
+    #[serde(alias = "pub")]
     Publish,
+    #[serde(alias = "sub")]
     Subscribe,
     All,
 }
@@ -218,6 +220,26 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// A rule for everyone (an `acl` list from an authenticator or a source's reply).
+    pub(crate) fn for_client(
+        permission: Permission,
+        action: ActionKind,
+        topics: Vec<String>,
+        qos: Option<Vec<u8>>,
+        retain: Option<bool>,
+    ) -> Result<Rule, String> {
+        Rule::from_spec(RuleSpec {
+            permission,
+            action,
+            topics,
+            username: None,
+            clientid: None,
+            ipaddr: None,
+            qos,
+            retain,
+        })
+    }
+
     fn from_spec(s: RuleSpec) -> Result<Rule, String> {
         let who = match (s.username, s.clientid, s.ipaddr) {
             (None, None, None) => Who::All,
@@ -258,7 +280,7 @@ impl Rule {
     }
 
     /// `Some(permission)` when this rule matches.
-    fn decide(&self, ctx: &ClientCtx, action: &Action<'_>) -> Option<Permission> {
+    pub(crate) fn decide(&self, ctx: &ClientCtx, action: &Action<'_>) -> Option<Permission> {
         let who = match &self.who {
             Who::All => true,
             Who::Username(u) => ctx.username.as_deref() == Some(u.as_str()),
@@ -386,10 +408,21 @@ impl Authorizer {
 
     /// A per-client checker with its own decision cache.
     pub fn client(self: &Arc<Self>, ctx: ClientCtx) -> ClientAcl {
+        self.client_with(ctx, None)
+    }
+
+    /// A per-client checker that first consults `own`, the rules the client's authentication
+    /// brought (an HTTP reply's or a JWT's `acl`), as EMQX does.
+    pub fn client_with(
+        self: &Arc<Self>,
+        ctx: ClientCtx,
+        own: Option<Arc<crate::acl_list::ClientRules>>,
+    ) -> ClientAcl {
         ClientAcl {
             generation: self.generation.load(Ordering::Acquire),
             authz: self.clone(),
             ctx,
+            own,
             cache: HashMap::new(),
             last: None,
         }
@@ -428,6 +461,8 @@ struct CacheKey {
 pub struct ClientAcl {
     authz: Arc<Authorizer>,
     ctx: ClientCtx,
+    /// The client's own rules from its authentication, checked first.
+    own: Option<Arc<crate::acl_list::ClientRules>>,
     cache: HashMap<CacheKey, (Decision, Instant)>,
     /// The last decision, compared without building a key: a sensor asks about the same topic
     /// for every message, and the map lookup would allocate the key each time.
@@ -464,6 +499,16 @@ impl ClientAcl {
 
     /// Decides one operation, from the cache when a fresh decision is there.
     pub fn check(&mut self, action: &Action<'_>, now: Instant) -> Decision {
+        if self.ctx.superuser {
+            return Decision::Allow;
+        }
+        if let Some(own) = &self.own {
+            match own.decide(&self.ctx, action, std::time::SystemTime::now()) {
+                crate::acl_list::Own::Decided(Permission::Allow) => return Decision::Allow,
+                crate::acl_list::Own::Decided(Permission::Deny) => return Decision::Deny,
+                crate::acl_list::Own::NoMatch => {}
+            }
+        }
         let c = &self.authz.settings.cache;
         if !c.enable || c.max_size == 0 || self.ctx.superuser {
             return self.authz.check(&self.ctx, action);

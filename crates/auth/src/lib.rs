@@ -1,6 +1,8 @@
 //! Authentication and authorization for every gateway, protocol-neutral.
 //!
-//! Owns: the built-in user database ([`Authenticator`]: salted argon2 or PBKDF2-SHA256 hashes,
+//! Owns: the chain of authenticators ([`Chain`]: built-in users, HTTP, JWT, PostgreSQL, tried
+//! in order, configured by `[[authentication.authenticators]]` or the REST API; gateways await
+//! [`Security::authenticate`] on the client's own task), the built-in user database ([`Authenticator`]: salted argon2 or PBKDF2-SHA256 hashes,
 //! durable in the API-state store (`switchyard_state`, kind [`USERS_KIND`]) and served from an
 //! in-memory view the store's feed keeps current, seeded from a bootstrap CSV), the ACL
 //! ([`Authorizer`]: first-match `[[rule]]` tables from `authorization.file`, with a per-client
@@ -12,16 +14,22 @@
 //! time; a known user with a wrong password is refused even when anonymous login is allowed;
 //! superusers bypass the ACL.
 
+mod acl_list;
 mod authn;
 mod authz;
+mod backend;
 mod banned;
 mod bootstrap;
+mod chain;
 mod hash;
 mod offload;
+mod passwd;
 mod ratelimit;
+mod template;
 mod topic;
 mod verified;
 
+pub use acl_list::ClientRules;
 pub use authn::{
     AuthError, AuthResult, Authenticator, AuthnSettings, BootstrapType, Credentials, DenyReason,
     UserIdType, UserInfo, LEGACY_USERS_FILE, USERS_KIND,
@@ -30,9 +38,15 @@ pub use authz::{
     parse_rules, AclCacheSettings, AclError, Action, Authorizer, AuthzSettings, ClientAcl,
     ClientCtx, Decision, DenyAction, Permission, Rule,
 };
+pub use backend::Grant;
 pub use banned::{BanEntry, BanError, BanKind, Banned, FlappingSettings, BANNED_KIND};
+pub use chain::{
+    AuthnStatus, CacheSettings, Chain, ChainError, Verdict, AUTHENTICATORS_KIND, BUILT_IN_ID,
+    CHAIN_KEY, MASK,
+};
 pub use hash::HashAlgorithm;
 pub use offload::{authenticate_off_task, OwnedCredentials, HASH_SLOTS};
+pub use passwd::{MacFun, PasswdError, PasswordHash, SaltPosition};
 pub use ratelimit::RateLimiter;
 
 use std::sync::Arc;
@@ -46,6 +60,35 @@ pub struct Security {
     pub authz: Arc<Authorizer>,
     /// Banned clients and flapping detection, checked at connect before authentication.
     pub banned: Arc<Banned>,
+    /// The chain of authenticators (the built-in database in `authn` is one of them).
+    pub chain: Arc<Chain>,
+}
+
+impl Security {
+    /// Decides whether a client may connect: the whole chain, awaited on the client's own task
+    /// (a network back-end never blocks a worker or another client).
+    pub async fn authenticate(&self, creds: &OwnedCredentials) -> Verdict {
+        // A banned client is refused at connect anyway: it never reaches a back-end.
+        let banned = self
+            .banned
+            .check(&creds.client_id, creds.username.as_deref(), creds.peer_ip);
+        if banned.is_some() {
+            return Verdict::refused(DenyReason::NotAuthorized);
+        }
+        self.chain.authenticate(&self.authn, creds).await
+    }
+
+    /// The chain without waiting for a network, for code that cannot await: network
+    /// back-ends answer from the cache (the asynchronous check of the same credentials just
+    /// before included), else ignore. See [`Chain::authenticate_now`].
+    pub fn authenticate_now(&self, creds: &Credentials<'_>) -> Verdict {
+        self.chain.authenticate_now(&self.authn, creds)
+    }
+
+    /// The ACL view of a client accepted by `verdict`: its own `acl` first, then the rules.
+    pub fn client_acl(&self, ctx: ClientCtx, verdict: &Verdict) -> ClientAcl {
+        self.authz.client_with(ctx, verdict.grant.acl.clone())
+    }
 }
 
 impl Default for Security {
@@ -55,6 +98,7 @@ impl Default for Security {
             authn: Arc::new(Authenticator::in_memory(AuthnSettings::default())),
             authz: Arc::new(Authorizer::new(Vec::new(), AuthzSettings::default())),
             banned: Arc::new(Banned::in_memory(FlappingSettings::default())),
+            chain: Arc::new(Chain::default()),
         }
     }
 }

@@ -90,6 +90,21 @@ impl OwnedCredentials {
 /// Slots for checks awaited by async callers: they wait here, as tasks, rather than as threads.
 static ASYNC_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(HASH_SLOTS);
 
+/// Runs `f` (a password hash) on tokio's blocking pool, at most [`HASH_SLOTS`] at once, while
+/// the calling task awaits; `None` when the pool is closed (runtime shutting down).
+pub(crate) async fn on_hash_pool<R: Send + 'static>(
+    f: impl FnOnce() -> R + Send + 'static,
+) -> Option<R> {
+    let _permit = ASYNC_SLOTS.acquire().await.ok()?;
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::error!(error = %e, "password check failed to run");
+            None
+        }
+    }
+}
+
 /// Authenticates on tokio's blocking pool, at most [`HASH_SLOTS`] at once; the caller's task
 /// awaits the verdict (a task serving many clients hands the request to the client's own task
 /// and awaits there). A closed pool (runtime shutting down) refuses.

@@ -292,6 +292,7 @@ impl Client {
                 return None;
             }
         };
+        channel::check_network(&self.gw, &reg, first.peer).await;
         if let Err(reason) = channel::authenticate(&self.gw, &reg, first.peer, now()) {
             self.refuse(first, channel::login_failed(reason)).await;
             self.gw.bus.connection_refused(&CloseReason::NotAuthorized);

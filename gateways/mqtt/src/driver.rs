@@ -203,6 +203,10 @@ async fn drive<S>(
             .await;
         }
     };
+    // The chain of authenticators may ask a network back-end: awaited here, on this
+    // connection's task, never inside the channel.
+    let creds = ch.connect_credentials(&connect);
+    ch.set_verdict(Box::pin(gw.settings.security.authenticate(&creds)).await);
     let request = match ch.handle_connect(connect, now()) {
         ConnectDecision::Open(req) => req,
         ConnectDecision::Refused => {

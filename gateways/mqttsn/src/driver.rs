@@ -233,6 +233,8 @@ struct Pass {
     ticket: Option<Ticket>,
     peer: SocketAddr,
     open: Option<switchyard_bus::OpenSession>,
+    /// Credentials to check with the chain of authenticators before the CONNECT goes on.
+    auth: Option<switchyard_auth::OwnedCredentials>,
     closed: bool,
 }
 
@@ -240,19 +242,21 @@ fn pass(cell: &ClientCell) -> Pass {
     let mut g = cell.inner.lock();
     let inner = &mut *g;
     // Stop at a CONNECT that opens a session: datagrams behind it wait until it is open.
-    while !inner.ch.open_request_pending() {
+    while !inner.ch.open_request_pending() && !inner.ch.auth_request_pending() {
         let Some((packet, from)) = cell.queue.lock().pop_front() else {
             break;
         };
         inner.handle(packet, from);
     }
     let open = inner.ch.take_open_request();
+    let auth = inner.ch.take_auth_request();
     inner.ch.pull_deliveries(now());
     Pass {
         outbound: inner.ch.take_outbound(),
         ticket: inner.ticket.take(),
         peer: inner.ch.peer(),
         open,
+        auth,
         closed: inner.ch.close_reason().is_some(),
     }
 }
@@ -271,6 +275,12 @@ async fn drive(task: ClientTask) {
             gw.bus.wait_durable(t).await;
         }
         send_all(p.outbound, p.peer, &socket, &mut buf).await;
+        if let Some(creds) = p.auth {
+            // A network authenticator answers here, on this client's task, outside its lock.
+            let verdict = gw.settings.security.authenticate(&creds).await;
+            cell.inner.lock().ch.on_verdict(verdict);
+            continue;
+        }
         if let Some(req) = p.open {
             tracing::Span::current().record("client_id", req.info.client_id.as_str());
             // Not cancelled on shutdown: the open is bounded by the bus's takeover timeout and

@@ -1,6 +1,7 @@
 //! The `/api/v5` routes, the authentication middleware and the shared handler state.
 
 mod authn;
+mod authn_chain;
 mod banned;
 mod broker;
 mod clients;
@@ -89,6 +90,29 @@ pub fn router(state: Arc<State>) -> Router {
             get(session::api_keys).post(session::add_api_key),
         )
         .route("/api/v5/api_key/:name", delete(session::delete_api_key))
+        .route(
+            "/api/v5/authentication",
+            get(authn_chain::list).post(authn_chain::create),
+        )
+        .route("/api/v5/authentication/order", put(authn_chain::order))
+        .route(
+            "/api/v5/authentication/:id",
+            get(authn_chain::get)
+                .put(authn_chain::update)
+                .delete(authn_chain::delete),
+        )
+        .route(
+            "/api/v5/authentication/:id/position/:position",
+            put(authn_chain::position),
+        )
+        .route(
+            "/api/v5/authentication/:id/move",
+            post(authn_chain::move_legacy),
+        )
+        .route(
+            "/api/v5/authentication/:id/status",
+            get(authn_chain::status),
+        )
         .route(
             "/api/v5/authentication/:id/users",
             get(authn::list).post(authn::create),

@@ -188,7 +188,7 @@ impl Default for DashboardConfig {
 }
 
 /// `[authentication]`
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthenticationConfig {
     /// Accept clients that are not in the user database or present no credentials (a known
@@ -204,6 +204,13 @@ pub struct AuthenticationConfig {
     pub bootstrap_file: PathBuf,
     /// Format of `bootstrap_file`. Default plain.
     pub bootstrap_type: BootstrapType,
+    /// `[[authentication.authenticators]]`: the chain, tried in order; each table holds the
+    /// body fields of EMQX's `/api/v5/authentication` (`mechanism`, `backend`, …), checked by
+    /// `switchyard-auth` at start. Empty (the default): the built-in database alone. A chain
+    /// changed through the REST API is kept in the API-state store and takes precedence.
+    pub authenticators: Vec<toml::Table>,
+    /// `[authentication.cache]`: reuse of the network back-ends' answers.
+    pub cache: AuthnCacheConfig,
 }
 
 impl Default for AuthenticationConfig {
@@ -214,6 +221,31 @@ impl Default for AuthenticationConfig {
             password_hash_algorithm: PasswordHashAlgorithm::Argon2,
             bootstrap_file: PathBuf::new(),
             bootstrap_type: BootstrapType::Plain,
+            authenticators: Vec::new(),
+            cache: AuthnCacheConfig::default(),
+        }
+    }
+}
+
+/// `[authentication.cache]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthnCacheConfig {
+    /// Reuse an HTTP or PostgreSQL authenticator's answer (ok or refused) for the same client
+    /// id, username and password. Default true.
+    pub enable: bool,
+    /// Most answers kept (at least 1024 are). Default 100000.
+    pub max_size: u32,
+    /// How long an answer is reused. Default 30s.
+    pub ttl: Duration,
+}
+
+impl Default for AuthnCacheConfig {
+    fn default() -> Self {
+        AuthnCacheConfig {
+            enable: true,
+            max_size: 100_000,
+            ttl: Duration::from_secs(30),
         }
     }
 }

@@ -188,8 +188,8 @@ pub async fn login(
         peer_ip: Some(peer.ip()),
         listener_authn_enabled: true,
     };
-    let authn = gw.settings.security.authn.clone();
-    match switchyard_auth::authenticate_off_task(authn, creds).await {
+    // The chain of authenticators (network back-ends included) on this client's own task.
+    match gw.settings.security.authenticate(&creds).await.result {
         AuthResult::Allow { .. } => Ok(()),
         AuthResult::Deny(reason) => {
             Metrics::inc(&gw.bus.metrics().auth_failures);
@@ -218,7 +218,8 @@ pub fn authenticate(
         peer_ip: Some(peer.ip()),
         listener_authn_enabled: gw.settings.enable_authn,
     };
-    match gw.settings.security.authn.authenticate(&creds) {
+    // A network authenticator's answer comes from the check `login` awaited (or the cache).
+    match gw.settings.security.authenticate_now(&creds).result {
         AuthResult::Allow { superuser } => Ok(superuser),
         AuthResult::Deny(reason) => {
             Metrics::inc(&gw.bus.metrics().auth_failures);

@@ -179,7 +179,8 @@ pub fn authenticate(
         peer_ip: Some(peer.ip()),
         listener_authn_enabled: s.enable_authn,
     };
-    match s.security.authn.authenticate(&creds) {
+    // A network authenticator's answer comes from `check_network` (or the cache).
+    match s.security.authenticate_now(&creds).result {
         switchyard_auth::AuthResult::Allow { .. } => Ok(()),
         switchyard_auth::AuthResult::Deny(reason) => {
             Metrics::inc(&gw.bus.metrics().auth_failures);
@@ -187,6 +188,25 @@ pub fn authenticate(
             Err(reason.as_str())
         }
     }
+}
+
+/// Asks the chain's network authenticators (HTTP, PostgreSQL) about a Register's
+/// credentials, awaited on the device's own task, so that [`authenticate`] finds their answer.
+/// Nothing to do when the chain has none.
+pub async fn check_network(gw: &Lwm2mGateway, reg: &Registration, peer: SocketAddr) {
+    let s = &gw.settings;
+    if !s.enable_authn || s.security.chain.is_local() {
+        return;
+    }
+    let p = &reg.params;
+    let creds = switchyard_auth::OwnedCredentials {
+        client_id: p.get("device_id").unwrap_or(&reg.ep).clone(),
+        username: p.get("imei").cloned(),
+        password: p.get("password").map(|pw| pw.clone().into_bytes()),
+        peer_ip: Some(peer.ip()),
+        listener_authn_enabled: true,
+    };
+    let _ = s.security.authenticate(&creds).await;
 }
 
 /// The reply to a refused Register.

@@ -8,12 +8,37 @@ use super::{Channel, ConnectDecision, Violation};
 use crate::codec::{ConnAck, Connect, Packet};
 use std::time::Instant;
 use switchyard_auth::{
-    Action, AuthResult, ClientCtx, Credentials, Decision, DenyAction, DenyReason, RateLimiter,
+    Action, AuthResult, ClientCtx, Credentials, Decision, DenyAction, DenyReason, OwnedCredentials,
+    RateLimiter, Verdict,
 };
 use switchyard_bus::Metrics;
 use switchyard_core::{ClientId, CloseReason, Message};
 
 impl Channel {
+    /// What CONNECT presents to the chain of authenticators (the certificate's name as the
+    /// username when the listener says so). The driver awaits the chain with these on the
+    /// connection's own task and hands the verdict over with [`Channel::set_verdict`], so a
+    /// network back-end never blocks a worker. A client that asks for an assigned id is checked
+    /// with an empty `${clientid}`.
+    pub fn connect_credentials(&self, c: &Connect) -> OwnedCredentials {
+        let username = match &self.cert_username {
+            Some(cn) => Some(cn.clone()),
+            None => c.username.as_ref().map(|u| u.to_string()),
+        };
+        OwnedCredentials {
+            client_id: c.client_id.to_string(),
+            username,
+            password: c.password.as_ref().map(|p| p.to_vec()),
+            peer_ip: Some(self.peer.ip()),
+            listener_authn_enabled: self.settings.enable_authn,
+        }
+    }
+
+    /// The chain's verdict for this connection's CONNECT, used instead of a synchronous check.
+    pub fn set_verdict(&mut self, verdict: Verdict) {
+        self.verdict = Some(verdict);
+    }
+
     /// Authenticates CONNECT. On success the client's ACL view and rate limiter are set up; on
     /// failure a refusing CONNACK is queued and the failure counted.
     pub(crate) fn authenticate(
@@ -30,14 +55,19 @@ impl Channel {
             peer_ip: Some(self.peer.ip()),
             listener_authn_enabled: s.enable_authn,
         };
-        match s.security.authn.authenticate(&creds) {
+        let verdict = match self.verdict.take() {
+            Some(v) => v,
+            None => s.security.authenticate_now(&creds),
+        };
+        match verdict.result {
             AuthResult::Allow { superuser } => {
-                self.acl = Some(s.security.authz.client(ClientCtx {
+                let ctx = ClientCtx {
                     client_id: client_id.to_string(),
                     username: c.username.as_ref().map(|u| u.to_string()),
                     peer_ip: Some(self.peer.ip()),
                     superuser,
-                }));
+                };
+                self.acl = Some(s.security.client_acl(ctx, &verdict));
                 let rate = s.max_publish_rate;
                 self.publish_rate = (rate > 0).then(|| RateLimiter::new(rate, rate, now));
                 Ok(())

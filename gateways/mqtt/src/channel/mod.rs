@@ -81,6 +81,9 @@ pub struct Channel {
     pub(crate) cert_username: Option<String>,
     /// The ACL as it applies to this client (set once authenticated), with its cache.
     pub(crate) acl: Option<switchyard_auth::ClientAcl>,
+    /// The verdict of the chain of authenticators, reached by the driver before CONNECT is
+    /// handled (see `auth.rs`).
+    pub(crate) verdict: Option<switchyard_auth::Verdict>,
     /// `mqtt.max_publish_rate`, when set.
     pub(crate) publish_rate: Option<switchyard_auth::RateLimiter>,
 }
@@ -117,6 +120,7 @@ impl Channel {
             problem_info: true,
             cert_username: None,
             acl: None,
+            verdict: None,
             publish_rate: None,
         }
     }

@@ -6,11 +6,52 @@
 use super::Channel;
 use crate::settings::render;
 use std::time::Instant;
-use switchyard_auth::{Action, AuthResult, ClientCtx, Credentials, Decision, DenyAction};
+use switchyard_auth::{
+    Action, AuthResult, ClientCtx, Credentials, Decision, DenyAction, OwnedCredentials, Verdict,
+};
 use switchyard_bus::Metrics;
 use switchyard_core::{CloseReason, Message};
 
 impl Channel {
+    /// Whether the pending CONNECT must first be checked by a network authenticator: the
+    /// chain then waits on the driver's task (never under the client's lock, never on the
+    /// receiver that serves every client), which takes the request with
+    /// [`Channel::take_auth_request`] and answers with [`Channel::on_verdict`].
+    pub(crate) fn wants_async_check(&mut self, client_id: &str, username: Option<&str>) -> bool {
+        let s = &self.settings;
+        if self.verdict.is_some() || !s.enable_authn || s.security.chain.is_local() {
+            return false;
+        }
+        let password = s
+            .password
+            .as_deref()
+            .map(|t| render(t, client_id, username));
+        self.auth_request = Some(OwnedCredentials {
+            client_id: client_id.to_owned(),
+            username: username.map(str::to_owned),
+            password: password.map(String::into_bytes),
+            peer_ip: Some(self.peer.ip()),
+            listener_authn_enabled: true,
+        });
+        true
+    }
+
+    /// Whether the driver has a check to run before the pending CONNECT goes on.
+    pub fn auth_request_pending(&self) -> bool {
+        self.auth_request.is_some()
+    }
+
+    /// The credentials to check with the chain (see [`Channel::wants_async_check`]).
+    pub fn take_auth_request(&mut self) -> Option<OwnedCredentials> {
+        self.auth_request.take()
+    }
+
+    /// The chain's verdict: the pending CONNECT goes on with it.
+    pub fn on_verdict(&mut self, verdict: Verdict) {
+        self.verdict = Some(verdict);
+        self.request_open();
+    }
+
     /// Authenticates the pending CONNECT; on success sets up the client's ACL view. A failure
     /// is counted; the caller answers CONNACK 0x80.
     pub(crate) fn authenticate(&mut self, client_id: &str, username: Option<&str>) -> bool {
@@ -26,14 +67,19 @@ impl Channel {
             peer_ip: Some(self.peer.ip()),
             listener_authn_enabled: s.enable_authn,
         };
-        match s.security.authn.authenticate(&creds) {
+        let verdict = match self.verdict.take() {
+            Some(v) => v,
+            None => s.security.authenticate_now(&creds),
+        };
+        match verdict.result {
             AuthResult::Allow { superuser } => {
-                self.acl = Some(s.security.authz.client(ClientCtx {
+                let ctx = ClientCtx {
                     client_id: client_id.to_owned(),
                     username: username.map(str::to_owned),
                     peer_ip: Some(self.peer.ip()),
                     superuser,
-                }));
+                };
+                self.acl = Some(s.security.client_acl(ctx, &verdict));
                 true
             }
             AuthResult::Deny(reason) => {

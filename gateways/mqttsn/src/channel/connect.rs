@@ -123,7 +123,7 @@ impl Channel {
     }
 
     /// Builds the session request; the driver opens it and calls `on_session_opened`.
-    fn request_open(&mut self) {
+    pub(crate) fn request_open(&mut self) {
         let Some(p) = self.pending.clone() else {
             return;
         };
@@ -132,6 +132,10 @@ impl Channel {
             .username
             .as_deref()
             .map(|t| render(t, &p.client_id, None));
+        if self.wants_async_check(&p.client_id, username.as_deref()) {
+            // The driver awaits the chain and calls `on_verdict`, which comes back here.
+            return;
+        }
         // Banned (or flapping) clients are refused before authentication.
         let ban = self.settings.security.banned.check_connect(
             &p.client_id,

@@ -89,6 +89,11 @@ pub struct Channel {
     pub(crate) state: State,
     pub(crate) pending: Option<Pending>,
     pub(crate) open_request: Option<OpenSession>,
+    /// Credentials the driver must check with the chain of authenticators (it has a network
+    /// back-end) before the pending CONNECT goes on; see `auth.rs`.
+    pub(crate) auth_request: Option<switchyard_auth::OwnedCredentials>,
+    /// The chain's verdict for the pending CONNECT, once the driver has it.
+    pub(crate) verdict: Option<switchyard_auth::Verdict>,
     pub(crate) info: Option<Arc<ClientInfo>>,
     pub(crate) session: Option<Session>,
     /// The hold on the session while it is open: control events, and the one finish.
@@ -143,6 +148,8 @@ impl Channel {
             state: State::Idle,
             pending: None,
             open_request: None,
+            auth_request: None,
+            verdict: None,
             info: None,
             session: None,
             attachment: None,
