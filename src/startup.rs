@@ -103,6 +103,7 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
             bus: bus.clone(),
             authn: security.authn.clone(),
             chain: security.chain.clone(),
+            authz: security.authz.clone(),
             banned: security.banned.clone(),
             state: state.clone(),
             config: Arc::new(config.clone()),

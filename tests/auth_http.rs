@@ -307,4 +307,28 @@ async fn http_authenticator_on_every_protocol() {
         )
         .await;
     assert_eq!(s, 400, "{e}");
+
+    // Prometheus: counters per authenticator.
+    let (s, text) = api.get("/api/v5/prometheus/stats").await;
+    assert_eq!(s, 200);
+    let text = text.as_str().unwrap_or_default().to_owned();
+    assert!(
+        text.contains("switchyard_authn_timeouts{authenticator=\"password_based:http\"} 10"),
+        "{text}"
+    );
+    // Authorization: the file source, the settings, the cache.
+    let (s, v) = api.get("/api/v5/authorization/sources").await;
+    assert_eq!(
+        (s.as_u16(), v["sources"][0]["type"].as_str()),
+        (200, Some("file"))
+    );
+    let (s, v) = api.get("/api/v5/authorization/settings").await;
+    assert_eq!(
+        (s.as_u16(), v["cache"]["max_size"].as_u64()),
+        (200, Some(32))
+    );
+    let (s, _) = api
+        .send("DELETE", "/api/v5/authorization/cache", None)
+        .await;
+    assert_eq!(s, 204);
 }

@@ -47,6 +47,8 @@ pub struct AdminContext {
     pub authn: Arc<switchyard_auth::Authenticator>,
     /// The chain of authenticators (`/api/v5/authentication`), shared with every gateway.
     pub chain: Arc<switchyard_auth::Chain>,
+    /// The ACL every gateway checks (`/api/v5/authorization`).
+    pub authz: Arc<switchyard_auth::Authorizer>,
     /// The banned-clients list every gateway checks at connect (`/api/v5/banned`).
     pub banned: Arc<switchyard_auth::Banned>,
     /// The API-state store (the same one the authenticator writes): admins and API keys live

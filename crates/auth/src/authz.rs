@@ -392,6 +392,12 @@ impl Authorizer {
         self.generation.fetch_add(1, Ordering::Release);
     }
 
+    /// Empties every client's decision cache (`DELETE /api/v5/authorization/cache`): each
+    /// client's next check asks the rules again.
+    pub fn clear_cache(&self) {
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
     /// Decides one operation, uncached.
     pub fn check(&self, ctx: &ClientCtx, action: &Action<'_>) -> Decision {
         if ctx.superuser {

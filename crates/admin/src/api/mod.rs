@@ -2,6 +2,7 @@
 
 mod authn;
 mod authn_chain;
+mod authz;
 mod banned;
 mod broker;
 mod clients;
@@ -95,6 +96,10 @@ pub fn router(state: Arc<State>) -> Router {
             get(authn_chain::list).post(authn_chain::create),
         )
         .route("/api/v5/authentication/order", put(authn_chain::order))
+        .route("/api/v5/authorization/sources", get(authz::sources))
+        .route("/api/v5/authorization/sources/:type", get(authz::source))
+        .route("/api/v5/authorization/settings", get(authz::settings))
+        .route("/api/v5/authorization/cache", delete(authz::clean_cache))
         .route(
             "/api/v5/authentication/:id",
             get(authn_chain::get)

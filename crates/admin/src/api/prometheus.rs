@@ -1,6 +1,7 @@
 //! `GET /api/v5/prometheus/stats`: Prometheus text exposition format 0.0.4. Connections and
 //! sessions by protocol, every bus metric (messages received by QoS, sent, dropped, queue
-//! drops), routes and retained count. Gauge vs counter follows the bus's own split.
+//! drops), routes and retained count, and the counters of every authenticator. Gauge vs counter
+//! follows the bus's own split.
 
 use super::{broker, St};
 use axum::http::header;
@@ -27,6 +28,34 @@ fn metric_name(dotted: &str) -> String {
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Counters of every authenticator in the chain, labelled by its id (issue 18 §5).
+fn authn_metrics(out: &mut String, statuses: &[switchyard_auth::AuthnStatus]) {
+    type Field = fn(&switchyard_auth::AuthnStatus) -> u64;
+    let families: [(&str, &str, Field); 6] = [
+        ("total", "Times the authenticator was asked.", |s| s.total),
+        ("success", "Clients it accepted.", |s| s.success),
+        ("failed", "Clients it refused.", |s| s.failed),
+        (
+            "nomatch",
+            "Clients it ignored (unknown, unreachable, timed out).",
+            |s| s.nomatch,
+        ),
+        ("timeouts", "Requests that ran into its timeout.", |s| {
+            s.timeouts
+        }),
+        ("cache_hits", "Answers taken from the result cache.", |s| {
+            s.cache_hits
+        }),
+    ];
+    for (name, help, get) in families {
+        let metric = format!("switchyard_authn_{name}");
+        family(out, &metric, "counter", help);
+        for s in statuses {
+            let _ = writeln!(out, "{metric}{{authenticator=\"{}\"}} {}", s.id, get(s));
+        }
+    }
 }
 
 /// The exposition text.
@@ -104,6 +133,7 @@ pub async fn stats(st: St) -> impl IntoResponse {
         family(&mut out, &name, kind, &format!("Bus metric {dotted}."));
         let _ = writeln!(out, "{name} {value}");
     }
+    authn_metrics(&mut out, &st.ctx.chain.statuses());
     family(
         &mut out,
         "switchyard_uptime_seconds",
