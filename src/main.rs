@@ -3,6 +3,7 @@
 //! SIGINT/SIGTERM.
 
 mod ctl;
+mod delayed_store;
 mod gateways;
 mod settings;
 mod startup;
@@ -31,6 +32,9 @@ enum Command {
     Run,
     /// Print the effective configuration (defaults < file < environment) as TOML.
     PrintConfig,
+    /// Check the configuration (the file with environment overrides): exit 0 when it is
+    /// valid, else non-zero with the key at fault.
+    CheckConfig,
     /// Query or operate a running node through its admin API (status, clients, gateways).
     Ctl(ctl::CtlArgs),
 }
@@ -47,10 +51,19 @@ fn main() -> std::process::ExitCode {
 
 fn real_main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let config = switchyard_config::load(cli.config.as_deref()).context("invalid configuration")?;
+    // The error says "invalid configuration: …" itself, once.
+    let config = switchyard_config::load(cli.config.as_deref())?;
     match cli.command.unwrap_or(Command::Run) {
         Command::PrintConfig => {
             print!("{}", switchyard_config::to_toml(&config));
+            Ok(())
+        }
+        Command::CheckConfig => {
+            let from = cli.config.as_deref().map_or_else(
+                || "the built-in defaults or config/switchyard.toml".to_owned(),
+                |p| p.display().to_string(),
+            );
+            println!("configuration OK ({from}, with environment overrides)");
             Ok(())
         }
         Command::Ctl(args) => ctl::run(&config, args),

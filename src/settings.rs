@@ -39,6 +39,42 @@ pub fn bus_config(c: &Config) -> BusConfig {
         sys_client_connected: c.sys_topics.client_connected,
         sys_client_disconnected: c.sys_topics.client_disconnected,
         version: env!("CARGO_PKG_VERSION").to_string(),
+        retain_limits: switchyard_bus::RetainLimits {
+            max_messages: usize::try_from(c.retainer.max_retained_messages).unwrap_or(usize::MAX),
+            max_payload: usize::try_from(c.retainer.max_payload_size.0).unwrap_or(usize::MAX),
+            expiry: c.retainer.msg_expiry_interval.map(|d| d.as_std()),
+        },
+        retain_clear_interval: c.retainer.msg_clear_interval.as_std(),
+        delayed_enable: c.delayed.enable,
+        delayed_max: c.delayed.max_delayed_messages,
+        auto_subscribe: c
+            .auto_subscribe
+            .topics
+            .iter()
+            .map(auto_subscription)
+            .collect(),
+    }
+}
+
+/// One `auto_subscribe.topics` entry as the bus takes it (validation bounded the numbers).
+pub fn auto_subscription(
+    t: &switchyard_config::AutoSubscribeTopic,
+) -> switchyard_bus::AutoSubscription {
+    use switchyard_bus::{RetainHandling, SubOptions};
+    switchyard_bus::AutoSubscription {
+        topic: t.topic.clone(),
+        opts: SubOptions {
+            qos: switchyard_core::QoS::try_from(t.qos.min(2))
+                .unwrap_or(switchyard_core::QoS::AtMostOnce),
+            no_local: t.nl == 1,
+            retain_as_published: t.rap == 1,
+            retain_handling: match t.rh {
+                1 => RetainHandling::OnNewSubscribe,
+                2 => RetainHandling::Never,
+                _ => RetainHandling::OnSubscribe,
+            },
+            subscription_id: None,
+        },
     }
 }
 
@@ -108,10 +144,26 @@ pub fn security(c: &Config, state: switchyard_state::SharedState) -> anyhow::Res
     let chain_state = state.clone();
     let banned =
         auth::Banned::open(state, flapping).map_err(|e| anyhow::anyhow!("banned clients: {e}"))?;
+    let rules = c
+        .rewrite
+        .iter()
+        .map(|r| auth::RewriteRule {
+            action: match r.action {
+                switchyard_config::RewriteAction::Publish => auth::RewriteAction::Publish,
+                switchyard_config::RewriteAction::Subscribe => auth::RewriteAction::Subscribe,
+                switchyard_config::RewriteAction::All => auth::RewriteAction::All,
+            },
+            source_topic: r.source_topic.clone(),
+            re: r.re.clone(),
+            dest_topic: r.dest_topic.clone(),
+        })
+        .collect();
+    let rewrite = auth::Rewriter::new(rules).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(Security {
         authn: Arc::new(authn),
         authz: Arc::new(authz),
         banned: Arc::new(banned),
+        rewrite: Arc::new(rewrite),
         chain: Arc::new(authn_chain(c, chain_state)?),
     })
 }

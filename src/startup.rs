@@ -72,6 +72,7 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
     // Subscribed before any view loads, so no change falls between loading and following.
     let feed = state.changes();
     let security = settings::security(&config, state.clone())?;
+    crate::delayed_store::attach(&bus, &state).context("delayed messages")?;
     let mut views: Vec<Arc<dyn StateView>> = vec![
         security.authn.clone(),
         security.banned.clone(),
@@ -105,6 +106,7 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
             chain: security.chain.clone(),
             authz: security.authz.clone(),
             banned: security.banned.clone(),
+            rewrite: security.rewrite.clone(),
             state: state.clone(),
             config: Arc::new(config.clone()),
             listeners: bound.clone(),

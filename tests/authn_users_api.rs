@@ -1,6 +1,6 @@
 //! The built-in user database over EMQX's REST API
 //! (`/api/v5/authentication/password_based:built_in_database/users`, see
-//! shared/specs/emqx-auth-api.md §2) against the real binary: a user created there logs in over
+//! EMQX 5.8's REST contract) against the real binary: a user created there logs in over
 //! MQTT at once, a changed password or a deleted user stops working at once, and the answers
 //! have EMQX's shapes and status codes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

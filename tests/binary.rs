@@ -293,7 +293,7 @@ fn ready_file_and_log_list_every_listener() {
         .expect("the MQTT listener accepts connections");
 }
 
-/// `[listeners.ws.default]` is enabled by default (browsers on 8083, DESIGN.md), so the
+/// `[listeners.ws.default]` is enabled by default (browsers on 8083), so the
 /// harness's config (which only moves it to port 0) must bring it up.
 #[test]
 fn websocket_listener_is_bound_by_default() {

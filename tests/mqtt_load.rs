@@ -1,5 +1,5 @@
 //! Many clients at once, bounded in count and time, on loopback: fan-in and fan-out keep
-//! every message and per-publisher order (DESIGN.md "The one flow"), and a subscriber that
+//! every message and per-publisher order (ARCHITECTURE.md §2), and a subscriber that
 //! stops reading does not hold up anyone else ("a publisher never waits on a slow subscriber").
 //! Sizes are small enough for a debug build on two shared cores; this is not a benchmark.
 #![allow(clippy::unwrap_used, clippy::expect_used)]

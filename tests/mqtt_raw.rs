@@ -55,7 +55,7 @@ fn oversize_publish_closes_only_that_connection() {
     assert_round_trip(addr, "big");
 }
 
-/// DESIGN.md habit 3: an oversize frame is refused from its header, before its body arrives.
+/// ARCHITECTURE.md habit 3: an oversize frame is refused from its header, before its body arrives.
 #[test]
 fn oversize_packet_refused_from_its_header() {
     let broker = Broker::start_with(SMALL_LIMIT);
@@ -416,7 +416,7 @@ fn mqtt31_and_mqtt311_share_a_port() {
     );
 }
 
-/// Flow control (DESIGN.md habit 8): at most `mqtt.max_inflight` unacknowledged QoS 1 messages
+/// Flow control (ARCHITECTURE.md habit 8): at most `mqtt.max_inflight` unacknowledged QoS 1 messages
 /// are sent to a client; each PUBACK lets the next one out, in order.
 #[test]
 fn outbound_qos1_respects_max_inflight() {

@@ -1,6 +1,6 @@
 //! MQTT over WebSocket (`[listeners.ws.default]`, path "/mqtt", subprotocol "mqtt"), with a
 //! hand-written RFC 6455 client: the handshake, masked binary frames, and MQTT packets that do
-//! not line up with frames (DESIGN.md habit 3).
+//! not line up with frames (ARCHITECTURE.md habit 3).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

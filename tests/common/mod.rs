@@ -2,7 +2,7 @@
 //!
 //! Every test starts its own broker ([`Broker::start`]) with a config written to a private temp
 //! directory in which every listener binds `127.0.0.1:0`, and learns the bound addresses from the
-//! `--ready-file` JSON the binary writes once every listener is bound (DESIGN.md habit 10).
+//! `--ready-file` JSON the binary writes once every listener is bound (ARCHITECTURE.md habit 10).
 //! The broker's stdout and stderr go to `broker.log` in that directory; the log is printed when
 //! the test panics (from `Drop`), so a failing test shows what the broker said.
 //!

@@ -67,6 +67,7 @@
   const pages = {
     "/": overview, "/clients": clients, "/subscriptions": subscriptions, "/topics": topics,
     "/retained": retained, "/gateways": gateways, "/websocket": websocket, "/admins": admins,
+    "/banned": banned,
   };
   function route() {
     timers.forEach(clearInterval); timers = [];
@@ -246,6 +247,26 @@
         else { const m = await api("GET", path); let text; try { text = new TextDecoder().decode(Uint8Array.from(atob(m.payload), (c) => c.charCodeAt(0))); } catch (_) { text = m.payload; }
           $("#ret-view").textContent = m.topic + "\n" + text; $("#ret-view").classList.remove("hidden"); }
       } catch (err) { $("#list-error").textContent = err.message; }
+    });
+  }
+
+  // Banned clients (by client id, username or peer host), checked at connect on every protocol.
+  function banned(main) {
+    const load = listPage(main, t("navBanned"), "/api/v5/banned", [t("banAs"), t("banWho"), t("banReason"), t("banBy"), t("banUntil"), ""],
+      (b) => `<tr><td>${esc(b.as)}</td><td>${esc(b.who)}</td><td>${esc(b.reason)}</td><td>${esc(b.by)}</td><td>${esc(b.until)}</td>
+        <td><button class="danger del-ban" data-as="${esc(b.as)}" data-who="${esc(b.who)}">${t("delete")}</button></td></tr>`,
+      `<form id="ban-form" class="row"><label>${t("banAs")}<select id="ban-as"><option value="clientid">${t("clientId")}</option><option value="username">${t("username")}</option><option value="peerhost">${t("ipAddress")}</option></select></label>
+        <label>${t("banWho")}<input id="ban-who" required></label><label>${t("banReason")}<input id="ban-reason"></label>
+        <button type="submit">${t("banAdd")}</button></form>`);
+    $("#ban-form").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      try { await api("POST", "/api/v5/banned", { as: $("#ban-as").value, who: $("#ban-who").value.trim(), reason: $("#ban-reason").value });
+        $("#ban-who").value = ""; load(1); } catch (err) { $("#list-error").textContent = err.message; }
+    });
+    $("#list-table").addEventListener("click", async (e) => {
+      const b = e.target.closest("button.del-ban"); if (!b) return;
+      try { if (confirm(t("confirmDelete"))) { await api("DELETE", "/api/v5/banned/" + encodeURIComponent(b.dataset.as) + "/" + encodeURIComponent(b.dataset.who)); load(); } }
+      catch (err) { $("#list-error").textContent = err.message; }
     });
   }
 

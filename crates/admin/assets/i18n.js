@@ -11,6 +11,8 @@
     navOverview: ["Overview", "概览"], navClients: ["Clients", "客户端"], navSubscriptions: ["Subscriptions", "订阅"],
     navTopics: ["Topics", "主题"], navRetained: ["Retained", "保留消息"], navGateways: ["Gateways", "网关"],
     navWebsocket: ["WebSocket Client", "WebSocket 客户端"], navAdmins: ["Admins", "管理员"],
+    navBanned: ["Banned", "黑名单"], banAs: ["Type", "类型"], banWho: ["Who", "对象"], banReason: ["Reason", "原因"],
+    banBy: ["By", "操作者"], banUntil: ["Until", "截止时间"], banAdd: ["Ban", "加入黑名单"],
     sessionExpired: ["Session expired, please log in again", "会话已过期，请重新登录"],
     tooManyLogins: ["Too many failed logins, try again in a minute", "登录失败次数过多，请一分钟后再试"],
     badLogin: ["Wrong username or password", "用户名或密码错误"], pwdMismatch: ["The passwords do not match", "两次输入的密码不一致"],

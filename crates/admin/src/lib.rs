@@ -51,6 +51,8 @@ pub struct AdminContext {
     pub authz: Arc<switchyard_auth::Authorizer>,
     /// The banned-clients list every gateway checks at connect (`/api/v5/banned`).
     pub banned: Arc<switchyard_auth::Banned>,
+    /// The topic rewrite rules every gateway applies (`/api/v5/mqtt/topic_rewrite`).
+    pub rewrite: Arc<switchyard_auth::Rewriter>,
     /// The API-state store (the same one the authenticator writes): admins and API keys live
     /// there.
     pub state: switchyard_state::SharedState,

@@ -296,7 +296,7 @@ impl Rule {
                 {
                     return None;
                 }
-                (topic, qos)
+                (undelay(topic), qos)
             }
             Action::Subscribe { filter, qos } => {
                 if self.action == ActionKind::Publish || self.retain.is_some() {
@@ -320,6 +320,16 @@ fn parse_cidr(s: &str) -> Result<IpNet, String> {
     s.parse::<IpNet>()
         .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
         .map_err(|_| format!("ipaddr {s:?} is not an address or CIDR"))
+}
+
+/// The topic a publish is authorized for: a delayed publish (`$delayed/{seconds}/{topic}`) is
+/// checked against its target topic, as EMQX does.
+fn undelay(topic: &str) -> &str {
+    topic
+        .strip_prefix("$delayed/")
+        .and_then(|rest| rest.split_once('/'))
+        .filter(|(secs, t)| !t.is_empty() && secs.parse::<u64>().is_ok())
+        .map_or(topic, |(_, t)| t)
 }
 
 /// Renders a rule's filter for this client with the shared topic template

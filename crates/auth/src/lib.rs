@@ -25,6 +25,7 @@ mod hash;
 mod offload;
 mod passwd;
 mod ratelimit;
+mod rewrite;
 mod template;
 mod topic;
 mod verified;
@@ -48,6 +49,7 @@ pub use hash::HashAlgorithm;
 pub use offload::{authenticate_off_task, OwnedCredentials, HASH_SLOTS};
 pub use passwd::{MacFun, PasswdError, PasswordHash, SaltPosition};
 pub use ratelimit::RateLimiter;
+pub use rewrite::{RewriteAction, RewriteRule, Rewriter};
 
 use std::sync::Arc;
 
@@ -60,6 +62,8 @@ pub struct Security {
     pub authz: Arc<Authorizer>,
     /// Banned clients and flapping detection, checked at connect before authentication.
     pub banned: Arc<Banned>,
+    /// Topic rewrite rules, applied before authorization.
+    pub rewrite: Arc<Rewriter>,
     /// The chain of authenticators (the built-in database in `authn` is one of them).
     pub chain: Arc<Chain>,
 }
@@ -98,6 +102,7 @@ impl Default for Security {
             authn: Arc::new(Authenticator::in_memory(AuthnSettings::default())),
             authz: Arc::new(Authorizer::new(Vec::new(), AuthzSettings::default())),
             banned: Arc::new(Banned::in_memory(FlappingSettings::default())),
+            rewrite: Arc::new(Rewriter::default()),
             chain: Arc::new(Chain::default()),
         }
     }

@@ -1,6 +1,6 @@
 //! End-to-end tests of the scenario runners against a tiny in-process broker: every publish is
 //! forwarded at QoS 0 to every connection that subscribed, QoS 1 publishes are PUBACKed.
-//! Counts only, never timings (DESIGN.md: no timed assertions).
+//! Counts only, never timings (ARCHITECTURE.md habit 2: no timed assertions).
 
 use crate::client::Target;
 use crate::report::BrokerProc;

@@ -57,6 +57,16 @@ pub struct BusConfig {
     pub sys_client_disconnected: bool,
     /// Version string published on `$SYS/brokers/{node}/version`.
     pub version: String,
+    /// `[retainer]` limits of the retained-message store.
+    pub retain_limits: crate::retain::RetainLimits,
+    /// How often expired retained messages are removed.
+    pub retain_clear_interval: Duration,
+    /// `delayed.enable`: hold `$delayed/` publishes.
+    pub delayed_enable: bool,
+    /// `delayed.max_delayed_messages` (0 = unlimited).
+    pub delayed_max: u64,
+    /// `[auto_subscribe]`: subscriptions every client gets when its session opens.
+    pub auto_subscribe: Vec<crate::autosub::AutoSubscription>,
 }
 
 impl Default for BusConfig {
@@ -80,6 +90,11 @@ impl Default for BusConfig {
             sys_client_connected: true,
             sys_client_disconnected: true,
             version: env!("CARGO_PKG_VERSION").into(),
+            retain_limits: crate::retain::RetainLimits::default(),
+            retain_clear_interval: Duration::from_secs(1),
+            delayed_enable: true,
+            delayed_max: 0,
+            auto_subscribe: Vec::new(),
         }
     }
 }

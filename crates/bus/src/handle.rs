@@ -26,6 +26,8 @@ pub(crate) struct Inner {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) router: Router,
     pub(crate) retain: RetainStore,
+    pub(crate) delayed: crate::delayed::Delayed,
+    pub(crate) auto_subscribe: parking_lot::RwLock<Vec<crate::autosub::AutoSubscription>>,
     pub(crate) registry: Mutex<Registry>,
     pub(crate) store: Arc<dyn SessionStore>,
     pub(crate) next_session: AtomicU64,
@@ -76,9 +78,11 @@ impl BusHandle {
     pub fn with_store(config: BusConfig, store: Arc<dyn SessionStore>) -> Self {
         BusHandle(Arc::new(Inner {
             router: Router::new(config.shared_strategy, config.upgrade_qos),
+            retain: RetainStore::with_limits(config.retain_limits),
+            delayed: crate::delayed::Delayed::new(config.delayed_enable, config.delayed_max),
+            auto_subscribe: parking_lot::RwLock::new(config.auto_subscribe.clone()),
             config,
             metrics: Arc::new(Metrics::default()),
-            retain: RetainStore::default(),
             registry: Mutex::new(Registry::default()),
             store,
             next_session: AtomicU64::new(1),
@@ -132,6 +136,17 @@ impl BusHandle {
             QoS::AtLeastOnce => &m.messages_qos1_received,
             QoS::ExactlyOnce => &m.messages_qos2_received,
         });
+        if msg.topic.as_str().starts_with(crate::delayed::PREFIX) {
+            // Held, not routed: published to its target topic when due. Counts as one taker.
+            return match self.0.delayed.hold(&msg, m) {
+                Ok(_) => 1,
+                Err(e) => {
+                    Metrics::inc(&m.delayed_dropped);
+                    tracing::warn!(topic = %msg.topic, error = %e, "delayed publish dropped");
+                    0
+                }
+            };
+        }
         let msg = Arc::new(msg);
         let mut stored_id = 0;
         if msg.retain && self.0.config.retain_available {
@@ -202,6 +217,12 @@ impl BusHandle {
 
     /// Stores or clears the retained message; returns its store id (0 when not stored).
     fn store_retained(&self, msg: &Arc<Message>) -> u64 {
+        if let Err(why) = self.0.retain.admits(msg) {
+            // Routed all the same; only the store refuses it ([retainer] limits).
+            Metrics::inc(&self.0.metrics.retained_not_stored);
+            tracing::warn!(topic = %msg.topic, reason = ?why, "retained message not stored");
+            return 0;
+        }
         let persistent = self.0.store.is_persistent();
         let id = if persistent && !msg.payload.is_empty() {
             self.store_message(msg)
@@ -345,6 +366,45 @@ impl BusHandle {
     pub fn connection_refused(&self, reason: &CloseReason) {
         self.0.metrics.count_close(reason);
         crate::attachment::log_close(reason);
+    }
+
+    /// The held `$delayed/` messages and their settings.
+    pub fn delayed(&self) -> &crate::delayed::Delayed {
+        &self.0.delayed
+    }
+
+    /// Publishes the delayed messages due at `now_ms` (wall clock, ms since the epoch); the
+    /// scheduler task's step.
+    pub fn publish_due_delayed(&self, now_ms: u64) -> usize {
+        let due = self.0.delayed.take_due(now_ms);
+        for r in &due {
+            match crate::delayed::message_of(r) {
+                Some(msg) => {
+                    self.publish(msg);
+                }
+                None => tracing::warn!(topic = r.topic, "delayed message with a bad topic dropped"),
+            }
+            self.0.delayed.published(r.id);
+        }
+        due.len()
+    }
+
+    /// Removes the retained messages whose time is up at `now` (the `[retainer]` clear task).
+    pub fn clear_expired_retained(&self, now: std::time::Instant) -> usize {
+        let gone = self.0.retain.clear_expired(now);
+        for _ in &gone {
+            Metrics::dec(&self.0.metrics.retained);
+            Metrics::inc(&self.0.metrics.messages_expired);
+        }
+        if self.0.store.is_persistent() {
+            for (topic, _) in &gone {
+                let op = StoreOp::RetainDelete {
+                    topic: topic.as_str().to_owned(),
+                };
+                crate::store::submit(self.0.store.as_ref(), op);
+            }
+        }
+        gone.len()
     }
 
     /// Reports a successful connect: counts it and publishes the `$SYS` presence event

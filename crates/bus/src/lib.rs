@@ -7,15 +7,17 @@
 //! [`Message`](switchyard_core::Message)s and calls on [`BusHandle`]; nothing here names MQTT,
 //! MQTT-SN, CoAP or LwM2M (the `Namespace` is an opaque label they choose).
 //!
-//! The flow (DESIGN.md): a gateway calls [`BusHandle::publish`] in its own task; the [`Router`]
+//! The flow (ARCHITECTURE.md §2): a gateway calls [`BusHandle::publish`] in its own task; the [`Router`]
 //! matches the topic against a read-mostly trie and pushes a [`Delivery`] into each matching
 //! session's [`Outbox`]; the subscriber's task drains its outbox while the [`QosEngine`] gives it
 //! inflight credit.
 
 mod admin;
 mod attachment;
+mod autosub;
 mod config;
 mod contain;
+mod delayed;
 mod delivery;
 mod error;
 mod handle;
@@ -35,8 +37,13 @@ mod trie;
 
 pub use admin::ClientSummary;
 pub use attachment::{next_control, Attachment, ControlEvent, ControlEvents};
+pub use autosub::AutoSubscription;
 pub use config::{BusConfig, SharedStrategy};
 pub use contain::{contain, Panicked};
+pub use delayed::{
+    Delayed, DelayedError, DelayedPersistence, DelayedRecord, MAX_DELAY_SECS,
+    PREFIX as DELAYED_PREFIX,
+};
 pub use delivery::{Delivery, RetainHandling, SubOptions};
 pub use error::BusError;
 pub use handle::{BusHandle, SubscribeOutcome};
@@ -46,7 +53,7 @@ pub use outbox::{Outbox, PushOutcome};
 pub use qos::{AckError, Incoming2, QosConfig, QosEngine, Resend, SendPublish};
 pub use registry::{ClientInfo, Namespace, OpenSession, Opened};
 pub use restore::RestoreReport;
-pub use retain::RetainStore;
+pub use retain::{NotStored, RetainLimits, RetainStore};
 pub use router::Router;
 pub use session::{Session, SessionShared, SubscriptionSet};
 pub use store::{

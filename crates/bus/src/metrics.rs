@@ -103,6 +103,12 @@ metrics! {
     pubcomp_missed => "packets.pubcomp.missed",
     /// PUBRELs for an incoming QoS 2 id we do not hold, answered with PUBCOMP (0x92 on MQTT 5).
     pubrel_missed => "packets.pubrel.missed",
+    /// `$delayed/` publishes held for later.
+    delayed_held => "messages.delayed",
+    /// `$delayed/` publishes dropped (bad topic, disabled, full, not saved).
+    delayed_dropped => "messages.delayed.dropped",
+    /// Retained publishes not stored because of the [retainer] limits (still routed).
+    retained_not_stored => "retained.not_stored",
     /// Clients closed because handling one of their packets panicked on a shared task.
     client_panics => "client.panicked",
 }

@@ -3,22 +3,96 @@
 //!
 //! Stored ordered by topic, so a subscription filter scans only the topics that start with the
 //! filter's literal head (the part before its first wildcard), not every retained message.
+//!
+//! Limits (`[retainer]`): a store holds at most `max_messages` topics and payloads of at most
+//! `max_payload` bytes (a retained publish beyond either is routed but not stored); an entry
+//! may carry a deadline (`msg_expiry_interval` after it was received), after which the periodic
+//! clear ([`RetainStore::clear_expired`]) removes it.
 
 use parking_lot::RwLock;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use switchyard_core::{Message, TopicFilter, TopicName};
+
+/// The `[retainer]` limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetainLimits {
+    /// Most retained topics; 0 = unlimited.
+    pub max_messages: usize,
+    /// Largest payload stored, in bytes; 0 = unlimited.
+    pub max_payload: usize,
+    /// How long an entry is kept after it was received; `None` = until replaced.
+    pub expiry: Option<Duration>,
+}
+
+impl Default for RetainLimits {
+    fn default() -> Self {
+        RetainLimits {
+            max_messages: 0,
+            max_payload: 0,
+            expiry: None,
+        }
+    }
+}
+
+/// Why a retained message was not stored (it is still routed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotStored {
+    /// The payload is larger than `max_payload_size`.
+    TooLarge,
+    /// The store holds `max_retained_messages` topics already.
+    Full,
+}
+
+/// One stored message: the message, its id in the durable store, and when it is removed.
+type Entry = (Arc<Message>, u64, Option<Instant>);
 
 /// The retained-message store.
 #[derive(Debug, Default)]
 pub struct RetainStore {
     // Ordered so that listing is stable and filter lookups are a range scan.
-    messages: RwLock<BTreeMap<TopicName, (Arc<Message>, u64)>>,
+    messages: RwLock<BTreeMap<TopicName, Entry>>,
+    limits: RetainLimits,
 }
 
 impl RetainStore {
+    /// An empty store with `limits`.
+    pub fn with_limits(limits: RetainLimits) -> Self {
+        RetainStore {
+            messages: RwLock::default(),
+            limits,
+        }
+    }
+
+    /// Whether `msg` may be stored under the limits (an empty payload, a clear, always may).
+    pub fn admits(&self, msg: &Message) -> Result<(), NotStored> {
+        let l = self.limits;
+        // The broker's own $SYS state is not client data: the limits do not apply to it.
+        if msg.payload.is_empty() || msg.topic.as_str().starts_with("$SYS/") {
+            return Ok(());
+        }
+        if l.max_payload > 0 && msg.payload.len() > l.max_payload {
+            return Err(NotStored::TooLarge);
+        }
+        if l.max_messages > 0 {
+            let map = self.messages.read();
+            // $SYS entries (a handful, contiguous in topic order) do not count.
+            let sys = map
+                .keys()
+                .skip_while(|t| t.as_str() < "$SYS/")
+                .take_while(|t| t.as_str().starts_with("$SYS/"))
+                .count();
+            if map.len() - sys >= l.max_messages && !map.contains_key(&msg.topic) {
+                return Err(NotStored::Full);
+            }
+        }
+        Ok(())
+    }
+
     /// Stores or clears (empty payload) the retained message for its topic, with its id in the
-    /// durable store (0: not stored). Returns the change in count: +1, 0 or -1.
+    /// durable store (0: not stored). Returns the change in count: +1, 0 or -1. The caller
+    /// checked [`RetainStore::admits`].
     pub fn set(&self, msg: Arc<Message>, store_id: u64) -> i64 {
         let mut map = self.messages.write();
         if msg.payload.is_empty() {
@@ -28,11 +102,30 @@ impl RetainStore {
                 0
             };
         }
-        if map.insert(msg.topic.clone(), (msg, store_id)).is_some() {
+        let deadline = self.limits.expiry.map(|e| msg.received + e);
+        if map
+            .insert(msg.topic.clone(), (msg, store_id, deadline))
+            .is_some()
+        {
             0
         } else {
             1
         }
+    }
+
+    /// Removes the entries past their deadline (or their own MQTT 5 expiry) at `now`; returns
+    /// their topics and store ids, for the durable store.
+    pub fn clear_expired(&self, now: Instant) -> Vec<(TopicName, u64)> {
+        let mut map = self.messages.write();
+        let gone: Vec<(TopicName, u64)> = map
+            .iter()
+            .filter(|(_, (m, _, d))| d.is_some_and(|d| d <= now) || m.is_expired(now))
+            .map(|(t, (_, id, _))| (t.clone(), *id))
+            .collect();
+        for (t, _) in &gone {
+            map.remove(t);
+        }
+        gone
     }
 
     /// Every retained message whose topic matches `filter`, with its store id; with `now`,
@@ -47,15 +140,15 @@ impl RetainStore {
         map.iter()
             .skip_while(|(t, _)| t.as_str() < literal_prefix)
             .take_while(|(t, _)| t.as_str().starts_with(literal_prefix))
-            .filter(|(t, (m, _))| filter.matches(t) && !now.is_some_and(|n| m.is_expired(n)))
-            .map(|(_, (m, id))| (m.clone(), *id))
+            .filter(|(t, (m, _, _))| filter.matches(t) && !now.is_some_and(|n| m.is_expired(n)))
+            .map(|(_, (m, id, _))| (m.clone(), *id))
             .collect()
     }
 
     /// The retained message on one topic.
     pub fn get(&self, topic: &str) -> Option<Arc<Message>> {
         let topic = TopicName::new(topic).ok()?;
-        self.messages.read().get(&topic).map(|(m, _)| m.clone())
+        self.messages.read().get(&topic).map(|(m, _, _)| m.clone())
     }
 
     /// Removes the retained message on one topic; true if there was one. Not mirrored to the
@@ -74,7 +167,7 @@ impl RetainStore {
             .values()
             .skip(skip)
             .take(limit)
-            .map(|(m, _)| m.clone())
+            .map(|(m, _, _)| m.clone())
             .collect()
     }
 
@@ -107,6 +200,40 @@ mod tests {
     fn msg(topic: &str, payload: &'static str) -> Arc<Message> {
         let t = TopicName::new(topic).unwrap_or_else(|e| panic!("{e}"));
         Arc::new(Message::new(t, payload, QoS::AtMostOnce, true))
+    }
+
+    #[test]
+    fn limits_refuse_large_payloads_and_new_topics_when_full_and_entries_expire() {
+        let s = RetainStore::with_limits(RetainLimits {
+            max_messages: 2,
+            max_payload: 4,
+            expiry: Some(Duration::from_secs(10)),
+        });
+        let big = msg("a/big", "12345");
+        assert_eq!(s.admits(&big), Err(NotStored::TooLarge));
+        for t in ["a/1", "a/2"] {
+            let m = msg(t, "ok");
+            assert_eq!(s.admits(&m), Ok(()));
+            s.set(m, 0);
+        }
+        assert_eq!(s.admits(&msg("a/3", "no")), Err(NotStored::Full));
+        assert_eq!(
+            s.admits(&msg("a/1", "new")),
+            Ok(()),
+            "replacing is allowed when full"
+        );
+        assert_eq!(
+            s.admits(&msg("a/3", "")),
+            Ok(()),
+            "a clear is always allowed"
+        );
+        let t0 = s
+            .get("a/1")
+            .map(|m| m.received)
+            .unwrap_or_else(Instant::now);
+        assert!(s.clear_expired(t0 + Duration::from_secs(9)).is_empty());
+        assert_eq!(s.clear_expired(t0 + Duration::from_secs(11)).len(), 2);
+        assert!(s.is_empty());
     }
 
     #[test]

@@ -136,6 +136,7 @@ impl BusHandle {
                 *attached = Some(session.attached());
             }
         }
+        self.apply_auto_subscribe(&mut session, &req.info);
         Ok(Opened {
             session,
             present,

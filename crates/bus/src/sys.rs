@@ -165,6 +165,30 @@ impl BusHandle {
         let (bus, c) = (self.clone(), cancel.clone());
         let heartbeat = self.config().sys_heartbeat_interval;
         tracker.spawn(async move { every(heartbeat, &c, || publish_heartbeat(&bus)).await });
+        let (bus, c) = (self.clone(), cancel.clone());
+        let clear = self.config().retain_clear_interval;
+        // Runs even without msg_expiry_interval: retained messages with their own MQTT 5 expiry
+        // are cleared too.
+        tracker.spawn(async move {
+            every(Some(clear.max(Duration::from_millis(10))), &c, || {
+                bus.clear_expired_retained(tokio::time::Instant::now().into_std());
+            })
+            .await
+        });
+        let (bus, c) = (self.clone(), cancel.clone());
+        tracker.spawn(async move {
+            // The delayed-publish scheduler: sleeps until the next message is due (at most a
+            // second, so a changed wall clock is noticed) or an earlier one arrives.
+            loop {
+                let wait = bus.delayed().sleep_for(crate::delayed::now_ms());
+                tokio::select! {
+                    _ = c.cancelled() => break,
+                    _ = bus.delayed().wake.notified() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                bus.publish_due_delayed(crate::delayed::now_ms());
+            }
+        });
         let bus = self.clone();
         tracker.spawn(async move {
             every(Some(Duration::from_secs(1)), &cancel, || {

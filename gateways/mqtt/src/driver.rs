@@ -3,7 +3,7 @@
 //! everything the channel produced in one buffered write per wakeup.
 //!
 //! Generic over the byte stream so TCP, TLS and WebSocket (as a byte stream) share it:
-//! packets and transport frames need not line up (DESIGN.md habit 3).
+//! packets and transport frames need not line up (ARCHITECTURE.md habit 3).
 
 use crate::channel::{Channel, ConnectDecision};
 use crate::codec::{decode_packet, encode_packet, Connect, DecodeError, Packet, ProtocolVersion};

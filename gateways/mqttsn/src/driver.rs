@@ -68,7 +68,7 @@ impl Inner {
     /// produced such a wait.
     ///
     /// It may run on the listener's receiver, which serves many clients: a panic closes this
-    /// client only (DESIGN: no panic on what a peer sends; contained if one slips through).
+    /// client only (ARCHITECTURE.md habit 11).
     fn handle(&mut self, packet: Packet, from: SocketAddr) -> bool {
         let ch = &mut self.ch;
         // Contained inside the scope, so an unwind never leaves the scope's thread-local behind.

@@ -1,6 +1,6 @@
 //! `/api/v5/authentication/{id}/users`: the built-in user database that MQTT, MQTT-SN, CoAP
 //! and LwM2M clients log in with, managed as EMQX 5.8 manages its
-//! `password_based:built_in_database` users (shared/specs/emqx-auth-api.md §2).
+//! `password_based:built_in_database` users (EMQX 5.8's REST contract for built-in users).
 //!
 //! The store is the [`Authenticator`] every gateway checks, so a user created here can connect
 //! at once, and a changed or deleted password stops working at once (the authenticator forgets

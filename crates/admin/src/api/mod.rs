@@ -11,6 +11,7 @@ mod gateways;
 mod lwm2m;
 mod messages;
 mod openapi;
+mod ops;
 mod prometheus;
 mod session;
 
@@ -80,6 +81,23 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/api/v5/logout", post(session::logout))
         .route("/api/v5/banned", get(banned::list).post(banned::create))
         .route("/api/v5/banned/:as/:who", delete(banned::delete))
+        .route(
+            "/api/v5/mqtt/delayed",
+            get(ops::delayed_settings).put(ops::put_delayed_settings),
+        )
+        .route("/api/v5/mqtt/delayed/messages", get(ops::delayed_messages))
+        .route(
+            "/api/v5/mqtt/delayed/messages/:msgid",
+            get(ops::delayed_message).delete(ops::delete_delayed_message),
+        )
+        .route(
+            "/api/v5/mqtt/auto_subscribe",
+            get(ops::auto_subscribe).put(ops::put_auto_subscribe),
+        )
+        .route(
+            "/api/v5/mqtt/topic_rewrite",
+            get(ops::topic_rewrite).put(ops::put_topic_rewrite),
+        )
         .route("/api/v5/users", get(session::users).post(session::add_user))
         .route("/api/v5/users/:username", delete(session::delete_user))
         .route(
@@ -131,7 +149,6 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/api/v5/nodes", get(broker::nodes))
         .route("/api/v5/nodes/:node", get(broker::node))
         .route("/api/v5/listeners", get(broker::listeners))
-        .route("/api/v5/prometheus/stats", get(prometheus::stats))
         .route("/api/v5/clients", get(clients::list))
         .route(
             "/api/v5/clients/:clientid",
@@ -188,9 +205,19 @@ pub fn router(state: Arc<State>) -> Router {
         .route(
             "/api/v5/gateways/:name/clients/:clientid/subscriptions/*topic",
             delete(gateways::unsubscribe),
-        )
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
+        );
+    // EMQX 5 serves the Prometheus endpoint without credentials unless
+    // prometheus.enable_basic_auth is set.
+    let prometheus = Router::new().route("/api/v5/prometheus/stats", get(prometheus::stats));
+    let (open, protected) = if state.ctx.config.prometheus.enable_basic_auth {
+        (Router::new(), protected.merge(prometheus))
+    } else {
+        (prometheus, protected)
+    };
+    let protected =
+        protected.route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
     Router::new()
+        .merge(open)
         .route("/status", get(broker::status))
         .route("/api/v5/status", get(broker::status))
         .route("/api/v5/login", post(session::login))

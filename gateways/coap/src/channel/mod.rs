@@ -43,7 +43,7 @@ const RECENT_NON: usize = 64;
 /// At most this many deliveries are turned into notifications per wakeup.
 const MAX_BATCH: usize = 256;
 
-/// How datagrams find their channel (DESIGN: by client identity, not only source address).
+/// How datagrams find their channel (ARCHITECTURE.md §3: by client identity, not only source address).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ClientKey {
     /// The `clientid` query parameter.
@@ -272,7 +272,7 @@ impl Channel {
         self.close.as_ref()
     }
 
-    /// Ends the channel (first reason wins: exactly one close reason, DESIGN habit 6).
+    /// Ends the channel (first reason wins: exactly one close reason, ARCHITECTURE.md habit 6).
     pub fn fail(&mut self, reason: CloseReason) {
         if self.close.is_none() {
             self.close = Some(reason);

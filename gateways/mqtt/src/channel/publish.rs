@@ -25,6 +25,16 @@ impl Channel {
         let Some(topic) = self.resolve_topic(&p) else {
             return;
         };
+        // [[rewrite]] rules apply before authorization (EMQX's order).
+        let topic = match self.settings.security.rewrite.publish(topic.as_str()) {
+            std::borrow::Cow::Borrowed(_) => topic,
+            std::borrow::Cow::Owned(t) => {
+                match TopicName::with_max_levels(t, self.settings.max_topic_levels) {
+                    Ok(t) => t,
+                    Err(e) => return self.violation(Violation::TopicNameInvalid(e.to_string())),
+                }
+            }
+        };
         let pkid = p.pkid;
         if topic.as_str().starts_with("$SYS/") || topic.as_str() == "$SYS" {
             // $SYS belongs to the broker: a client's publish there is answered and dropped.

@@ -44,6 +44,8 @@ impl Channel {
         sub_id: Option<u32>,
         now: Instant,
     ) -> Result<u8, u8> {
+        // [[rewrite]] rules apply before authorization (EMQX's order).
+        let filter = &*self.settings.security.rewrite.subscribe(filter);
         let sf = SubscriptionFilter::parse(filter, self.settings.max_topic_levels)
             .map_err(|_| v5::TOPIC_FILTER_INVALID)?;
         if sf.filter.has_wildcards() && !self.settings.wildcard_subscription {
@@ -93,6 +95,7 @@ impl Channel {
     pub(crate) fn handle_unsubscribe(&mut self, u: Unsubscribe) {
         let mut codes = Vec::with_capacity(u.filters.len());
         for filter in &u.filters {
+            let filter = &*self.settings.security.rewrite.subscribe(filter);
             let code = match SubscriptionFilter::parse(filter, self.settings.max_topic_levels) {
                 Err(_) => v5::TOPIC_FILTER_INVALID,
                 Ok(sf) => {

@@ -57,7 +57,8 @@ impl Channel {
             Some((k, name, topic)) if k == key => (name, topic),
             _ => {
                 let name = match self.inbound_topic(p.flags.topic_id_type, p.topic_id) {
-                    Ok(n) => n,
+                    // [[rewrite]] rules apply before authorization (EMQX's order).
+                    Ok(n) => self.settings.security.rewrite.publish(&n).into_owned(),
                     Err(code) => {
                         tracing::debug!(topic_id = p.topic_id, code, "PUBLISH refused");
                         self.outbound.push(puback(code));
@@ -302,6 +303,9 @@ impl Channel {
 
     /// Subscribes the session; returns the SUBACK return code.
     fn subscribe_filter(&mut self, name: &str, qos: QoS) -> u8 {
+        // [[rewrite]] rules apply before authorization (EMQX's order).
+        let rewritten = self.settings.security.rewrite.clone();
+        let name = &*rewritten.subscribe(name);
         let Some(sf) = self.mounted_filter(name) else {
             return rc::NOT_SUPPORTED;
         };
