@@ -451,3 +451,26 @@ fn env_quoted_string_that_looks_like_a_number() {
     let err = env_error(&[("SWITCHYARD_NODE__DATA_DIR", "2024")]);
     assert_contains(&err, &["node.data_dir", "SWITCHYARD_NODE__DATA_DIR"]);
 }
+
+/// Lists of tables come from the environment in figment's inline syntax (the README's
+/// auto-subscribe and rewrite examples).
+#[test]
+fn lists_of_tables_from_the_environment() {
+    let vars = env(&[
+        (
+            "SWITCHYARD_AUTO_SUBSCRIBE__TOPICS",
+            r#"[{topic="cmd/${clientid}",qos=1}]"#,
+        ),
+        (
+            "SWITCHYARD_REWRITE",
+            r#"[{action="publish",source_topic="x/#",re="^x/(.+)$",dest_topic="y/$1"}]"#,
+        ),
+    ]);
+    let c = load_from(None, vars).expect("load");
+    assert_eq!(c.auto_subscribe.topics.len(), 1);
+    assert_eq!(c.auto_subscribe.topics[0].topic, "cmd/${clientid}");
+    assert_eq!(c.auto_subscribe.topics[0].qos, 1);
+    assert_eq!(c.rewrite.len(), 1);
+    assert_eq!(c.rewrite[0].dest_topic, "y/$1");
+    assert_eq!(c.rewrite[0].action, crate::RewriteAction::Publish);
+}
