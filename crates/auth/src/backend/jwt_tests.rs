@@ -137,3 +137,94 @@ fn config_errors() {
     .unwrap_or_else(|e| panic!("{e}"));
     assert!(Jwt::new(&list).is_ok());
 }
+
+/// An EC P-256 key pair: (private PKCS#8 PEM, public PEM, JWK).
+fn ec_key(kid: &str) -> (String, String, Value) {
+    let kp = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+    let raw = kp.public_key_raw();
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let jwk = json!({"kty": "EC", "crv": "P-256", "kid": kid, "use": "sig", "alg": "ES256",
+        "x": b64(&raw[1..33]), "y": b64(&raw[33..65])});
+    (kp.serialize_pem(), kp.public_key_pem(), jwk)
+}
+
+fn es256(claims: Value, private_pem: &str) -> String {
+    let key = EncodingKey::from_ec_pem(private_pem.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    encode(&Header::new(Algorithm::ES256), &claims, &key).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn es256_public_key() {
+    let (private, public, _) = ec_key("k");
+    let c: JwtConfig = serde_json::from_value(json!({"algorithm": "public-key",
+        "public_key": public}))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let j = Jwt::new(&c).unwrap_or_else(|e| panic!("{e}"));
+    let token = es256(json!({"sub": "x"}), &private);
+    assert!(matches!(check(&j, "c", &token), Outcome::Ok(_)));
+    let (other, _, _) = ec_key("o");
+    assert!(matches!(
+        check(&j, "c", &es256(json!({}), &other)),
+        Outcome::Ignore(_)
+    ));
+    // An HMAC token signed with the public key's text must not verify (algorithm confusion).
+    let confused = hs256(json!({}), public.as_bytes());
+    assert!(matches!(check(&j, "c", &confused), Outcome::Ignore(_)));
+}
+
+/// Whether `token` verifies within 25 s (a JWKS refresh is due).
+async fn verifies_soon(j: &Jwt, token: &str) -> bool {
+    for _ in 0..250 {
+        if matches!(check(j, "c", token), Outcome::Ok(_)) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// A JWKS endpoint served here: fetched at creation, kept when a refresh fails, replaced when
+/// it rotates (one refresh is 10 s, the shortest `refresh_interval`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_fetch_failure_and_rotation() {
+    use axum::routing::get;
+    let (k1, _, jwk1) = ec_key("k1");
+    let (k2, _, jwk2) = ec_key("k2");
+    let served: Arc<RwLock<Option<Value>>> = Arc::new(RwLock::new(Some(json!({"keys": [jwk1]}))));
+    let s2 = served.clone();
+    let app = axum::Router::new().route(
+        "/jwks",
+        get(move || {
+            let s = s2.clone();
+            async move {
+                match s.read().clone() {
+                    Some(v) => v.to_string(),
+                    None => "not json".to_owned(),
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let c: JwtConfig = serde_json::from_value(json!({"use_jwks": true,
+        "endpoint": format!("http://{addr}/jwks"), "refresh_interval": 1}))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let j = Jwt::new(&c).unwrap_or_else(|e| panic!("{e}"));
+    let t1 = es256(json!({"clientid": "c"}), &k1);
+    let t2 = es256(json!({"clientid": "c"}), &k2);
+    assert!(verifies_soon(&j, &t1).await, "first fetch");
+    assert!(matches!(check(&j, "c", &t2), Outcome::Ignore(_)));
+    // The endpoint breaks: the last good set stays.
+    *served.write() = None;
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert!(matches!(check(&j, "c", &t1), Outcome::Ok(_)));
+    // Rotation: the new key verifies, the old one no longer does.
+    *served.write() = Some(json!({"keys": [jwk2]}));
+    assert!(verifies_soon(&j, &t2).await, "rotated");
+    assert!(matches!(check(&j, "c", &t1), Outcome::Ignore(_)));
+}
