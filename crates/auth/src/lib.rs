@@ -93,6 +93,30 @@ impl Security {
     pub fn client_acl(&self, ctx: ClientCtx, verdict: &Verdict) -> ClientAcl {
         self.authz.client_with(ctx, verdict.grant.acl.clone())
     }
+
+    /// What a gateway does with a connect's verdict: the client's ACL view when it is allowed
+    /// (superuser or not, as the verdict says), or the reason it is refused, which the gateway
+    /// maps to its own wire code and counts.
+    pub fn admit(
+        &self,
+        verdict: &Verdict,
+        client_id: &str,
+        username: Option<&str>,
+        peer_ip: Option<std::net::IpAddr>,
+    ) -> Result<ClientAcl, DenyReason> {
+        match verdict.result {
+            AuthResult::Allow { superuser } => {
+                let ctx = ClientCtx {
+                    client_id: client_id.to_owned(),
+                    username: username.map(str::to_owned),
+                    peer_ip,
+                    superuser,
+                };
+                Ok(self.client_acl(ctx, verdict))
+            }
+            AuthResult::Deny(reason) => Err(reason),
+        }
+    }
 }
 
 impl Default for Security {

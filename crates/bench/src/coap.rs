@@ -234,7 +234,7 @@ pub async fn publish(
                 out.error = Some(e.to_string());
                 break;
             }
-            if seq.is_multiple_of(YIELD_EVERY) {
+            if seq % YIELD_EVERY == 0 {
                 tokio::task::yield_now().await;
             }
             continue;

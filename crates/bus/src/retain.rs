@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_core::{Message, TopicFilter, TopicName};
 
-/// The `[retainer]` limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The `[retainer]` limits; the default is no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RetainLimits {
     /// Most retained topics; 0 = unlimited.
     pub max_messages: usize,
@@ -24,16 +24,6 @@ pub struct RetainLimits {
     pub max_payload: usize,
     /// How long an entry is kept after it was received; `None` = until replaced.
     pub expiry: Option<Duration>,
-}
-
-impl Default for RetainLimits {
-    fn default() -> Self {
-        RetainLimits {
-            max_messages: 0,
-            max_payload: 0,
-            expiry: None,
-        }
-    }
 }
 
 /// Why a retained message was not stored (it is still routed).

@@ -8,8 +8,7 @@ use super::{Channel, ConnectDecision, Violation};
 use crate::codec::{ConnAck, Connect, Packet};
 use std::time::Instant;
 use switchyard_auth::{
-    Action, AuthResult, ClientCtx, Credentials, Decision, DenyAction, DenyReason, OwnedCredentials,
-    RateLimiter, Verdict,
+    Action, Credentials, Decision, DenyAction, DenyReason, OwnedCredentials, RateLimiter, Verdict,
 };
 use switchyard_bus::Metrics;
 use switchyard_core::{ClientId, CloseReason, Message};
@@ -59,20 +58,18 @@ impl Channel {
             Some(v) => v,
             None => s.security.authenticate_now(&creds),
         };
-        match verdict.result {
-            AuthResult::Allow { superuser } => {
-                let ctx = ClientCtx {
-                    client_id: client_id.to_string(),
-                    username: c.username.as_ref().map(|u| u.to_string()),
-                    peer_ip: Some(self.peer.ip()),
-                    superuser,
-                };
-                self.acl = Some(s.security.client_acl(ctx, &verdict));
+        let username = c.username.as_deref();
+        match s
+            .security
+            .admit(&verdict, client_id.as_str(), username, Some(self.peer.ip()))
+        {
+            Ok(acl) => {
+                self.acl = Some(acl);
                 let rate = s.max_publish_rate;
                 self.publish_rate = (rate > 0).then(|| RateLimiter::new(rate, rate, now));
                 Ok(())
             }
-            AuthResult::Deny(reason) => {
+            Err(reason) => {
                 Metrics::inc(&self.bus.metrics().auth_failures);
                 tracing::info!(peer = %self.peer, client_id = %client_id, reason = %reason,
                     "CONNECT refused: authentication failed");

@@ -6,9 +6,7 @@
 use super::Channel;
 use crate::settings::render;
 use std::time::Instant;
-use switchyard_auth::{
-    Action, AuthResult, ClientCtx, Credentials, Decision, DenyAction, OwnedCredentials, Verdict,
-};
+use switchyard_auth::{Action, Credentials, Decision, DenyAction, OwnedCredentials, Verdict};
 use switchyard_bus::Metrics;
 use switchyard_core::{CloseReason, Message};
 
@@ -71,18 +69,15 @@ impl Channel {
             Some(v) => v,
             None => s.security.authenticate_now(&creds),
         };
-        match verdict.result {
-            AuthResult::Allow { superuser } => {
-                let ctx = ClientCtx {
-                    client_id: client_id.to_owned(),
-                    username: username.map(str::to_owned),
-                    peer_ip: Some(self.peer.ip()),
-                    superuser,
-                };
-                self.acl = Some(s.security.client_acl(ctx, &verdict));
+        match s
+            .security
+            .admit(&verdict, client_id, username, Some(self.peer.ip()))
+        {
+            Ok(acl) => {
+                self.acl = Some(acl);
                 true
             }
-            AuthResult::Deny(reason) => {
+            Err(reason) => {
                 Metrics::inc(&self.bus.metrics().auth_failures);
                 tracing::info!(peer = %self.peer, client_id, reason = %reason,
                     "CONNECT refused: authentication failed");
