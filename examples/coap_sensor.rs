@@ -10,9 +10,9 @@
 
 use std::net::SocketAddr;
 use std::time::Duration;
-use switchyard_coap::coap_lite::{CoapOption, Packet};
-use switchyard_coap::transport::wire::code;
-use switchyard_coap::transport::{code_string, set_code, Event, Transport, TransportConfig};
+use switchyard_coap_transport::coap_lite::{CoapOption, Packet};
+use switchyard_coap_transport::wire::code;
+use switchyard_coap_transport::{code_string, set_code, Event, Transport, TransportConfig};
 use tokio::net::UdpSocket;
 
 #[derive(Debug, Clone, Copy)]
@@ -88,7 +88,7 @@ async fn main() -> std::io::Result<()> {
                 Event::Response { tag, packet, .. } => {
                     println!(
                         "{tag:?}: {}",
-                        code_string(switchyard_coap::transport::code_of(&packet))
+                        code_string(switchyard_coap_transport::code_of(&packet))
                     );
                 }
                 Event::Timeout { tag, .. } => println!("{tag:?}: no answer from {server}"),

@@ -5,7 +5,6 @@
 mod ctl;
 mod delayed_store;
 mod gateways;
-mod logfile;
 mod settings;
 mod startup;
 

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use switchyard_auth::Security;
 use switchyard_bus::{BusConfig, SharedStrategy};
+use switchyard_coap_transport::demux::UdpDemux;
 use switchyard_config::{Config, SharedSubscriptionStrategy};
 use switchyard_core::QoS;
 use switchyard_mqtt::{MqttGateway, MqttSettings};
@@ -209,23 +210,23 @@ pub fn mqttsn_gateway(ctx: &BuildContext) -> anyhow::Result<Arc<dyn Gateway>> {
     }))
 }
 
-/// The CoAP gateway (`[gateway.coap]`), answering the admin API's requests through the
-/// runner's shared requester.
+/// The CoAP gateway (`[gateway.coap]`) on the CoAP demux, answering the admin API's requests
+/// through the runner's shared requester.
 pub fn coap_gateway(ctx: &BuildContext) -> anyhow::Result<Arc<dyn Gateway>> {
-    Ok(Arc::new(switchyard_coap::CoapGateway {
+    Ok(Arc::new(UdpDemux(switchyard_coap::CoapGateway {
         bus: ctx.bus.clone(),
         settings: Arc::new(coap_settings(&ctx.config, &ctx.security)?),
         requests: ctx.coap_requests.clone(),
-    }))
+    })))
 }
 
-/// The LwM2M gateway (`[gateway.lwm2m]`) with its object definitions.
+/// The LwM2M gateway (`[gateway.lwm2m]`) on the CoAP demux, with its object definitions.
 pub fn lwm2m_gateway(ctx: &BuildContext) -> anyhow::Result<Arc<dyn Gateway>> {
-    Ok(Arc::new(switchyard_lwm2m::Lwm2mGateway {
+    Ok(Arc::new(UdpDemux(switchyard_lwm2m::Lwm2mGateway {
         bus: ctx.bus.clone(),
         settings: Arc::new(lwm2m_settings(&ctx.config, &ctx.security)?),
         objects: Arc::new(crate::startup::lwm2m_objects(&ctx.config.gateway.lwm2m)?),
-    }))
+    })))
 }
 
 /// The MQTT gateway's settings.
@@ -326,7 +327,7 @@ pub fn coap_settings(
         CoapQosMode::Qos2 => QosMode::Fixed(QoS::ExactlyOnce),
     };
     Ok(switchyard_coap::CoapSettings {
-        transport: switchyard_coap::transport::TransportConfig {
+        transport: switchyard_coap_transport::TransportConfig {
             ack_timeout: g.ack_timeout.as_std(),
             ack_random_factor: g.ack_random_factor,
             max_retransmit: g.max_retransmit,
@@ -381,7 +382,7 @@ pub fn lwm2m_settings(
     };
     let tr = &g.translators;
     Ok(switchyard_lwm2m::Lwm2mSettings {
-        transport: switchyard_coap::transport::TransportConfig {
+        transport: switchyard_coap_transport::TransportConfig {
             ack_timeout: g.ack_timeout.as_std(),
             ack_random_factor: g.ack_random_factor,
             max_retransmit: g.max_retransmit,

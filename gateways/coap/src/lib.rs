@@ -2,17 +2,17 @@
 //! block-wise), wire-compatible with EMQX 5's CoAP gateway (docs/coap.md) minus its known bugs
 //! (docs/coap.md §3.12).
 //!
-//! Owns: the reusable CoAP [`transport`] (message layer, dedup, retransmission, block-wise,
-//! observe bookkeeping; LwM2M builds on it), the per-client protocol state machine
-//! ([`Channel`], sans-I/O) and the UDP driver (one socket task demultiplexing to one task per
-//! client identity), and [`CoapRequester`], the typed API for server-initiated requests
-//! (docs/coap.md §3.10). Its socket and admission limits come from `switchyard_net`;
-//! [`DESCRIPTOR`] is its entry in the binary's gateway table.
+//! Owns: the per-client protocol state machine ([`Channel`], sans-I/O), what the shared UDP
+//! driver of `switchyard_coap_transport::demux` needs to know of this protocol (`driver`: routing
+//! by client identity, the connection-mode precheck, one task per client), and
+//! [`CoapRequester`], the typed API for server-initiated requests (docs/coap.md §3.10). The CoAP
+//! message layer is [`transport`] (the `switchyard-coap-transport` crate, which LwM2M uses too);
+//! its socket and admission limits come from `switchyard_net`; [`DESCRIPTOR`] is its entry in the
+//! binary's gateway table.
 //! Must not know: any other gateway, or how the bus routes and stores. It speaks to the engine
 //! only through [`switchyard_bus::BusHandle`].
 
 pub mod channel;
-pub mod transport;
 
 mod driver;
 mod requester;
@@ -23,24 +23,23 @@ pub use channel::{Channel, ClientKey, NAMESPACE};
 pub use coap_lite;
 pub use requester::{CoapRequester, Method, RequestError, ServerRequest, ServerResponse};
 pub use settings::{CoapSettings, NotifyType, QosMode};
+/// The CoAP transport this gateway speaks (its settings carry a
+/// [`TransportConfig`](transport::TransportConfig)).
+pub use switchyard_coap_transport as transport;
 
 use std::sync::Arc;
 use switchyard_bus::BusHandle;
-use switchyard_net::{
-    BoundListener, Gateway, GatewayDescriptor, ListenerKind, ListenerSpec, ServeError, ServeFuture,
-};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use switchyard_net::GatewayDescriptor;
 
-/// The CoAP gateway's entry in the gateway table: `[gateway.coap]`, one UDP listener on 5683
-/// (one socket: the transport's exchange state lives in its one socket task).
+/// The CoAP gateway's entry in the gateway table: `[gateway.coap]`, the demux's one UDP listener
+/// on 5683. The table serves it as `switchyard_coap_transport::demux::UdpDemux(CoapGateway)`.
 pub const DESCRIPTOR: GatewayDescriptor = GatewayDescriptor {
     name: "coap",
     namespace: NAMESPACE.0,
     proto_name: "CoAP",
     display_name: "CoAP",
     emqx_gateway: true,
-    listeners: &[ListenerSpec::default_on(ListenerKind::Udp, 5683)],
+    listeners: &[transport::demux::listener(5683)],
 };
 
 /// What every client of the CoAP gateway shares.
@@ -52,32 +51,4 @@ pub struct CoapGateway {
     pub settings: Arc<CoapSettings>,
     /// Server-initiated requests to this gateway's clients: share one across restarts.
     pub requests: CoapRequester,
-}
-
-impl Gateway for CoapGateway {
-    fn serve(
-        &self,
-        listener: BoundListener,
-        cancel: CancellationToken,
-        tracker: TaskTracker,
-    ) -> Result<ServeFuture, ServeError> {
-        if listener.kind != ListenerKind::Udp {
-            return Err(ServeError::Unsupported {
-                id: listener.id,
-                kind: listener.kind,
-            });
-        }
-        let (mut sockets, parts) = listener.into_datagram()?;
-        // The descriptor asks for one socket; `into_datagram` guarantees at least one.
-        let socket = sockets.swap_remove(0);
-        let gw = self.clone();
-        Ok(Box::pin(driver::serve_udp(
-            socket,
-            parts.id,
-            gw,
-            parts.limits,
-            cancel,
-            tracker,
-        )))
-    }
 }

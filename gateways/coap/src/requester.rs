@@ -2,19 +2,19 @@
 //! client and hands back its response. [`CoapRequester`] is the typed entry point for the binary
 //! (the admin API turns HTTP into it); this module knows nothing of HTTP.
 //!
-//! Owns: the directory of live clients by client id (filled and emptied by the socket task as
-//! it spawns and reaps client tasks), shared by every running instance of the gateway, so a
+//! Owns: the directory of live clients by client id (each client task enters itself when it
+//! starts and leaves when it ends), shared by every running instance of the gateway, so a
 //! handle taken before a restart of the gateway reaches the clients of the new instance.
 //! Invariants: a request reaches a client only through that client's task (it knows the
 //! client's current address and whether it is connected); a caller never waits longer than its
 //! timeout; the directory lock is never held across an `.await`.
 
-use crate::driver::ClientIn;
+use crate::transport::demux::{ClientSender, Inbound, PendingReply, Unanswered};
 use coap_lite::{CoapOption, Packet};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 /// A request method the gateway may send (RFC 7252 §5.8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,21 +111,47 @@ pub enum RequestError {
 /// The reply channel of one request.
 pub(crate) type Reply = oneshot::Sender<Result<ServerResponse, RequestError>>;
 
+/// A server-initiated request on its way to a client's task (what the CoAP gateway sends its
+/// clients through their queues; opaque outside this crate).
+#[derive(Debug)]
+pub struct Admin {
+    pub(crate) request: Box<ServerRequest>,
+    pub(crate) reply: Reply,
+}
+
+/// The caller's side of a request the socket task resolves.
+pub(crate) struct AdminReply(pub(crate) Reply);
+
+impl PendingReply for AdminReply {
+    fn is_abandoned(&self) -> bool {
+        self.0.is_closed()
+    }
+
+    fn complete(self: Box<Self>, response: Result<Packet, Unanswered>) {
+        let response = match response {
+            Ok(p) => Ok(ServerResponse::from_packet(&p)),
+            Err(Unanswered) => Err(RequestError::Unanswered),
+        };
+        // A caller that gave up has dropped its receiver: nothing to tell.
+        let _ = self.0.send(response);
+    }
+}
+
 /// Live clients by client id.
 #[derive(Debug, Default)]
 pub(crate) struct Directory {
-    clients: Mutex<HashMap<String, mpsc::Sender<ClientIn>>>,
+    clients: Mutex<HashMap<String, ClientSender<Admin>>>,
 }
 
 impl Directory {
-    pub(crate) fn insert(&self, client_id: &str, tx: mpsc::Sender<ClientIn>) {
+    pub(crate) fn insert(&self, client_id: &str, tx: ClientSender<Admin>) {
         if let Ok(mut m) = self.clients.lock() {
             m.insert(client_id.to_owned(), tx);
         }
     }
 
     /// Removes the entry only if it is still `tx`'s (a newer client may have the id now).
-    pub(crate) fn remove(&self, client_id: &str, tx: &mpsc::Sender<ClientIn>) {
+    pub(crate) fn remove(&self, client_id: &str, tx: &ClientSender<Admin>) {
         if let Ok(mut m) = self.clients.lock() {
             if m.get(client_id).is_some_and(|t| t.same_channel(tx)) {
                 m.remove(client_id);
@@ -133,7 +159,7 @@ impl Directory {
         }
     }
 
-    fn get(&self, client_id: &str) -> Option<mpsc::Sender<ClientIn>> {
+    fn get(&self, client_id: &str) -> Option<ClientSender<Admin>> {
         let mut m = self.clients.lock().ok()?;
         let tx = m.get(client_id)?.clone();
         if tx.is_closed() {
@@ -175,7 +201,8 @@ impl CoapRequester {
             .ok_or(RequestError::NotFound)?;
         let (reply, rx) = oneshot::channel();
         let sent = tokio::time::timeout(timeout, async {
-            tx.send(ClientIn::Admin(Box::new(request), reply))
+            let request = Box::new(request);
+            tx.send(Inbound::Local(Admin { request, reply }))
                 .await
                 .map_err(|_| RequestError::NotFound)?;
             rx.await.map_err(|_| RequestError::Closed)?
@@ -202,6 +229,7 @@ pub(crate) fn packet(request: &ServerRequest) -> Packet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::sync::mpsc;
 
     fn req(token: &[u8]) -> ServerRequest {
         ServerRequest {

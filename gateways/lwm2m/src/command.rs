@@ -6,8 +6,8 @@ use crate::codec::{self, format, parse_typed, senml, Typed, WriteItem};
 use crate::objects::ObjectDb;
 use crate::path::Path;
 use serde_json::{json, Map, Value};
-use switchyard_coap::coap_lite::{CoapOption, ContentFormat, Packet};
-use switchyard_coap::transport::wire::{self, code};
+use switchyard_coap_transport::coap_lite::{CoapOption, ContentFormat, Packet};
+use switchyard_coap_transport::wire::{self, code};
 
 /// The operations of docs/lwm2m.md §4.5.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

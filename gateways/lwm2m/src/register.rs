@@ -4,7 +4,7 @@
 
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
-use switchyard_coap::transport::wire::percent_decode;
+use switchyard_coap_transport::wire::percent_decode;
 
 /// Why a Register is refused: the diagnostic after "Login Failed: " (docs/lwm2m.md §4.2,
 /// 4.00).

@@ -1,7 +1,7 @@
 //! The LwM2M gateway's settings, filled in by the binary from `[gateway.lwm2m]`.
 
 use std::time::Duration;
-use switchyard_coap::transport::TransportConfig;
+use switchyard_coap_transport::TransportConfig;
 use switchyard_core::{render_topic, QoS, TemplateError, TemplateVars};
 
 /// One translator: a topic below the mountpoint and the QoS of what is published there.

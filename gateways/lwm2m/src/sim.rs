@@ -12,9 +12,9 @@ use crate::codec::{format, text};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use switchyard_coap::coap_lite::{CoapOption, MessageType, Packet};
-use switchyard_coap::transport::wire::{self, code};
-use switchyard_coap::transport::{error_response, response, Event, Request, Transport};
+use switchyard_coap_transport::coap_lite::{CoapOption, MessageType, Packet};
+use switchyard_coap_transport::wire::{self, code};
+use switchyard_coap_transport::{error_response, response, Event, Request, Transport};
 use tokio::net::UdpSocket;
 
 fn now() -> Instant {

@@ -3,6 +3,7 @@
 //! dropped too. Topics are checked as the client wrote them, before the mountpoint.
 
 use super::Channel;
+use crate::transport::demux::ClientChannel;
 use crate::transport::wire::code;
 use crate::transport::Exchange;
 use std::net::SocketAddr;

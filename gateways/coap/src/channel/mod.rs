@@ -15,6 +15,7 @@
 mod auth;
 pub mod request;
 
+use crate::transport::demux::{ClientChannel, Transmit};
 use crate::transport::observe::Observation;
 use crate::transport::wire::code;
 use crate::transport::{error_response, response, wire, Exchange, Request};
@@ -77,16 +78,29 @@ pub enum Output {
     },
 }
 
-/// What the transport reported about one of this channel's notifications.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NotifyOutcome {
-    /// Acknowledged.
-    Acked,
-    /// Rejected with RST.
-    Reset,
-    /// Never acknowledged.
-    Timeout,
+impl From<Output> for Transmit {
+    fn from(o: Output) -> Transmit {
+        match o {
+            Output::Reply { exchange, packet } => Transmit::Reply { exchange, packet },
+            Output::Notify {
+                peer,
+                packet,
+                confirmable,
+                nid,
+                resource,
+            } => Transmit::Notify {
+                peer,
+                packet,
+                confirmable,
+                id: nid,
+                resource,
+            },
+        }
+    }
 }
+
+/// What the transport reported about one of this channel's notifications.
+pub use crate::transport::Outcome as NotifyOutcome;
 
 struct Observed {
     filter: SubscriptionFilter,
@@ -262,28 +276,6 @@ impl Channel {
         }
     }
 
-    /// The session's outbox, for the driver to wait on.
-    pub fn outbox(&self) -> Option<Arc<switchyard_bus::Outbox>> {
-        self.session.as_ref().map(|s| s.outbox.clone())
-    }
-
-    /// Why the channel ended, once it has.
-    pub fn close_reason(&self) -> Option<&CloseReason> {
-        self.close.as_ref()
-    }
-
-    /// Ends the channel (first reason wins: exactly one close reason, ARCHITECTURE.md habit 6).
-    pub fn fail(&mut self, reason: CloseReason) {
-        if self.close.is_none() {
-            self.close = Some(reason);
-        }
-    }
-
-    /// What to send, in order.
-    pub fn take_outputs(&mut self) -> Vec<Output> {
-        std::mem::take(&mut self.out)
-    }
-
     /// Where the client last spoke from (after its identity was checked).
     pub fn peer(&self) -> SocketAddr {
         self.peer
@@ -298,24 +290,6 @@ impl Channel {
     /// Number of live observations.
     pub fn observations(&self) -> usize {
         self.observations.len()
-    }
-
-    /// When the keepalive fires: 1.5 × heartbeat after the last message from the client, except
-    /// for a connectionless client that still has observations (see the module doc).
-    pub fn next_deadline(&self) -> Option<Instant> {
-        if self.close.is_some()
-            || (!self.gw.settings.connection_required && !self.observations.is_empty())
-        {
-            return None;
-        }
-        Some(self.last_seen + self.gw.settings.heartbeat.mul_f64(1.5))
-    }
-
-    /// Timer wakeup.
-    pub fn tick(&mut self, now: Instant) {
-        if self.next_deadline().is_some_and(|d| now >= d) {
-            self.fail(CloseReason::KeepaliveTimeout);
-        }
     }
 
     fn reply(&mut self, ex: &Exchange, packet: Packet) {
@@ -591,7 +565,7 @@ impl Channel {
     /// a NON sent meanwhile carries a newer Observe value, and the client then discards the
     /// CON's retransmission as stale (RFC 7641 §3.4), so a QoS 1 message would be lost although
     /// acknowledged. EMQX 6.x queues every notification behind an in-flight CON the same way.
-    pub fn pull_deliveries(&mut self, now: Instant) -> usize {
+    fn pull_notifications(&mut self, now: Instant) -> usize {
         if self.close.is_some() {
             return 0;
         }
@@ -681,6 +655,57 @@ impl Channel {
         let open = self.attachment.take().zip(self.session.take());
         self.gw.bus.end_connection(open, &reason);
         reason
+    }
+}
+
+/// What the demux's client loop drives (`switchyard_coap_transport::demux`).
+impl ClientChannel for Channel {
+    type Output = Output;
+
+    /// The session's outbox, for the driver to wait on.
+    fn outbox(&self) -> Option<Arc<switchyard_bus::Outbox>> {
+        self.session.as_ref().map(|s| s.outbox.clone())
+    }
+
+    /// Why the channel ended, once it has.
+    fn close_reason(&self) -> Option<&CloseReason> {
+        self.close.as_ref()
+    }
+
+    /// Ends the channel (first reason wins: exactly one close reason, ARCHITECTURE.md habit 6).
+    fn fail(&mut self, reason: CloseReason) {
+        if self.close.is_none() {
+            self.close = Some(reason);
+        }
+    }
+
+    /// What to send, in order.
+    fn take_outputs(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Notifications from the outbox while no CON notification is unacknowledged (see
+    /// `pull_notifications`).
+    fn pull_deliveries(&mut self, now: Instant) -> usize {
+        self.pull_notifications(now)
+    }
+
+    /// When the keepalive fires: 1.5 × heartbeat after the last message from the client, except
+    /// for a connectionless client that still has observations (see the module doc).
+    fn next_deadline(&self) -> Option<Instant> {
+        if self.close.is_some()
+            || (!self.gw.settings.connection_required && !self.observations.is_empty())
+        {
+            return None;
+        }
+        Some(self.last_seen + self.gw.settings.heartbeat.mul_f64(1.5))
+    }
+
+    /// Timer wakeup.
+    fn tick(&mut self, now: Instant) {
+        if self.next_deadline().is_some_and(|d| now >= d) {
+            self.fail(CloseReason::KeepaliveTimeout);
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use crate::transport::observe::is_fresher;
 use crate::transport::{Event, Transport, TransportConfig};
 use crate::{CoapRequester, CoapSettings};
 use coap_lite::MessageType;
-use switchyard_bus::{BusConfig, BusHandle, OpenSession};
+use switchyard_bus::{BusConfig, BusHandle};
 
 fn observer() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 41000))
@@ -70,13 +70,7 @@ impl Rig {
             observer(),
             settings.heartbeat,
         ));
-        let opened = bus
-            .open_session(OpenSession {
-                info: info.clone(),
-                clean_start: true,
-                expiry: Duration::ZERO,
-                max_inflight: 1,
-            })
+        let opened = crate::transport::demux::open_session(&bus, &info)
             .await
             .unwrap_or_else(|e| panic!("open_session: {e}"));
         let ch = Channel::new(

@@ -7,8 +7,8 @@ use crate::path::Path;
 use serde_json::{json, Map, Value};
 use std::time::Instant;
 use switchyard_bus::Metrics;
-use switchyard_coap::coap_lite::Packet;
-use switchyard_coap::transport::wire;
+use switchyard_coap_transport::coap_lite::Packet;
+use switchyard_coap_transport::wire;
 
 /// Deliveries taken from the outbox per wakeup.
 const MAX_BATCH: usize = 256;
@@ -17,7 +17,7 @@ const AUTO_OBSERVE_SKIP: [u16; 9] = [0, 1, 2, 4, 5, 6, 7, 9, 15];
 
 impl Channel {
     /// Takes queued MQTT commands from the outbox, queues them and sends what may go.
-    pub fn pull_deliveries(&mut self, now: Instant) -> usize {
+    pub(super) fn pull_commands(&mut self, now: Instant) -> usize {
         if self.close.is_some() {
             return 0;
         }

@@ -31,9 +31,10 @@ use std::time::{Duration, Instant};
 use switchyard_bus::{
     Attachment, ClientInfo, Metrics, Namespace, RetainHandling, Session, SubOptions,
 };
-use switchyard_coap::coap_lite::{CoapOption, Packet};
-use switchyard_coap::transport::wire::{self, code};
-use switchyard_coap::transport::{error_response, response, Exchange, Request};
+use switchyard_coap_transport::coap_lite::{CoapOption, Packet};
+use switchyard_coap_transport::demux::{ClientChannel, Transmit};
+use switchyard_coap_transport::wire::{self, code};
+use switchyard_coap_transport::{error_response, response, Exchange, Request};
 use switchyard_core::TemplateError;
 use switchyard_core::{CloseReason, Message, Origin, SubscriptionFilter, TopicName};
 
@@ -72,16 +73,31 @@ pub enum Output {
     },
 }
 
-/// What the transport reported about a command's request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Empty ACK: a separate response follows.
-    Acked,
-    /// RST.
-    Reset,
-    /// No ACK after the retransmissions.
-    Timeout,
+impl From<Output> for Transmit {
+    fn from(o: Output) -> Transmit {
+        match o {
+            Output::Reply { exchange, packet } => Transmit::Reply { exchange, packet },
+            Output::Request {
+                peer,
+                packet,
+                observe,
+                token,
+                cid,
+            } => Transmit::Request {
+                peer,
+                packet,
+                observe,
+                token,
+                id: cid,
+            },
+            Output::Forget { peer, token } => Transmit::Forget { peer, token },
+        }
+    }
 }
+
+/// What the transport reported about a command's request (an empty ACK: a separate response
+/// follows).
+pub use switchyard_coap_transport::Outcome;
 
 struct Inflight {
     cid: u64,
@@ -251,28 +267,6 @@ impl Channel {
         &self.reg
     }
 
-    /// The session's outbox, for the driver to wait on.
-    pub fn outbox(&self) -> Option<Arc<switchyard_bus::Outbox>> {
-        self.session.as_ref().map(|s| s.outbox.clone())
-    }
-
-    /// Why the channel ended, once it has.
-    pub fn close_reason(&self) -> Option<&CloseReason> {
-        self.close.as_ref()
-    }
-
-    /// Ends the channel (first reason wins).
-    pub fn fail(&mut self, reason: CloseReason) {
-        if self.close.is_none() {
-            self.close = Some(reason);
-        }
-    }
-
-    /// What to send, in order.
-    pub fn take_outputs(&mut self) -> Vec<Output> {
-        std::mem::take(&mut self.out)
-    }
-
     /// Live observations.
     pub fn observations(&self) -> usize {
         self.observations.len()
@@ -285,38 +279,6 @@ impl Channel {
 
     fn lifetime(&self) -> Duration {
         self.gw.settings.lifetime(self.reg.lt)
-    }
-
-    /// The next timer: lifetime expiry, or the end of the wait for a separate response.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        if self.close.is_some() {
-            return None;
-        }
-        let life = self.last_inbound + self.lifetime();
-        let wait = self.inflight.as_ref().and_then(|i| i.wait_until);
-        Some(wait.map_or(life, |w| w.min(life)))
-    }
-
-    /// Timer wakeup.
-    pub fn tick(&mut self, now: Instant) {
-        if self.close.is_some() {
-            return;
-        }
-        if now >= self.last_inbound + self.lifetime() {
-            tracing::debug!(lt = self.reg.lt, "registration lifetime expired");
-            return self.fail(CloseReason::KeepaliveTimeout);
-        }
-        if self
-            .inflight
-            .as_ref()
-            .and_then(|i| i.wait_until)
-            .is_some_and(|w| now >= w)
-        {
-            if let Some(i) = self.inflight.take() {
-                self.publish_response(&command::transport_event(&i.cmd, "coap_timeout"));
-            }
-            self.pump(now);
-        }
     }
 
     fn location(&self) -> Packet {
@@ -468,6 +430,70 @@ impl Channel {
         let open = self.attachment.take().zip(self.session.take());
         self.gw.bus.end_connection(open, &reason);
         reason
+    }
+}
+
+/// What the demux's client loop drives (`switchyard_coap_transport::demux`).
+impl ClientChannel for Channel {
+    type Output = Output;
+
+    /// The session's outbox, for the driver to wait on.
+    fn outbox(&self) -> Option<Arc<switchyard_bus::Outbox>> {
+        self.session.as_ref().map(|s| s.outbox.clone())
+    }
+
+    /// Why the channel ended, once it has.
+    fn close_reason(&self) -> Option<&CloseReason> {
+        self.close.as_ref()
+    }
+
+    /// Ends the channel (first reason wins).
+    fn fail(&mut self, reason: CloseReason) {
+        if self.close.is_none() {
+            self.close = Some(reason);
+        }
+    }
+
+    /// What to send, in order.
+    fn take_outputs(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// MQTT commands from the outbox into the device's command queue (see `pull_commands`).
+    fn pull_deliveries(&mut self, now: Instant) -> usize {
+        self.pull_commands(now)
+    }
+
+    /// The next timer: lifetime expiry, or the end of the wait for a separate response.
+    fn next_deadline(&self) -> Option<Instant> {
+        if self.close.is_some() {
+            return None;
+        }
+        let life = self.last_inbound + self.lifetime();
+        let wait = self.inflight.as_ref().and_then(|i| i.wait_until);
+        Some(wait.map_or(life, |w| w.min(life)))
+    }
+
+    /// Timer wakeup.
+    fn tick(&mut self, now: Instant) {
+        if self.close.is_some() {
+            return;
+        }
+        if now >= self.last_inbound + self.lifetime() {
+            tracing::debug!(lt = self.reg.lt, "registration lifetime expired");
+            return self.fail(CloseReason::KeepaliveTimeout);
+        }
+        if self
+            .inflight
+            .as_ref()
+            .and_then(|i| i.wait_until)
+            .is_some_and(|w| now >= w)
+        {
+            if let Some(i) = self.inflight.take() {
+                self.publish_response(&command::transport_event(&i.cmd, "coap_timeout"));
+            }
+            self.pump(now);
+        }
     }
 }
 

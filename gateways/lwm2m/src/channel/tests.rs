@@ -5,9 +5,10 @@
 use super::*;
 use crate::settings::Lwm2mSettings;
 use serde_json::json;
-use switchyard_bus::{Attachment, BusConfig, BusHandle, OpenSession};
-use switchyard_coap::coap_lite::MessageType;
-use switchyard_coap::transport::{Event, Transport, TransportConfig};
+use switchyard_bus::{Attachment, BusConfig, BusHandle};
+use switchyard_coap_transport::coap_lite::MessageType;
+use switchyard_coap_transport::demux::ClientChannel;
+use switchyard_coap_transport::{Event, Transport, TransportConfig};
 use switchyard_core::QoS;
 
 fn now() -> Instant {
@@ -60,13 +61,7 @@ async fn session(bus: &BusHandle, id: &str) -> (Session, Attachment, Arc<ClientI
         expiry_interval: 0,
         connected_at: std::time::SystemTime::now(),
     });
-    let o = bus
-        .open_session(OpenSession {
-            info: info.clone(),
-            clean_start: true,
-            expiry: Duration::ZERO,
-            max_inflight: 1,
-        })
+    let o = switchyard_coap_transport::demux::open_session(bus, &info)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     (o.session, o.attachment, info)

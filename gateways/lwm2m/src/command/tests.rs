@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::codec::tests::db;
-use switchyard_coap::coap_lite::MessageType;
+use switchyard_coap_transport::coap_lite::MessageType;
 
 fn cmd(j: &str) -> Command {
     match parse(j.as_bytes()) {

@@ -1,6 +1,8 @@
 //! The CoAP transport: RFC 7252's message layer with RFC 7959 block-wise transfers and the
-//! message side of RFC 7641, as a sans-I/O state machine shared by every CoAP-based gateway
-//! (the pub/sub gateway here, LwM2M later).
+//! message side of RFC 7641, as a sans-I/O state machine ([`Transport`]) shared by every
+//! CoAP-based gateway (the pub/sub gateway `switchyard-coap`, LwM2M), and [`demux`], the one UDP
+//! driver both run on: a socket task owning the transport that demultiplexes requests to one task
+//! per client, and the loop of those client tasks.
 //!
 //! Inputs carry `now` (`handle_datagram`, `respond`, `notify`, `request`, `poll`); outputs are
 //! [`Event`]s and datagrams taken with [`Transport::poll_transmit`]. A driver owns the socket
@@ -22,8 +24,14 @@
 //!
 //! `T` is the user's tag for what it sends (e.g. which observation a notification belongs
 //! to); it comes back in the events about that message.
+//!
+//! Must not know: any gateway, or what runs above CoAP (publish/subscribe, LwM2M objects,
+//! authentication): the protocol logic stays in the gateway crates, behind [`demux`]'s traits.
 
 mod block;
+pub mod demux;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod observe;
 pub mod wire;
 
@@ -35,6 +43,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use wire::{code, Block};
 
+/// The message types the transport speaks (re-exported so users need no second dependency).
+pub use coap_lite;
 pub use wire::{code_of, code_string, set_code, DecodeError};
 
 /// RFC 7252 §4.8.2 MAX_LATENCY.
@@ -171,6 +181,18 @@ pub enum Event<T> {
         /// Its tag.
         tag: T,
     },
+}
+
+/// What became of a CON (or recent NON) we sent, as [`Event::Acked`], [`Event::Reset`] and
+/// [`Event::Timeout`] report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Acknowledged with an empty ACK (for a request: a separate response follows).
+    Acked,
+    /// Rejected with RST.
+    Reset,
+    /// Never acknowledged after MAX_RETRANSMIT retransmissions.
+    Timeout,
 }
 
 type MsgKey = (SocketAddr, u16);
