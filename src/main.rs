@@ -5,6 +5,7 @@
 mod ctl;
 mod delayed_store;
 mod gateways;
+mod logfile;
 mod settings;
 mod startup;
 

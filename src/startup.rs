@@ -1,9 +1,10 @@
-//! Start-up and shutdown: tracing, binding listeners (a port in use is a clear error), the
-//! ready file, and graceful shutdown on SIGINT/SIGTERM (stop accepting, close connections with
-//! the right reason, wait for tasks). The API-state store (`<data_dir>/state.db`) is opened
+//! Start-up and shutdown: tracing (the console, the log file of `[log.file]`), binding
+//! listeners (a port in use is a clear error), the ready file, and graceful shutdown on
+//! SIGINT/SIGTERM (stop accepting, close connections with the right reason, wait for tasks). The API-state store (`<data_dir>/state.db`) is opened
 //! once here and shared by everything that keeps state made through the API (built-in users,
 //! dashboard admins, API keys), whose views follow its change feed.
 
+use crate::logfile::{LogFileWriter, RotatingFile};
 use crate::settings;
 use anyhow::Context;
 use std::collections::BTreeMap;
@@ -17,28 +18,55 @@ use switchyard_state::{SharedState, SqliteState, StateView};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 /// How long shutdown waits for connections to close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Sets up logging from `[log]`; `RUST_LOG` overrides the level when set.
+/// A layer of the one subscriber, each with its own filter (no global filter, so a layer that
+/// wants more than the console, such as a log trace, still gets it).
+type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
+
+/// Sets up logging from `[log]`: the console (stdout) and, with `log.file.enable`, the same
+/// lines in a file rotated by size. `RUST_LOG` overrides the level when set.
 pub fn init_tracing(log: &LogConfig) -> anyhow::Result<()> {
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(s) if !s.is_empty() => EnvFilter::try_new(s),
-        _ => EnvFilter::try_new(&log.level),
-    }
-    .with_context(|| format!("log.level: invalid filter {:?}", log.level))?;
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stdout);
-    let result = match log.format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    let level = match std::env::var("RUST_LOG") {
+        Ok(s) if !s.is_empty() => s,
+        _ => log.level.clone(),
     };
-    result.map_err(|e| anyhow::anyhow!("cannot initialise logging: {e}"))
+    let filter = || {
+        EnvFilter::try_new(&level).with_context(|| format!("log.level: invalid filter {level:?}"))
+    };
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let mut layers: Vec<BoxedLayer> = vec![fmt_layer(log.format, ansi, std::io::stdout, filter()?)];
+    if log.file.enable {
+        let f = &log.file;
+        let file = RotatingFile::open(&f.path, f.max_size.bytes(), f.rotation_count)
+            .with_context(|| format!("log.file.path: cannot open {}", f.path.display()))?;
+        let writer = LogFileWriter(Arc::new(file));
+        layers.push(fmt_layer(log.format, false, writer, filter()?));
+    }
+    tracing_subscriber::registry()
+        .with(layers)
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("cannot initialise logging: {e}"))
+}
+
+/// A `fmt` layer in `format` writing to `writer`, filtered by `filter`.
+fn fmt_layer<W>(format: LogFormat, ansi: bool, writer: W, filter: EnvFilter) -> BoxedLayer
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let layer = tracing_subscriber::fmt::layer()
+        .with_ansi(ansi)
+        .with_writer(writer);
+    match format {
+        LogFormat::Text => layer.with_filter(filter).boxed(),
+        LogFormat::Json => layer.json().with_filter(filter).boxed(),
+    }
 }
 
 /// Binds the dashboard's stream listener, logs it, and records its address for the ready file

@@ -70,8 +70,11 @@ fn assert_code(out: &str, code: &str) {
 fn spawn_observer(prog: &str, target: &str, secs: u32, dir: &std::path::Path) -> Child {
     let out = std::fs::File::create(dir.join("observer.out")).unwrap();
     let err = std::fs::File::create(dir.join("observer.err")).unwrap();
-    Command::new(prog)
+    // Line-buffered (coreutils' stdbuf), so the test can wait for each notification as it comes.
+    Command::new("stdbuf")
         .args([
+            "-oL",
+            prog,
             "-v",
             "6",
             "-m",
@@ -87,6 +90,19 @@ fn spawn_observer(prog: &str, target: &str, secs: u32, dir: &std::path::Path) ->
         .stderr(err)
         .spawn()
         .unwrap()
+}
+
+/// Waits (20 s guard) until the observer's output holds `needle`.
+async fn wait_seen(dir: &std::path::Path, needle: &str) {
+    for _ in 0..1000 {
+        let out = std::fs::read_to_string(dir.join("observer.out")).unwrap_or_default();
+        let err = std::fs::read_to_string(dir.join("observer.err")).unwrap_or_default();
+        if out.contains(needle) || err.contains(needle) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the observer never showed {needle:?}");
 }
 
 fn wait_output(child: &mut Child, dir: &std::path::Path) -> String {
@@ -174,15 +190,16 @@ async fn observe_wildcard_gets_non_and_con_notifications_then_unsubscribes() {
     let target = uri(coap_addr, "/ps/cmd/%23?clientid=obs1");
     let mut observer = spawn_observer(prog, &target, 4, &dir);
     let mut publisher = Client::connect(broker.mqtt_addr(), "pub").await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // The observe is registered once its 2.05 answer arrived.
+    wait_seen(&dir, "2.05").await;
     publisher
         .publish("cmd/a", QoS::AtMostOnce, false, b"qos0-msg")
         .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_seen(&dir, "qos0-msg").await;
     publisher
         .publish("cmd/b/c", QoS::AtLeastOnce, false, b"qos1-msg")
         .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_seen(&dir, "qos1-msg").await;
     // GET with Observe=1 from the same client id (another source port): EMQX's 2.07.
     let unsub = coap(prog, &["-m", "get", "-O", "6,0x01", "-T", "ob", &target]);
     assert_code(&unsub, "2.07");

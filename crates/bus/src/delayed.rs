@@ -203,7 +203,11 @@ impl Delayed {
         if !enable {
             return Err(DelayedError::Disabled);
         }
-        let received_at_ms = now_ms();
+        // The gateway's receive time: the engine does not read the clock itself.
+        let received_at_ms = msg
+            .timestamp
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let record = DelayedRecord {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             topic: target.as_str().to_owned(),

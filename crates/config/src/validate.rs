@@ -58,6 +58,22 @@ fn check_node_and_log(c: &Config, issues: &mut Vec<Issue>) {
             "must be error|warn|info|debug|trace or a tracing filter directive, got \"\"",
         ));
     }
+    let f = &c.log.file;
+    if f.enable && f.path.as_os_str().is_empty() {
+        issues.push(Issue::new("log.file.path", "must not be empty"));
+    }
+    if f.max_size.bytes() < ByteSize::KB {
+        issues.push(Issue::new(
+            "log.file.max_size",
+            format!("must be at least 1KB, got {}", f.max_size),
+        ));
+    }
+    if !(1..=128).contains(&f.rotation_count) {
+        issues.push(Issue::new(
+            "log.file.rotation_count",
+            format!("must be 1..=128, got {}", f.rotation_count),
+        ));
+    }
 }
 
 fn check_mqtt(m: &MqttConfig, issues: &mut Vec<Issue>) {

@@ -330,3 +330,29 @@ fn udp_listeners_have_a_burst_that_defaults_to_the_rate() {
     let view = coap.listener("udp").expect("udp");
     assert_eq!((view.max_conn_rate, view.max_conn_burst), (10, 50));
 }
+
+#[test]
+fn log_file_limits() {
+    let mut c = Config::default();
+    c.log.file.enable = true;
+    c.log.file.path = PathBuf::new();
+    c.log.file.max_size = ByteSize(1023);
+    c.log.file.rotation_count = 0;
+    assert_eq!(
+        issues(&c),
+        [
+            "log.file.path: must not be empty",
+            "log.file.max_size: must be at least 1KB, got 1023B",
+            "log.file.rotation_count: must be 1..=128, got 0",
+        ]
+    );
+    c.log.file.path = PathBuf::from("log/x.log");
+    c.log.file.max_size = ByteSize(ByteSize::KB);
+    c.log.file.rotation_count = 128;
+    assert_eq!(issues(&c), Vec::<String>::new());
+    c.log.file.rotation_count = 129;
+    assert_eq!(
+        issues(&c),
+        ["log.file.rotation_count: must be 1..=128, got 129"]
+    );
+}

@@ -105,6 +105,8 @@ pub struct LogConfig {
     pub level: String,
     /// Output format. Default text.
     pub format: LogFormat,
+    /// `[log.file]`: the log also written to a file, rotated by size.
+    pub file: LogFileConfig,
 }
 
 impl Default for LogConfig {
@@ -112,6 +114,36 @@ impl Default for LogConfig {
         LogConfig {
             level: "info".to_owned(),
             format: LogFormat::Text,
+            file: LogFileConfig::default(),
+        }
+    }
+}
+
+/// `[log.file]`: the same lines as the console (same level and format), also written to a
+/// file that is rotated by size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogFileConfig {
+    /// Also write the log to `path`. Default false.
+    pub enable: bool,
+    /// The log file, relative to the working directory unless absolute; its directory is
+    /// created. Rotated files are `<path>.1` (the newest) to `<path>.<rotation_count>`.
+    /// Default "log/switchyard.log".
+    pub path: PathBuf,
+    /// The file is rotated before a line would make it larger than this (at least 1KB).
+    /// Default 50MB.
+    pub max_size: units::ByteSize,
+    /// Rotated files kept (1..=128); the oldest is deleted. Default 10.
+    pub rotation_count: u32,
+}
+
+impl Default for LogFileConfig {
+    fn default() -> Self {
+        LogFileConfig {
+            enable: false,
+            path: PathBuf::from("log/switchyard.log"),
+            max_size: units::ByteSize(50 * units::ByteSize::MB),
+            rotation_count: 10,
         }
     }
 }
