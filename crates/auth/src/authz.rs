@@ -603,6 +603,24 @@ impl ClientAcl {
         }
         allowed
     }
+
+    /// A gateway's check of a PUBLISH or SUBSCRIBE: the decision, logged and counted in
+    /// `denials` when it is a denial, and whether the client must then be disconnected
+    /// (`deny_action = "disconnect"`). The gateway maps both onto its wire.
+    pub fn authorize(
+        &mut self,
+        action: &Action<'_>,
+        now: Instant,
+        denials: &AtomicU64,
+    ) -> (Decision, bool) {
+        let decision = self.check(action, now);
+        if decision == Decision::Deny {
+            tracing::info!(action = ?action, "denied by the ACL");
+            denials.fetch_add(1, Ordering::Relaxed);
+            return (decision, self.deny_action() == DenyAction::Disconnect);
+        }
+        (decision, false)
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use super::{Channel, ConnectDecision, Violation};
 use crate::codec::{ConnAck, Connect, Packet};
 use std::time::Instant;
 use switchyard_auth::{
-    Action, Credentials, Decision, DenyAction, DenyReason, OwnedCredentials, RateLimiter, Verdict,
+    Action, Credentials, Decision, DenyReason, OwnedCredentials, RateLimiter, Verdict,
 };
 use switchyard_bus::Metrics;
 use switchyard_core::{ClientId, CloseReason, Message};
@@ -95,13 +95,10 @@ impl Channel {
         let Some(acl) = self.acl.as_mut() else {
             return Decision::Deny;
         };
-        let decision = acl.check(&action, now);
-        if decision == Decision::Deny {
-            tracing::info!(action = ?action, "denied by the ACL");
-            Metrics::inc(&self.bus.metrics().authz_denials);
-            if acl.deny_action() == DenyAction::Disconnect {
-                self.fail(CloseReason::NotAuthorized);
-            }
+        let denials = &self.bus.metrics().authz_denials;
+        let (decision, disconnect) = acl.authorize(&action, now, denials);
+        if disconnect {
+            self.fail(CloseReason::NotAuthorized);
         }
         decision
     }

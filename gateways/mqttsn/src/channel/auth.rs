@@ -6,7 +6,7 @@
 use super::Channel;
 use crate::settings::render;
 use std::time::Instant;
-use switchyard_auth::{Action, Credentials, Decision, DenyAction, OwnedCredentials, Verdict};
+use switchyard_auth::{Action, Credentials, Decision, OwnedCredentials, Verdict};
 use switchyard_bus::Metrics;
 use switchyard_core::{CloseReason, Message};
 
@@ -92,13 +92,10 @@ impl Channel {
         let Some(acl) = self.acl.as_mut() else {
             return Decision::Deny;
         };
-        let decision = acl.check(&action, now);
-        if decision == Decision::Deny {
-            tracing::info!(action = ?action, "denied by the ACL");
-            Metrics::inc(&self.bus.metrics().authz_denials);
-            if acl.deny_action() == DenyAction::Disconnect {
-                self.fail(CloseReason::NotAuthorized, true);
-            }
+        let denials = &self.bus.metrics().authz_denials;
+        let (decision, disconnect) = acl.authorize(&action, now, denials);
+        if disconnect {
+            self.fail(CloseReason::NotAuthorized, true);
         }
         decision
     }
