@@ -20,6 +20,8 @@ mod contain;
 mod delayed;
 mod delivery;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handle;
 mod keepalive;
 mod metrics;

@@ -23,6 +23,8 @@
 //! ```
 
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod load;
 mod schema;
 pub mod units;

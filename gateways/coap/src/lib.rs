@@ -13,6 +13,8 @@
 //! only through [`switchyard_bus::BusHandle`].
 
 pub mod channel;
+#[doc(hidden)]
+pub mod fuzzing;
 
 mod driver;
 mod requester;

@@ -13,6 +13,8 @@
 pub mod channel;
 pub mod codec;
 pub mod command;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod objects;
 pub mod path;
 pub mod register;

@@ -13,6 +13,8 @@ pub mod codec;
 
 mod channel;
 mod driver;
+#[doc(hidden)]
+pub mod fuzzing;
 mod listener;
 mod settings;
 mod ws;

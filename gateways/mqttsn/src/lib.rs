@@ -15,6 +15,8 @@ pub mod codec;
 
 mod channel;
 mod driver;
+#[doc(hidden)]
+pub mod fuzzing;
 mod listener;
 mod recv;
 mod registry;

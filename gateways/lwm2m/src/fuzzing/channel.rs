@@ -1,0 +1,502 @@
+//! The stateful LwM2M target: the socket task's routing (Register by `ep`, Update and
+//! De-register by `/rd/{ep}`), one [`Channel`] per device with its session on a real bus, and
+//! the CoAP [`Transport`] between them and three device addresses, on simulated time. The input
+//! is a program: Registers (lifetimes, bindings with queue mode, `device_id`s that make two
+//! endpoints one client id, link payloads), Updates, De-registers, raw datagrams, MQTT commands
+//! of every kind published on the command topics, device answers to the gateway's requests
+//! (piggybacked, empty ACK then separate, RST, notifications, in every content format), and
+//! clock steps (transport polls and channel ticks).
+//!
+//! Checked throughout:
+//! - every datagram sent decodes strictly and round-trips;
+//! - a device never has two commands outstanding (docs/lwm2m.md §4.13.2): a new request only
+//!   after the reply, an RST, a transport timeout, or the end of the wait for a separate
+//!   response;
+//! - every command request carries a token of 1 to 8 bytes (docs/lwm2m.md §4.13.1).
+
+use crate::channel::{self, Channel, Outcome, Output};
+use crate::register::{query_map, Registration};
+use crate::settings::Lwm2mSettings;
+use crate::Lwm2mGateway;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switchyard_bus::fuzzing::{open_session, runtime, Input};
+use switchyard_bus::{BusConfig, BusHandle, ControlEvent, ControlEvents, OpenSession};
+use switchyard_coap_transport::coap_lite::{CoapOption, MessageType, Packet};
+use switchyard_coap_transport::demux::ClientChannel;
+use switchyard_coap_transport::wire::{self, code};
+use switchyard_coap_transport::{error_response, Event, Request, Transport};
+use switchyard_core::{CloseReason, Message, TopicName};
+
+const PEERS: usize = 3;
+const MAX_OPS: usize = 300;
+const LINKS: [&str; 5] = [
+    "</1/0>,</3/0>",
+    "</lwm2m>;rt=\"oma.lwm2m\",</lwm2m/3/0>,</lwm2m/3303/0>",
+    "",
+    "</3/0>;ver=1.1,</5/0>,</3303/0>,</3303/1>",
+    "<>",
+];
+const OPS: [&str; 10] = [
+    "read",
+    "discover",
+    "write",
+    "write-attr",
+    "execute",
+    "create",
+    "delete",
+    "observe",
+    "cancel-observe",
+    "reboot",
+];
+const CMD_PATHS: [&str; 7] = [
+    "/3/0/1",
+    "/3/0",
+    "/3303/0/5700",
+    "/1",
+    "/3/0/7/1",
+    "/3/0/4?x=1",
+    "3/x",
+];
+
+type Tag = (u64, u64);
+
+struct Device {
+    ch: Channel,
+    rx: ControlEvents,
+    slot: u64,
+    /// The command request outstanding, and when its wait for a separate response ends.
+    outstanding: Option<(u64, Option<Instant>)>,
+}
+
+struct World {
+    rt: tokio::runtime::Runtime,
+    gw: Lwm2mGateway,
+    t: Transport<Tag>,
+    now: Instant,
+    devices: HashMap<String, Device>,
+    next_slot: u64,
+    /// Requests the transport sent (peer index, mid, token), for the devices to answer.
+    sent: Vec<(usize, u16, Vec<u8>)>,
+    peer_mid: u16,
+}
+
+fn peer(i: usize) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 5600 + i as u16))
+}
+
+/// The endpoint a registration-interface request names (the driver's routing).
+fn route(p: &Packet) -> Result<(String, bool), Packet> {
+    let path = wire::uri_path(p).map_err(|_| error_response(code::BAD_REQUEST, "invalid URI"))?;
+    match (wire::code_of(p), path.as_slice()) {
+        (code::POST, [rd]) if rd == "rd" => {
+            let q = wire::uri_query(p).unwrap_or_default();
+            match query_map(&q).get("ep").filter(|e| !e.is_empty()) {
+                Some(ep) => Ok((ep.clone(), true)),
+                None => Err(channel::login_failed("invalid queries")),
+            }
+        }
+        (_, [rd, ep]) if rd == "rd" => Ok((ep.clone(), false)),
+        _ => Err(error_response(code::NOT_FOUND, "not found")),
+    }
+}
+
+impl World {
+    fn new(input: &mut Input<'_>) -> Self {
+        let settings = Lwm2mSettings {
+            auto_observe: input.bool(),
+            max_queue: 1 + input.below(4),
+            ..Lwm2mSettings::default()
+        };
+        let bus = BusHandle::new(BusConfig {
+            sys_client_connected: false,
+            sys_client_disconnected: false,
+            ..BusConfig::default()
+        });
+        let transport = settings.transport.clone();
+        World {
+            rt: runtime(),
+            gw: Lwm2mGateway {
+                bus,
+                settings: Arc::new(settings),
+                objects: Arc::new(super::db().clone()),
+            },
+            t: Transport::with_seed(transport, u64::from(input.u16())),
+            now: Instant::now(),
+            devices: HashMap::new(),
+            next_slot: 1,
+            sent: Vec::new(),
+            peer_mid: 0,
+        }
+    }
+
+    fn transmit(&mut self) {
+        while let Some((addr, bytes)) = self.t.poll_transmit() {
+            let p = switchyard_coap_transport::fuzzing::assert_sendable(&bytes);
+            if wire::is_request(wire::code_of(&p)) {
+                let token = p.get_token().to_vec();
+                assert!(
+                    !token.is_empty() && token.len() <= 8,
+                    "request token {token:?}"
+                );
+                let i = usize::from(addr.port().saturating_sub(5600));
+                self.sent.push((i, p.header.message_id, token));
+                if self.sent.len() > 32 {
+                    self.sent.remove(0);
+                }
+            }
+        }
+    }
+
+    fn datagram(&mut self, i: usize, bytes: &[u8]) {
+        let ev = self.t.handle_datagram(peer(i), bytes, self.now);
+        self.dispatch(ev);
+    }
+
+    fn dispatch(&mut self, events: Vec<Event<Tag>>) {
+        for ev in events {
+            let (slot, cid) = match &ev {
+                Event::Request(_) => (0, 0),
+                Event::Response { tag, .. }
+                | Event::Acked { tag, .. }
+                | Event::Reset { tag, .. }
+                | Event::Timeout { tag, .. } => *tag,
+            };
+            let now = self.now;
+            let lifetime = self.gw.settings.transport.exchange_lifetime();
+            let dev = self.devices.values_mut().find(|d| d.slot == slot);
+            match (ev, dev) {
+                (Event::Request(req), _) => self.request(req),
+                (Event::Response { packet, .. }, Some(d)) => {
+                    if d.outstanding.is_some_and(|(c, _)| c == cid) {
+                        d.outstanding = None;
+                    }
+                    d.ch.handle_response(cid, packet, now);
+                }
+                (Event::Acked { .. }, Some(d)) => {
+                    if let Some((c, wait)) = d.outstanding.as_mut() {
+                        if *c == cid {
+                            *wait = Some(now + lifetime);
+                        }
+                    }
+                    d.ch.handle_outcome(cid, Outcome::Acked, now);
+                }
+                (Event::Reset { .. } | Event::Timeout { .. }, Some(d)) => {
+                    if d.outstanding.is_some_and(|(c, _)| c == cid) {
+                        d.outstanding = None;
+                    }
+                    // Which of the two does not matter to the window.
+                    d.ch.handle_outcome(cid, Outcome::Timeout, now);
+                }
+                _ => {}
+            }
+        }
+        self.flush();
+    }
+
+    fn request(&mut self, req: Request) {
+        let (key, is_register) = match route(&req.packet) {
+            Ok(k) => k,
+            Err(reply) => return self.t.respond(&req.exchange, reply, self.now),
+        };
+        if let Some(d) = self.devices.get_mut(&key) {
+            return d.ch.handle_request(req, self.now);
+        }
+        if !is_register {
+            let reply = error_response(code::NOT_FOUND, "not registered");
+            return self.t.respond(&req.exchange, reply, self.now);
+        }
+        let query = wire::uri_query(&req.packet).unwrap_or_default();
+        let reg = match Registration::parse(&query, &req.packet.payload) {
+            Ok(r) => r,
+            Err(reason) => {
+                return self
+                    .t
+                    .respond(&req.exchange, channel::login_failed(reason), self.now)
+            }
+        };
+        if let Err(reason) = channel::authenticate(&self.gw, &reg, req.peer, self.now) {
+            return self
+                .t
+                .respond(&req.exchange, channel::login_failed(reason), self.now);
+        }
+        let info = Arc::new(channel::client_info(&reg, req.peer));
+        let Ok(prefix) = channel::mount_prefix(&self.gw, &reg, &info) else {
+            let reply = channel::login_failed("not_authorized");
+            return self.t.respond(&req.exchange, reply, self.now);
+        };
+        let open = OpenSession {
+            info: info.clone(),
+            clean_start: true,
+            expiry: Duration::ZERO,
+            max_inflight: 1,
+        };
+        let devices = &mut self.devices;
+        let opened = open_session(&self.rt, &self.gw.bus, open, || {
+            let taken: Vec<String> = devices
+                .iter_mut()
+                .filter_map(|(k, d)| match d.rx.try_recv() {
+                    Some(ControlEvent::Takeover) => {
+                        d.ch.fail(CloseReason::Takeover);
+                        d.ch.finish();
+                        Some(k.clone())
+                    }
+                    _ => None,
+                })
+                .collect();
+            for k in taken {
+                devices.remove(&k);
+            }
+        });
+        let Ok(opened) = opened else {
+            let reply = channel::login_failed("session_open_failed");
+            return self.t.respond(&req.exchange, reply, self.now);
+        };
+        let mut attachment = opened.attachment;
+        attachment.report_connected();
+        let rx = attachment.control();
+        let mut ch = Channel::new(
+            self.gw.clone(),
+            info,
+            opened.session,
+            attachment,
+            reg,
+            prefix,
+            self.now,
+        );
+        if let Err(reason) = ch.start(&req.exchange, self.now) {
+            ch.fail(reason);
+            let reply = channel::login_failed("invalid endpoint name");
+            self.t.respond(&req.exchange, reply, self.now);
+        }
+        let slot = self.next_slot;
+        self.next_slot += 1;
+        self.devices.insert(
+            key,
+            Device {
+                ch,
+                rx,
+                slot,
+                outstanding: None,
+            },
+        );
+    }
+
+    /// Executes what the channels produced, as the socket task does.
+    fn flush(&mut self) {
+        loop {
+            let mut any = false;
+            let keys: Vec<String> = self.devices.keys().cloned().collect();
+            for key in keys {
+                let Some(d) = self.devices.get_mut(&key) else {
+                    continue;
+                };
+                d.ch.pull_deliveries(self.now);
+                for o in d.ch.take_outputs() {
+                    any = true;
+                    match o {
+                        Output::Reply { exchange, packet } => {
+                            self.t.respond(&exchange, packet, self.now)
+                        }
+                        Output::Request {
+                            peer,
+                            packet,
+                            observe,
+                            token,
+                            cid,
+                        } => {
+                            assert!(
+                                d.outstanding.is_none(),
+                                "command {cid} sent while {:?} is outstanding",
+                                d.outstanding
+                            );
+                            assert!(!token.is_empty() && token.len() <= 8, "token {token:?}");
+                            d.outstanding = Some((cid, None));
+                            let tag = (d.slot, cid);
+                            self.t.request_with_token(
+                                peer, packet, true, observe, token, tag, self.now,
+                            );
+                        }
+                        Output::Forget { peer, token } => self.t.cancel_request(peer, &token),
+                    }
+                }
+                if d.ch.close_reason().is_some() {
+                    if let Some(mut d) = self.devices.remove(&key) {
+                        d.ch.finish();
+                    }
+                }
+            }
+            self.transmit();
+            if !any {
+                break;
+            }
+        }
+    }
+
+    fn registration(&mut self, i: usize, input: &mut Input<'_>) {
+        let ep = format!("ep{}", input.u8() % 3);
+        let mut p = Packet::new();
+        p.header.set_type(MessageType::Confirmable);
+        self.peer_mid = self.peer_mid.wrapping_add(1);
+        p.header.message_id = self.peer_mid;
+        p.set_token(vec![input.u8()]);
+        let mut query = Vec::new();
+        match input.u8() % 4 {
+            0 | 1 => {
+                wire::set_code(&mut p, code::POST);
+                p.add_option(CoapOption::UriPath, b"rd".to_vec());
+                query.push(format!("ep={ep}"));
+                query.push(format!("lt={}", input.pick(&[0, 5, 60, 86_400, 100_000])));
+                query.push((*input.pick(&["lwm2m=1.1", "lwm2m=1.0", "lwm2m=2"])).into());
+                query.push((*input.pick(&["b=U", "b=UQ", "b=U", "apn=Ctnb"])).into());
+                if input.u8() % 4 == 0 {
+                    query.push(format!("device_id=d{}", input.u8() % 2));
+                }
+                p.payload = input.pick(&LINKS).as_bytes().to_vec();
+            }
+            2 => {
+                wire::set_code(&mut p, code::POST);
+                p.add_option(CoapOption::UriPath, b"rd".to_vec());
+                p.add_option(CoapOption::UriPath, ep.into_bytes());
+                if input.bool() {
+                    query.push(format!("lt={}", input.pick(&[0, 5, 60])));
+                }
+                if input.bool() {
+                    p.payload = input.pick(&LINKS).as_bytes().to_vec();
+                }
+            }
+            _ => {
+                wire::set_code(&mut p, code::DELETE);
+                p.add_option(CoapOption::UriPath, b"rd".to_vec());
+                p.add_option(CoapOption::UriPath, ep.into_bytes());
+            }
+        }
+        for q in query {
+            p.add_option(CoapOption::UriQuery, q.into_bytes());
+        }
+        let bytes = p.to_bytes_unlimited().unwrap_or_default();
+        self.datagram(i, &bytes);
+    }
+
+    fn command(&mut self, input: &mut Input<'_>) {
+        let ep = format!("ep{}", input.u8() % 3);
+        let op = *input.pick(&OPS);
+        let path = *input.pick(&CMD_PATHS);
+        let json = match input.u8() % 6 {
+            0 => String::from_utf8_lossy(input.bytes(120)).into_owned(),
+            1 => format!(
+                r#"{{"reqID":1,"msgType":"write","data":{{"basePath":"/3/0","content":[{{"path":"/1","type":"{}","value":"{}"}}]}}}}"#,
+                input.pick(&["String", "Integer", "Float", "Boolean", "Opaque", "Objlnk", "Time"]),
+                input.pick(&["12", "1.5", "true", "AAE=", "3:0", "x"]),
+            ),
+            2 => format!(
+                r#"{{"msgType":"write-attr","data":{{"path":"{path}","pmin":"{}","pmax":"60"}}}}"#,
+                input.u8()
+            ),
+            _ => format!(
+                r#"{{"reqID":{},"msgType":"{op}","data":{{"path":"{path}","format":"{}"}}}}"#,
+                input.u8(),
+                input.pick(&["tlv", "json", "senml-json", "senml-cbor", "text", "bogus"]),
+            ),
+        };
+        if let Ok(topic) = TopicName::new(format!("lwm2m/{ep}/dn/cmd")) {
+            let qos = input.qos();
+            self.gw.bus.publish(Message::new(
+                topic,
+                json.into_bytes(),
+                qos,
+                input.u8() % 8 == 0,
+            ));
+        }
+        self.flush();
+    }
+
+    /// A device answers a request the gateway sent it.
+    fn answer(&mut self, input: &mut Input<'_>) {
+        if self.sent.is_empty() {
+            return;
+        }
+        let (j, mid, token) = self.sent[input.below(self.sent.len())].clone();
+        let mut p = Packet::new();
+        let kind = input.u8() % 5;
+        match kind {
+            0 => {
+                p.header.set_type(MessageType::Acknowledgement);
+                p.header.message_id = mid;
+            }
+            1 => {
+                p.header.set_type(MessageType::Reset);
+                p.header.message_id = mid;
+            }
+            _ => {
+                if kind == 2 {
+                    p.header.set_type(MessageType::Acknowledgement);
+                    p.header.message_id = mid;
+                } else {
+                    p.header.set_type(if kind == 3 {
+                        MessageType::Confirmable
+                    } else {
+                        MessageType::NonConfirmable
+                    });
+                    self.peer_mid = self.peer_mid.wrapping_add(1);
+                    p.header.message_id = 30_000 + self.peer_mid % 10_000;
+                }
+                p.set_token(token);
+                wire::set_code(&mut p, *input.pick(&[0x45u8, 0x45, 0x44, 0x41, 0x42, 0x84]));
+                let cf = *input.pick(&[0u16, 11542, 11543, 110, 112, 40, 42]);
+                p.add_option(CoapOption::ContentFormat, wire::uint_bytes(u32::from(cf)));
+                if input.bool() {
+                    p.set_observe_value(u32::from(input.u8()));
+                }
+                p.payload = input.bytes(64).to_vec();
+            }
+        }
+        let bytes = p.to_bytes_unlimited().unwrap_or_default();
+        self.datagram(j, &bytes);
+    }
+
+    fn op(&mut self, input: &mut Input<'_>) {
+        let i = input.below(PEERS);
+        match input.u8() % 10 {
+            0 => {
+                let raw = input.bytes(200).to_vec();
+                self.datagram(i, &raw);
+            }
+            1..=3 => self.registration(i, input),
+            4 | 5 => self.command(input),
+            6..=8 => self.answer(input),
+            _ => {
+                self.now += input.step();
+                let ev = self.t.poll(self.now);
+                self.dispatch(ev);
+                let now = self.now;
+                for d in self.devices.values_mut() {
+                    d.ch.tick(now);
+                    if let Some((_, Some(wait))) = d.outstanding {
+                        if now >= wait {
+                            d.outstanding = None;
+                        }
+                    }
+                }
+                self.flush();
+            }
+        }
+    }
+}
+
+/// The stateful LwM2M target (see the module header).
+pub fn channel(data: &[u8]) {
+    let mut input = Input::new(data);
+    let mut w = World::new(&mut input);
+    let _guard = w.rt.enter();
+    let mut ops = 0;
+    while !input.is_empty() && ops < MAX_OPS {
+        ops += 1;
+        w.op(&mut input);
+    }
+    for (_, mut d) in w.devices.drain() {
+        d.ch.finish();
+    }
+}
