@@ -8,6 +8,7 @@ mod gateways;
 mod logfile;
 mod settings;
 mod startup;
+mod trace;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -69,13 +70,13 @@ fn real_main() -> anyhow::Result<()> {
         }
         Command::Ctl(args) => ctl::run(&config, args),
         Command::Run => {
-            startup::init_tracing(&config.log)?;
+            let traces = startup::init_tracing(&config.log)?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .thread_name("switchyard")
                 .build()
                 .context("cannot start the async runtime")?;
-            runtime.block_on(startup::run(config, cli.ready_file))
+            runtime.block_on(startup::run(config, cli.ready_file, traces))
         }
     }
 }

@@ -6,6 +6,8 @@
 
 use crate::logfile::{LogFileWriter, RotatingFile};
 use crate::settings;
+use crate::trace::layer::{TraceFilter, TraceLayer};
+use crate::trace::TraceHub;
 use anyhow::Context;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -31,8 +33,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
 
 /// Sets up logging from `[log]`: the console (stdout) and, with `log.file.enable`, the same
-/// lines in a file rotated by size. `RUST_LOG` overrides the level when set.
-pub fn init_tracing(log: &LogConfig) -> anyhow::Result<()> {
+/// lines in a file rotated by size, both at the configured level (`RUST_LOG` overrides it when
+/// set); and the log traces' layer, which gets debug events about traced clients whatever that
+/// level. Returns the traces' hub, attached to the store by [`run`].
+pub fn init_tracing(log: &LogConfig) -> anyhow::Result<Arc<TraceHub>> {
     let level = match std::env::var("RUST_LOG") {
         Ok(s) if !s.is_empty() => s,
         _ => log.level.clone(),
@@ -49,10 +53,17 @@ pub fn init_tracing(log: &LogConfig) -> anyhow::Result<()> {
         let writer = LogFileWriter(Arc::new(file));
         layers.push(fmt_layer(log.format, false, writer, filter()?));
     }
+    let traces = TraceHub::new();
+    layers.push(
+        TraceLayer::new(traces.clone())
+            .with_filter(TraceFilter::new(traces.clone()))
+            .boxed(),
+    );
     tracing_subscriber::registry()
         .with(layers)
         .try_init()
-        .map_err(|e| anyhow::anyhow!("cannot initialise logging: {e}"))
+        .map_err(|e| anyhow::anyhow!("cannot initialise logging: {e}"))?;
+    Ok(traces)
 }
 
 /// A `fmt` layer in `format` writing to `writer`, filtered by `filter`.
@@ -85,7 +96,11 @@ async fn bind_tcp(
 }
 
 /// Runs the gateway until a shutdown signal.
-pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    ready_file: Option<PathBuf>,
+    traces: Arc<TraceHub>,
+) -> anyhow::Result<()> {
     for warning in config.warnings() {
         tracing::warn!(key = %warning.key, "{}", warning.message);
     }
@@ -101,10 +116,14 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
     let feed = state.changes();
     let security = settings::security(&config, state.clone())?;
     crate::delayed_store::attach(&bus, &state).context("delayed messages")?;
+    traces
+        .attach(state.clone(), &config.node.data_dir)
+        .context("log traces")?;
     let mut views: Vec<Arc<dyn StateView>> = vec![
         security.authn.clone(),
         security.banned.clone(),
         security.chain.clone(),
+        traces.clone(),
     ];
     let gateways = Arc::new(crate::gateways::GatewayRunner::new(
         Arc::new(config.clone()),
@@ -141,6 +160,7 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
             gateways: crate::gateways::descriptors(),
             gateway_control: Some(gateways.clone()),
             coap_requests: Some(gateways.clone()),
+            traces: Some(traces.clone()),
             version: env!("CARGO_PKG_VERSION"),
         })
         .map_err(|e| anyhow::anyhow!("dashboard: cannot open the admin store: {e}"))?;
@@ -162,6 +182,7 @@ pub async fn run(config: Config, ready_file: Option<PathBuf>) -> anyhow::Result<
     }
 
     bus.spawn_background(cancel.clone(), &tracker);
+    tracker.spawn(traces.clone().sweep(cancel.clone()));
     tracker.spawn(switchyard_state::follow(
         feed,
         views,

@@ -4,8 +4,9 @@
 //! next to the MQTT-SN and CoAP clients it also connects (protocol column), and kick it (the
 //! TCP connection really closes), use the WebSocket tool with MQTT 5 and 3.1.1 to subscribe and
 //! publish (a TCP subscriber of this test receives both), create an API key on the admins page,
-//! find its subscriptions, topics and a retained message on their pages, open the overview and
-//! gateways pages,
+//! find its subscriptions, topics and a retained message on their pages, open the overview,
+//! trace a publishing client on the log trace page (its lines in the viewer, then stopped),
+//! open the gateways page,
 //! switch to 简体中文 and see the navigation translated. Screenshots go to target/screenshots/.
 //!
 //! Needs node, chromium and tests/admin_browser/node_modules (scripts/install-test-deps.sh);
@@ -22,7 +23,7 @@ use std::process::Command;
 use std::time::Duration;
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(150);
-const STEPS: [&str; 10] = [
+const STEPS: [&str; 11] = [
     "login",
     "change_password",
     "client_listed",
@@ -31,6 +32,7 @@ const STEPS: [&str; 10] = [
     "admins",
     "lists",
     "overview",
+    "trace",
     "gateways",
     "chinese",
 ];
@@ -157,6 +159,7 @@ async fn dashboard_in_headless_chromium() {
         .env("SY_KICK_CLIENT", "browser-kick-me")
         .env("SY_OTHER_CLIENTS", "browser-sn=MQTT-SN,browser-coap=CoAP")
         .env("SY_WS_TOPIC", "browser/ws/1")
+        .env("SY_TRACE_CLIENT", "browser-load")
         .env("SY_SHOT_DIR", &shots);
     let (status, out, err) =
         tokio::task::spawn_blocking(move || run_with_timeout(&mut cmd, RUN_TIMEOUT))

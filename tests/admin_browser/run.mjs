@@ -1,7 +1,7 @@
 // Drives the Switchyard dashboard in headless Chromium (Debian's /usr/bin/chromium through
 // playwright-core; no browser download). Prints "OK <step>" per step; exits non-zero on the
 // first failure. Inputs (env): SY_DASHBOARD_URL, SY_KICK_CLIENT (an MQTT client the Rust test
-// keeps connected), SY_OTHER_CLIENTS ("id=Protocol,..." of its MQTT-SN / CoAP clients), SY_WS_TOPIC (the Rust test's TCP subscriber listens there), SY_SHOT_DIR.
+// keeps connected), SY_OTHER_CLIENTS ("id=Protocol,..." of its MQTT-SN / CoAP clients), SY_WS_TOPIC (the Rust test's TCP subscriber listens there), SY_TRACE_CLIENT (an MQTT client that keeps publishing), SY_SHOT_DIR.
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
 
@@ -114,6 +114,22 @@ try {
   await shot("dashboard-overview");
   ok("overview");
 
+  // A log trace of the client the Rust test keeps publishing: its lines show in the viewer.
+  await page.click("nav a[data-route='/trace']");
+  await page.waitForSelector("#trace-form");
+  await page.fill("#trace-name", "browser-trace");
+  await page.selectOption("#trace-type", "clientid");
+  await page.fill("#trace-match", process.env.SY_TRACE_CLIENT);
+  await page.click("#trace-form button[type=submit]");
+  const traceRow = "#trace-table tr[data-trace='browser-trace']";
+  await page.waitForSelector(`${traceRow} .badge.running`);
+  await page.click(`${traceRow} button.trace-view`);
+  await page.waitForFunction(() => document.querySelector("#trace-view").textContent.includes("message published"));
+  await shot("dashboard-trace");
+  await page.click(`${traceRow} button.trace-stop`);
+  await page.waitForSelector(`${traceRow} .badge.stopped`);
+  ok("trace");
+
   await page.click("nav a[data-route='/gateways']");
   await page.waitForSelector("#gateways-table tr[data-gateway='lwm2m']");
   await shot("dashboard-gateways");
@@ -122,7 +138,7 @@ try {
   await page.click("#lang-toggle");
   await page.waitForFunction(() => document.querySelector("nav a[data-route='/clients']").textContent === "客户端");
   const nav = await page.textContent("nav");
-  for (const word of ["概览", "订阅", "主题", "保留消息", "网关", "管理员"]) {
+  for (const word of ["概览", "订阅", "主题", "保留消息", "网关", "日志追踪", "管理员"]) {
     if (!nav.includes(word)) throw new Error("navigation lacks " + word + ": " + nav);
   }
   await page.waitForFunction(() => document.querySelector("#gateways-table") && document.querySelector("#gateways-table").textContent.includes("运行中"));

@@ -67,7 +67,7 @@
   const pages = {
     "/": overview, "/clients": clients, "/subscriptions": subscriptions, "/topics": topics,
     "/retained": retained, "/gateways": gateways, "/websocket": websocket, "/admins": admins,
-    "/banned": banned,
+    "/banned": banned, "/trace": traces,
   };
   function route() {
     timers.forEach(clearInterval); timers = [];
@@ -268,6 +268,69 @@
       try { if (confirm(t("confirmDelete"))) { await api("DELETE", "/api/v5/banned/" + encodeURIComponent(b.dataset.as) + "/" + encodeURIComponent(b.dataset.who)); load(); } }
       catch (err) { $("#list-error").textContent = err.message; }
     });
+  }
+
+  // Log traces: one client id, topic or IP at debug level into its own file (/api/v5/trace).
+  function traces(main) {
+    const durations = [["minutes10", 600], ["minutes30", 1800], ["hour1", 3600], ["hours6", 21600], ["day1", 86400]];
+    main.innerHTML = `<h1>${t("navTrace")}</h1><p>${t("traceHelp")}</p>
+      <form id="trace-form" class="row"><label>${t("name")}<input id="trace-name" required pattern="[A-Za-z][A-Za-z0-9_-]*"></label>
+        <label>${t("traceType")}<select id="trace-type"><option value="clientid">${t("clientId")}</option><option value="topic">${t("topic")}</option><option value="ip_address">${t("ipAddress")}</option></select></label>
+        <label>${t("traceMatch")}<input id="trace-match" required></label>
+        <label>${t("traceDuration")}<select id="trace-duration">${durations.map(([k, s]) => `<option value="${s}">${t(k)}</option>`).join("")}</select></label>
+        <label>${t("payloadEncode")}<select id="trace-encode"><option>text</option><option>hex</option><option>hidden</option></select></label>
+        <button type="submit">${t("traceCreate")}</button></form>
+      <table id="trace-table"><thead><tr><th>${t("name")}</th><th>${t("traceType")}</th><th>${t("traceMatch")}</th><th>${t("traceStart")}</th><th>${t("traceEnd")}</th><th>${t("status")}</th><th>${t("size")}</th><th></th></tr></thead><tbody></tbody></table>
+      <p class="error" id="trace-error"></p><h2 id="trace-view-title" class="hidden"></h2><pre id="trace-view" class="card hidden messages" style="max-height:420px"></pre>`;
+    const err = (m) => { const el = $("#trace-error"); if (el) el.textContent = m; };
+    let viewing = null, position = 0;
+    const tail = async () => {
+      if (!viewing || !$("#trace-view")) return;
+      try {
+        const d = await api("GET", `/api/v5/trace/${encodeURIComponent(viewing)}/log?position=${position}&bytes=65536`);
+        if (d.meta.bytes > 0) { position = d.meta.position; $("#trace-view").textContent += d.items; }
+      } catch (e) { err(e.message); }
+    };
+    const load = async () => {
+      try {
+        const list = await api("GET", "/api/v5/trace"); const tb = $("#trace-table tbody"); if (!tb) return;
+        tb.innerHTML = list.map((x) => { const size = Object.values(x.log_size || {}).reduce((a, b) => a + b, 0);
+          return `<tr data-trace="${esc(x.name)}"><td>${esc(x.name)}</td><td>${esc(x.type)}</td><td>${esc(x[x.type])}</td>
+          <td>${esc(new Date(x.start_at).toLocaleString())}</td><td>${esc(new Date(x.end_at).toLocaleString())}</td>
+          <td><span class="badge ${esc(x.status)}">${t(x.status)}</span></td><td>${size}</td>
+          <td><button class="secondary trace-view" data-n="${esc(x.name)}">${t("view")}</button> <button class="secondary trace-download" data-n="${esc(x.name)}">${t("download")}</button>
+            ${x.status === "stopped" ? "" : `<button class="trace-stop" data-n="${esc(x.name)}">${t("stop")}</button>`} <button class="danger trace-delete" data-n="${esc(x.name)}">${t("delete")}</button></td></tr>`; }).join("")
+          || `<tr><td colspan="8">${t("noData")}</td></tr>`;
+      } catch (e) { err(e.message); }
+    };
+    $("#trace-form").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const type = $("#trace-type").value, now = Math.floor(Date.now() / 1000);
+      const body = { name: $("#trace-name").value.trim(), type, start_at: now, end_at: now + Number($("#trace-duration").value), payload_encode: $("#trace-encode").value };
+      body[type] = $("#trace-match").value.trim();
+      try { await api("POST", "/api/v5/trace", body); $("#trace-name").value = ""; err(""); load(); } catch (x) { err(x.message); }
+    });
+    $("#trace-table").addEventListener("click", async (e) => {
+      const b = e.target.closest("button"); if (!b) return;
+      const n = b.dataset.n, path = "/api/v5/trace/" + encodeURIComponent(n);
+      try {
+        if (b.classList.contains("trace-view")) {
+          viewing = n; position = 0; $("#trace-view").textContent = ""; $("#trace-view").classList.remove("hidden");
+          $("#trace-view-title").textContent = n; $("#trace-view-title").classList.remove("hidden"); await tail();
+        } else if (b.classList.contains("trace-download")) {
+          // A link cannot carry the bearer token: fetched, then saved from a blob.
+          const r = await fetch(path + "/download", { headers: { "Authorization": "Bearer " + (localStorage.getItem("sy_token") || "") } });
+          if (!r.ok) throw new Error(r.statusText);
+          const a = document.createElement("a"); a.href = URL.createObjectURL(await r.blob()); a.download = n + ".log"; a.setAttribute("download", n + ".log");
+          document.body.appendChild(a); a.click(); a.remove(); setTimeout(() => URL.revokeObjectURL(a.href), 1000);
+        } else if (b.classList.contains("trace-stop")) { await api("PUT", path + "/stop"); load(); }
+        else if (b.classList.contains("trace-delete")) {
+          if (confirm(t("confirmDelete"))) { await api("DELETE", path); if (viewing === n) { viewing = null; $("#trace-view").classList.add("hidden"); $("#trace-view-title").classList.add("hidden"); } load(); }
+        }
+        err("");
+      } catch (x) { err(x.message); }
+    });
+    every(3000, () => { load(); tail(); });
   }
 
   function gateways(main) {

@@ -24,6 +24,10 @@ mod json;
 mod time;
 mod view;
 
+pub use api::trace::{
+    PayloadEncode, TraceControl, TraceError, TraceFormatter, TraceInfo, TraceKind, TraceSpec,
+    MAX_TRACES,
+};
 pub use error::ApiError;
 
 use std::collections::BTreeMap;
@@ -71,6 +75,8 @@ pub struct AdminContext {
     /// Sends server-initiated CoAP requests (docs/coap.md §3.10); `None`: the request API
     /// answers 404.
     pub coap_requests: Option<Arc<dyn CoapRequests>>,
+    /// The log traces (`/api/v5/trace`); `None`: those routes answer 404.
+    pub traces: Option<Arc<dyn TraceControl>>,
 }
 
 /// A CoAP request method the request API may send.

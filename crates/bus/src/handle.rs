@@ -136,6 +136,10 @@ impl BusHandle {
             QoS::AtLeastOnce => &m.messages_qos1_received,
             QoS::ExactlyOnce => &m.messages_qos2_received,
         });
+        // In the publisher's task, so inside its connection's span: a log trace of the client
+        // (or of the topic) shows it.
+        tracing::debug!(topic = %msg.topic, qos = msg.qos.as_u8(), retain = msg.retain,
+            payload = msg.payload.as_ref(), "message published");
         if msg.topic.as_str().starts_with(crate::delayed::PREFIX) {
             // Held, not routed: published to its target topic when due. Counts as one taker.
             return match self.0.delayed.hold(&msg, m) {
@@ -280,6 +284,7 @@ impl BusHandle {
             exists
         };
         self.0.router.subscribe(&sf, s.outbox.clone(), opts);
+        tracing::debug!(topic = %sf, qos = opts.qos.as_u8(), "subscribed");
         if !exists {
             Metrics::inc(&self.0.metrics.subscriptions);
         }
@@ -333,6 +338,7 @@ impl BusHandle {
             return false;
         }
         self.0.router.unsubscribe(sf, s.session);
+        tracing::debug!(topic = %sf, "unsubscribed");
         Metrics::dec(&self.0.metrics.subscriptions);
         if s.outbox.is_stored() {
             crate::store::submit(

@@ -158,6 +158,7 @@ impl Outbox {
         mut take: impl FnMut(&Delivery) -> bool,
         out: &mut Vec<Delivery>,
     ) {
+        let first = out.len();
         let mut inner = self.inner.lock();
         while let Some(front) = inner.queue.front() {
             if front.message.is_expired(now) {
@@ -172,6 +173,14 @@ impl Outbox {
             }
             if let Some(d) = inner.queue.pop_front() {
                 out.push(d);
+            }
+        }
+        drop(inner);
+        // In the subscriber's task, so inside its connection's span (log traces).
+        if tracing::level_enabled!(tracing::Level::DEBUG) {
+            for d in out.iter().skip(first) {
+                tracing::debug!(topic = %d.message.topic, qos = d.qos.as_u8(), retain = d.retain,
+                    payload = d.message.payload.as_ref(), "message delivered");
             }
         }
     }

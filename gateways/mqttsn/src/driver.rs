@@ -55,6 +55,10 @@ pub(crate) struct ClientCell {
     /// The address datagrams from this client come from, as the listener routes them; a
     /// receiver's address entry that no longer matches it is stale (the client moved).
     route: Mutex<SocketAddr>,
+    /// The client's `conn` span: the driver runs in it, and the listener enters it while it
+    /// handles a datagram of this client on its own task, so every line about the client
+    /// (log traces included) carries it.
+    span: tracing::Span,
 }
 
 struct Inner {
@@ -103,8 +107,15 @@ pub(crate) enum Offered {
 
 impl ClientCell {
     pub(crate) fn new(ch: Channel, first: Inbound) -> Arc<Self> {
+        let span = tracing::info_span!(
+            "conn",
+            peer = %first.1,
+            proto = "mqtt-sn",
+            client_id = tracing::field::Empty
+        );
         let route = Mutex::new(first.1);
         Arc::new(ClientCell {
+            span,
             route,
             inner: Mutex::new(Inner { ch, ticket: None }),
             queue: Mutex::new(VecDeque::from([first])),
@@ -167,7 +178,7 @@ impl ClientCell {
         let quiet = matches!(&packet, Packet::Publish(p) if matches!(p.flags.qos, SnQos::Q0 | SnQos::Minus1));
         let from_now = |g: &Inner| quiet.then(|| (g.ch.next_deadline(), g.ch.fingerprint()));
         let before = from_now(&g);
-        let durable = g.handle(packet, from);
+        let durable = self.span.in_scope(|| g.handle(packet, from));
         let wake = match (before, from_now(&g)) {
             (Some((deadline, state)), Some((after, state_after))) => {
                 let earlier = match (deadline, after) {
@@ -201,12 +212,7 @@ pub(crate) struct ClientTask {
 
 /// Serves one client until it closes (its one close line is logged by the channel's finish).
 pub(crate) async fn run_client(task: ClientTask) {
-    let span = tracing::info_span!(
-        "conn",
-        peer = %task.cell.route(),
-        proto = "mqtt-sn",
-        client_id = tracing::field::Empty
-    );
+    let span = task.cell.span.clone();
     drive(task).instrument(span).await
 }
 

@@ -14,6 +14,7 @@ mod openapi;
 mod ops;
 mod prometheus;
 mod session;
+pub mod trace;
 
 use crate::auth::{AuthStore, Principal};
 use crate::error::{ApiError, ApiResult};
@@ -81,6 +82,15 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/api/v5/logout", post(session::logout))
         .route("/api/v5/banned", get(banned::list).post(banned::create))
         .route("/api/v5/banned/:as/:who", delete(banned::delete))
+        .route(
+            "/api/v5/trace",
+            get(trace::list).post(trace::create).delete(trace::clear),
+        )
+        .route("/api/v5/trace/:name", delete(trace::delete))
+        .route("/api/v5/trace/:name/stop", put(trace::stop))
+        .route("/api/v5/trace/:name/download", get(trace::download))
+        .route("/api/v5/trace/:name/log", get(trace::log))
+        .route("/api/v5/trace/:name/log_detail", get(trace::log_detail))
         .route(
             "/api/v5/mqtt/delayed",
             get(ops::delayed_settings).put(ops::put_delayed_settings),

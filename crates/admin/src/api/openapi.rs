@@ -57,6 +57,14 @@ const ROUTES: &[(&str, &str, &str, &str, bool)] = &[
     ("post", "/api/v5/gateways/lwm2m/clients/{clientid}/write", "gateways", "LwM2M write command (?path=&type=&value=) → 204", true),
     ("post", "/api/v5/gateways/lwm2m/clients/{clientid}/observe", "gateways", "LwM2M observe / cancel-observe (?path=&enable=true|false) → 204", true),
     ("get", "/api/v5/gateways/lwm2m/clients/{clientid}/lookup", "gateways", "LwM2M read or discover (?path=&action=read|discover), waiting for the device's answer", true),
+    ("get", "/api/v5/trace", "trace", "Log traces [{name, type, clientid|topic|ip_address, start_at, end_at, status, log_size}]", true),
+    ("post", "/api/v5/trace", "trace", "Create a log trace {name, type: clientid|topic|ip_address, clientid|topic|ip_address, start_at?, end_at?, payload_encode?: text|hex|hidden, formatter?: text|json} (409 ALREADY_EXISTS, DUPLICATE_CONDITION)", true),
+    ("delete", "/api/v5/trace", "trace", "Delete every log trace (204)", true),
+    ("delete", "/api/v5/trace/{name}", "trace", "Delete a log trace and its file (204)", true),
+    ("put", "/api/v5/trace/{name}/stop", "trace", "Stop a log trace (kept for download)", true),
+    ("get", "/api/v5/trace/{name}/download", "trace", "The trace's log file (text/plain attachment)", true),
+    ("get", "/api/v5/trace/{name}/log", "trace", "Part of the trace's file (?position=&bytes=) → {items, meta: {position, bytes}}", true),
+    ("get", "/api/v5/trace/{name}/log_detail", "trace", "The trace file's size per node [{node, size, mtime}]", true),
 ];
 
 /// The document.
