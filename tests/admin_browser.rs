@@ -144,6 +144,8 @@ async fn dashboard_in_headless_chromium() {
         for i in 0u32.. {
             load.publish("browser/load", QoS::AtMostOnce, false, &i.to_be_bytes())
                 .await;
+            // Pacing, not synchronization: the chart plots a message rate over time, so the
+            // traffic is spread out, at uneven intervals so that the line moves.
             tokio::time::sleep(Duration::from_millis(40 + u64::from(i % 7) * 10)).await;
         }
     });

@@ -107,6 +107,9 @@ async fn device(sock: Arc<UdpSocket>, seen: mpsc::UnboundedSender<Seen>) {
             ack.header.set_type(MessageType::Acknowledgement);
             ack.header.message_id = mid;
             sock.send(&ack.to_bytes().unwrap()).await.unwrap();
+            // Deliberate: a separate response comes some time after the empty ACK (RFC 7252
+            // §5.2.2), so the gateway has to hold the acknowledged exchange open meanwhile
+            // rather than get the ACK and the response back to back.
             tokio::time::sleep(Duration::from_millis(200)).await;
             let mut r = response(ResponseType::Content, &token, b"later");
             r.header.set_type(MessageType::Confirmable);

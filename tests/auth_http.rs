@@ -42,6 +42,8 @@ async fn decide(
         "plain" if good => StatusCode::NO_CONTENT.into_response(),
         "dev" | "root" | "plain" | "bad" => Json(json!({"result": "deny"})).into_response(),
         "silent" => {
+            // Deliberately answers long after the broker's request_timeout (1 s): the silent
+            // service whose timeout is under test. Nothing in the test waits for this.
             tokio::time::sleep(Duration::from_secs(20)).await;
             StatusCode::NO_CONTENT.into_response()
         }
@@ -224,7 +226,23 @@ async fn http_authenticator_on_every_protocol() {
             (rc, t.elapsed())
         }));
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Every silent request is at the service (which holds it) before the next client comes.
+    let silent_calls = || {
+        calls
+            .lock()
+            .iter()
+            .filter(|b| b["username"] == json!("silent"))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while silent_calls() < 10 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        silent_calls(),
+        10,
+        "the silent clients' requests did not all reach the service"
+    );
     let t = Instant::now();
     assert_eq!(connect(mqtt, "d2", "dev", "good").await.0, 0);
     assert!(

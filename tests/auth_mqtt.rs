@@ -428,6 +428,8 @@ async fn publish_rate_limit_disconnects_a_flooding_client() {
     for i in 0..12 {
         calm.publish("calm/t", QoS::AtMostOnce, false, b"x").await;
         if i >= 5 {
+            // Pacing, not synchronization: the limit is a rate (10/s), so a calm client has to
+            // spread its publishes over time; 150 ms apart stays under it.
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
     }

@@ -396,6 +396,8 @@ async fn queue_mode_and_lifetime_expiry() {
     dev.register_query = vec!["lt=3".into(), "lwm2m=1.1".into(), "b=UQ".into()];
     assert_eq!(dev.register().await, Some(0x41));
     event(&mut mqtt, "register").await;
+    // Letting time pass is the point: the device has been silent for longer than
+    // qmode_time_window (1 s), so the gateway takes it as asleep and holds commands.
     tokio::time::sleep(Duration::from_millis(1300)).await;
     for id in 1..=2 {
         let cmd = json!({"reqID":id,"msgType":"read","data":{"path":"/3/0/0"}});
@@ -417,7 +419,8 @@ async fn queue_mode_and_lifetime_expiry() {
         event(&mut mqtt, "r2").await.1["reqID"].clone(),
     ];
     assert_eq!(ids, vec![json!(1), json!(2)]);
-    // Lifetime 3 s: silent for longer, the registration is gone.
+    // Lifetime 3 s: silent for longer, the registration is gone. Letting time pass is the
+    // point: the lifetime plus a margin.
     tokio::time::sleep(Duration::from_millis(3500)).await;
     assert_eq!(dev.update(&[], None).await, Some(0x84), "expired: 4.04");
 }

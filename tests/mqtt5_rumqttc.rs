@@ -504,7 +504,9 @@ async fn session_expires_after_its_interval() {
     assert!(sub.connack.session_present, "resumed within 1 s");
     sub.disconnect().await;
 
-    // ...and gone after the interval.
+    // ...and gone after the interval. Letting time pass is the point: the 1 s expiry interval,
+    // plus up to 1 s until the broker's once-a-second reaper discards the expired session, plus
+    // a margin.
     tokio::time::sleep(Duration::from_millis(2300)).await;
     let mut sub = V5::connect_with(opts).await;
     assert!(
@@ -832,6 +834,8 @@ async fn message_expiry_in_queue_and_remaining_interval() {
         )
         .await;
 
+    // Letting time pass is the point: past exp/short's and ret/short's 1 s expiry, and long
+    // enough that the remaining intervals below (~97.8 s of 100) have visibly counted down.
     tokio::time::sleep(Duration::from_millis(2200)).await;
 
     let mut sub = V5::connect_with(opts).await;

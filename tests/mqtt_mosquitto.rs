@@ -442,12 +442,23 @@ fn no_will_on_disconnect(version: &str) {
     let broker = Broker::start();
     let addr = broker.mqtt_addr();
     let will_topic = format!("mosq/{version}/nowill");
-    let mut watcher = Sub::spawn(addr, version, &["-t", &will_topic, "-q", "1"]);
+    let polite_id = format!("polite-{version}");
+    // The watcher also follows the polite client's `$SYS/.../disconnected` event: the broker
+    // publishes a will (if any) before it reports the disconnect, so once the event has arrived
+    // a wrongly published will would have arrived ahead of it.
+    let gone_topic = format!("$SYS/brokers/+/clients/{polite_id}/disconnected");
+    let mut watcher = Sub::spawn(
+        addr,
+        version,
+        &["-t", &will_topic, "-t", &gone_topic, "-q", "1"],
+    );
     watcher.wait_subscribed();
     let mut polite = Sub::spawn(
         addr,
         version,
         &[
+            "-i",
+            &polite_id,
             "-t",
             "mosq/polite",
             "-C",
@@ -478,11 +489,21 @@ fn no_will_on_disconnect(version: &str) {
         "precondition: the client sent DISCONNECT\n{}",
         polite.transcript()
     );
-    // Long enough for a wrongly published will to arrive.
-    thread::sleep(Duration::from_millis(1000));
+    let gone_suffix = format!("/clients/{polite_id}/disconnected|");
     assert!(
-        watcher.messages().is_empty(),
-        "no will may be published after a DISCONNECT\n{}",
+        watcher.wait_line(WAIT, |l| l.starts_with("MSG|$SYS/brokers/")
+            && l.contains(&gone_suffix)),
+        "the polite client's disconnected event never arrived\n{}",
+        watcher.transcript()
+    );
+    let wills: Vec<Msg> = watcher
+        .messages()
+        .into_iter()
+        .filter(|m| m.topic == will_topic)
+        .collect();
+    assert!(
+        wills.is_empty(),
+        "no will may be published after a DISCONNECT: {wills:?}\n{}",
         watcher.transcript()
     );
 }

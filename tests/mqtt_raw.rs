@@ -535,10 +535,21 @@ fn disconnect_reaches_a_client_that_is_still_sending() {
     body.push(0); // no properties
     body.extend_from_slice(b"x");
     raw.send(&packet(PUBLISH, &body));
+    // Wait until the broker's DISCONNECT has reached the client (peeked, so the client still
+    // has read nothing): from then on the broker is closing the connection.
+    raw.stream.set_read_timeout(Some(WAIT)).unwrap();
+    let mut head = [0u8; 1];
+    let peeked = raw.stream.peek(&mut head);
+    assert!(
+        matches!(peeked, Ok(1)),
+        "no answer to read after a PUBLISH to a wildcard topic: {peeked:?}"
+    );
     // The client has not read anything yet and keeps writing, as a client with PUBRELs or
-    // PUBLISHes in flight does.
+    // PUBLISHes in flight does. The pause before each write is deliberate, not a wait for the
+    // broker: it lets a reset from a broker that closed without lingering come back, so the
+    // next write would fail as the client's did.
     for i in 0..5 {
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
         let wrote = raw.stream.write_all(&[PINGREQ, 0]);
         assert!(
             wrote.is_ok(),

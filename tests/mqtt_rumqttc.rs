@@ -577,7 +577,9 @@ async fn persistent_session_expires_after_session_expiry_interval() {
     );
     a.disconnect().await;
 
-    // ... and after it, it is gone, subscription included.
+    // ... and after it, it is gone, subscription included. Letting time pass is the point: the
+    // 1 s interval, plus up to 1 s until the broker's once-a-second reaper discards the expired
+    // session, plus a margin.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let mut a = Client::connect_with(opts).await;
     assert!(

@@ -234,6 +234,9 @@ fn packets_need_not_align_with_frames() {
     let connect = Connect::v311("ws-split").encode();
     let (a, b) = connect.split_at(5);
     ws.send_frame(a);
+    // Deliberate, not a wait for the broker (which answers nothing to half a CONNECT): the
+    // pause makes the broker most likely read the first frame on its own, so it must keep the
+    // incomplete packet buffered until the next frame instead of getting both in one read.
     std::thread::sleep(Duration::from_millis(50));
     ws.send_frame(b);
     assert_eq!(

@@ -64,38 +64,71 @@ async fn mqtt_sn_sub_receives_from_mqtt() {
     let gw = broker.listener(GW);
     let dir = common::temp_dir("pysub");
     let out_path = dir.join("out");
+    let err_path = dir.join("err");
     let out = std::fs::File::create(&out_path).expect("out file");
+    let err = std::fs::File::create(&err_path).expect("err file");
+    // -d: its debug log (stderr, one record at a time) says when the SUBACK arrived.
     let mut child = Command::new("mqtt_sn_sub")
         .args(["-h", "127.0.0.1", "-p", &gw.port().to_string(), "-q", "1"])
-        .args(["-i", "py-sub", "-t", "py/down", "-1", "--timeout", "5"])
+        .args([
+            "-i",
+            "py-sub",
+            "-t",
+            "py/down",
+            "-1",
+            "--timeout",
+            "5",
+            "-d",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::from(out))
-        .stderr(Stdio::null())
+        .stderr(Stdio::from(err))
         .spawn()
         .expect("spawn mqtt_sn_sub");
     let mqtt = Client::connect(broker.mqtt_addr(), "mqtt-py-pub").await;
-    // Publish until the subscriber has subscribed, received one message and exited (-1).
+    // Publish once the subscriber has its SUBACK; it exits after one message (-1).
+    let subscribed = tokio::task::spawn_blocking({
+        let err_path = err_path.clone();
+        move || {
+            common::wait_until(Duration::from_secs(20), || {
+                std::fs::read_to_string(&err_path)
+                    .is_ok_and(|e| e.contains("SUBACK return code: 0"))
+            })
+        }
+    })
+    .await
+    .expect("join");
     let mut exited = None;
-    for _ in 0..40 {
+    if subscribed {
         mqtt.client
             .publish("py/down", QoS::AtLeastOnce, false, "to-sensor")
             .await
             .expect("publish");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        if let Ok(Some(status)) = child.try_wait() {
-            exited = Some(status);
-            break;
-        }
-    }
-    if exited.is_none() {
+        exited = tokio::task::spawn_blocking(move || {
+            let status = common::wait_child(&mut child, Duration::from_secs(20));
+            if status.is_none() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            status
+        })
+        .await
+        .expect("join");
+    } else {
         let _ = child.kill();
         let _ = child.wait();
     }
     let printed = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let debug = std::fs::read_to_string(&err_path).unwrap_or_default();
     let _ = std::fs::remove_dir_all(&dir);
     assert!(
+        subscribed,
+        "mqtt_sn_sub got no SUBACK\n{debug}\n{}",
+        broker.log_excerpt()
+    );
+    assert!(
         exited.is_some_and(|s| s.success()),
-        "mqtt_sn_sub did not exit after one message: {exited:?}\n{printed}\n{}",
+        "mqtt_sn_sub did not exit after one message: {exited:?}\n{printed}\n{debug}\n{}",
         broker.log_excerpt()
     );
     assert!(printed.contains("to-sensor"), "{printed}");

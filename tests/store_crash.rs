@@ -38,7 +38,13 @@ fn connect(addr: SocketAddr, c: &Connect) -> (Raw, bool) {
 
 /// Publishes numbered messages until the broker dies; returns the numbers acknowledged
 /// (PUBACK for QoS 1, PUBREC for QoS 2 — the point where the broker owns the message).
-fn publish_until_dead(addr: SocketAddr, qos: u8, stop: &AtomicBool) -> Vec<u32> {
+/// `started` is set at the first acknowledgement.
+fn publish_until_dead(
+    addr: SocketAddr,
+    qos: u8,
+    stop: &AtomicBool,
+    started: &AtomicBool,
+) -> Vec<u32> {
     let (mut p, _) = connect(addr, &Connect::v311("crash-pub"));
     let mut acked = Vec::new();
     for n in 1..=100_000u32 {
@@ -49,7 +55,10 @@ fn publish_until_dead(addr: SocketAddr, qos: u8, stop: &AtomicBool) -> Vec<u32> 
         p.send(&publish("crash/t", qos, pkid, n.to_string().as_bytes()));
         let want = if qos == 1 { PUBACK } else { PUBREC };
         match p.read(WAIT) {
-            Got::Packet(h, body) if h == want && body[..2] == pkid.to_be_bytes() => acked.push(n),
+            Got::Packet(h, body) if h == want && body[..2] == pkid.to_be_bytes() => {
+                acked.push(n);
+                started.store(true, Ordering::Relaxed);
+            }
             _ => return acked,
         }
         if qos == 2 {
@@ -107,10 +116,17 @@ fn crash_round(qos: u8, kill_after: Duration) {
 
     let stop = Arc::new(AtomicBool::new(false));
     let killer_stop = stop.clone();
+    let publishing = AtomicBool::new(false);
     let started = Instant::now();
     let acked = std::thread::scope(|s| {
-        let publisher = s.spawn(|| publish_until_dead(addr, qos, &stop));
-        std::thread::sleep(kill_after);
+        let publisher = s.spawn(|| publish_until_dead(addr, qos, &stop, &publishing));
+        // The stream is under way once the broker acknowledged its first message...
+        let under_way = common::wait_until(WAIT, || publishing.load(Ordering::Relaxed));
+        // ...and the kill comes `kill_after` into it: letting time pass is the point, each
+        // round crashes the broker at a different depth of the stream.
+        if under_way {
+            std::thread::sleep(kill_after);
+        }
         node.kill();
         killer_stop.store(true, Ordering::Relaxed);
         publisher.join().unwrap()
