@@ -60,6 +60,9 @@ impl BusHandle {
             // MQTT 5 §3.1.3.2.2: reconnecting before the delay ends cancels the will.
             will.cancel();
         }
+        // A session whose expiry passed is gone even if the periodic reaper has not run yet: a
+        // client reconnecting after its session expired must not resume it (MQTT-3.1.2-23).
+        self.reap_expired(tokio::time::Instant::now().into_std());
         let generation = self.0.next_generation.fetch_add(1, Ordering::Relaxed);
         let (previous, pending) = {
             let mut reg = self.0.registry.lock();
