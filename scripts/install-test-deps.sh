@@ -184,3 +184,14 @@ if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
 else
     apt_install postgresql
 fi
+
+# --- packaging (tests/deploy.rs runs scripts/package.sh; owner: packaging) ------------------------
+# dpkg-deb builds and lists the .deb; binutils' strip and objdump drop debug information and read
+# the glibc version the binary needs (its Depends line); python3 reads Cargo.toml's metadata.
+if ! command -v dpkg-deb >/dev/null 2>&1; then
+    apt_install dpkg
+fi
+if ! command -v objdump >/dev/null 2>&1 || ! command -v strip >/dev/null 2>&1; then
+    apt_install binutils
+fi
+log "ready: dpkg-deb, strip, objdump"

@@ -39,6 +39,13 @@ enum CtlCommand {
     /// Gateways and their status.
     #[command(subcommand)]
     Gateways(GatewaysCommand),
+    /// Stop the node that runs on this config's node.data_dir (SIGTERM to the pid in
+    /// <data_dir>/switchyard.pid: a graceful shutdown) and wait for it to exit.
+    Stop {
+        /// How long to wait for the exit, in seconds.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,6 +87,8 @@ pub fn run(config: &Config, args: CtlArgs) -> anyhow::Result<()> {
         CtlCommand::Clients(ClientsCommand::Show { clientid }) => Action::ClientsShow(clientid),
         CtlCommand::Clients(ClientsCommand::Kick { clientid }) => Action::ClientsKick(clientid),
         CtlCommand::Gateways(GatewaysCommand::List) => Action::GatewaysList,
+        // Local: a signal through the pid file, not the admin API.
+        CtlCommand::Stop { timeout } => return stop(config, timeout),
     };
     if !matches!(action, Action::Status) {
         target.auth = Some(match (&args.api_key, &args.api_secret, &args.password) {
@@ -92,5 +101,22 @@ pub fn run(config: &Config, args: CtlArgs) -> anyhow::Result<()> {
     }
     let out = ctl::run(&target, &action).map_err(anyhow::Error::msg)?;
     print!("{out}");
+    Ok(())
+}
+
+/// `switchyard ctl stop`: the node of this config's data directory, through its pid file.
+fn stop(config: &Config, timeout: u64) -> anyhow::Result<()> {
+    use crate::pidfile::Stopped;
+    let dir = &config.node.data_dir;
+    match crate::pidfile::stop(dir, std::time::Duration::from_secs(timeout))? {
+        Stopped::Exited(pid) => println!("switchyard (pid {pid}) stopped"),
+        Stopped::NotRunning => anyhow::bail!(
+            "not running: no {} (is node.data_dir the running node's?)",
+            crate::pidfile::path(dir).display()
+        ),
+        Stopped::Stale(pid) => {
+            anyhow::bail!("not running: pid {pid} had exited (stale pid file removed)")
+        }
+    }
     Ok(())
 }

@@ -6,6 +6,8 @@ mod ctl;
 mod delayed_store;
 mod gateways;
 mod logfile;
+mod pidfile;
+mod sdnotify;
 mod settings;
 mod startup;
 mod trace;

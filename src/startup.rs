@@ -1,8 +1,11 @@
-//! Start-up and shutdown: tracing (the console, the log file of `[log.file]`), binding
-//! listeners (a port in use is a clear error), the ready file, and graceful shutdown on
-//! SIGINT/SIGTERM (stop accepting, close connections with the right reason, wait for tasks). The API-state store (`<data_dir>/state.db`) is opened
-//! once here and shared by everything that keeps state made through the API (built-in users,
-//! dashboard admins, API keys), whose views follow its change feed.
+//! Start-up and shutdown: tracing (the console, the log file of `[log.file]`, log traces),
+//! binding listeners (a port in use is a clear error), the ready file, systemd's readiness
+//! (READY=1 once every listener is bound, STOPPING=1 when shutdown begins: `sdnotify.rs`), the
+//! pid file `ctl stop` signals (`pidfile.rs`), and graceful shutdown on SIGINT/SIGTERM (stop
+//! accepting, close connections with the right reason, wait for tasks). The API-state store
+//! (`<data_dir>/state.db`) is opened once here and shared by everything that keeps state made
+//! through the API (built-in users, dashboard admins, API keys, log traces), whose views follow
+//! its change feed.
 
 use crate::logfile::{LogFileWriter, RotatingFile};
 use crate::settings;
@@ -112,6 +115,8 @@ pub async fn run(
     let state: SharedState = Arc::new(
         SqliteState::open(&config.node.data_dir).context("cannot open the API-state store")?,
     );
+    // For `switchyard ctl stop`; removed when this function returns.
+    let _pid_file = crate::pidfile::PidFile::create(&config.node.data_dir)?;
     // Subscribed before any view loads, so no change falls between loading and following.
     let feed = state.changes();
     let security = settings::security(&config, state.clone())?;
@@ -191,10 +196,13 @@ pub async fn run(
     if let Some(path) = ready_file {
         write_ready_file(&path, &bound)?;
     }
+    // Every listener is bound: a `Type=notify` systemd unit counts as started from here.
+    crate::sdnotify::notify_logged("READY=1\nSTATUS=running");
     tracing::info!(node = %config.node.name, version = env!("CARGO_PKG_VERSION"), "switchyard started");
 
     let reason = shutdown_signal().await;
     tracing::info!(signal = reason, "shutting down");
+    crate::sdnotify::notify_logged("STOPPING=1");
     cancel.cancel();
     tracker.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
