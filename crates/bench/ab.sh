@@ -14,7 +14,8 @@
 # and CoAP publishers. Prints the table of medians with the ratio new/base.
 #
 # Knobs (environment; none may start with SWITCHYARD_): REPS=3 DURATION=5s CLIENTS=1000
-#   AB_KEEP=1 keeps the base build (in /tmp/switchyard-ab-*) for another run.
+#   AB_KEEP=1 keeps the raw results (in /tmp/switchyard-ab.*); AB_ONLY=text runs only the
+#   scenarios whose name contains it.
 set -euo pipefail
 
 BASE_REV=${1:?usage: crates/bench/ab.sh BASE_REV [NEW_REV]}
@@ -93,6 +94,7 @@ ulimit -n "$(ulimit -Hn)"
 for rep in $(seq "$REPS"); do
     for entry in "${SCENARIOS[@]}"; do
         IFS='|' read -r name args <<<"$entry"
+        if [[ -n "${AB_ONLY:-}" && "$name" != *"$AB_ONLY"* ]]; then continue; fi
         for side in base new; do
             if [[ $side == base ]]; then bin=$WORK/switchyard-base; tree=$BASE_TREE
             else bin=$WORK/target/release/switchyard; tree=$NEW_TREE; fi

@@ -184,6 +184,17 @@ pub fn replay_dir(dir: &Path, harness: impl Fn(&[u8])) -> usize {
     files.len()
 }
 
+/// Replays the committed seed corpus of `target` (under `fuzz/seeds/`) through `harness`, as
+/// `cargo test` does for every fuzz target; fails when the corpus is empty or a seed fails.
+pub fn replay_seeds(manifest_dir: &str, target: &str, harness: impl Fn(&[u8])) {
+    let dir = seeds(manifest_dir, target);
+    assert!(
+        replay_dir(&dir, harness) > 0,
+        "no seeds in {}",
+        dir.display()
+    );
+}
+
 /// The seed corpus directory of a fuzz target, from a crate's manifest directory (every crate
 /// sits two levels below the workspace root).
 pub fn seeds(manifest_dir: &str, target: &str) -> std::path::PathBuf {

@@ -62,15 +62,10 @@ pub fn message(data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchyard_bus::fuzzing::{replay_dir, seeds};
+    use switchyard_bus::fuzzing::replay_seeds;
 
     fn replay(target: &str, harness: fn(&[u8])) {
-        let dir = seeds(env!("CARGO_MANIFEST_DIR"), target);
-        assert!(
-            replay_dir(&dir, harness) > 0,
-            "no seeds in {}",
-            dir.display()
-        );
+        replay_seeds(env!("CARGO_MANIFEST_DIR"), target, harness);
     }
 
     #[test]
