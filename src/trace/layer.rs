@@ -14,7 +14,7 @@ use super::{Active, TraceHub};
 use std::fmt::{self, Write as _};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use switchyard_admin::{PayloadEncode, TraceFormatter};
+use switchyard_admin::{PayloadEncode, TraceFormatter, TraceKind};
 use tracing::field::{Field, Visit};
 use tracing::level_filters::LevelFilter;
 use tracing::subscriber::Interest;
@@ -84,6 +84,9 @@ fn parse_ip(s: &str) -> Option<IpAddr> {
 /// The event fields a trace can match on.
 #[derive(Default)]
 pub struct EventKeys {
+    /// Whether to keep `topic` (some running trace is a topic trace): a trace of one client
+    /// costs the other clients' events no allocation.
+    want_topic: bool,
     /// `topic`.
     pub topic: Option<String>,
     /// `client_id`.
@@ -95,7 +98,7 @@ pub struct EventKeys {
 impl EventKeys {
     fn set(&mut self, name: &str, value: impl FnOnce() -> String) {
         match name {
-            "topic" => self.topic = Some(value()),
+            "topic" if self.want_topic => self.topic = Some(value()),
             "client_id" => self.client_id = Some(value()),
             "peer" => self.ip = parse_ip(&value()),
             _ => {}
@@ -163,7 +166,10 @@ where
                 .into_iter()
                 .find_map(|s| s.extensions().get::<ConnExt>().map(|c| c.0.clone()))
         });
-        let mut keys = EventKeys::default();
+        let mut keys = EventKeys {
+            want_topic: traces.iter().any(|t| t.spec.kind == TraceKind::Topic),
+            ..EventKeys::default()
+        };
         event.record(&mut keys);
         for t in traces.iter() {
             if t.spec.is_running(now) && t.matches(conn.as_deref(), &keys) {
