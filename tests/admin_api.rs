@@ -18,18 +18,22 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 #[tokio::test]
-async fn status_needs_no_auth_and_everything_else_does() {
+async fn status_and_prometheus_need_no_auth_and_everything_else_does() {
     let broker = Broker::start();
     let api = Api::new(&broker);
     let r = api.http.get(api.url("/status")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert!(r.text().await.unwrap().contains("is running"));
-    for path in [
-        "/api/v5/clients",
-        "/api/v5/stats",
-        "/api/v5/prometheus/stats",
-        "/api/v5/gateways",
-    ] {
+    // EMQX 5 scrapes Prometheus without credentials unless prometheus.enable_basic_auth is set
+    // (tests/ops_misc.rs covers the switch).
+    let r = api
+        .http
+        .get(api.url("/api/v5/prometheus/stats"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    for path in ["/api/v5/clients", "/api/v5/stats", "/api/v5/gateways"] {
         let r = api.http.get(api.url(path)).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path}");
         let v: Value = r.json().await.unwrap();
