@@ -709,19 +709,22 @@ impl<T: Clone> Transport<T> {
         let Some(p) = self.pending.remove(&key) else {
             return;
         };
-        if code_of(&packet) == code::EMPTY {
-            if let Some(tag) = p.tag {
-                ev.push(Event::Acked { peer, tag });
-            }
-            return;
-        }
+        // A piggybacked response answers the request this ACK acknowledges, by its token (RFC
+        // 7252 §5.2.1, §5.3.2). Anything else in an ACK (empty, a "response" to one of our
+        // notifications, a token that is not the request's) still acknowledges the message:
+        // reported as Acked, so the sender is not left waiting for an event that never comes
+        // (a CoAP observer's notification window, an LwM2M device's command queue).
+        let piggybacked =
+            code_of(&packet) != code::EMPTY && p.token.as_deref() == Some(packet.get_token());
         let tk = (peer, packet.get_token().to_vec());
-        if let Some(o) = self.outstanding.get(&tk) {
+        if let Some(o) = self.outstanding.get(&tk).filter(|_| piggybacked) {
             let tag = o.tag.clone();
             if !o.observe || !has_observe(&packet) {
                 self.outstanding.remove(&tk);
             }
             ev.push(Event::Response { peer, tag, packet });
+        } else if let Some(tag) = p.tag {
+            ev.push(Event::Acked { peer, tag });
         }
     }
 

@@ -447,3 +447,39 @@ async fn request_with_token_uses_the_given_token_and_never_an_empty_one() {
     assert_eq!(token.len(), 8);
     assert_eq!(sent(&mut t)[0].get_token(), token.as_slice());
 }
+
+/// Fuzzing regression (coap_channel, fuzz/seeds/coap_channel/regress-ack-with-code): an ACK with
+/// a non-empty code to a CON notification (or with a token that is not the request's) removed
+/// the message from the retransmission set without any event, so the observer's channel waited
+/// for its CON window forever and every later notification stayed queued.
+#[tokio::test(start_paused = true)]
+async fn ack_with_a_code_still_acknowledges() {
+    let mut t: Transport<u32> = Transport::with_seed(cfg(1.0), 7);
+    let mid = t.notify(peer(), notification(b"tk"), true, 9, "/ps/a", now());
+    sent(&mut t);
+    let ack = request(MessageType::Acknowledgement, mid, b"", code::GET, &[]);
+    let ev = t.handle_datagram(peer(), &bytes(&ack), now());
+    assert!(
+        matches!(ev.as_slice(), [Event::Acked { tag: 9, .. }]),
+        "{ev:?}"
+    );
+    // A piggybacked "response" whose token is not the request's acknowledges it too; the
+    // request's own response may still come separately.
+    let get = request(MessageType::Confirmable, 0, b"", code::GET, &["3"]);
+    t.request_with_token(peer(), get, true, false, b"rq".to_vec(), 5, now());
+    let mid = sent(&mut t)[0].header.message_id;
+    let mut other = request(MessageType::Acknowledgement, mid, b"xx", code::CONTENT, &[]);
+    other.payload = b"1".to_vec();
+    let ev = t.handle_datagram(peer(), &bytes(&other), now());
+    assert!(
+        matches!(ev.as_slice(), [Event::Acked { tag: 5, .. }]),
+        "{ev:?}"
+    );
+    let mut late = request(MessageType::NonConfirmable, 77, b"rq", code::CONTENT, &[]);
+    late.payload = b"2".to_vec();
+    let ev = t.handle_datagram(peer(), &bytes(&late), now());
+    assert!(
+        matches!(ev.as_slice(), [Event::Response { tag: 5, .. }]),
+        "{ev:?}"
+    );
+}

@@ -30,9 +30,9 @@ fn transport_seeds() -> Vec<(String, Vec<u8>)> {
             "gen-notify-request".into(),
             prog(&[
                 &[1, 6, 2, b'a', b'b', 0, 5, 2, 1, 0], // CON notification, 300 bytes
-                &[1, 8, 0, 0],                         // ACK
+                &[1, 8, 0, 0, 0],                      // empty ACK
                 &[2, 7, 0, 1, 1, 1],                   // CON GET Observe (client role)
-                &[2, 8, 1, 2, 1, 3],                   // piggybacked 2.05 Observe 3
+                &[2, 8, 1, 0, 2, 1, 3],                // piggybacked 2.05 Observe 3
                 &[0, 10, 100, 1],
             ]),
         ),

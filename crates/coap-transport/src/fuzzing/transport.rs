@@ -343,6 +343,11 @@ impl World {
             return;
         };
         let mut p = Packet::new();
+        // Empty ACKs and RSTs, as RFC 7252 §4.2 wants, sometimes with a code.
+        wire::set_code(
+            &mut p,
+            *input.pick(&[code::EMPTY, code::EMPTY, code::CONTENT]),
+        );
         match input.u8() % 4 {
             0 if con => p.header.set_type(MessageType::Acknowledgement),
             1 => p.header.set_type(MessageType::Reset),

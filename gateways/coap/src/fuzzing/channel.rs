@@ -388,6 +388,16 @@ impl World {
                     MessageType::Acknowledgement
                 });
                 p.header.message_id = mid;
+                // Mostly empty, as RFC 7252 §4.2 wants; sometimes with a code, as buggy
+                // clients send.
+                let c = *input.pick(&[
+                    code::EMPTY,
+                    code::EMPTY,
+                    code::EMPTY,
+                    code::CONTENT,
+                    code::GET,
+                ]);
+                wire::set_code(&mut p, c);
                 let bytes = p.to_bytes_unlimited().unwrap_or_default();
                 self.datagram(j, &bytes, false);
             }
@@ -432,6 +442,7 @@ impl World {
             let mut p = Packet::new();
             p.header.set_type(MessageType::Acknowledgement);
             p.header.message_id = mid;
+            wire::set_code(&mut p, code::EMPTY);
             let bytes = p.to_bytes_unlimited().unwrap_or_default();
             self.datagram(j, &bytes, false);
         }

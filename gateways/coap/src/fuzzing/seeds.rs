@@ -104,7 +104,7 @@ fn channel_seeds() -> Vec<(String, Vec<u8>)> {
                 &[
                     &[0, 1, 1, 0, 1, 2, b'x', b'y', 1, 0, 5, 0, 0, 1, 1], // observe "a" QoS 1
                     &[0, 8, 0, 1],                                        // server publishes
-                    &[0, 5, 0, 1],                                        // ACK
+                    &[0, 5, 0, 1, 0],                                     // empty ACK
                     &[0, 8, 0, 0],
                     &[0, 2, 1, 0, 2, 0, 1, 0, 2, 1, 1, 0], // POST /ps/a/b QoS 1
                     &[0, 7, 10, 1],
@@ -120,7 +120,7 @@ fn channel_seeds() -> Vec<(String, Vec<u8>)> {
                     &[0, 1, 1, 0, 1, 0, 1, 0, 0, 0],                      // create
                     &[0, 1, 1, 0, 2, 2, b't', b'k', 1, 2, 5, 1, 0, 1, 1], // observe "a/b"
                     &[0, 9, 1, 2],                                        // server publishes
-                    &[0, 5, 0, 1],                                        // ACK
+                    &[0, 5, 0, 1, 0],                                     // empty ACK
                     &[0, 1, 1, 0, 3, 0, 1, 1, 2, 0, 1, 0],                // stale token
                     &[0, 1, 1, 0, 4, 0, 1, 2, 0, 3],                      // delete
                 ],

@@ -422,13 +422,19 @@ impl World {
         let mut p = Packet::new();
         let kind = input.u8() % 5;
         match kind {
-            0 => {
-                p.header.set_type(MessageType::Acknowledgement);
+            0 | 1 => {
+                p.header.set_type(if kind == 0 {
+                    MessageType::Acknowledgement
+                } else {
+                    MessageType::Reset
+                });
                 p.header.message_id = mid;
-            }
-            1 => {
-                p.header.set_type(MessageType::Reset);
-                p.header.message_id = mid;
+                // Empty as RFC 7252 §4.2 wants, or with a code and no token, as buggy devices
+                // send.
+                wire::set_code(
+                    &mut p,
+                    *input.pick(&[code::EMPTY, code::EMPTY, code::CONTENT]),
+                );
             }
             _ => {
                 if kind == 2 {

@@ -181,7 +181,7 @@ fn channel_seeds() -> Vec<(String, Vec<u8>)> {
             prog(&[
                 &register(1, 1, 1, 3),           // queue mode
                 &[1, 4, 1, 7, 0, 3, 0, 1, 0, 1], // observe /3/0/1 as LwM2M JSON
-                &[1, 6, 0, 0],                   // empty ACK: separate response follows
+                &[1, 6, 0, 0, 0],                // empty ACK: separate response follows
                 &[1, 6, 0, 3, 0, 2, 1, 9, 0],    // CON 2.05 with Observe 9
                 &[1, 9, 30, 1],
                 &[1, 1, 1, 0, 2, 0, 0], // Update
