@@ -597,11 +597,12 @@ impl Channel {
             let mut taken = taken.into_iter();
             while let Some(d) = taken.next() {
                 pulled += 1;
-                self.notify(d, now);
+                let rest = self.notify(d, now);
                 if !self.con_inflight.is_empty() {
                     // Also when a delivery meant for NON went CON (at least one a day, RFC 7641
-                    // §4.5): the rest goes back to the front, in order, until the ACK.
-                    outbox.requeue_front(taken.collect());
+                    // §4.5): the rest (of this delivery's observations, then of the batch) goes
+                    // back to the front, in order, until the ACK.
+                    outbox.requeue_front(rest.into_iter().chain(taken).collect());
                     break;
                 }
             }
@@ -609,10 +610,15 @@ impl Channel {
         pulled
     }
 
-    fn notify(&mut self, d: Delivery, now: Instant) {
+    /// One notification per observation the delivery matches, until one goes CON: the same
+    /// message for the client's other observations must wait for its ACK too (one exchange
+    /// outstanding per client, RFC 7252 §4.7 NSTART = 1), so what is left of the delivery is
+    /// returned, for the front of the outbox.
+    fn notify(&mut self, d: Delivery, now: Instant) -> Option<Delivery> {
         let want_con = wants_con(self.gw.settings.notify_type, d.qos);
         let mut sent = false;
-        for id in &d.subscription_ids {
+        let mut rest = None;
+        for (i, id) in d.subscription_ids.iter().enumerate() {
             let Some(o) = self.observations.get_mut(id) else {
                 continue;
             };
@@ -639,6 +645,11 @@ impl Channel {
                 resource: o.obs.resource.clone(),
             });
             sent = true;
+            if con {
+                let left = d.subscription_ids.get(i + 1..).unwrap_or_default().to_vec();
+                rest = (!left.is_empty()).then_some(left);
+                break;
+            }
         }
         let m = self.gw.bus.metrics();
         Metrics::inc(if sent {
@@ -646,6 +657,10 @@ impl Channel {
         } else {
             &m.messages_dropped
         });
+        rest.map(|subscription_ids| Delivery {
+            subscription_ids,
+            ..d
+        })
     }
 
     /// Ends the channel: the attachment hands the session back to the bus (to a taker-over

@@ -383,3 +383,36 @@ async fn the_daily_con_notification_is_not_overtaken() {
     );
     assert_eq!(rig.app, [b"d0".to_vec(), b"d1".to_vec(), b"d2".to_vec()]);
 }
+
+/// Fuzzing regression (coap_channel, fuzz/seeds/coap_channel/regress-two-observations): one
+/// message matching two observations of a client went out as two CON notifications at once, two
+/// exchanges outstanding to one endpoint against RFC 7252 §4.7 (NSTART = 1) and this channel's
+/// invariant. The second observation's notification now waits for the first one's ACK.
+#[tokio::test(start_paused = true)]
+async fn one_message_for_two_observations_sends_one_con_at_a_time() {
+    let mut rig = Rig::observing().await;
+    let mut get = Packet::new();
+    get.header.set_type(MessageType::Confirmable);
+    get.header.message_id = 2;
+    get.set_token(b"o2".to_vec());
+    wire::set_code(&mut get, code::GET);
+    get.add_option(CoapOption::UriPath, b"ps".to_vec());
+    get.add_option(CoapOption::UriPath, b"#".to_vec());
+    get.set_observe_value(0);
+    let bytes = get.to_bytes().unwrap_or_else(|e| panic!("{e}"));
+    let events = rig.t.handle_datagram(observer(), &bytes, now());
+    rig.dispatch(events);
+    rig.pump();
+    assert_eq!(rig.ch.observations(), 2);
+    rig.lose_ack = Box::new(|_| true);
+    rig.publish("both", QoS::AtLeastOnce);
+    rig.pump();
+    assert_eq!(rig.distinct().len(), 1, "{:#?}", rig.wire);
+    assert_eq!(rig.ch.con_inflight.len(), 1);
+    rig.lose_ack = Box::new(|_| false);
+    rig.run_for(3).await;
+    let d = rig.distinct();
+    assert_eq!(d.len(), 2, "{d:#?}");
+    assert!(d.iter().all(|s| s.con && s.payload == b"both"), "{d:#?}");
+    assert!(rig.ch.con_inflight.is_empty());
+}
