@@ -623,6 +623,30 @@ impl ClientAcl {
     }
 }
 
+/// [`ClientAcl::authorize`] for a client that may not have authenticated (no ACL view: denied,
+/// never disconnected for it).
+pub fn authorize(
+    acl: Option<&mut ClientAcl>,
+    action: &Action<'_>,
+    now: Instant,
+    denials: &AtomicU64,
+) -> (Decision, bool) {
+    acl.map_or((Decision::Deny, false), |acl| {
+        acl.authorize(action, now, denials)
+    })
+}
+
+/// [`ClientAcl::will_allowed`] for a client that may not have authenticated (its will is
+/// dropped).
+pub fn will_allowed(
+    acl: Option<&mut ClientAcl>,
+    will: &switchyard_core::Message,
+    now: Instant,
+    denials: &AtomicU64,
+) -> bool {
+    acl.is_some_and(|acl| acl.will_allowed(will, now, denials))
+}
+
 #[cfg(test)]
 #[path = "authz_tests.rs"]
 mod tests;

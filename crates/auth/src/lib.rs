@@ -36,8 +36,8 @@ pub use authn::{
     UserIdType, UserInfo, LEGACY_USERS_FILE, USERS_KIND,
 };
 pub use authz::{
-    parse_rules, AclCacheSettings, AclError, Action, Authorizer, AuthzSettings, ClientAcl,
-    ClientCtx, Decision, DenyAction, Permission, Rule,
+    authorize, parse_rules, will_allowed, AclCacheSettings, AclError, Action, Authorizer,
+    AuthzSettings, ClientAcl, ClientCtx, Decision, DenyAction, Permission, Rule,
 };
 pub use backend::Grant;
 pub use banned::{BanEntry, BanError, BanKind, Banned, FlappingSettings, BANNED_KIND};

@@ -8,7 +8,8 @@ use super::{Channel, ConnectDecision, Violation};
 use crate::codec::{ConnAck, Connect, Packet};
 use std::time::Instant;
 use switchyard_auth::{
-    Action, Credentials, Decision, DenyReason, OwnedCredentials, RateLimiter, Verdict,
+    authorize, will_allowed, Action, Credentials, Decision, DenyReason, OwnedCredentials,
+    RateLimiter, Verdict,
 };
 use switchyard_bus::Metrics;
 use switchyard_core::{ClientId, CloseReason, Message};
@@ -92,11 +93,8 @@ impl Channel {
     /// denied. With `deny_action = "disconnect"` a denial also closes the connection (MQTT 5
     /// DISCONNECT 0x87).
     pub(crate) fn authorize(&mut self, action: Action<'_>, now: Instant) -> Decision {
-        let Some(acl) = self.acl.as_mut() else {
-            return Decision::Deny;
-        };
         let denials = &self.bus.metrics().authz_denials;
-        let (decision, disconnect) = acl.authorize(&action, now, denials);
+        let (decision, disconnect) = authorize(self.acl.as_mut(), &action, now, denials);
         if disconnect {
             self.fail(CloseReason::NotAuthorized);
         }
@@ -106,10 +104,8 @@ impl Channel {
     /// The will is authorized when it is published (it may have been allowed at CONNECT and
     /// denied since); a denied will is dropped, and counted.
     pub(crate) fn will_authorized(&mut self, m: &Message) -> bool {
-        let (denials, now) = (&self.bus.metrics().authz_denials, self.clock);
-        self.acl
-            .as_mut()
-            .is_some_and(|acl| acl.will_allowed(m, now, denials))
+        let denials = &self.bus.metrics().authz_denials;
+        will_allowed(self.acl.as_mut(), m, self.clock, denials)
     }
 
     /// Takes one PUBLISH from the client's rate budget; above `mqtt.max_publish_rate` the

@@ -6,7 +6,9 @@
 use super::Channel;
 use crate::settings::render;
 use std::time::Instant;
-use switchyard_auth::{Action, Credentials, Decision, OwnedCredentials, Verdict};
+use switchyard_auth::{
+    authorize, will_allowed, Action, Credentials, Decision, OwnedCredentials, Verdict,
+};
 use switchyard_bus::Metrics;
 use switchyard_core::{CloseReason, Message};
 
@@ -89,11 +91,8 @@ impl Channel {
     /// Checks a PUBLISH or SUBSCRIBE (client-visible topic, before the mountpoint) against the
     /// ACL. With `deny_action = "disconnect"` a denial also closes the client (DISCONNECT).
     pub(crate) fn authorize(&mut self, action: Action<'_>, now: Instant) -> Decision {
-        let Some(acl) = self.acl.as_mut() else {
-            return Decision::Deny;
-        };
         let denials = &self.bus.metrics().authz_denials;
-        let (decision, disconnect) = acl.authorize(&action, now, denials);
+        let (decision, disconnect) = authorize(self.acl.as_mut(), &action, now, denials);
         if disconnect {
             self.fail(CloseReason::NotAuthorized, true);
         }
@@ -103,9 +102,7 @@ impl Channel {
     /// The will is authorized when it is published (docs/mqtt-sn.md §2.4); a denied will is
     /// dropped, and counted.
     pub(crate) fn will_authorized(&mut self, m: &Message) -> bool {
-        let (denials, now) = (&self.bus.metrics().authz_denials, self.clock);
-        self.acl
-            .as_mut()
-            .is_some_and(|acl| acl.will_allowed(m, now, denials))
+        let denials = &self.bus.metrics().authz_denials;
+        will_allowed(self.acl.as_mut(), m, self.clock, denials)
     }
 }
