@@ -8,16 +8,12 @@
 mod common;
 mod mqttsn_client;
 
-use coap_lite::{CoapOption, MessageClass, MessageType, Packet as CoapPacket, RequestType};
 use common::mqtt::{text, Client};
 use common::Broker;
 use mqttsn_client::SnClient;
 use rumqttc::QoS;
-use std::net::SocketAddr;
-use std::time::Duration;
 use switchyard_lwm2m::sim::Device;
 use switchyard_mqttsn::codec::{Packet, TopicIdType};
-use tokio::net::UdpSocket;
 
 const CONFIG: &str = r#"
 [gateway.mqttsn]
@@ -29,39 +25,6 @@ mountpoint = "coap/${clientid}/"
 [gateway.lwm2m]
 mountpoint = "lwm2m/${endpoint_name}/"
 "#;
-
-/// A CoAP CON request; returns the response code ("4.01") and payload.
-async fn coap_post(
-    addr: SocketAddr,
-    path: &[&str],
-    query: &[&str],
-    body: &str,
-) -> (String, String) {
-    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let mut p = CoapPacket::new();
-    p.header.set_type(MessageType::Confirmable);
-    p.header.code = MessageClass::Request(RequestType::Post);
-    p.header.message_id = 11;
-    p.set_token(vec![9, 8, 7]);
-    for seg in path {
-        p.add_option(CoapOption::UriPath, seg.as_bytes().to_vec());
-    }
-    for q in query {
-        p.add_option(CoapOption::UriQuery, q.as_bytes().to_vec());
-    }
-    p.payload = body.as_bytes().to_vec();
-    sock.send_to(&p.to_bytes().unwrap(), addr).await.unwrap();
-    let mut buf = [0u8; 2048];
-    let (n, _) = tokio::time::timeout(Duration::from_secs(10), sock.recv_from(&mut buf))
-        .await
-        .expect("CoAP response in time")
-        .unwrap();
-    let r = CoapPacket::from_bytes(&buf[..n]).unwrap();
-    (
-        r.header.get_code(),
-        String::from_utf8_lossy(&r.payload).into_owned(),
-    )
-}
 
 #[tokio::test]
 async fn a_client_id_with_a_slash_cannot_escape_its_mountpoint_on_any_gateway() {
@@ -87,10 +50,10 @@ async fn a_client_id_with_a_slash_cannot_escape_its_mountpoint_on_any_gateway() 
 
     // CoAP (connectionless publish naming its client id).
     let coap_gw = broker.listener("coap:udp:default");
-    let (code, payload) = coap_post(coap_gw, &["ps", "t"], &["clientid=a/b"], "no").await;
+    let (code, payload) = common::coap::post(coap_gw, &["ps", "t"], &["clientid=a/b"], "no").await;
     assert_eq!(code, "4.01", "{payload}");
     assert!(payload.contains("clientid"), "{payload}");
-    let (code, _) = coap_post(coap_gw, &["ps", "t"], &["clientid=c1"], "coap").await;
+    let (code, _) = common::coap::post(coap_gw, &["ps", "t"], &["clientid=c1"], "coap").await;
     assert_eq!(code, "2.04");
     let got = watcher.expect_publish("the CoAP publish").await;
     assert_eq!(

@@ -10,7 +10,6 @@ mod common;
 mod mqttsn_client;
 
 use admin_support::Api;
-use coap_lite::{CoapOption, MessageClass, MessageType, Packet as CoapPacket, RequestType};
 use common::raw::{packet, Got, Raw, CONNACK, WAIT};
 use common::{temp_dir, Broker};
 use mqttsn_client::SnClient;
@@ -20,7 +19,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use switchyard_lwm2m::sim::Device;
 use switchyard_mqttsn::codec::Packet;
-use tokio::net::UdpSocket;
 
 /// The CONNACK code a raw MQTT client gets: (3.1.1 or 5, client id, username, password).
 async fn mqtt_connack(addr: SocketAddr, v5: bool, id: &str, user: Option<(&str, &str)>) -> u8 {
@@ -65,32 +63,6 @@ async fn mqtt_connack(addr: SocketAddr, v5: bool, id: &str, user: Option<(&str, 
     })
     .await
     .unwrap()
-}
-
-async fn coap_post(addr: SocketAddr, path: &[&str], query: &[&str]) -> (String, String) {
-    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let mut p = CoapPacket::new();
-    p.header.set_type(MessageType::Confirmable);
-    p.header.code = MessageClass::Request(RequestType::Post);
-    p.header.message_id = 21;
-    p.set_token(vec![4, 2]);
-    for seg in path {
-        p.add_option(CoapOption::UriPath, seg.as_bytes().to_vec());
-    }
-    for q in query {
-        p.add_option(CoapOption::UriQuery, q.as_bytes().to_vec());
-    }
-    sock.send_to(&p.to_bytes().unwrap(), addr).await.unwrap();
-    let mut buf = [0u8; 2048];
-    let (n, _) = tokio::time::timeout(Duration::from_secs(10), sock.recv_from(&mut buf))
-        .await
-        .expect("CoAP response in time")
-        .unwrap();
-    let r = CoapPacket::from_bytes(&buf[..n]).unwrap();
-    (
-        r.header.get_code(),
-        String::from_utf8_lossy(&r.payload).into_owned(),
-    )
 }
 
 async fn auth_failures(api: &Api) -> u64 {
@@ -185,10 +157,11 @@ async fn bans_refuse_every_protocol_before_authentication_and_persist() {
     let sn = SnClient::new(node.listener("mqttsn:udp:default"), "sn-any").await;
     sn.send(&sn.connect_packet(true, false, 30)).await;
     assert_eq!(sn.expect("CONNACK").await, Packet::ConnAck { rc: 0x80 });
-    let (code, payload) = coap_post(
+    let (code, payload) = common::coap::post(
         node.listener("coap:udp:default"),
         &["ps", "t"],
         &["clientid=coap-any"],
+        "",
     )
     .await;
     assert_eq!(
@@ -211,10 +184,11 @@ async fn bans_refuse_every_protocol_before_authentication_and_persist() {
     assert_eq!(s, StatusCode::NOT_FOUND);
     let sn = SnClient::new(node.listener("mqttsn:udp:default"), "sn-any").await;
     sn.connect(true, 30).await;
-    let (code, _) = coap_post(
+    let (code, _) = common::coap::post(
         node.listener("coap:udp:default"),
         &["ps", "t"],
         &["clientid=coap-any"],
+        "",
     )
     .await;
     assert_eq!(code, "2.04");

@@ -7,39 +7,13 @@ mod common;
 mod mqttsn_client;
 
 use admin_support::Api;
-use coap_lite::{CoapOption, MessageClass, MessageType, Packet as CoapPacket, RequestType};
 use common::mqtt::{text, Client};
 use common::node::Node;
 use common::{temp_dir, Broker};
 use mqttsn_client::SnClient;
 use rumqttc::QoS;
 use serde_json::json;
-use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::net::UdpSocket;
-
-async fn coap_post(addr: SocketAddr, path: &[&str], query: &[&str], body: &str) -> String {
-    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let mut p = CoapPacket::new();
-    p.header.set_type(MessageType::Confirmable);
-    p.header.code = MessageClass::Request(RequestType::Post);
-    p.header.message_id = 77;
-    p.set_token(vec![7, 7]);
-    for seg in path {
-        p.add_option(CoapOption::UriPath, seg.as_bytes().to_vec());
-    }
-    for q in query {
-        p.add_option(CoapOption::UriQuery, q.as_bytes().to_vec());
-    }
-    p.payload = body.as_bytes().to_vec();
-    sock.send_to(&p.to_bytes().unwrap(), addr).await.unwrap();
-    let mut buf = [0u8; 2048];
-    let (n, _) = tokio::time::timeout(Duration::from_secs(10), sock.recv_from(&mut buf))
-        .await
-        .expect("CoAP response in time")
-        .unwrap();
-    CoapPacket::from_bytes(&buf[..n]).unwrap().header.get_code()
-}
 
 #[tokio::test]
 async fn delayed_messages_are_held_listed_published_later_and_survive_a_restart() {
@@ -53,7 +27,7 @@ async fn delayed_messages_are_held_listed_published_later_and_survive_a_restart(
         .publish("$delayed/1/d/soon", QoS::AtLeastOnce, false, b"later")
         .await;
     // From CoAP too.
-    let code = coap_post(
+    let (code, _) = common::coap::post(
         node.listener("coap:udp:default"),
         &["ps", "$delayed", "1", "d", "coap"],
         &["clientid=d-coap"],

@@ -10,6 +10,7 @@
 //! it); `Drop` always reaps the child (SIGTERM, then SIGKILL after a grace period).
 #![allow(dead_code)]
 
+pub mod coap;
 pub mod mqtt;
 pub mod node;
 pub mod raw;
