@@ -17,7 +17,10 @@ use coap_lite::Packet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use switchyard_bus::{BusError, BusHandle, ClientInfo, ControlEvents, OpenSession, Opened, Outbox};
+use switchyard_bus::{
+    Attachment, BusError, BusHandle, ClientInfo, ControlEvents, OpenSession, Opened, Outbox,
+    Session,
+};
 use switchyard_core::CloseReason;
 use switchyard_net::clock::{now, sleep_until};
 use tokio::sync::mpsc;
@@ -29,21 +32,84 @@ pub trait ClientChannel: Send {
     /// What the channel asks the socket task to send.
     type Output: Into<Transmit> + Send;
 
-    /// The session's outbox, while the channel holds a session.
-    fn outbox(&self) -> Option<Arc<Outbox>>;
+    /// The part of the channel every CoAP-based channel holds alike.
+    fn base(&self) -> &ChannelBase<Self::Output>;
+    /// The same, to change.
+    fn base_mut(&mut self) -> &mut ChannelBase<Self::Output>;
     /// Takes deliveries from the outbox as far as the protocol's window allows; returns how
     /// many.
     fn pull_deliveries(&mut self, now: Instant) -> usize;
-    /// What to send, in order.
-    fn take_outputs(&mut self) -> Vec<Self::Output>;
-    /// Why the client closes, once it does.
-    fn close_reason(&self) -> Option<&CloseReason>;
-    /// Closes the client with `reason` (the first reason wins).
-    fn fail(&mut self, reason: CloseReason);
     /// When [`tick`](Self::tick) has work next.
     fn next_deadline(&self) -> Option<Instant>;
     /// Timers: keepalive, lifetimes, retries.
     fn tick(&mut self, now: Instant);
+
+    /// The session's outbox, while the channel holds a session.
+    fn outbox(&self) -> Option<Arc<Outbox>> {
+        self.base().session.as_ref().map(|s| s.outbox.clone())
+    }
+    /// What to send, in order.
+    fn take_outputs(&mut self) -> Vec<Self::Output> {
+        std::mem::take(&mut self.base_mut().out)
+    }
+    /// Why the client closes, once it does.
+    fn close_reason(&self) -> Option<&CloseReason> {
+        self.base().close.as_ref()
+    }
+    /// Closes the client with `reason` (the first reason wins: exactly one close reason,
+    /// ARCHITECTURE.md habit 6).
+    fn fail(&mut self, reason: CloseReason) {
+        self.base_mut().close.get_or_insert(reason);
+    }
+}
+
+/// The two [`ClientChannel`] accessors ([`base`](ClientChannel::base),
+/// [`base_mut`](ClientChannel::base_mut)) of a channel that keeps its [`ChannelBase`] in the field
+/// named: `channel_base!(base);` inside the channel's `impl ClientChannel`.
+#[macro_export]
+macro_rules! channel_base {
+    ($field:ident) => {
+        fn base(&self) -> &$crate::demux::ChannelBase<Self::Output> {
+            &self.$field
+        }
+        fn base_mut(&mut self) -> &mut $crate::demux::ChannelBase<Self::Output> {
+            &mut self.$field
+        }
+    };
+}
+
+/// What every [`ClientChannel`] holds alike: the client's bus session and its attachment while
+/// open, what to send, and why the client closes.
+pub struct ChannelBase<O> {
+    /// The client's session, until [`finish`](Self::finish).
+    pub session: Option<Session>,
+    /// The hold on the session while it is open: control events, and the one finish.
+    pub attachment: Option<Attachment>,
+    /// What to send, in order.
+    pub out: Vec<O>,
+    /// Why the client closes, once it does (the first reason wins).
+    pub close: Option<CloseReason>,
+}
+
+impl<O> ChannelBase<O> {
+    /// The base of a channel whose session is open.
+    pub fn new(session: Session, attachment: Attachment) -> Self {
+        ChannelBase {
+            session: Some(session),
+            attachment: Some(attachment),
+            out: Vec::new(),
+            close: None,
+        }
+    }
+
+    /// Ends the session: the attachment hands it back to the bus (to a taker-over too), reports
+    /// the disconnect, counts and logs the reason. Returns the close reason.
+    pub fn finish(&mut self, bus: &BusHandle) -> CloseReason {
+        let reason = self.close.clone().unwrap_or(CloseReason::ServerShutdown);
+        let open = self.attachment.take().zip(self.session.take());
+        bus.end_connection(open, &reason);
+        reason
+    }
 }
 
 /// A client task's way to the socket task.

@@ -24,7 +24,7 @@
 
 mod client;
 
-pub use client::{open_session, ClientChannel, ClientLink, Uplink};
+pub use client::{open_session, ChannelBase, ClientChannel, ClientLink, Uplink};
 
 use crate::wire::code;
 use crate::{error_response, Event, Exchange, Outcome, Request, Transport, TransportConfig};

@@ -9,7 +9,7 @@ use crate::wire;
 use coap_lite::{MessageType, Packet};
 use std::sync::Arc;
 use std::time::Duration;
-use switchyard_bus::{Attachment, BusConfig, BusHandle, ClientInfo, Namespace, Outbox, Session};
+use switchyard_bus::{BusConfig, BusHandle, ClientInfo, Namespace};
 use switchyard_core::CloseReason;
 
 const NS: Namespace = Namespace("demux-test");
@@ -23,30 +23,16 @@ struct Scripted {
 }
 
 struct ScriptedChannel {
-    session: Option<Session>,
-    attachment: Option<Attachment>,
+    base: ChannelBase<Transmit>,
     peer: SocketAddr,
-    out: Vec<Transmit>,
-    close: Option<CloseReason>,
     count: u32,
 }
 
 impl ClientChannel for ScriptedChannel {
     type Output = Transmit;
-    fn outbox(&self) -> Option<Arc<Outbox>> {
-        self.session.as_ref().map(|s| s.outbox.clone())
-    }
+    crate::channel_base!(base);
     fn pull_deliveries(&mut self, _now: std::time::Instant) -> usize {
         0
-    }
-    fn take_outputs(&mut self) -> Vec<Transmit> {
-        std::mem::take(&mut self.out)
-    }
-    fn close_reason(&self) -> Option<&CloseReason> {
-        self.close.as_ref()
-    }
-    fn fail(&mut self, reason: CloseReason) {
-        self.close.get_or_insert(reason);
     }
     fn next_deadline(&self) -> Option<std::time::Instant> {
         None
@@ -86,7 +72,7 @@ impl Scripted {
         let action = segments(&req).get(1).cloned().unwrap_or_default();
         let reply = match action.as_str() {
             "notify" => {
-                ch.out.push(Transmit::Notify {
+                ch.base.out.push(Transmit::Notify {
                     peer: req.peer,
                     packet: content("n"),
                     confirmable: true,
@@ -108,7 +94,7 @@ impl Scripted {
             }
             _ => content(&ch.count.to_string()),
         };
-        ch.out.push(Transmit::Reply {
+        ch.base.out.push(Transmit::Reply {
             exchange: req.exchange,
             packet: reply,
         });
@@ -172,17 +158,14 @@ impl DemuxGateway for Scripted {
         attachment.report_connected();
         let control = attachment.control();
         let mut ch = ScriptedChannel {
-            session: Some(opened.session),
-            attachment: Some(attachment),
+            base: ChannelBase::new(opened.session, attachment),
             peer: first.peer,
-            out: Vec::new(),
-            close: None,
             count: 0,
         };
         self.request(&mut ch, first, link.uplink()).await;
         link.drive(self, &mut ch, &control).await;
-        let reason = ch.close.clone().unwrap_or(CloseReason::ServerShutdown);
-        if let (Some(a), Some(s)) = (ch.attachment.take(), ch.session.take()) {
+        let reason = ch.base.close.clone().unwrap_or(CloseReason::ServerShutdown);
+        if let (Some(a), Some(s)) = (ch.base.attachment.take(), ch.base.session.take()) {
             a.finish(s, &reason);
         }
         let _ = self.log.send(format!("{key} closed: {}", reason.as_str()));

@@ -15,7 +15,7 @@
 mod auth;
 pub mod request;
 
-use crate::transport::demux::{ClientChannel, Transmit};
+use crate::transport::demux::{ChannelBase, ClientChannel, Transmit};
 use crate::transport::observe::Observation;
 use crate::transport::wire::code;
 use crate::transport::{error_response, response, wire, Exchange, Request};
@@ -114,9 +114,8 @@ pub struct Channel {
     /// The rendered mountpoint, put in front of every topic the client names.
     prefix: String,
     peer: SocketAddr,
-    session: Option<Session>,
-    /// The hold on the session while it is open: control events, and the one finish.
-    attachment: Option<Attachment>,
+    /// The session and its attachment, what to send, why the client closes.
+    base: ChannelBase<Output>,
     token: Option<String>,
     observations: BTreeMap<u32, Observed>,
     by_filter: HashMap<SubscriptionFilter, u32>,
@@ -124,9 +123,7 @@ pub struct Channel {
     con_inflight: HashMap<u64, u32>,
     recent_non: VecDeque<(u64, u32)>,
     next_nid: u64,
-    out: Vec<Output>,
     last_seen: Instant,
-    close: Option<CloseReason>,
     /// The ACL as it applies to this client, set by its latest successful authentication.
     acl: Option<ClientAcl>,
 }
@@ -260,8 +257,7 @@ impl Channel {
                 .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
             gw,
             info,
-            session: Some(session),
-            attachment: Some(attachment),
+            base: ChannelBase::new(session, attachment),
             token: None,
             observations: BTreeMap::new(),
             by_filter: HashMap::new(),
@@ -269,9 +265,7 @@ impl Channel {
             con_inflight: HashMap::new(),
             recent_non: VecDeque::new(),
             next_nid: 1,
-            out: Vec::new(),
             last_seen: now,
-            close: None,
             acl: None,
         }
     }
@@ -293,7 +287,7 @@ impl Channel {
     }
 
     fn reply(&mut self, ex: &Exchange, packet: Packet) {
-        self.out.push(Output::Reply {
+        self.base.out.push(Output::Reply {
             exchange: ex.clone(),
             packet,
         });
@@ -305,7 +299,7 @@ impl Channel {
 
     /// One request of this client.
     pub fn handle_request(&mut self, req: Request, now: Instant) {
-        if self.close.is_some() {
+        if self.base.close.is_some() {
             return;
         }
         let ex = req.exchange;
@@ -423,7 +417,7 @@ impl Channel {
                 ..Properties::default()
             }));
         }
-        if let Some(s) = &self.session {
+        if let Some(s) = &self.base.session {
             msg.origin = Some(Origin {
                 session: s.id,
                 client_id: s.client_id.clone(),
@@ -474,7 +468,7 @@ impl Channel {
             None => {
                 let id = self.next_sub_id;
                 self.next_sub_id = self.next_sub_id.wrapping_add(1).max(1);
-                let Some(session) = self.session.as_mut() else {
+                let Some(session) = self.base.session.as_mut() else {
                     return;
                 };
                 let opts = SubOptions {
@@ -532,7 +526,7 @@ impl Channel {
     fn cancel(&mut self, id: u32) {
         if let Some(o) = self.observations.remove(&id) {
             self.by_filter.remove(&o.filter);
-            if let Some(s) = self.session.as_mut() {
+            if let Some(s) = self.base.session.as_mut() {
                 self.gw.bus.unsubscribe(s, &o.filter);
             }
         }
@@ -566,7 +560,7 @@ impl Channel {
     /// CON's retransmission as stale (RFC 7641 §3.4), so a QoS 1 message would be lost although
     /// acknowledged. EMQX 6.x queues every notification behind an in-flight CON the same way.
     fn pull_notifications(&mut self, now: Instant) -> usize {
-        if self.close.is_some() {
+        if self.base.close.is_some() {
             return 0;
         }
         let Some(outbox) = self.outbox() else {
@@ -637,7 +631,7 @@ impl Channel {
                 }
                 self.recent_non.push_back((nid, *id));
             }
-            self.out.push(Output::Notify {
+            self.base.out.push(Output::Notify {
                 peer: self.peer,
                 packet: p,
                 confirmable: con,
@@ -666,38 +660,13 @@ impl Channel {
     /// Ends the channel: the attachment hands the session back to the bus (to a taker-over
     /// too), reports the disconnect, counts and logs the reason. Returns the close reason.
     pub fn finish(&mut self) -> CloseReason {
-        let reason = self.close.clone().unwrap_or(CloseReason::ServerShutdown);
-        let open = self.attachment.take().zip(self.session.take());
-        self.gw.bus.end_connection(open, &reason);
-        reason
+        self.base.finish(&self.gw.bus)
     }
 }
 
 /// What the demux's client loop drives (`switchyard_coap_transport::demux`).
 impl ClientChannel for Channel {
     type Output = Output;
-
-    /// The session's outbox, for the driver to wait on.
-    fn outbox(&self) -> Option<Arc<switchyard_bus::Outbox>> {
-        self.session.as_ref().map(|s| s.outbox.clone())
-    }
-
-    /// Why the channel ended, once it has.
-    fn close_reason(&self) -> Option<&CloseReason> {
-        self.close.as_ref()
-    }
-
-    /// Ends the channel (first reason wins: exactly one close reason, ARCHITECTURE.md habit 6).
-    fn fail(&mut self, reason: CloseReason) {
-        if self.close.is_none() {
-            self.close = Some(reason);
-        }
-    }
-
-    /// What to send, in order.
-    fn take_outputs(&mut self) -> Vec<Output> {
-        std::mem::take(&mut self.out)
-    }
 
     /// Notifications from the outbox while no CON notification is unacknowledged (see
     /// `pull_notifications`).
@@ -708,7 +677,7 @@ impl ClientChannel for Channel {
     /// When the keepalive fires: 1.5 × heartbeat after the last message from the client, except
     /// for a connectionless client that still has observations (see the module doc).
     fn next_deadline(&self) -> Option<Instant> {
-        if self.close.is_some()
+        if self.base.close.is_some()
             || (!self.gw.settings.connection_required && !self.observations.is_empty())
         {
             return None;
@@ -722,6 +691,8 @@ impl ClientChannel for Channel {
             self.fail(CloseReason::KeepaliveTimeout);
         }
     }
+
+    crate::transport::channel_base!(base);
 }
 
 fn wants_con(notify: crate::NotifyType, qos: QoS) -> bool {

@@ -18,10 +18,10 @@ const AUTO_OBSERVE_SKIP: [u16; 9] = [0, 1, 2, 4, 5, 6, 7, 9, 15];
 impl Channel {
     /// Takes queued MQTT commands from the outbox, queues them and sends what may go.
     pub(super) fn pull_commands(&mut self, now: Instant) -> usize {
-        if self.close.is_some() {
+        if self.base.close.is_some() {
             return 0;
         }
-        let Some(session) = self.session.as_ref() else {
+        let Some(session) = self.base.session.as_ref() else {
             return 0;
         };
         let mut taken = Vec::new();
@@ -78,7 +78,7 @@ impl Channel {
 
     /// Sends the next queued command if none is outstanding.
     pub(super) fn pump(&mut self, now: Instant) {
-        while self.inflight.is_none() && self.close.is_none() && self.awake(now) {
+        while self.inflight.is_none() && self.base.close.is_none() && self.awake(now) {
             let Some(cmd) = self.queue.pop_front() else {
                 return;
             };
@@ -105,7 +105,7 @@ impl Channel {
             Some(o) => o.token.clone(),
             None => rand::random::<[u8; 8]>().to_vec(),
         };
-        self.out.push(Output::Request {
+        self.base.out.push(Output::Request {
             peer: self.peer,
             packet: out.packet,
             observe: out.observe,
@@ -160,7 +160,7 @@ impl Channel {
                     self.observations.remove(&old);
                 }
                 if observing {
-                    self.out.push(Output::Forget {
+                    self.base.out.push(Output::Forget {
                         peer: self.peer,
                         token: i.token,
                     });

@@ -32,7 +32,7 @@ use switchyard_bus::{
     Attachment, ClientInfo, Metrics, Namespace, RetainHandling, Session, SubOptions,
 };
 use switchyard_coap_transport::coap_lite::{CoapOption, Packet};
-use switchyard_coap_transport::demux::{ClientChannel, Transmit};
+use switchyard_coap_transport::demux::{ChannelBase, ClientChannel, Transmit};
 use switchyard_coap_transport::wire::{self, code};
 use switchyard_coap_transport::{error_response, response, Exchange, Request};
 use switchyard_core::TemplateError;
@@ -116,9 +116,8 @@ struct Observed {
 /// One registered device.
 pub struct Channel {
     gw: Lwm2mGateway,
-    session: Option<Session>,
-    /// The hold on the session while it is open: control events, and the one finish.
-    attachment: Option<Attachment>,
+    /// The session and its attachment, what to send, why the client closes.
+    base: ChannelBase<Output>,
     peer: SocketAddr,
     reg: Registration,
     prefix: String,
@@ -128,8 +127,6 @@ pub struct Channel {
     observations: HashMap<u64, Observed>,
     by_path: HashMap<String, u64>,
     next_cid: u64,
-    out: Vec<Output>,
-    close: Option<CloseReason>,
 }
 
 /// The identity of a device from its Register (docs/lwm2m.md §4.2): client id `device_id` or `ep`,
@@ -247,8 +244,7 @@ impl Channel {
                 .peer
                 .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
             gw,
-            session: Some(session),
-            attachment: Some(attachment),
+            base: ChannelBase::new(session, attachment),
             reg,
             prefix,
             last_inbound: now,
@@ -257,8 +253,6 @@ impl Channel {
             observations: HashMap::new(),
             by_path: HashMap::new(),
             next_cid: 1,
-            out: Vec::new(),
-            close: None,
         }
     }
 
@@ -302,7 +296,7 @@ impl Channel {
             retain_handling: RetainHandling::OnSubscribe,
             subscription_id: None,
         };
-        if let Some(s) = self.session.as_mut() {
+        if let Some(s) = self.base.session.as_mut() {
             self.gw
                 .bus
                 .subscribe(s, sf, opts)
@@ -324,7 +318,7 @@ impl Channel {
     }
 
     fn reply(&mut self, ex: &Exchange, packet: Packet) {
-        self.out.push(Output::Reply {
+        self.base.out.push(Output::Reply {
             exchange: ex.clone(),
             packet,
         });
@@ -332,7 +326,7 @@ impl Channel {
 
     /// A registration-interface request (Register again, Update, De-register) from the device.
     pub fn handle_request(&mut self, req: Request, now: Instant) {
-        if self.close.is_some() {
+        if self.base.close.is_some() {
             return;
         }
         self.last_inbound = now;
@@ -393,7 +387,7 @@ impl Channel {
 
     fn forget_observations(&mut self) {
         for (_, o) in self.observations.drain() {
-            self.out.push(Output::Forget {
+            self.base.out.push(Output::Forget {
                 peer: self.peer,
                 token: o.token,
             });
@@ -409,7 +403,7 @@ impl Channel {
             return;
         };
         let mut msg = Message::new(name, ev.to_string().into_bytes(), t.qos, false);
-        if let Some(s) = &self.session {
+        if let Some(s) = &self.base.session {
             msg.origin = Some(Origin {
                 session: s.id,
                 client_id: s.client_id.clone(),
@@ -425,39 +419,15 @@ impl Channel {
     /// Ends the channel: the attachment hands the session back to the bus (to a taker-over
     /// too), reports the disconnect, counts and logs the reason. Returns the close reason.
     pub fn finish(&mut self) -> CloseReason {
-        let reason = self.close.clone().unwrap_or(CloseReason::ServerShutdown);
         self.forget_observations();
-        let open = self.attachment.take().zip(self.session.take());
-        self.gw.bus.end_connection(open, &reason);
-        reason
+        self.base.finish(&self.gw.bus)
     }
 }
 
-/// What the demux's client loop drives (`switchyard_coap_transport::demux`).
+/// What the demux's client loop drives (`switchyard_coap_transport::demux`): a registered device,
+/// its queued commands and its timers.
 impl ClientChannel for Channel {
     type Output = Output;
-
-    /// The session's outbox, for the driver to wait on.
-    fn outbox(&self) -> Option<Arc<switchyard_bus::Outbox>> {
-        self.session.as_ref().map(|s| s.outbox.clone())
-    }
-
-    /// Why the channel ended, once it has.
-    fn close_reason(&self) -> Option<&CloseReason> {
-        self.close.as_ref()
-    }
-
-    /// Ends the channel (first reason wins).
-    fn fail(&mut self, reason: CloseReason) {
-        if self.close.is_none() {
-            self.close = Some(reason);
-        }
-    }
-
-    /// What to send, in order.
-    fn take_outputs(&mut self) -> Vec<Output> {
-        std::mem::take(&mut self.out)
-    }
 
     /// MQTT commands from the outbox into the device's command queue (see `pull_commands`).
     fn pull_deliveries(&mut self, now: Instant) -> usize {
@@ -466,7 +436,7 @@ impl ClientChannel for Channel {
 
     /// The next timer: lifetime expiry, or the end of the wait for a separate response.
     fn next_deadline(&self) -> Option<Instant> {
-        if self.close.is_some() {
+        if self.base.close.is_some() {
             return None;
         }
         let life = self.last_inbound + self.lifetime();
@@ -476,7 +446,7 @@ impl ClientChannel for Channel {
 
     /// Timer wakeup.
     fn tick(&mut self, now: Instant) {
-        if self.close.is_some() {
+        if self.base.close.is_some() {
             return;
         }
         if now >= self.last_inbound + self.lifetime() {
@@ -495,6 +465,8 @@ impl ClientChannel for Channel {
             self.pump(now);
         }
     }
+
+    switchyard_coap_transport::channel_base!(base);
 }
 
 #[cfg(test)]
