@@ -137,6 +137,36 @@ pub fn runtime() -> tokio::runtime::Runtime {
     }
 }
 
+/// A stateful harness: a world of channels on one bus, driven by operations decoded from the
+/// input, as [`run`] drives it.
+pub trait Harness {
+    /// The runtime the harness's session opens run on; entered while the harness runs.
+    fn runtime(&self) -> &tokio::runtime::Runtime;
+    /// One operation decoded from the input.
+    fn op(&mut self, input: &mut Input<'_>);
+    /// What follows every operation (e.g. pulling deliveries); nothing by default.
+    fn after_op(&mut self) {}
+    /// After the last operation: settles what is in flight, checks the end state and finishes
+    /// every channel.
+    fn finish(&mut self);
+}
+
+/// Runs a stateful harness over `data`: builds it from the input's first bytes (`new`), applies
+/// at most `max_ops` operations while the input lasts, then finishes it.
+pub fn run<H: Harness>(data: &[u8], max_ops: usize, new: impl FnOnce(&mut Input<'_>) -> H) {
+    let mut input = Input::new(data);
+    let mut harness = new(&mut input);
+    let rt = harness.runtime().handle().clone();
+    let _guard = rt.enter();
+    let mut ops = 0;
+    while !input.is_empty() && ops < max_ops {
+        ops += 1;
+        harness.op(&mut input);
+        harness.after_op();
+    }
+    harness.finish();
+}
+
 /// Opens a session as a driver does. `serve_controls` is called while the open waits, so the
 /// harness can answer a takeover of a connection it holds (a `ControlEvent::Takeover` from that
 /// connection's `ControlEvents::try_recv`: close it and finish it, which hands the session over).

@@ -26,7 +26,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use switchyard_bus::fuzzing::{open_session, runtime, Input};
+use switchyard_bus::fuzzing::{open_session, run, runtime, Harness, Input};
 use switchyard_bus::{BusConfig, BusHandle, ControlEvent, ControlEvents, OpenSession};
 use switchyard_core::{CloseReason, Message, QoS, TopicName};
 
@@ -367,6 +367,59 @@ impl World {
         self.datagram(i, &bytes, false);
     }
 
+    /// Acknowledges every CON until nothing is left, then checks the deliveries.
+    fn drain(&mut self) {
+        for _ in 0..2048 {
+            self.flush();
+            let Some((j, mid)) = self.cons.pop() else {
+                break;
+            };
+            let mut p = Packet::new();
+            p.header.set_type(MessageType::Acknowledgement);
+            p.header.message_id = mid;
+            wire::set_code(&mut p, code::EMPTY);
+            let bytes = p.to_bytes_unlimited().unwrap_or_default();
+            self.datagram(j, &bytes, false);
+        }
+        for (key, c) in &self.clients {
+            if c.lossy || c.ch.close_reason().is_some() {
+                continue;
+            }
+            let lost: Vec<&u64> = c.expected.iter().filter(|t| !c.seen.contains(t)).collect();
+            assert!(lost.is_empty(), "{key:?}: notifications lost: {lost:?}");
+        }
+    }
+}
+
+fn add_ps(p: &mut Packet, topic: &str) {
+    p.add_option(CoapOption::UriPath, b"ps".to_vec());
+    for seg in topic.split('/') {
+        p.add_option(CoapOption::UriPath, seg.as_bytes().to_vec());
+    }
+}
+
+/// The topic of a `/ps/...` resource key (as `wire::resource_key` writes it), if exact.
+fn resource_topic(resource: &str) -> Option<String> {
+    let path: String = resource.split('?').next()?.to_owned();
+    let topic = path.strip_prefix("/ps/")?.to_owned();
+    (!topic.contains(['+', '#', '%'])).then_some(topic)
+}
+
+/// A GET with Observe on an exact `/ps` topic: (topic, registers).
+fn observed_topic(p: &Packet) -> Option<(String, bool)> {
+    if wire::code_of(p) != code::GET {
+        return None;
+    }
+    let obs = p.get_observe_value()?.ok()?;
+    let topic = resource_topic(&wire::resource_key(p))?;
+    Some((topic, obs == 0))
+}
+
+impl Harness for World {
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        &self.rt
+    }
+
     fn op(&mut self, input: &mut Input<'_>) {
         let i = input.below(PEERS);
         match input.u8() % 10 {
@@ -432,66 +485,15 @@ impl World {
         }
     }
 
-    /// Acknowledges every CON until nothing is left, then checks the deliveries.
-    fn drain(&mut self) {
-        for _ in 0..2048 {
-            self.flush();
-            let Some((j, mid)) = self.cons.pop() else {
-                break;
-            };
-            let mut p = Packet::new();
-            p.header.set_type(MessageType::Acknowledgement);
-            p.header.message_id = mid;
-            wire::set_code(&mut p, code::EMPTY);
-            let bytes = p.to_bytes_unlimited().unwrap_or_default();
-            self.datagram(j, &bytes, false);
-        }
-        for (key, c) in &self.clients {
-            if c.lossy || c.ch.close_reason().is_some() {
-                continue;
-            }
-            let lost: Vec<&u64> = c.expected.iter().filter(|t| !c.seen.contains(t)).collect();
-            assert!(lost.is_empty(), "{key:?}: notifications lost: {lost:?}");
+    fn finish(&mut self) {
+        self.drain();
+        for (_, mut c) in self.clients.drain() {
+            c.ch.finish();
         }
     }
-}
-
-fn add_ps(p: &mut Packet, topic: &str) {
-    p.add_option(CoapOption::UriPath, b"ps".to_vec());
-    for seg in topic.split('/') {
-        p.add_option(CoapOption::UriPath, seg.as_bytes().to_vec());
-    }
-}
-
-/// The topic of a `/ps/...` resource key (as `wire::resource_key` writes it), if exact.
-fn resource_topic(resource: &str) -> Option<String> {
-    let path: String = resource.split('?').next()?.to_owned();
-    let topic = path.strip_prefix("/ps/")?.to_owned();
-    (!topic.contains(['+', '#', '%'])).then_some(topic)
-}
-
-/// A GET with Observe on an exact `/ps` topic: (topic, registers).
-fn observed_topic(p: &Packet) -> Option<(String, bool)> {
-    if wire::code_of(p) != code::GET {
-        return None;
-    }
-    let obs = p.get_observe_value()?.ok()?;
-    let topic = resource_topic(&wire::resource_key(p))?;
-    Some((topic, obs == 0))
 }
 
 /// The CoAP pub/sub channel target (see the module header).
 pub fn channel(data: &[u8]) {
-    let mut input = Input::new(data);
-    let mut w = World::new(&mut input);
-    let _guard = w.rt.enter();
-    let mut ops = 0;
-    while !input.is_empty() && ops < MAX_OPS {
-        ops += 1;
-        w.op(&mut input);
-    }
-    w.drain();
-    for (_, mut c) in w.clients.drain() {
-        c.ch.finish();
-    }
+    run(data, MAX_OPS, World::new);
 }

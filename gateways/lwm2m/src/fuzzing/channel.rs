@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use switchyard_bus::fuzzing::{open_session, runtime, Input};
+use switchyard_bus::fuzzing::{open_session, run, runtime, Harness, Input};
 use switchyard_bus::{BusConfig, BusHandle, ControlEvent, ControlEvents, OpenSession};
 use switchyard_coap_transport::coap_lite::{CoapOption, MessageType, Packet};
 use switchyard_coap_transport::demux::ClientChannel;
@@ -462,6 +462,12 @@ impl World {
         let bytes = p.to_bytes_unlimited().unwrap_or_default();
         self.datagram(j, &bytes);
     }
+}
+
+impl Harness for World {
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        &self.rt
+    }
 
     fn op(&mut self, input: &mut Input<'_>) {
         let i = input.below(PEERS);
@@ -490,19 +496,15 @@ impl World {
             }
         }
     }
+
+    fn finish(&mut self) {
+        for (_, mut d) in self.devices.drain() {
+            d.ch.finish();
+        }
+    }
 }
 
 /// The stateful LwM2M target (see the module header).
 pub fn channel(data: &[u8]) {
-    let mut input = Input::new(data);
-    let mut w = World::new(&mut input);
-    let _guard = w.rt.enter();
-    let mut ops = 0;
-    while !input.is_empty() && ops < MAX_OPS {
-        ops += 1;
-        w.op(&mut input);
-    }
-    for (_, mut d) in w.devices.drain() {
-        d.ch.finish();
-    }
+    run(data, MAX_OPS, World::new);
 }

@@ -28,7 +28,7 @@ use std::net::SocketAddr;
 use std::num::NonZeroU16;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use switchyard_bus::fuzzing::{open_session, runtime, Input};
+use switchyard_bus::fuzzing::{open_session, run, runtime, Harness, Input};
 use switchyard_bus::{BusConfig, BusHandle, ControlEvent};
 use switchyard_core::{CloseReason, Message, QoS, TopicName};
 
@@ -498,6 +498,119 @@ impl World {
         }
     }
 
+    fn client_publish(&mut self, i: usize, input: &mut Input<'_>) {
+        let Some(v5) = self.slots[i].conn.as_ref().map(|c| c.version.is_v5()) else {
+            return;
+        };
+        let topic = *input.pick(&TOPICS);
+        let qos = input.qos();
+        let tag = self.tag();
+        let mut p = Publish::new(topic, tagged(tag));
+        p.qos = qos;
+        p.retain = input.u8() % 4 == 0;
+        let id = 1 + input.u16() % 8;
+        if qos != QoS::AtMostOnce {
+            p.pkid = Some(pkid(id));
+            p.dup = input.u8() % 4 == 0;
+        }
+        let mut aliased = false;
+        if v5 && input.u8() % 4 == 0 {
+            p.properties.topic_alias = Some(1 + u16::from(input.u8() % 3));
+            if input.bool() {
+                p.topic = bytestring::ByteString::new();
+                aliased = true;
+            }
+        }
+        let slot = &self.slots[i];
+        // A QoS 2 id already awaiting PUBREL is a duplicate, not routed again; a full
+        // awaiting-rel set refuses it.
+        let max_rel = self.settings.max_awaiting_rel;
+        let routable = match qos {
+            QoS::ExactlyOnce => {
+                !slot.awaiting.contains(&id) && (max_rel == 0 || slot.awaiting.len() < max_rel)
+            }
+            _ => true,
+        };
+        let out = self.send(i, Packet::Publish(p));
+        let acked = out.iter().any(|p| match p {
+            Packet::PubAck(a) | Packet::PubRec(a) => a.pkid.get() == id && a.reason_code < 0x80,
+            _ => false,
+        });
+        let open = self.slots[i].conn.is_some();
+        if qos != QoS::AtMostOnce
+            && acked
+            && open
+            && routable
+            && !aliased
+            && !topic.starts_with('$')
+        {
+            self.expect(topic, qos, tag);
+        }
+    }
+
+    /// The end: every slot reconnects (resuming its session), acknowledges every delivery, and
+    /// must have seen every message it was owed.
+    fn drain(&mut self) {
+        for i in 0..SLOTS {
+            if self.slots[i].expected.is_empty() {
+                continue;
+            }
+            if self.slots[i].conn.is_none() {
+                let version = self.slots[i].version;
+                let mut c = Connect::new(version, self.slots[i].client_id.as_str());
+                c.clean_start = false;
+                if version.is_v5() {
+                    c.properties.session_expiry_interval = Some(60);
+                }
+                self.connect(i, c);
+            }
+        }
+        for _ in 0..64 {
+            let mut any = false;
+            for i in 0..SLOTS {
+                let Some(c) = self.slots[i].conn.as_mut() else {
+                    continue;
+                };
+                c.ch.pull_deliveries(self.now);
+                any |= !self.collect(i).is_empty();
+                // Acknowledge everything in flight, each at its stage.
+                let acks: Vec<Packet> = self.slots[i]
+                    .inflight
+                    .iter()
+                    .map(|(id, stage)| {
+                        let a = Ack::new(pkid(*id));
+                        match stage {
+                            Stage::Ack => Packet::PubAck(a),
+                            Stage::Rec => Packet::PubRec(a),
+                            Stage::Comp => Packet::PubComp(a),
+                        }
+                    })
+                    .collect();
+                for a in acks {
+                    any = true;
+                    self.send(i, a);
+                }
+            }
+            if !any {
+                break;
+            }
+        }
+        for s in &self.slots {
+            // Only a session that is still connected is known to have lived throughout.
+            if s.conn.is_none() || s.lossy {
+                continue;
+            }
+            let lost: Vec<&u64> = s.expected.iter().filter(|t| !s.seen.contains(t)).collect();
+            assert!(lost.is_empty(), "{}: messages lost: {lost:?}", s.client_id);
+        }
+    }
+}
+
+impl Harness for World {
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        &self.rt
+    }
+
     fn op(&mut self, input: &mut Input<'_>) {
         let i = input.below(SLOTS);
         match input.u8() % 16 {
@@ -626,129 +739,21 @@ impl World {
         }
     }
 
-    fn client_publish(&mut self, i: usize, input: &mut Input<'_>) {
-        let Some(v5) = self.slots[i].conn.as_ref().map(|c| c.version.is_v5()) else {
-            return;
-        };
-        let topic = *input.pick(&TOPICS);
-        let qos = input.qos();
-        let tag = self.tag();
-        let mut p = Publish::new(topic, tagged(tag));
-        p.qos = qos;
-        p.retain = input.u8() % 4 == 0;
-        let id = 1 + input.u16() % 8;
-        if qos != QoS::AtMostOnce {
-            p.pkid = Some(pkid(id));
-            p.dup = input.u8() % 4 == 0;
-        }
-        let mut aliased = false;
-        if v5 && input.u8() % 4 == 0 {
-            p.properties.topic_alias = Some(1 + u16::from(input.u8() % 3));
-            if input.bool() {
-                p.topic = bytestring::ByteString::new();
-                aliased = true;
-            }
-        }
-        let slot = &self.slots[i];
-        // A QoS 2 id already awaiting PUBREL is a duplicate, not routed again; a full
-        // awaiting-rel set refuses it.
-        let max_rel = self.settings.max_awaiting_rel;
-        let routable = match qos {
-            QoS::ExactlyOnce => {
-                !slot.awaiting.contains(&id) && (max_rel == 0 || slot.awaiting.len() < max_rel)
-            }
-            _ => true,
-        };
-        let out = self.send(i, Packet::Publish(p));
-        let acked = out.iter().any(|p| match p {
-            Packet::PubAck(a) | Packet::PubRec(a) => a.pkid.get() == id && a.reason_code < 0x80,
-            _ => false,
-        });
-        let open = self.slots[i].conn.is_some();
-        if qos != QoS::AtMostOnce
-            && acked
-            && open
-            && routable
-            && !aliased
-            && !topic.starts_with('$')
-        {
-            self.expect(topic, qos, tag);
-        }
+    fn after_op(&mut self) {
+        self.pull();
     }
 
-    /// The end: every slot reconnects (resuming its session), acknowledges every delivery, and
-    /// must have seen every message it was owed.
-    fn drain(&mut self) {
-        for i in 0..SLOTS {
-            if self.slots[i].expected.is_empty() {
-                continue;
+    fn finish(&mut self) {
+        self.drain();
+        for s in &mut self.slots {
+            if let Some(mut c) = s.conn.take() {
+                c.ch.finish();
             }
-            if self.slots[i].conn.is_none() {
-                let version = self.slots[i].version;
-                let mut c = Connect::new(version, self.slots[i].client_id.as_str());
-                c.clean_start = false;
-                if version.is_v5() {
-                    c.properties.session_expiry_interval = Some(60);
-                }
-                self.connect(i, c);
-            }
-        }
-        for _ in 0..64 {
-            let mut any = false;
-            for i in 0..SLOTS {
-                let Some(c) = self.slots[i].conn.as_mut() else {
-                    continue;
-                };
-                c.ch.pull_deliveries(self.now);
-                any |= !self.collect(i).is_empty();
-                // Acknowledge everything in flight, each at its stage.
-                let acks: Vec<Packet> = self.slots[i]
-                    .inflight
-                    .iter()
-                    .map(|(id, stage)| {
-                        let a = Ack::new(pkid(*id));
-                        match stage {
-                            Stage::Ack => Packet::PubAck(a),
-                            Stage::Rec => Packet::PubRec(a),
-                            Stage::Comp => Packet::PubComp(a),
-                        }
-                    })
-                    .collect();
-                for a in acks {
-                    any = true;
-                    self.send(i, a);
-                }
-            }
-            if !any {
-                break;
-            }
-        }
-        for s in &self.slots {
-            // Only a session that is still connected is known to have lived throughout.
-            if s.conn.is_none() || s.lossy {
-                continue;
-            }
-            let lost: Vec<&u64> = s.expected.iter().filter(|t| !s.seen.contains(t)).collect();
-            assert!(lost.is_empty(), "{}: messages lost: {lost:?}", s.client_id);
         }
     }
 }
 
 /// The stateful MQTT channel target (see the module header).
 pub fn channel(data: &[u8]) {
-    let mut input = Input::new(data);
-    let mut w = World::new(&mut input);
-    let _guard = w.rt.enter();
-    let mut ops = 0;
-    while !input.is_empty() && ops < MAX_OPS {
-        ops += 1;
-        w.op(&mut input);
-        w.pull();
-    }
-    w.drain();
-    for s in &mut w.slots {
-        if let Some(mut c) = s.conn.take() {
-            c.ch.finish();
-        }
-    }
+    run(data, MAX_OPS, World::new);
 }

@@ -27,7 +27,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use switchyard_bus::fuzzing::{open_session, runtime, Input};
+use switchyard_bus::fuzzing::{open_session, run, runtime, Harness, Input};
 use switchyard_bus::{BusConfig, BusHandle, ControlEvent, OpenSession};
 use switchyard_core::{CloseReason, Message, QoS, TopicName};
 
@@ -418,154 +418,6 @@ impl World {
         }
     }
 
-    fn op(&mut self, input: &mut Input<'_>) {
-        let i = input.below(SLOTS);
-        match input.u8() % 16 {
-            0 | 1 => {
-                // CONNECT; with the will flag the handshake goes on in later steps, or at once.
-                let c = self.connect_packet(i, input, None);
-                let will = c.flags.will;
-                let at_once = input.bool();
-                self.send(i, Packet::Connect(c), false);
-                if will && at_once {
-                    self.will_handshake(i, input);
-                }
-            }
-            2 => {
-                let topic = *input.pick(&["w", "a/b", "a/#", ""]);
-                let p = if topic.is_empty() {
-                    Packet::WillTopic(None)
-                } else {
-                    Packet::WillTopic(Some(WillTopic {
-                        flags: Flags {
-                            qos: sn_qos(input),
-                            retain: input.bool(),
-                            ..Flags::default()
-                        },
-                        topic: Bytes::from_static(topic.as_bytes()),
-                    }))
-                };
-                self.send(i, p, false);
-            }
-            3 => {
-                let msg = Bytes::copy_from_slice(input.bytes(8));
-                self.send(i, Packet::WillMsg { msg }, false);
-            }
-            4 | 5 => {
-                let raw = Bytes::copy_from_slice(input.bytes(120));
-                if let Ok(mut p) = crate::codec::decode(&raw) {
-                    if let Packet::Connect(c) = &mut p {
-                        // The driver routes a CONNECT by its client id: keep it in this slot.
-                        c.client_id = Bytes::copy_from_slice(self.slots[i].client_id.as_bytes());
-                    }
-                    let moved = input.u8() % 8 == 0;
-                    self.send(i, p, moved);
-                }
-            }
-            6 | 7 => self.client_publish(i, input),
-            8 => {
-                let s = Subscribe {
-                    flags: Flags {
-                        qos: sn_qos(input),
-                        ..Flags::default()
-                    },
-                    msg_id: input.u16(),
-                    topic: match input.u8() % 4 {
-                        0 => SubTopic::Predefined(PREDEFINED_ID),
-                        1 => SubTopic::Short(*b"ab"),
-                        _ => SubTopic::Name(Bytes::from_static(input.pick(&FILTERS).as_bytes())),
-                    },
-                };
-                let name: Option<&'static str> = match &s.topic {
-                    SubTopic::Predefined(_) => Some("pre/one"),
-                    SubTopic::Short(_) => Some("ab"),
-                    SubTopic::Name(n) => TOPICS.iter().copied().find(|t| t.as_bytes() == &n[..]),
-                    SubTopic::Reserved(_) => None,
-                };
-                let granted = s.flags.qos.to_qos();
-                let msg_id = s.msg_id;
-                let out = self.send(i, Packet::Subscribe(s), false);
-                let ok = out
-                    .iter()
-                    .any(|p| matches!(p, Packet::SubAck { msg_id: m, rc: 0, .. } if *m == msg_id));
-                if let (true, Some(name)) = (ok && self.slots[i].conn.is_some(), name) {
-                    self.slots[i].subs.insert(name, granted);
-                }
-            }
-            9 => {
-                let s = Subscribe {
-                    flags: Flags::default(),
-                    msg_id: input.u16(),
-                    topic: SubTopic::Name(Bytes::from_static(input.pick(&FILTERS).as_bytes())),
-                };
-                if let SubTopic::Name(n) = &s.topic {
-                    self.slots[i].subs.retain(|t, _| t.as_bytes() != &n[..]);
-                }
-                self.send(i, Packet::Unsubscribe(s), false);
-            }
-            10 | 11 => {
-                let slot = &self.slots[i];
-                let raw = input.u16();
-                let msg_id = if raw & 0x8000 == 0 && !slot.inflight.is_empty() {
-                    slot.inflight[usize::from(raw) % slot.inflight.len()].0
-                } else {
-                    raw % 8
-                };
-                let code = *input.pick(&[0, 0, 0, rc::INVALID_TOPIC_ID, rc::NOT_SUPPORTED]);
-                let p = match input.u8() % 4 {
-                    0 => Packet::PubAck {
-                        topic_id: input.u16() % 4,
-                        msg_id,
-                        rc: code,
-                    },
-                    1 => Packet::PubRec { msg_id },
-                    2 => Packet::PubRel { msg_id },
-                    _ => Packet::PubComp { msg_id },
-                };
-                self.send(i, p, false);
-            }
-            12 => {
-                let pending = self.slots[i]
-                    .conn
-                    .as_ref()
-                    .and_then(|c| c.ch.reg_inflight.as_ref())
-                    .map(|r| (r.topic_id, r.msg_id));
-                let (topic_id, msg_id) = match (pending, input.bool()) {
-                    (Some(p), true) => p,
-                    _ => (input.u16() % 1030, input.u16() % 8),
-                };
-                let code = *input.pick(&[0, 0, 0, rc::CONGESTION, rc::NOT_SUPPORTED]);
-                let p = Packet::RegAck {
-                    topic_id,
-                    msg_id,
-                    rc: code,
-                };
-                self.send(i, p, false);
-            }
-            13 => {
-                let name = *input.pick(&["a", "a/b", "x/y/z", "pre/one", "a/+", ""]);
-                let p = Packet::Register {
-                    topic_id: 0,
-                    msg_id: input.u16(),
-                    topic_name: Bytes::from_static(name.as_bytes()),
-                };
-                self.send(i, p, false);
-            }
-            14 => self.misc(i, input),
-            _ => {
-                let topic = *input.pick(&TOPICS);
-                let qos = input.qos();
-                self.next_tag += 1;
-                let tag = self.next_tag;
-                if let Ok(t) = TopicName::new(topic) {
-                    self.expect(topic, qos, tag);
-                    self.bus
-                        .publish(Message::new(t, tagged(tag), qos, input.bool()));
-                }
-            }
-        }
-    }
-
     fn will_handshake(&mut self, i: usize, input: &mut Input<'_>) {
         let wt = WillTopic {
             flags: Flags {
@@ -772,26 +624,179 @@ impl World {
     }
 }
 
+impl Harness for World {
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        &self.rt
+    }
+
+    fn op(&mut self, input: &mut Input<'_>) {
+        let i = input.below(SLOTS);
+        match input.u8() % 16 {
+            0 | 1 => {
+                // CONNECT; with the will flag the handshake goes on in later steps, or at once.
+                let c = self.connect_packet(i, input, None);
+                let will = c.flags.will;
+                let at_once = input.bool();
+                self.send(i, Packet::Connect(c), false);
+                if will && at_once {
+                    self.will_handshake(i, input);
+                }
+            }
+            2 => {
+                let topic = *input.pick(&["w", "a/b", "a/#", ""]);
+                let p = if topic.is_empty() {
+                    Packet::WillTopic(None)
+                } else {
+                    Packet::WillTopic(Some(WillTopic {
+                        flags: Flags {
+                            qos: sn_qos(input),
+                            retain: input.bool(),
+                            ..Flags::default()
+                        },
+                        topic: Bytes::from_static(topic.as_bytes()),
+                    }))
+                };
+                self.send(i, p, false);
+            }
+            3 => {
+                let msg = Bytes::copy_from_slice(input.bytes(8));
+                self.send(i, Packet::WillMsg { msg }, false);
+            }
+            4 | 5 => {
+                let raw = Bytes::copy_from_slice(input.bytes(120));
+                if let Ok(mut p) = crate::codec::decode(&raw) {
+                    if let Packet::Connect(c) = &mut p {
+                        // The driver routes a CONNECT by its client id: keep it in this slot.
+                        c.client_id = Bytes::copy_from_slice(self.slots[i].client_id.as_bytes());
+                    }
+                    let moved = input.u8() % 8 == 0;
+                    self.send(i, p, moved);
+                }
+            }
+            6 | 7 => self.client_publish(i, input),
+            8 => {
+                let s = Subscribe {
+                    flags: Flags {
+                        qos: sn_qos(input),
+                        ..Flags::default()
+                    },
+                    msg_id: input.u16(),
+                    topic: match input.u8() % 4 {
+                        0 => SubTopic::Predefined(PREDEFINED_ID),
+                        1 => SubTopic::Short(*b"ab"),
+                        _ => SubTopic::Name(Bytes::from_static(input.pick(&FILTERS).as_bytes())),
+                    },
+                };
+                let name: Option<&'static str> = match &s.topic {
+                    SubTopic::Predefined(_) => Some("pre/one"),
+                    SubTopic::Short(_) => Some("ab"),
+                    SubTopic::Name(n) => TOPICS.iter().copied().find(|t| t.as_bytes() == &n[..]),
+                    SubTopic::Reserved(_) => None,
+                };
+                let granted = s.flags.qos.to_qos();
+                let msg_id = s.msg_id;
+                let out = self.send(i, Packet::Subscribe(s), false);
+                let ok = out
+                    .iter()
+                    .any(|p| matches!(p, Packet::SubAck { msg_id: m, rc: 0, .. } if *m == msg_id));
+                if let (true, Some(name)) = (ok && self.slots[i].conn.is_some(), name) {
+                    self.slots[i].subs.insert(name, granted);
+                }
+            }
+            9 => {
+                let s = Subscribe {
+                    flags: Flags::default(),
+                    msg_id: input.u16(),
+                    topic: SubTopic::Name(Bytes::from_static(input.pick(&FILTERS).as_bytes())),
+                };
+                if let SubTopic::Name(n) = &s.topic {
+                    self.slots[i].subs.retain(|t, _| t.as_bytes() != &n[..]);
+                }
+                self.send(i, Packet::Unsubscribe(s), false);
+            }
+            10 | 11 => {
+                let slot = &self.slots[i];
+                let raw = input.u16();
+                let msg_id = if raw & 0x8000 == 0 && !slot.inflight.is_empty() {
+                    slot.inflight[usize::from(raw) % slot.inflight.len()].0
+                } else {
+                    raw % 8
+                };
+                let code = *input.pick(&[0, 0, 0, rc::INVALID_TOPIC_ID, rc::NOT_SUPPORTED]);
+                let p = match input.u8() % 4 {
+                    0 => Packet::PubAck {
+                        topic_id: input.u16() % 4,
+                        msg_id,
+                        rc: code,
+                    },
+                    1 => Packet::PubRec { msg_id },
+                    2 => Packet::PubRel { msg_id },
+                    _ => Packet::PubComp { msg_id },
+                };
+                self.send(i, p, false);
+            }
+            12 => {
+                let pending = self.slots[i]
+                    .conn
+                    .as_ref()
+                    .and_then(|c| c.ch.reg_inflight.as_ref())
+                    .map(|r| (r.topic_id, r.msg_id));
+                let (topic_id, msg_id) = match (pending, input.bool()) {
+                    (Some(p), true) => p,
+                    _ => (input.u16() % 1030, input.u16() % 8),
+                };
+                let code = *input.pick(&[0, 0, 0, rc::CONGESTION, rc::NOT_SUPPORTED]);
+                let p = Packet::RegAck {
+                    topic_id,
+                    msg_id,
+                    rc: code,
+                };
+                self.send(i, p, false);
+            }
+            13 => {
+                let name = *input.pick(&["a", "a/b", "x/y/z", "pre/one", "a/+", ""]);
+                let p = Packet::Register {
+                    topic_id: 0,
+                    msg_id: input.u16(),
+                    topic_name: Bytes::from_static(name.as_bytes()),
+                };
+                self.send(i, p, false);
+            }
+            14 => self.misc(i, input),
+            _ => {
+                let topic = *input.pick(&TOPICS);
+                let qos = input.qos();
+                self.next_tag += 1;
+                let tag = self.next_tag;
+                if let Ok(t) = TopicName::new(topic) {
+                    self.expect(topic, qos, tag);
+                    self.bus
+                        .publish(Message::new(t, tagged(tag), qos, input.bool()));
+                }
+            }
+        }
+    }
+
+    fn after_op(&mut self) {
+        for i in 0..SLOTS {
+            if let Some(c) = self.slots[i].conn.as_mut() {
+                c.ch.pull_deliveries(self.now);
+            }
+            self.collect(i);
+        }
+    }
+
+    fn finish(&mut self) {
+        self.drain();
+        for s in &mut self.slots {
+            if let Some(mut c) = s.conn.take() {
+                c.ch.finish();
+            }
+        }
+    }
+}
+
 /// The stateful MQTT-SN channel target (see the module header).
 pub fn channel(data: &[u8]) {
-    let mut input = Input::new(data);
-    let mut w = World::new(&mut input);
-    let _guard = w.rt.enter();
-    let mut ops = 0;
-    while !input.is_empty() && ops < MAX_OPS {
-        ops += 1;
-        w.op(&mut input);
-        for i in 0..SLOTS {
-            if let Some(c) = w.slots[i].conn.as_mut() {
-                c.ch.pull_deliveries(w.now);
-            }
-            w.collect(i);
-        }
-    }
-    w.drain();
-    for s in &mut w.slots {
-        if let Some(mut c) = s.conn.take() {
-            c.ch.finish();
-        }
-    }
+    run(data, MAX_OPS, World::new);
 }
