@@ -25,7 +25,17 @@ pub fn decode_lwm2m_json(req: &Path, payload: &[u8]) -> Result<Vec<Entry>, Decod
             .find_map(|k| e.get(*k))
             .cloned()
             .ok_or_else(bad)?;
-        out.push((join(&bn, n), value));
+        // A record that names nothing (empty base name, no name) is the requested path, as in
+        // SenML below: never an entry with an empty path.
+        let name = join(&bn, n);
+        out.push((
+            if name.is_empty() {
+                req.to_string()
+            } else {
+                name
+            },
+            value,
+        ));
     }
     Ok(out)
 }

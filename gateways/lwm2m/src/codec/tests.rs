@@ -237,3 +237,20 @@ fn tlv_write_shapes() {
     );
     assert!(encode_tlv(&p("/3/0"), &[one(vec![1, 2, 3], 1)]).is_err());
 }
+
+/// Fuzzing regression (lwm2m_json, fuzz/seeds/lwm2m_json/regress-empty-name): a record with an
+/// empty base name and no name decoded to the path "" (the content entry `"path": ""`); like a
+/// SenML record, it now names the requested path.
+#[test]
+fn lwm2m_json_record_without_a_name_is_the_requested_path() {
+    let db = db();
+    let j = br#"{"bn":"","e":[{"v":"3:0"},{"n":"/3/0/1","sv":"x"}]}"#;
+    let v = decode(&p("/3/0/9"), Some(format::LWM2M_JSON), j, &db);
+    assert_eq!(
+        v,
+        Ok(vec![
+            ("/3/0/9".into(), json!("3:0")),
+            ("/3/0/1".into(), json!("x")),
+        ])
+    );
+}
