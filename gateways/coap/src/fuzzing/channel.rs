@@ -18,16 +18,17 @@ use super::assert_sendable;
 use crate::channel::{self, request, Channel, ClientKey, NotifyOutcome, Output};
 use crate::settings::{mount_prefix, CoapSettings, NotifyType};
 use crate::transport::demux::ClientChannel;
+use crate::transport::fuzzing::open_client;
 use crate::transport::wire::{self, code};
 use crate::transport::{error_response, Event, Transport};
 use crate::{CoapGateway, CoapRequester};
 use coap_lite::{CoapOption, MessageType, Packet};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use switchyard_bus::fuzzing::{open_session, run, runtime, Harness, Input};
-use switchyard_bus::{BusConfig, BusHandle, ControlEvent, ControlEvents, OpenSession};
+use switchyard_bus::fuzzing::{run, runtime, Harness, Input};
+use switchyard_bus::{BusConfig, BusHandle, ControlEvents};
 use switchyard_core::{CloseReason, Message, QoS, TopicName};
 
 const PEERS: usize = 3;
@@ -44,8 +45,7 @@ struct Client {
     con_out: Option<u64>,
     /// Topics observed (confirmed), and whether each may have been cancelled.
     observing: HashSet<String>,
-    /// Message tags that must reach the client, with the observed topic they were published on.
-    expected: BTreeMap<u64, String>,
+    expected: BTreeSet<u64>,
     seen: HashSet<u64>,
     lossy: bool,
     token: Option<String>,
@@ -162,10 +162,7 @@ impl World {
             c.ch.handle_request(req, self.now);
             // A confirmed observation is read from the reply in `flush`; a cancel ends it here.
             if let Some((topic, false)) = observe {
-                // Cancelled (Observe=1): what was queued for it is dropped by design.
                 c.observing.remove(&topic);
-                let seen = &c.seen;
-                c.expected.retain(|tag, t| *t != topic || seen.contains(tag));
             }
             return;
         }
@@ -191,44 +188,22 @@ impl World {
             }
         };
         let info = Arc::new(info);
-        let req_open = OpenSession {
-            info: info.clone(),
-            clean_start: true,
-            expiry: Duration::ZERO,
-            max_inflight: 1,
-        };
-        let clients = &mut self.clients;
-        let opened = open_session(&self.rt, &self.gw.bus, req_open, || {
-            let taken: Vec<ClientKey> = clients
-                .iter_mut()
-                .filter_map(|(k, c)| match c.rx.try_recv() {
-                    Some(ControlEvent::Takeover) => {
-                        c.ch.fail(CloseReason::Takeover);
-                        c.ch.finish();
-                        Some(k.clone())
-                    }
-                    _ => None,
-                })
-                .collect();
-            for k in taken {
-                clients.remove(&k);
-            }
-        });
-        let Ok(opened) = opened else {
+        let opened = open_client(
+            &self.rt,
+            &self.gw.bus,
+            info.clone(),
+            &mut self.clients,
+            |c| &c.rx,
+            |mut c| {
+                c.ch.fail(CloseReason::Takeover);
+                c.ch.finish();
+            },
+        );
+        let Ok((session, attachment, rx)) = opened else {
             let reply = error_response(code::SERVICE_UNAVAILABLE, "session refused");
             return self.t.respond(&req.exchange, reply, self.now);
         };
-        let mut attachment = opened.attachment;
-        attachment.report_connected();
-        let rx = attachment.control();
-        let ch = Channel::new(
-            self.gw.clone(),
-            info,
-            opened.session,
-            attachment,
-            prefix,
-            self.now,
-        );
+        let ch = Channel::new(self.gw.clone(), info, session, attachment, prefix, self.now);
         let slot = self.next_slot;
         self.next_slot += 1;
         let mut c = Client {
@@ -237,7 +212,7 @@ impl World {
             slot,
             con_out: None,
             observing: HashSet::new(),
-            expected: BTreeMap::new(),
+            expected: BTreeSet::new(),
             seen: HashSet::new(),
             lossy: self.raw,
             token: None,
@@ -389,7 +364,7 @@ impl World {
             if c.lossy || c.ch.close_reason().is_some() {
                 continue;
             }
-            let lost: Vec<&u64> = c.expected.keys().filter(|t| !c.seen.contains(t)).collect();
+            let lost: Vec<&u64> = c.expected.iter().filter(|t| !c.seen.contains(t)).collect();
             assert!(lost.is_empty(), "{key:?}: notifications lost: {lost:?}");
         }
     }
@@ -475,7 +450,7 @@ impl Harness for World {
                 if qos != QoS::AtMostOnce {
                     for c in self.clients.values_mut() {
                         if c.observing.contains(topic) {
-                            c.expected.insert(tag, topic.to_owned());
+                            c.expected.insert(tag);
                         }
                     }
                 }

@@ -21,11 +21,12 @@ use crate::Lwm2mGateway;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use switchyard_bus::fuzzing::{open_session, run, runtime, Harness, Input};
-use switchyard_bus::{BusConfig, BusHandle, ControlEvent, ControlEvents, OpenSession};
+use std::time::Instant;
+use switchyard_bus::fuzzing::{run, runtime, Harness, Input};
+use switchyard_bus::{BusConfig, BusHandle, ControlEvents};
 use switchyard_coap_transport::coap_lite::{CoapOption, MessageType, Packet};
 use switchyard_coap_transport::demux::ClientChannel;
+use switchyard_coap_transport::fuzzing::open_client;
 use switchyard_coap_transport::wire::{self, code};
 use switchyard_coap_transport::{error_response, Event, Request, Transport};
 use switchyard_core::{CloseReason, Message, TopicName};
@@ -227,40 +228,25 @@ impl World {
             let reply = channel::login_failed("not_authorized");
             return self.t.respond(&req.exchange, reply, self.now);
         };
-        let open = OpenSession {
-            info: info.clone(),
-            clean_start: true,
-            expiry: Duration::ZERO,
-            max_inflight: 1,
-        };
-        let devices = &mut self.devices;
-        let opened = open_session(&self.rt, &self.gw.bus, open, || {
-            let taken: Vec<String> = devices
-                .iter_mut()
-                .filter_map(|(k, d)| match d.rx.try_recv() {
-                    Some(ControlEvent::Takeover) => {
-                        d.ch.fail(CloseReason::Takeover);
-                        d.ch.finish();
-                        Some(k.clone())
-                    }
-                    _ => None,
-                })
-                .collect();
-            for k in taken {
-                devices.remove(&k);
-            }
-        });
-        let Ok(opened) = opened else {
+        let opened = open_client(
+            &self.rt,
+            &self.gw.bus,
+            info.clone(),
+            &mut self.devices,
+            |d| &d.rx,
+            |mut d| {
+                d.ch.fail(CloseReason::Takeover);
+                d.ch.finish();
+            },
+        );
+        let Ok((session, attachment, rx)) = opened else {
             let reply = channel::login_failed("session_open_failed");
             return self.t.respond(&req.exchange, reply, self.now);
         };
-        let mut attachment = opened.attachment;
-        attachment.report_connected();
-        let rx = attachment.control();
         let mut ch = Channel::new(
             self.gw.clone(),
             info,
-            opened.session,
+            session,
             attachment,
             reg,
             prefix,
