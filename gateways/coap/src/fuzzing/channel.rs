@@ -23,7 +23,7 @@ use crate::transport::wire::{self, code};
 use crate::transport::{error_response, Event, Transport};
 use crate::{CoapGateway, CoapRequester};
 use coap_lite::{CoapOption, MessageType, Packet};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,7 +45,8 @@ struct Client {
     con_out: Option<u64>,
     /// Topics observed (confirmed), and whether each may have been cancelled.
     observing: HashSet<String>,
-    expected: BTreeSet<u64>,
+    /// Message tags that must reach the client, with the observed topic they were published on.
+    expected: BTreeMap<u64, String>,
     seen: HashSet<u64>,
     lossy: bool,
     token: Option<String>,
@@ -162,7 +163,11 @@ impl World {
             c.ch.handle_request(req, self.now);
             // A confirmed observation is read from the reply in `flush`; a cancel ends it here.
             if let Some((topic, false)) = observe {
+                // Cancelled (Observe=1): what was queued for it is dropped by design.
                 c.observing.remove(&topic);
+                let seen = &c.seen;
+                c.expected
+                    .retain(|tag, t| *t != topic || seen.contains(tag));
             }
             return;
         }
@@ -212,7 +217,7 @@ impl World {
             slot,
             con_out: None,
             observing: HashSet::new(),
-            expected: BTreeSet::new(),
+            expected: BTreeMap::new(),
             seen: HashSet::new(),
             lossy: self.raw,
             token: None,
@@ -364,7 +369,7 @@ impl World {
             if c.lossy || c.ch.close_reason().is_some() {
                 continue;
             }
-            let lost: Vec<&u64> = c.expected.iter().filter(|t| !c.seen.contains(t)).collect();
+            let lost: Vec<&u64> = c.expected.keys().filter(|t| !c.seen.contains(t)).collect();
             assert!(lost.is_empty(), "{key:?}: notifications lost: {lost:?}");
         }
     }
@@ -450,7 +455,7 @@ impl Harness for World {
                 if qos != QoS::AtMostOnce {
                     for c in self.clients.values_mut() {
                         if c.observing.contains(topic) {
-                            c.expected.insert(tag);
+                            c.expected.insert(tag, topic.to_owned());
                         }
                     }
                 }
