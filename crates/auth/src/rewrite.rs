@@ -8,6 +8,7 @@
 use parking_lot::RwLock;
 use regex::Regex;
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, Ordering};
 use switchyard_core::TopicFilter;
 
 /// What a rule applies to.
@@ -56,6 +57,9 @@ struct Compiled {
 #[derive(Debug, Default)]
 pub struct Rewriter {
     rules: RwLock<Vec<Compiled>>,
+    /// Whether any rule is in force: checked before the lock, because every PUBLISH asks and
+    /// most nodes have no rules.
+    active: AtomicBool,
 }
 
 impl Rewriter {
@@ -75,7 +79,9 @@ impl Rewriter {
             let re = Regex::new(&rule.re).map_err(|e| format!("rewrite[{i}].re: {e}"))?;
             compiled.push(Compiled { rule, source, re });
         }
-        *self.rules.write() = compiled;
+        let mut rules = self.rules.write();
+        self.active.store(!compiled.is_empty(), Ordering::Release);
+        *rules = compiled;
         Ok(())
     }
 
@@ -85,10 +91,10 @@ impl Rewriter {
     }
 
     fn apply<'a>(&self, topic: &'a str, publish: bool) -> Cow<'a, str> {
-        let rules = self.rules.read();
-        if rules.is_empty() {
+        if !self.active.load(Ordering::Acquire) {
             return Cow::Borrowed(topic);
         }
+        let rules = self.rules.read();
         for c in rules.iter() {
             let applies = match c.rule.action {
                 RewriteAction::All => true,
