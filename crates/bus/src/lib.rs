@@ -12,6 +12,8 @@
 //! session's [`Outbox`]; the subscriber's task drains its outbox while the [`QosEngine`] gives it
 //! inflight credit.
 
+#[doc(hidden)]
+pub mod accessors;
 mod admin;
 mod attachment;
 mod autosub;

@@ -106,6 +106,14 @@ impl ListenerSpec {
             socket_per_core: false,
         }
     }
+
+    /// The same listener with one `SO_REUSEPORT` socket per core (UDP).
+    pub const fn per_core(self) -> ListenerSpec {
+        ListenerSpec {
+            socket_per_core: true,
+            ..self
+        }
+    }
 }
 
 /// `0.0.0.0:<port>`, usable in constants.
@@ -135,6 +143,42 @@ pub struct GatewayDescriptor {
 }
 
 impl GatewayDescriptor {
+    /// The descriptor of an EMQX-style gateway (listed under `/api/v5/gateways`) whose display
+    /// name is its `proto_name`; [`display_name`](Self::display_name) and
+    /// [`not_emqx_gateway`](Self::not_emqx_gateway) change those. A `const fn`, so each
+    /// gateway's `DESCRIPTOR` is one call with its own values.
+    pub const fn new(
+        name: &'static str,
+        namespace: &'static str,
+        proto_name: &'static str,
+        listeners: &'static [ListenerSpec],
+    ) -> GatewayDescriptor {
+        GatewayDescriptor {
+            name,
+            namespace,
+            proto_name,
+            display_name: proto_name,
+            emqx_gateway: true,
+            listeners,
+        }
+    }
+
+    /// The same descriptor with another display name.
+    pub const fn display_name(self, display_name: &'static str) -> GatewayDescriptor {
+        GatewayDescriptor {
+            display_name,
+            ..self
+        }
+    }
+
+    /// The same descriptor, not listed under `/api/v5/gateways` (the MQTT broker itself).
+    pub const fn not_emqx_gateway(self) -> GatewayDescriptor {
+        GatewayDescriptor {
+            emqx_gateway: false,
+            ..self
+        }
+    }
+
     /// The id of one of its listeners: `<name>:<kind>:<listener name>`, e.g.
     /// `mqttsn:udp:default`; it keys the ready file and the admin API's listener lists.
     pub fn listener_id(&self, spec: &ListenerSpec) -> String {
@@ -341,6 +385,25 @@ mod tests {
             },
         ],
     };
+
+    #[test]
+    fn the_constructor_fills_what_the_literal_spells_out() {
+        const BUILT: GatewayDescriptor = GatewayDescriptor::new(
+            "demo",
+            "demo",
+            "DEMO",
+            &[
+                ListenerSpec::default_on(ListenerKind::Tcp, 1),
+                ListenerSpec::default_on(ListenerKind::Udp, 2).per_core(),
+            ],
+        )
+        .display_name("Demo");
+        assert_eq!(BUILT, DEMO);
+        let plain = GatewayDescriptor::new("x", "x", "X", &[]);
+        assert_eq!(plain.display_name, "X");
+        assert!(plain.emqx_gateway);
+        assert!(!plain.not_emqx_gateway().emqx_gateway);
+    }
 
     #[test]
     fn kinds_round_trip_their_names() {

@@ -35,14 +35,12 @@ use switchyard_net::GatewayDescriptor;
 
 /// The CoAP gateway's entry in the gateway table: `[gateway.coap]`, the demux's one UDP listener
 /// on 5683. The table serves it as `switchyard_coap_transport::demux::UdpDemux(CoapGateway)`.
-pub const DESCRIPTOR: GatewayDescriptor = GatewayDescriptor {
-    name: "coap",
-    namespace: NAMESPACE.0,
-    proto_name: "CoAP",
-    display_name: "CoAP",
-    emqx_gateway: true,
-    listeners: &[transport::demux::listener(5683)],
-};
+pub const DESCRIPTOR: GatewayDescriptor = GatewayDescriptor::new(
+    "coap",
+    NAMESPACE.0,
+    "CoAP",
+    &[transport::demux::listener(5683)],
+);
 
 /// What every client of the CoAP gateway shares.
 #[derive(Debug, Clone)]

@@ -34,14 +34,8 @@ use switchyard_net::GatewayDescriptor;
 
 /// The LwM2M gateway's entry in the gateway table: `[gateway.lwm2m]`, the CoAP demux's one UDP
 /// listener on 5783. The table serves it as `demux::UdpDemux(Lwm2mGateway)`.
-pub const DESCRIPTOR: GatewayDescriptor = GatewayDescriptor {
-    name: "lwm2m",
-    namespace: NAMESPACE.0,
-    proto_name: "LwM2M",
-    display_name: "LwM2M",
-    emqx_gateway: true,
-    listeners: &[demux::listener(5783)],
-};
+pub const DESCRIPTOR: GatewayDescriptor =
+    GatewayDescriptor::new("lwm2m", NAMESPACE.0, "LwM2M", &[demux::listener(5783)]);
 
 /// What every device of the LwM2M gateway shares.
 #[derive(Debug, Clone)]

@@ -29,19 +29,18 @@ use switchyard_net::{GatewayDescriptor, ListenerKind, ListenerSpec};
 
 /// The MQTT broker's entry in the gateway table: four listeners, `[listeners.*]` in the
 /// config. Not one of EMQX's gateways, so `/api/v5/gateways` does not list it.
-pub const DESCRIPTOR: GatewayDescriptor = GatewayDescriptor {
-    name: "mqtt",
-    namespace: NAMESPACE.0,
-    proto_name: "MQTT",
-    display_name: "MQTT",
-    emqx_gateway: false,
-    listeners: &[
+pub const DESCRIPTOR: GatewayDescriptor = GatewayDescriptor::new(
+    "mqtt",
+    NAMESPACE.0,
+    "MQTT",
+    &[
         ListenerSpec::default_on(ListenerKind::Tcp, 1883),
         ListenerSpec::default_on(ListenerKind::Ws, 8083),
         ListenerSpec::default_on(ListenerKind::Ssl, 8883),
         ListenerSpec::default_on(ListenerKind::Wss, 8084),
     ],
-};
+)
+.not_emqx_gateway();
 
 /// What every connection of the MQTT gateway shares.
 #[derive(Debug, Clone)]

@@ -32,17 +32,12 @@ use switchyard_net::{GatewayDescriptor, ListenerKind, ListenerSpec};
 
 /// The MQTT-SN gateway's entry in the gateway table: `[gateway.mqttsn]`, one UDP listener on
 /// 1884 with one socket per core. Served through [`switchyard_net::Gateway`].
-pub const DESCRIPTOR: GatewayDescriptor = GatewayDescriptor {
-    name: "mqttsn",
-    namespace: NAMESPACE.0,
-    proto_name: "MQTT-SN",
-    display_name: "MQTT-SN",
-    emqx_gateway: true,
-    listeners: &[ListenerSpec {
-        socket_per_core: true,
-        ..ListenerSpec::default_on(ListenerKind::Udp, 1884)
-    }],
-};
+pub const DESCRIPTOR: GatewayDescriptor = GatewayDescriptor::new(
+    "mqttsn",
+    NAMESPACE.0,
+    "MQTT-SN",
+    &[ListenerSpec::default_on(ListenerKind::Udp, 1884).per_core()],
+);
 
 /// What every client of the MQTT-SN gateway shares.
 #[derive(Debug, Clone)]

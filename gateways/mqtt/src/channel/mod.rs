@@ -22,9 +22,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
-use switchyard_bus::{
-    Attachment, BusHandle, ClientInfo, ControlEvents, Keepalive, Namespace, Session,
-};
+use switchyard_bus::{Attachment, BusHandle, ClientInfo, Keepalive, Namespace, Session};
 use switchyard_core::{CloseReason, Message, TopicName};
 pub use violation::Violation;
 
@@ -135,35 +133,9 @@ impl Channel {
         self.version
     }
 
-    /// The connected client, once CONNECT was accepted.
-    pub fn info(&self) -> Option<&Arc<ClientInfo>> {
-        self.info.as_ref()
-    }
-
-    /// The session, while connected.
-    pub fn session(&self) -> Option<&Session> {
-        self.session.as_ref()
-    }
-
-    /// The session's control events (takeover, kick), once it is open.
-    pub fn control(&self) -> Option<ControlEvents> {
-        self.attachment.as_ref().map(Attachment::control)
-    }
-
-    /// Whether the channel has decided to close, and why.
-    pub fn close_reason(&self) -> Option<&CloseReason> {
-        self.close.as_ref()
-    }
-
-    /// Packets to write, in order.
-    pub fn take_outbound(&mut self) -> Vec<Packet> {
-        std::mem::take(&mut self.outbound)
-    }
-
-    /// Whether packets are waiting to be written.
-    pub fn has_outbound(&self) -> bool {
-        !self.outbound.is_empty()
-    }
+    // info, session, control, close_reason, take_outbound, has_outbound: the accessors the
+    // MQTT-SN channel offers too, defined once in the bus (inlined field reads).
+    switchyard_bus::session_accessors!(Packet);
 
     /// Records the close reason (the first one wins: one reason per connection) and, for
     /// MQTT 5, queues the server's DISCONNECT with the matching reason code.

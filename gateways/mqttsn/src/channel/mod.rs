@@ -32,8 +32,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_bus::{
-    Attachment, BusHandle, ClientInfo, ControlEvents, Delivery, Keepalive, Namespace, OpenSession,
-    Session,
+    Attachment, BusHandle, ClientInfo, Delivery, Keepalive, Namespace, OpenSession, Session,
 };
 use switchyard_core::{CloseReason, Message};
 
@@ -177,20 +176,9 @@ impl Channel {
         self.peer
     }
 
-    /// The connected client, once CONNECT was accepted.
-    pub fn info(&self) -> Option<&Arc<ClientInfo>> {
-        self.info.as_ref()
-    }
-
-    /// The session, while connected.
-    pub fn session(&self) -> Option<&Session> {
-        self.session.as_ref()
-    }
-
-    /// The session's control events (takeover, kick), once it is open.
-    pub fn control(&self) -> Option<ControlEvents> {
-        self.attachment.as_ref().map(Attachment::control)
-    }
+    // info, session, control, close_reason, take_outbound, has_outbound: the accessors the
+    // MQTT channel offers too, defined once in the bus (inlined field reads).
+    switchyard_bus::session_accessors!(Packet);
 
     /// Whether the handshake is over (connected, asleep or awake).
     pub fn is_connected(&self) -> bool {
@@ -203,21 +191,6 @@ impl Channel {
     /// Whether the client sleeps (deliveries wait in the outbox).
     pub fn is_asleep(&self) -> bool {
         matches!(self.state, State::Asleep { .. })
-    }
-
-    /// Whether the channel has decided to close, and why.
-    pub fn close_reason(&self) -> Option<&CloseReason> {
-        self.close.as_ref()
-    }
-
-    /// Packets to send, in order.
-    pub fn take_outbound(&mut self) -> Vec<Packet> {
-        std::mem::take(&mut self.outbound)
-    }
-
-    /// Whether packets wait to be sent.
-    pub fn has_outbound(&self) -> bool {
-        !self.outbound.is_empty()
     }
 
     /// Whether a session waits to be opened (datagrams behind it wait too).
