@@ -9,20 +9,32 @@
 //! `a/+/b`; `eq #` only the literal `#`). A placeholder whose value is missing or holds a
 //! wildcard never matches, so a client cannot widen a rule through its own id.
 //!
+//! The rules are the `file` source; [`Authorizer`] asks its sources in order (`file`, `http`:
+//! `authz_sources`) after the client's own `acl`, and `no_match` decides when none does.
 //! Decisions are cached per client ([`ClientAcl`]) for `cache.ttl`, at most `cache.max_size`
-//! entries, and dropped when the rules change.
+//! entries, and dropped when the sources, the settings or the rules change. Checks are
+//! synchronous; when an HTTP source is enabled a gateway first awaits an [`AuthzQuery`] on the
+//! client's own task (never on a task that serves other clients) and hands its answers to the
+//! client's [`ClientAcl`], so the fast path (file only, or a cache hit) never waits.
 
+use crate::authz_query::{AuthzAnswers, AuthzQuery};
+use crate::authz_sources::{
+    kind_of, parse_settings, settle, Answer, Body, Source, SourceError, SourceMetrics, AUTHZ_KIND,
+    SETTINGS_KEY, SOURCES_KEY,
+};
 use crate::topic::{covers, unshare};
 use ipnet::IpNet;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_core::QoS;
+use switchyard_state::SharedState;
 
 /// Errors of loading the rules file.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +55,9 @@ pub enum AclError {
         /// What is wrong.
         message: String,
     },
+    /// An authorization source is invalid.
+    #[error("authorization sources: {0}")]
+    Source(String),
     /// A rule is invalid.
     #[error("{path}: rule {index}: {message}")]
     Rule {
@@ -344,82 +359,280 @@ fn render(template: &str, ctx: &ClientCtx) -> Option<String> {
     switchyard_core::render_topic(template, &vars).ok()
 }
 
-/// The rules and the policy around them.
+/// The sources and the policy around them (see `authz_sources` for the sources themselves).
+///
+/// The effective list is the API's (kind [`crate::AUTHZ_KIND`] in the API-state store) when it
+/// holds one, else `[[authorization.sources]]`, else the `file` source alone; the same for the
+/// settings. Changes are written to the store before they take effect.
 #[derive(Debug)]
 pub struct Authorizer {
-    rules: RwLock<Arc<Vec<Rule>>>,
-    settings: AuthzSettings,
-    /// Bumped when the rules change, so cached decisions are dropped.
-    generation: AtomicU64,
+    pub(crate) sources: RwLock<Arc<Vec<Arc<Source>>>>,
+    pub(crate) settings: RwLock<AuthzSettings>,
+    /// Whether an enabled source needs a network (HTTP). While false every check is
+    /// synchronous and gateways never build a query: the fast path of the file source alone.
+    pub(crate) network: AtomicBool,
+    /// Bumped when sources or settings change or the cache is cleaned, so cached decisions
+    /// are dropped.
+    pub(crate) generation: AtomicU64,
+    /// `[[authorization.sources]]` as JSON (empty: the file source alone).
+    pub(crate) file_sources: Vec<Value>,
+    /// `authorization.file`: a file source without `path` or `rules` reads it.
+    pub(crate) file_path: Option<PathBuf>,
+    /// The settings of the config file, used while the store has none.
+    pub(crate) file_settings: AuthzSettings,
+    pub(crate) state: Option<SharedState>,
+    /// Counters by source type, kept across changes of the list.
+    pub(crate) metrics: Mutex<HashMap<String, Arc<SourceMetrics>>>,
+    /// Held across "write the store, then install".
+    pub(crate) write: Mutex<()>,
+}
+
+fn file_source_json() -> Value {
+    serde_json::json!({"type": "file", "enable": true})
+}
+
+fn source_error(e: SourceError) -> AclError {
+    AclError::Source(e.to_string())
 }
 
 impl Authorizer {
-    /// An authorizer with these rules.
+    /// An authorizer with these rules as its one `file` source, nothing stored.
     pub fn new(rules: Vec<Rule>, settings: AuthzSettings) -> Self {
+        let a = Authorizer::empty(Vec::new(), None, settings, None);
+        let metrics = a.metrics_of("file");
+        let source = Source {
+            kind: "file".into(),
+            enable: true,
+            json: file_source_json(),
+            text: String::new(),
+            body: Body::File(RwLock::new(Arc::new(rules))),
+            metrics,
+        };
+        a.install(vec![Arc::new(source)]);
+        a
+    }
+
+    fn empty(
+        file_sources: Vec<Value>,
+        file_path: Option<PathBuf>,
+        settings: AuthzSettings,
+        state: Option<SharedState>,
+    ) -> Self {
         Authorizer {
-            rules: RwLock::new(Arc::new(rules)),
-            settings,
+            sources: RwLock::new(Arc::new(Vec::new())),
+            settings: RwLock::new(settings.clone()),
+            network: AtomicBool::new(false),
             generation: AtomicU64::new(0),
+            file_sources,
+            file_path,
+            file_settings: settings,
+            state,
+            metrics: Mutex::new(HashMap::new()),
+            write: Mutex::new(()),
         }
     }
 
-    /// Loads `path`; a missing file means no rules (every check gets `no_match`).
+    /// Loads `path` as the one `file` source; a missing file means no rules (every check gets
+    /// `no_match`).
     pub fn load(path: Option<&Path>, settings: AuthzSettings) -> Result<Self, AclError> {
-        let Some(path) = path else {
-            return Ok(Authorizer::new(Vec::new(), settings));
+        Authorizer::open(path, Vec::new(), settings, None)
+    }
+
+    /// The sources of `sources` (`[[authorization.sources]]` as JSON; empty: the file source
+    /// of `path` alone) and `settings`, unless `state` holds ones made through the API. The
+    /// config's sources are checked even when the store overrides them, so a broken file is an
+    /// error at start. HTTP sources need a tokio runtime.
+    pub fn open(
+        path: Option<&Path>,
+        sources: Vec<Value>,
+        settings: AuthzSettings,
+        state: Option<SharedState>,
+    ) -> Result<Self, AclError> {
+        let a = Authorizer::empty(sources, path.map(Path::to_path_buf), settings, state);
+        let file = a.file_specs();
+        let built_file = a.build(&file).map_err(source_error)?;
+        let built = match a.stored_specs() {
+            Ok(Some(specs)) => match a.build(&specs) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(error = %e, "authorization sources in the state store are invalid; using the config's");
+                    built_file
+                }
+            },
+            Ok(None) => built_file,
+            Err(e) => return Err(source_error(e)),
         };
-        match std::fs::read_to_string(path) {
-            Ok(text) => Ok(Authorizer::new(parse_rules(&text, path)?, settings)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                tracing::info!(file = %path.display(), "ACL file not found: no rules");
-                Ok(Authorizer::new(Vec::new(), settings))
-            }
-            Err(source) => Err(AclError::Io {
-                path: path.to_owned(),
-                source,
-            }),
+        if let Some(s) = a.stored_settings().map_err(source_error)? {
+            *a.settings.write() = s;
         }
+        a.install(built);
+        Ok(a)
+    }
+
+    fn metrics_of(&self, kind: &str) -> Arc<SourceMetrics> {
+        self.metrics
+            .lock()
+            .entry(kind.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    pub(crate) fn file_specs(&self) -> Vec<Value> {
+        if self.file_sources.is_empty() {
+            vec![file_source_json()]
+        } else {
+            self.file_sources.clone()
+        }
+    }
+
+    pub(crate) fn stored_specs(&self) -> Result<Option<Vec<Value>>, SourceError> {
+        let Some(state) = &self.state else {
+            return Ok(None);
+        };
+        let Some(doc) = state.get(AUTHZ_KIND, SOURCES_KEY)? else {
+            return Ok(None);
+        };
+        let list = doc
+            .get("sources")
+            .and_then(Value::as_array)
+            .ok_or_else(|| SourceError::Invalid("stored sources document has no list".into()))?;
+        Ok(Some(list.clone()))
+    }
+
+    pub(crate) fn stored_settings(&self) -> Result<Option<AuthzSettings>, SourceError> {
+        let Some(state) = &self.state else {
+            return Ok(None);
+        };
+        match state.get(AUTHZ_KIND, SETTINGS_KEY)? {
+            Some(doc) => Ok(Some(parse_settings(&doc)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Sources for `specs`, reusing unchanged ones (an HTTP source keeps its connections).
+    pub(crate) fn build(&self, specs: &[Value]) -> Result<Vec<Arc<Source>>, SourceError> {
+        let old = self.sources.read().clone();
+        let mut out: Vec<Arc<Source>> = Vec::with_capacity(specs.len());
+        for (i, v) in specs.iter().enumerate() {
+            let kind = kind_of(v)
+                .ok_or_else(|| SourceError::Invalid(format!("sources[{i}]: no \"type\"")))?;
+            if out.iter().any(|s| s.kind == kind) {
+                return Err(SourceError::Duplicated(kind.to_owned()));
+            }
+            // A file source that reads a path is re-read, so a changed file applies.
+            let reads_file = kind == "file" && v.get("rules").is_none();
+            if let Some(s) = old.iter().find(|s| s.json == *v && !reads_file) {
+                out.push(s.clone());
+                continue;
+            }
+            let s = Source::build(v, self.file_path.as_deref(), self.metrics_of(kind))
+                .map_err(|e| SourceError::Invalid(format!("{kind} source: {e}")))?;
+            out.push(Arc::new(s));
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn install(&self, sources: Vec<Arc<Source>>) {
+        let network = sources.iter().any(|s| s.enable && s.is_network());
+        let kinds: Vec<&str> = sources.iter().map(|s| s.kind.as_str()).collect();
+        tracing::info!(sources = ?kinds, network, "authorization sources in force");
+        *self.sources.write() = Arc::new(sources);
+        self.network.store(network, Ordering::Release);
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
     /// The settings in force.
-    pub fn settings(&self) -> &AuthzSettings {
-        &self.settings
+    pub fn settings(&self) -> AuthzSettings {
+        self.settings.read().clone()
     }
 
     /// What a gateway does on a denied operation.
     pub fn deny_action(&self) -> DenyAction {
-        self.settings.deny_action
+        self.settings.read().deny_action
     }
 
-    /// How many rules are loaded.
+    /// Whether an enabled source needs a network, so a gateway must build an
+    /// [`AuthzQuery`] and await it before a check can be complete.
+    pub fn has_network(&self) -> bool {
+        self.network.load(Ordering::Acquire)
+    }
+
+    /// How many rules the file source holds.
     pub fn rule_count(&self) -> usize {
-        self.rules.read().len()
+        self.sources
+            .read()
+            .iter()
+            .map(|s| match &s.body {
+                Body::File(r) => r.read().len(),
+                Body::Http(_) => 0,
+            })
+            .sum()
     }
 
-    /// Replaces the rules (e.g. from the REST API); cached decisions are dropped.
+    /// Replaces the file source's rules; cached decisions are dropped.
     pub fn set_rules(&self, rules: Vec<Rule>) {
-        *self.rules.write() = Arc::new(rules);
+        let sources = self.sources.read().clone();
+        if let Some(Body::File(r)) = sources
+            .iter()
+            .map(|s| &s.body)
+            .find(|b| matches!(b, Body::File(_)))
+        {
+            *r.write() = Arc::new(rules);
+        }
         self.generation.fetch_add(1, Ordering::Release);
     }
 
     /// Empties every client's decision cache (`DELETE /api/v5/authorization/cache`): each
-    /// client's next check asks the rules again.
+    /// client's next check asks the sources again.
     pub fn clear_cache(&self) {
         self.generation.fetch_add(1, Ordering::Release);
     }
 
-    /// Decides one operation, uncached.
+    pub(crate) fn enabled(&self) -> Vec<Arc<Source>> {
+        self.sources
+            .read()
+            .iter()
+            .filter(|s| s.enable)
+            .cloned()
+            .collect()
+    }
+
+    /// Decides one operation, uncached, without waiting for a network: an HTTP source counts
+    /// as ignore here (gateways await [`AuthzQuery::run`] first, whose answer the client's
+    /// [`ClientAcl`] then holds).
     pub fn check(&self, ctx: &ClientCtx, action: &Action<'_>) -> Decision {
         if ctx.superuser {
             return Decision::Allow;
         }
-        let rules = self.rules.read().clone();
-        let first = rules.iter().find_map(|r| r.decide(ctx, action));
-        match first {
-            Some(Permission::Allow) => Decision::Allow,
-            Some(Permission::Deny) => Decision::Deny,
-            None => self.settings.no_match,
+        let sources = self.sources.read().clone();
+        for s in sources.iter().filter(|s| s.enable) {
+            let a = match s.answer_now(ctx, action) {
+                Some(a) => a,
+                None => {
+                    tracing::debug!(source = %s.kind, client_id = %ctx.client_id,
+                        "network source not asked on a synchronous path; ignored");
+                    s.counted(Answer::Ignore)
+                }
+            };
+            if let Some(d) = settle(a) {
+                return d;
+            }
         }
+        self.settings.read().no_match
+    }
+
+    /// Decides one operation, uncached, asking every source (an HTTP request is awaited,
+    /// bounded by its `request_timeout`). Run on the client's own task.
+    pub async fn decide(&self, ctx: &ClientCtx, action: &Action<'_>) -> Decision {
+        if ctx.superuser {
+            return Decision::Allow;
+        }
+        for s in self.enabled() {
+            if let Some(d) = settle(s.answer(ctx, action).await) {
+                return d;
+            }
+        }
+        self.settings.read().no_match
     }
 
     /// A per-client checker with its own decision cache.
@@ -436,11 +649,13 @@ impl Authorizer {
     ) -> ClientAcl {
         ClientAcl {
             generation: self.generation.load(Ordering::Acquire),
+            cache_settings: self.settings.read().cache.clone(),
             authz: self.clone(),
             ctx,
             own,
             cache: HashMap::new(),
             last: None,
+            fresh: Vec::new(),
         }
     }
 }
@@ -464,11 +679,12 @@ pub fn parse_rules(text: &str, path: &Path) -> Result<Vec<Rule>, AclError> {
         .collect()
 }
 
+/// One operation, owned: the cache's key and what an [`AuthzQuery`] asks about.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct CacheKey {
+pub(crate) struct CacheKey {
     subscribe: bool,
     topic: String,
-    qos: u8,
+    qos: QoS,
     retain: bool,
 }
 
@@ -484,19 +700,53 @@ pub struct ClientAcl {
     /// for every message, and the map lookup would allocate the key each time.
     last: Option<(CacheKey, Decision, Instant)>,
     generation: u64,
+    /// The cache settings as of `generation` (the API may change them).
+    cache_settings: AclCacheSettings,
+    /// Decisions an [`AuthzQuery`] reached for operations about to be checked: each is used
+    /// once by the check it was asked for (so they count even with the cache off).
+    fresh: Vec<(CacheKey, Decision)>,
 }
 
 impl CacheKey {
+    fn of(action: &Action<'_>) -> CacheKey {
+        match *action {
+            Action::Publish { topic, qos, retain } => CacheKey {
+                subscribe: false,
+                topic: topic.to_owned(),
+                qos,
+                retain,
+            },
+            Action::Subscribe { filter, qos } => CacheKey {
+                subscribe: true,
+                topic: filter.to_owned(),
+                qos,
+                retain: false,
+            },
+        }
+    }
+
+    pub(crate) fn action(&self) -> Action<'_> {
+        if self.subscribe {
+            Action::Subscribe {
+                filter: &self.topic,
+                qos: self.qos,
+            }
+        } else {
+            Action::Publish {
+                topic: &self.topic,
+                qos: self.qos,
+                retain: self.retain,
+            }
+        }
+    }
+
     fn is(&self, action: &Action<'_>) -> bool {
         match *action {
             Action::Publish { topic, qos, retain } => {
-                !self.subscribe
-                    && self.qos == qos.as_u8()
-                    && self.retain == retain
-                    && self.topic == topic
+                !self.subscribe && self.qos == qos && self.retain == retain && self.topic == topic
             }
             Action::Subscribe { filter, qos } => {
-                self.subscribe && self.qos == qos.as_u8() && !self.retain && self.topic == filter
+                self.subscribe && self.qos == qos && !self.retain && self.topic == filter
             }
         }
     }
@@ -513,47 +763,102 @@ impl ClientAcl {
         self.authz.deny_action()
     }
 
-    /// Decides one operation, from the cache when a fresh decision is there.
+    /// Whether a check of this client may need a network answer: the one cheap test a gateway
+    /// makes before building an [`AuthzQuery`] (false for a superuser, and whenever no HTTP
+    /// source is enabled).
+    pub fn may_query(&self) -> bool {
+        !self.ctx.superuser && self.authz.has_network()
+    }
+
+    /// What must be asked of a network source before `actions` can be checked: `None` when the
+    /// client's own rules, a fresh cached decision or an answer already fetched decides each
+    /// of them (or no source needs a network). The caller awaits [`AuthzQuery::run`] on the
+    /// client's own task and hands the answers to [`ClientAcl::accept`] before it checks.
+    pub fn query(&self, actions: &[Action<'_>], now: Instant) -> Option<AuthzQuery> {
+        if !self.may_query() {
+            return None;
+        }
+        let todo: Vec<CacheKey> = actions
+            .iter()
+            .filter(|a| !self.settled(a, now))
+            .map(CacheKey::of)
+            .collect();
+        (!todo.is_empty()).then(|| AuthzQuery {
+            authz: self.authz.clone(),
+            ctx: self.ctx.clone(),
+            actions: todo,
+        })
+    }
+
+    fn settled(&self, action: &Action<'_>, now: Instant) -> bool {
+        if self.own_decides(action).is_some() || self.fresh.iter().any(|(k, _)| k.is(action)) {
+            return true;
+        }
+        let c = &self.cache_settings;
+        if !c.enable || self.generation != self.authz.generation.load(Ordering::Acquire) {
+            return false;
+        }
+        let fresh = |at: &Instant| now.saturating_duration_since(*at) < c.ttl;
+        if let Some((k, _, at)) = &self.last {
+            if k.is(action) && fresh(at) {
+                return true;
+            }
+        }
+        self.cache
+            .get(&CacheKey::of(action))
+            .is_some_and(|(_, at)| fresh(at))
+    }
+
+    /// Takes the answers of a query run for this client.
+    pub fn accept(&mut self, answers: AuthzAnswers) {
+        self.fresh.extend(answers.0);
+    }
+
+    fn own_decides(&self, action: &Action<'_>) -> Option<Decision> {
+        let own = self.own.as_ref()?;
+        match own.decide(&self.ctx, action, std::time::SystemTime::now()) {
+            crate::acl_list::Own::Decided(Permission::Allow) => Some(Decision::Allow),
+            crate::acl_list::Own::Decided(Permission::Deny) => Some(Decision::Deny),
+            crate::acl_list::Own::NoMatch => None,
+        }
+    }
+
+    /// Decides one operation, from the cache when a fresh decision is there. An HTTP source
+    /// answers only through an answer [`ClientAcl::accept`] took (else it is ignore here).
     pub fn check(&mut self, action: &Action<'_>, now: Instant) -> Decision {
         if self.ctx.superuser {
             return Decision::Allow;
         }
-        if let Some(own) = &self.own {
-            match own.decide(&self.ctx, action, std::time::SystemTime::now()) {
-                crate::acl_list::Own::Decided(Permission::Allow) => return Decision::Allow,
-                crate::acl_list::Own::Decided(Permission::Deny) => return Decision::Deny,
-                crate::acl_list::Own::NoMatch => {}
-            }
-        }
-        let c = &self.authz.settings.cache;
-        if !c.enable || c.max_size == 0 || self.ctx.superuser {
-            return self.authz.check(&self.ctx, action);
+        if let Some(d) = self.own_decides(action) {
+            return d;
         }
         let generation = self.authz.generation.load(Ordering::Acquire);
         if generation != self.generation {
             self.cache.clear();
             self.last = None;
             self.generation = generation;
+            self.cache_settings = self.authz.settings.read().cache.clone();
+        }
+        let c = self.cache_settings.clone();
+        let caching = c.enable && c.max_size > 0;
+        if !self.fresh.is_empty() {
+            if let Some(i) = self.fresh.iter().position(|(k, _)| k.is(action)) {
+                let (key, d) = self.fresh.swap_remove(i);
+                if caching {
+                    self.remember(key, d, now, &c);
+                }
+                return d;
+            }
+        }
+        if !caching {
+            return self.authz.check(&self.ctx, action);
         }
         if let Some((k, d, at)) = &self.last {
             if k.is(action) && now.saturating_duration_since(*at) < c.ttl {
                 return *d;
             }
         }
-        let key = match *action {
-            Action::Publish { topic, qos, retain } => CacheKey {
-                subscribe: false,
-                topic: topic.to_owned(),
-                qos: qos.as_u8(),
-                retain,
-            },
-            Action::Subscribe { filter, qos } => CacheKey {
-                subscribe: true,
-                topic: filter.to_owned(),
-                qos: qos.as_u8(),
-                retain: false,
-            },
-        };
+        let key = CacheKey::of(action);
         if let Some(&(d, at)) = self.cache.get(&key) {
             if now.saturating_duration_since(at) < c.ttl {
                 self.last = Some((key, d, at));
@@ -561,6 +866,11 @@ impl ClientAcl {
             }
         }
         let d = self.authz.check(&self.ctx, action);
+        self.remember(key, d, now, &c);
+        d
+    }
+
+    fn remember(&mut self, key: CacheKey, d: Decision, now: Instant, c: &AclCacheSettings) {
         if self.cache.len() >= c.max_size && !self.cache.contains_key(&key) {
             self.cache
                 .retain(|_, (_, at)| now.saturating_duration_since(*at) < c.ttl);
@@ -573,7 +883,6 @@ impl ClientAcl {
         }
         self.cache.insert(key.clone(), (d, now));
         self.last = Some((key, d, now));
-        d
     }
 
     /// Cached decisions held (for tests and metrics).

@@ -17,6 +17,9 @@
 mod acl_list;
 mod authn;
 mod authz;
+mod authz_api;
+mod authz_query;
+mod authz_sources;
 mod backend;
 mod banned;
 mod bootstrap;
@@ -38,6 +41,10 @@ pub use authn::{
 pub use authz::{
     authorize, parse_rules, will_allowed, AclCacheSettings, AclError, Action, Authorizer,
     AuthzSettings, ClientAcl, ClientCtx, Decision, DenyAction, Permission, Rule,
+};
+pub use authz_query::{AuthzAnswers, AuthzQuery};
+pub use authz_sources::{
+    parse_settings, settings_json, SourceError, SourceStatus, AUTHZ_KIND, SETTINGS_KEY, SOURCES_KEY,
 };
 pub use backend::Grant;
 pub use banned::{BanEntry, BanError, BanKind, Banned, FlappingSettings, BANNED_KIND};

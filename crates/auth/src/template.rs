@@ -26,7 +26,6 @@ pub(crate) const AUTHN_VARS: &[&str] = &[
 pub(crate) const JWT_CLAIM_VARS: &[&str] = &["clientid", "username"];
 
 /// Placeholders allowed in HTTP authorization templates.
-#[allow(dead_code)] // the HTTP authorization source
 pub(crate) const AUTHZ_VARS: &[&str] = &[
     "username",
     "clientid",
