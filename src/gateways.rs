@@ -211,6 +211,7 @@ impl GatewayRunner {
                 enable_authn: view.enable_authn,
                 ws_path: view.ws_path.clone(),
                 tls,
+                dtls: None,
             };
             let serve = gateway.serve(listener, cancel.clone(), tracker.clone())?;
             tracker.spawn(serve);

@@ -9,10 +9,13 @@
 //! Must not know: any gateway, the bus, or how the config is loaded.
 
 use crate::admission::ListenerLimits;
+use crate::datagram::DatagramSocket;
+use crate::dtls::DtlsListener;
 use crate::tls::TlsListener;
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::pin::Pin;
+use std::sync::Arc;
 use thiserror::Error;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
@@ -31,19 +34,22 @@ pub enum ListenerKind {
     Wss,
     /// UDP datagrams.
     Udp,
+    /// DTLS 1.2 over UDP (the gateway sees the decrypted datagrams).
+    Dtls,
 }
 
 impl ListenerKind {
     /// Every kind, in the order listeners are started and listed.
-    pub const ALL: [ListenerKind; 5] = [
+    pub const ALL: [ListenerKind; 6] = [
         ListenerKind::Tcp,
         ListenerKind::Ssl,
         ListenerKind::Ws,
         ListenerKind::Wss,
         ListenerKind::Udp,
+        ListenerKind::Dtls,
     ];
 
-    /// The name in listener ids and config tables: `tcp`, `ssl`, `ws`, `wss`, `udp`.
+    /// The name in listener ids and config tables: `tcp`, `ssl`, `ws`, `wss`, `udp`, `dtls`.
     pub const fn as_str(self) -> &'static str {
         match self {
             ListenerKind::Tcp => "tcp",
@@ -51,6 +57,7 @@ impl ListenerKind {
             ListenerKind::Ws => "ws",
             ListenerKind::Wss => "wss",
             ListenerKind::Udp => "udp",
+            ListenerKind::Dtls => "dtls",
         }
     }
 
@@ -61,7 +68,7 @@ impl ListenerKind {
 
     /// Whether it accepts connections (TCP underneath) rather than datagrams.
     pub const fn is_stream(self) -> bool {
-        !matches!(self, ListenerKind::Udp)
+        !matches!(self, ListenerKind::Udp | ListenerKind::Dtls)
     }
 
     /// Whether it needs a certificate and key.
@@ -244,6 +251,8 @@ pub struct BoundListener {
     pub ws_path: Option<String>,
     /// TLS kinds: the acceptor.
     pub tls: Option<TlsListener>,
+    /// DTLS kinds: the handshake configuration.
+    pub dtls: Option<DtlsListener>,
 }
 
 /// The task serving one listener; it ends when the listener's cancellation token fires.
@@ -310,6 +319,38 @@ impl BoundListener {
         }
     }
 
+    /// The datagram sockets a UDP gateway reads: plain for a `udp` listener; for a `dtls`
+    /// listener, one DTLS server task per socket (spawned on `tracker`, stopped by `cancel`,
+    /// new handshakes under the listener's limits) and its decrypted side.
+    pub fn into_datagram_sockets(
+        self,
+        cancel: &CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Result<(Vec<DatagramSocket>, ListenerParts), ServeError> {
+        let (sockets, mut parts) = self.into_datagram()?;
+        if parts.kind != ListenerKind::Dtls {
+            let plain = sockets
+                .into_iter()
+                .map(|s| DatagramSocket::Plain(Arc::new(s)));
+            return Ok((plain.collect(), parts));
+        }
+        let dtls = parts.dtls.take().ok_or_else(|| ServeError::Missing {
+            id: parts.id.clone(),
+            what: "a DTLS configuration",
+        })?;
+        let mut out = Vec::with_capacity(sockets.len());
+        for s in sockets {
+            let socket =
+                crate::dtls::serve(&dtls, &parts.id, s, parts.limits, cancel.clone(), tracker)
+                    .map_err(|_| ServeError::Missing {
+                        id: parts.id.clone(),
+                        what: "a bound UDP socket",
+                    })?;
+            out.push(socket);
+        }
+        Ok((out, parts))
+    }
+
     fn split(self) -> (BoundSocket, ListenerParts) {
         let BoundListener {
             id,
@@ -319,6 +360,7 @@ impl BoundListener {
             enable_authn,
             ws_path,
             tls,
+            dtls,
         } = self;
         let parts = ListenerParts {
             id,
@@ -327,6 +369,7 @@ impl BoundListener {
             enable_authn,
             ws_path,
             tls,
+            dtls,
         };
         (socket, parts)
     }
@@ -347,6 +390,8 @@ pub struct ListenerParts {
     pub ws_path: Option<String>,
     /// See [`BoundListener::tls`].
     pub tls: Option<TlsListener>,
+    /// See [`BoundListener::dtls`].
+    pub dtls: Option<DtlsListener>,
 }
 
 impl ListenerParts {
@@ -419,7 +464,10 @@ mod tests {
     fn listener_ids_and_lookup() {
         let udp = DEMO.listener(ListenerKind::Udp).expect("udp");
         assert_eq!(DEMO.listener_id(udp), "demo:udp:default");
-        assert_eq!(udp.default_bind, "0.0.0.0:2".parse().expect("addr"));
+        assert_eq!(
+            udp.default_bind,
+            "0.0.0.0:2".parse::<SocketAddr>().expect("addr")
+        );
         assert!(DEMO.listener(ListenerKind::Wss).is_none());
     }
 
@@ -437,6 +485,7 @@ mod tests {
                 enable_authn: None,
                 ws_path: None,
                 tls: None,
+                dtls: None,
             };
             match spec.kind {
                 ListenerKind::Udp => {

@@ -56,7 +56,9 @@ impl Gateway for MqttGateway {
                     tracker,
                 ))
             }
-            kind @ ListenerKind::Udp => return Err(ServeError::Unsupported { id, kind }),
+            kind @ (ListenerKind::Udp | ListenerKind::Dtls) => {
+                return Err(ServeError::Unsupported { id, kind })
+            }
         };
         Ok(serve)
     }

@@ -1,0 +1,397 @@
+//! The DTLS server task of one socket: reads every datagram, routes it to its peer's
+//! association by source address (creating one only for a ClientHello, within the limits),
+//! drives handshake retransmissions and timeouts, passes decrypted datagrams to the gateway and
+//! encrypts the gateway's replies.
+//!
+//! Invariants: at most `max_handshakes` peers in handshake; a new handshake needs an admission
+//! permit (`max_connections` associations, `max_conn_rate` new ones per second) which it keeps
+//! while it lives; the task never waits on the gateway (a full inbound queue drops the
+//! datagram, as the network could); an error ends only that peer's association. An established
+//! association lives until close_notify, a new ClientHello from its address, the listener's
+//! stop, or [`IDLE_LIMIT`] of silence.
+
+use super::association::{AssocEvent, Association, RtcAssociation};
+use super::{take_unknown_identity, DtlsListener, PeerIdentity};
+use crate::admission::{Admission, ListenerLimits, Permit};
+use crate::clock::{now, sleep_until};
+use crate::datagram::{DatagramSocket, DtlsSocket, PeerTable, Received};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// An established association silent this long is dropped. Longer than the longest session a
+/// UDP gateway keeps for a silent client (an LwM2M registration lifetime of up to a day, an
+/// MQTT-SN sleep), so the association lives as long as the client's session does; its only
+/// purpose is to bound memory for peers that vanished without close_notify.
+pub const IDLE_LIMIT: Duration = Duration::from_secs(25 * 3600);
+/// How often established associations are checked against [`IDLE_LIMIT`].
+const SWEEP: Duration = Duration::from_secs(60);
+/// Decrypted datagrams waiting for the gateway.
+const INBOUND_QUEUE: usize = 4096;
+/// Replies waiting for encryption.
+const OUTBOUND_QUEUE: usize = 4096;
+/// Largest datagram read.
+const MAX_DATAGRAM: usize = 65_535;
+
+struct Peer {
+    assoc: Box<dyn Association>,
+    established: bool,
+    started: Instant,
+    last_seen: Instant,
+    /// The retransmission deadline last put on the timer heap, so a peer is queued once per
+    /// deadline however many datagrams it sends.
+    queued: Option<Instant>,
+    _permit: Permit,
+}
+
+/// Starts the DTLS server on `socket` and returns the gateway's side of it.
+pub(crate) fn serve(
+    listener: &DtlsListener,
+    id: &str,
+    socket: UdpSocket,
+    limits: ListenerLimits,
+    cancel: CancellationToken,
+    tracker: &TaskTracker,
+) -> std::io::Result<DatagramSocket> {
+    let local = socket.local_addr()?;
+    let (in_tx, in_rx) = mpsc::channel(INBOUND_QUEUE);
+    let (out_tx, out_rx) = mpsc::channel(OUTBOUND_QUEUE);
+    let peers = PeerTable::default();
+    let server = Server {
+        listener: listener.clone(),
+        id: id.to_string(),
+        socket,
+        local,
+        peers: HashMap::new(),
+        timers: BinaryHeap::new(),
+        handshaking: 0,
+        admission: Admission::new(limits, tokio::time::Instant::now()),
+        to_app: in_tx,
+        identities: peers.clone(),
+    };
+    tracker.spawn(server.run(out_rx, cancel));
+    Ok(DatagramSocket::Dtls(DtlsSocket::new(
+        in_rx, out_tx, peers, local,
+    )))
+}
+
+struct Server {
+    listener: DtlsListener,
+    id: String,
+    socket: UdpSocket,
+    local: SocketAddr,
+    peers: HashMap<SocketAddr, Peer>,
+    /// Retransmission and handshake deadlines; stale entries are skipped when due.
+    timers: BinaryHeap<Reverse<(Instant, SocketAddr)>>,
+    handshaking: usize,
+    admission: Admission,
+    to_app: mpsc::Sender<Received>,
+    identities: PeerTable,
+}
+
+/// Why a handshake failed, for the counters.
+enum Failure {
+    UnknownIdentity,
+    Timeout,
+    Error,
+}
+
+impl Server {
+    async fn run(
+        mut self,
+        mut from_app: mpsc::Receiver<(Vec<u8>, SocketAddr)>,
+        cancel: CancellationToken,
+    ) {
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut sweep = tokio::time::interval(SWEEP);
+        tracing::debug!(listener = %self.id, addr = %self.local, "DTLS server up");
+        loop {
+            let deadline = self.timers.peek().map(|Reverse((t, _))| *t);
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                Some((data, to)) = from_app.recv() => self.outbound(&data, to).await,
+                r = self.socket.recv_from(&mut buf) => match r {
+                    Ok((n, from)) => {
+                        let data = buf.get(..n).unwrap_or_default().to_vec();
+                        self.datagram(&data, from).await;
+                    }
+                    Err(e) => tracing::debug!(listener = %self.id, error = %e, "recv failed"),
+                },
+                _ = sleep_until(deadline) => self.timers_due().await,
+                _ = sweep.tick() => self.sweep_idle(),
+            }
+        }
+        // Orderly shutdown: every peer gets close_notify.
+        let addrs: Vec<SocketAddr> = self.peers.keys().copied().collect();
+        for addr in addrs {
+            if let Some(mut p) = self.remove(addr) {
+                p.assoc.close(now());
+                flush(&self.socket, &mut *p.assoc, addr).await;
+            }
+        }
+        tracing::debug!(listener = %self.id, "DTLS server stopped");
+    }
+
+    async fn datagram(&mut self, data: &[u8], from: SocketAddr) {
+        let t = now();
+        if let Some(p) = self.peers.get(&from) {
+            // A ClientHello on an established association: the client restarted, or another
+            // device got the NAT mapping. Start over rather than feed it to the old keys.
+            if p.established && is_client_hello(data) {
+                tracing::debug!(listener = %self.id, peer = %from, "new ClientHello: association restarted");
+                self.remove(from);
+            }
+        }
+        if !self.peers.contains_key(&from) && !self.admit(data, from, t) {
+            return;
+        }
+        let Some(p) = self.peers.get_mut(&from) else {
+            return;
+        };
+        p.last_seen = t;
+        let result = p.assoc.handle_datagram(t, data);
+        let unknown = take_unknown_identity();
+        let mut established_now = false;
+        let mut closed = false;
+        let mut app = Vec::new();
+        match result {
+            Ok(events) => {
+                for e in events {
+                    match e {
+                        AssocEvent::Established => established_now = true,
+                        AssocEvent::Data(d) => app.push(d),
+                        AssocEvent::Closed => closed = true,
+                    }
+                }
+            }
+            Err(e) if p.established => {
+                // RFC 6347 §4.1.2.7: a bad record is dropped, the association stays.
+                tracing::debug!(listener = %self.id, peer = %from, error = %e, "DTLS record dropped");
+            }
+            Err(e) => {
+                let why = if unknown {
+                    Failure::UnknownIdentity
+                } else {
+                    Failure::Error
+                };
+                tracing::info!(listener = %self.id, peer = %from, error = %e, "DTLS handshake failed");
+                self.flush_peer(from).await;
+                self.fail(from, why);
+                return;
+            }
+        }
+        if established_now {
+            self.established(from);
+        }
+        self.flush_peer(from).await;
+        self.arm(from);
+        for d in app {
+            if self
+                .to_app
+                .try_send(Received {
+                    data: d,
+                    peer: from,
+                })
+                .is_err()
+            {
+                tracing::debug!(listener = %self.id, peer = %from, "gateway queue full: datagram dropped");
+            }
+        }
+        if closed {
+            tracing::debug!(listener = %self.id, peer = %from, "close_notify from the peer");
+            self.remove(from);
+        }
+    }
+
+    /// Whether a datagram from an unknown address may start a handshake (and starts it).
+    fn admit(&mut self, data: &[u8], from: SocketAddr, t: Instant) -> bool {
+        if !is_client_hello(data) {
+            // Not a ClientHello: no state for it (junk, or records of an association we lost).
+            return false;
+        }
+        let stats = &self.listener.stats;
+        if self.handshaking >= self.listener.max_handshakes {
+            stats.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(listener = %self.id, peer = %from, "max_handshakes reached: ClientHello dropped");
+            return false;
+        }
+        let permit = match self.admission.try_admit(tokio::time::Instant::now()) {
+            Ok(p) => p,
+            Err(refusal) => {
+                stats.refused.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(listener = %self.id, peer = %from, limit = refusal.limit(), "new DTLS handshake refused");
+                return false;
+            }
+        };
+        let assoc = RtcAssociation::new(self.local, from, self.listener.config.clone());
+        self.peers.insert(
+            from,
+            Peer {
+                assoc: Box::new(assoc),
+                established: false,
+                started: t,
+                last_seen: t,
+                queued: None,
+                _permit: permit,
+            },
+        );
+        self.handshaking += 1;
+        stats.handshaking.fetch_add(1, Ordering::Relaxed);
+        stats.peers.fetch_add(1, Ordering::Relaxed);
+        // The handshake deadline.
+        self.timers
+            .push(Reverse((t + self.listener.handshake_timeout, from)));
+        true
+    }
+
+    fn established(&mut self, from: SocketAddr) {
+        let Some(p) = self.peers.get_mut(&from) else {
+            return;
+        };
+        p.established = true;
+        let identity = p.assoc.identity();
+        self.handshaking = self.handshaking.saturating_sub(1);
+        let stats = &self.listener.stats;
+        stats.handshaking.fetch_sub(1, Ordering::Relaxed);
+        stats.handshakes_ok.fetch_add(1, Ordering::Relaxed);
+        match &identity {
+            PeerIdentity::Psk(id) => {
+                tracing::debug!(listener = %self.id, peer = %from, psk_identity = %id, "DTLS handshake done");
+            }
+            other => {
+                tracing::debug!(listener = %self.id, peer = %from, identity = ?other, "DTLS handshake done");
+            }
+        }
+        self.identities.insert(from, identity);
+    }
+
+    fn fail(&mut self, from: SocketAddr, why: Failure) {
+        let stats = &self.listener.stats;
+        let counter = match why {
+            Failure::UnknownIdentity => &stats.failed_unknown_identity,
+            Failure::Timeout => &stats.failed_timeout,
+            Failure::Error => &stats.failed_error,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.remove(from);
+    }
+
+    fn remove(&mut self, addr: SocketAddr) -> Option<Peer> {
+        let p = self.peers.remove(&addr)?;
+        let stats = &self.listener.stats;
+        stats.peers.fetch_sub(1, Ordering::Relaxed);
+        if p.established {
+            self.identities.remove(&addr);
+        } else {
+            self.handshaking = self.handshaking.saturating_sub(1);
+            stats.handshaking.fetch_sub(1, Ordering::Relaxed);
+        }
+        Some(p)
+    }
+
+    /// Queues the peer's next retransmission deadline if it changed.
+    fn arm(&mut self, addr: SocketAddr) {
+        let Some(p) = self.peers.get_mut(&addr) else {
+            return;
+        };
+        let next = p.assoc.poll_timeout();
+        if next != p.queued {
+            p.queued = next;
+            if let Some(t) = next {
+                self.timers.push(Reverse((t, addr)));
+            }
+        }
+    }
+
+    async fn timers_due(&mut self) {
+        let t = now();
+        while let Some(Reverse((due, addr))) = self.timers.peek().copied() {
+            if due > t {
+                break;
+            }
+            self.timers.pop();
+            let Some(p) = self.peers.get_mut(&addr) else {
+                continue;
+            };
+            if !p.established && t >= p.started + self.listener.handshake_timeout {
+                tracing::info!(listener = %self.id, peer = %addr, "DTLS handshake timed out");
+                self.fail(addr, Failure::Timeout);
+                continue;
+            }
+            if p.queued.is_some_and(|q| q <= t) {
+                p.queued = None;
+                if let Err(e) = p.assoc.handle_timeout(t) {
+                    tracing::info!(listener = %self.id, peer = %addr, error = %e, "DTLS retransmissions exhausted");
+                    self.fail(addr, Failure::Timeout);
+                    continue;
+                }
+                self.flush_peer(addr).await;
+                self.arm(addr);
+            }
+        }
+    }
+
+    fn sweep_idle(&mut self) {
+        let t = now();
+        let idle: Vec<SocketAddr> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.established && t.saturating_duration_since(p.last_seen) > IDLE_LIMIT)
+            .map(|(a, _)| *a)
+            .collect();
+        for addr in idle {
+            tracing::debug!(listener = %self.id, peer = %addr, "idle DTLS association dropped");
+            self.remove(addr);
+        }
+    }
+
+    /// Encrypts a gateway's datagram for `to`.
+    async fn outbound(&mut self, data: &[u8], to: SocketAddr) {
+        let Some(p) = self.peers.get_mut(&to) else {
+            tracing::debug!(listener = %self.id, peer = %to, "reply for a peer without association dropped");
+            return;
+        };
+        if let Err(e) = p.assoc.write(now(), data) {
+            tracing::debug!(listener = %self.id, peer = %to, error = %e, "reply not encrypted");
+            return;
+        }
+        self.flush_peer(to).await;
+    }
+
+    async fn flush_peer(&mut self, addr: SocketAddr) {
+        let Some(p) = self.peers.get_mut(&addr) else {
+            return;
+        };
+        while let Some(d) = p.assoc.poll_transmit() {
+            if let Err(e) = self.socket.send_to(&d, addr).await {
+                tracing::debug!(listener = %self.id, peer = %addr, error = %e, "send failed");
+            }
+        }
+    }
+}
+
+/// Sends what a removed association still has queued (its close_notify).
+async fn flush(socket: &UdpSocket, assoc: &mut dyn Association, addr: SocketAddr) {
+    while let Some(d) = assoc.poll_transmit() {
+        let _ = socket.send_to(&d, addr).await;
+    }
+}
+
+/// Whether `data` starts with a DTLS 1.x handshake record of epoch 0 carrying a ClientHello
+/// (RFC 6347 §4.1 record header: type 22, version, epoch, sequence, length; then the handshake
+/// type, 1 = client_hello).
+pub(crate) fn is_client_hello(data: &[u8]) -> bool {
+    data.len() > 13
+        && data[0] == 22
+        && data[1] == 0xfe
+        && data[3] == 0
+        && data[4] == 0
+        && data[13] == 1
+}
