@@ -110,8 +110,16 @@ pub fn security(c: &Config, state: switchyard_state::SharedState) -> anyhow::Res
     )
     .map_err(|e| anyhow::anyhow!("authentication: {e}"))?;
     let z = &c.authorization;
-    let authz = auth::Authorizer::load(
+    let sources = z
+        .sources
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("authorization.sources: {e}"))?;
+    // Sources changed through the REST API live in the API-state store and take precedence.
+    let authz = auth::Authorizer::open(
         path(&z.file).as_deref(),
+        sources,
         auth::AuthzSettings {
             no_match: match z.no_match {
                 switchyard_config::AuthzDecision::Allow => auth::Decision::Allow,
@@ -127,8 +135,9 @@ pub fn security(c: &Config, state: switchyard_state::SharedState) -> anyhow::Res
                 ttl: z.cache.ttl.as_std(),
             },
         },
+        Some(state.clone()),
     )
-    .map_err(|e| anyhow::anyhow!("authorization.file: {e}"))?;
+    .map_err(|e| anyhow::anyhow!("authorization: {e}"))?;
     tracing::info!(
         allow_anonymous = a.allow_anonymous,
         users = authn.list_users().len(),

@@ -128,6 +128,7 @@ pub async fn run(
         security.authn.clone(),
         security.banned.clone(),
         security.chain.clone(),
+        security.authz.clone(),
         traces.clone(),
     ];
     let gateways = Arc::new(crate::gateways::GatewayRunner::new(

@@ -656,6 +656,7 @@ impl Authorizer {
             cache: HashMap::new(),
             last: None,
             fresh: Vec::new(),
+            expire_at: None,
         }
     }
 }
@@ -705,6 +706,9 @@ pub struct ClientAcl {
     /// Decisions an [`AuthzQuery`] reached for operations about to be checked: each is used
     /// once by the check it was asked for (so they count even with the cache off).
     fresh: Vec<(CacheKey, Decision)>,
+    /// When the client's credentials stop being valid (a JWT's `exp`, an HTTP authenticator's
+    /// `expire_at`); the gateway closes the client then.
+    expire_at: Option<std::time::SystemTime>,
 }
 
 impl CacheKey {
@@ -761,6 +765,17 @@ impl ClientAcl {
     /// What to do on a denied operation.
     pub fn deny_action(&self) -> DenyAction {
         self.authz.deny_action()
+    }
+
+    /// Sets when the client's credentials expire.
+    pub fn with_expiry(mut self, at: Option<std::time::SystemTime>) -> Self {
+        self.expire_at = at;
+        self
+    }
+
+    /// When the client's credentials expire, if they do.
+    pub fn expire_at(&self) -> Option<std::time::SystemTime> {
+        self.expire_at
     }
 
     /// Whether a check of this client may need a network answer: the one cheap test a gateway

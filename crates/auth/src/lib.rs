@@ -98,7 +98,9 @@ impl Security {
 
     /// The ACL view of a client accepted by `verdict`: its own `acl` first, then the rules.
     pub fn client_acl(&self, ctx: ClientCtx, verdict: &Verdict) -> ClientAcl {
-        self.authz.client_with(ctx, verdict.grant.acl.clone())
+        self.authz
+            .client_with(ctx, verdict.grant.acl.clone())
+            .with_expiry(verdict.grant.expire_at)
     }
 
     /// What a gateway does with a connect's verdict: the client's ACL view when it is allowed

@@ -69,6 +69,10 @@ impl DemuxGateway for CoapGateway {
     async fn handle(&self, ch: &mut Channel, msg: Inbound<Admin>, uplink: &Uplink) {
         match msg {
             Inbound::Request(r) => {
+                // An HTTP authorization source answers here, on this client's own task.
+                if let Some(query) = ch.authz_query(&r, now()) {
+                    ch.accept_authz(query.run().await);
+                }
                 // A CON publish or an observe of a persistent session is answered only once the
                 // state it created is durable.
                 let ((), ticket) = durability_scope(|| ch.handle_request(*r, now()));
@@ -106,6 +110,9 @@ async fn serve(
     attachment.report_connected();
     let control = attachment.control();
     let mut ch = Channel::new(gw.clone(), info, opened.session, attachment, prefix, now());
+    if let Some(query) = ch.authz_query(&first, now()) {
+        ch.accept_authz(query.run().await);
+    }
     ch.handle_request(first, now());
     link.drive(gw, &mut ch, &control).await;
     ch.finish();

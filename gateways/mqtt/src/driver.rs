@@ -240,6 +240,12 @@ async fn drive<S>(
     )
     .await;
     Box::pin(flush(&mut wr, &mut ch, &mut wbuf)).await;
+    if let Some(query) = ch.will_query(now()) {
+        // The will is checked when it is published; an HTTP source answers first (bounded by
+        // its request_timeout).
+        let answers = Box::pin(query.run()).await;
+        ch.accept_authz(answers);
+    }
     // The session goes back to the bus first: a takeover must not wait for the old client.
     ch.finish();
     Box::pin(close_lingering(&mut rd, &mut wr, &cancel)).await;
@@ -293,13 +299,24 @@ async fn serve<R, W>(
     // Framed transports (WebSocket) hold written bytes until flushed; TCP's flush is a no-op.
     let mut needs_flush = false;
     let mut read_hint = ReadHint::default();
+    // Credentials that expire (a JWT's exp, an HTTP authenticator's expire_at) close the
+    // connection then, as EMQX does (MQTT 5 DISCONNECT 0x87 Not authorized).
+    let expiry = ch.credentials_expire_at().map(|at| {
+        let left = at
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        now() + left
+    });
     if !rbuf.is_empty() {
         // Packets that arrived in the same read as CONNECT (MQTT-3.1.4: a client may send
         // before CONNACK) are handled now, not when more bytes happen to arrive.
-        let ((), ticket) = durability_scope(|| handle_input(ch, rbuf, &mut codec_version, gw));
-        if let Some(t) = ticket.filter(|t| *t > *durable.borrow()) {
-            held.push_back((t, ch.take_outbound()));
-        }
+        let mut input = Input {
+            rbuf,
+            codec_version: &mut codec_version,
+            held: &mut held,
+            durable: &durable,
+        };
+        Box::pin(input.handle(ch, gw, cancel)).await;
     }
     loop {
         if wbuf.len() < WRITE_HIGH_WATER {
@@ -345,11 +362,9 @@ async fn serve<R, W>(
                 Ok(n) => {
                     gw.bus.metrics().bytes_received.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
                     read_hint.observe(n, spare);
-                    let ((), ticket) = durability_scope(|| handle_input(ch, rbuf, &mut codec_version, gw));
+                    let mut input = Input { rbuf, codec_version: &mut codec_version, held: &mut held, durable: &durable };
+                    Box::pin(input.handle(ch, gw, cancel)).await;
                     read_hint.release_if_idle(rbuf);
-                    if let Some(t) = ticket.filter(|t| *t > *durable.borrow()) {
-                        held.push_back((t, ch.take_outbound()));
-                    }
                 }
                 Err(e) => ch.fail(CloseReason::Io(e.to_string())),
             },
@@ -360,6 +375,51 @@ async fn serve<R, W>(
                 }
             }
             _ = sleep_until(deadline) => ch.handle_tick(now()),
+            _ = sleep_until(expiry), if expiry.is_some() => {
+                tracing::info!("credentials expired; disconnecting");
+                ch.fail(CloseReason::NotAuthorized);
+            }
+        }
+    }
+}
+
+/// The read side's state that handling input touches.
+struct Input<'a> {
+    rbuf: &'a mut BytesMut,
+    codec_version: &'a mut ProtocolVersion,
+    held: &'a mut VecDeque<(Ticket, Vec<Packet>)>,
+    durable: &'a tokio::sync::watch::Receiver<Ticket>,
+}
+
+impl Input<'_> {
+    /// Handles every whole packet buffered. A packet that needs a network authorization
+    /// source (HTTP) waits for its answer here, on this connection's task, before it is
+    /// handled; the packets behind it wait too, so their order holds. Acknowledgements that
+    /// wait for durability are held.
+    async fn handle(&mut self, ch: &mut Channel, gw: &MqttGateway, cancel: &CancellationToken) {
+        let mut ready: Option<Packet> = None;
+        loop {
+            let (waiting, ticket) = durability_scope(|| {
+                if let Some(packet) = ready.take() {
+                    ch.handle_packet(packet, now());
+                    if ch.close_reason().is_some() {
+                        return None;
+                    }
+                    *self.codec_version = ch.version();
+                }
+                handle_input(ch, self.rbuf, self.codec_version, gw)
+            });
+            if let Some(t) = ticket.filter(|t| *t > *self.durable.borrow()) {
+                self.held.push_back((t, ch.take_outbound()));
+            }
+            let Some((packet, query)) = waiting else {
+                return;
+            };
+            tokio::select! {
+                answers = query.run() => ch.accept_authz(answers),
+                _ = cancel.cancelled() => return ch.fail(CloseReason::ServerShutdown),
+            }
+            ready = Some(packet);
         }
     }
 }
@@ -417,17 +477,21 @@ fn release_if_idle(buf: &mut BytesMut) {
     }
 }
 
-/// Decodes and handles every whole packet in `rbuf`.
+/// Decodes and handles every whole packet in `rbuf`, up to one that must first wait for a
+/// network authorization source: that one is returned with its query, unhandled.
 fn handle_input(
     ch: &mut Channel,
     rbuf: &mut BytesMut,
     codec_version: &mut ProtocolVersion,
     gw: &MqttGateway,
-) {
+) -> Option<(Packet, switchyard_auth::AuthzQuery)> {
     let t = now();
     loop {
         match decode_packet(rbuf, *codec_version, gw.settings.max_packet_size) {
-            Ok(Some(packet)) => ch.handle_packet(packet, t),
+            Ok(Some(packet)) => match ch.authz_query(&packet, t) {
+                Some(query) => return Some((packet, query)),
+                None => ch.handle_packet(packet, t),
+            },
             Ok(None) => break,
             Err(e) => {
                 let reason = decode_close(&e, gw);
@@ -442,6 +506,7 @@ fn handle_input(
         }
         *codec_version = ch.version();
     }
+    None
 }
 
 /// Moves held packets whose ticket is durable to the write buffer, in order.

@@ -158,9 +158,12 @@ impl ClientCell {
         if queue.is_empty() && !matches!(packet, Packet::Connect(_)) {
             inner = self.inner.try_lock();
         }
-        let Some(mut g) =
-            inner.filter(|g| g.ch.session().is_some() || g.ch.close_reason().is_some())
-        else {
+        // A PUBLISH or SUBSCRIBE that an HTTP authorization source must answer first is
+        // queued for the client's own task: the receiver serves every client and never waits.
+        let Some(mut g) = inner.filter(|g| {
+            (g.ch.session().is_some() || g.ch.close_reason().is_some())
+                && g.ch.authz_query(&packet, now()).is_none()
+        }) else {
             if queue.len() >= CLIENT_QUEUE {
                 return Offered::Full;
             }
@@ -248,17 +251,27 @@ struct Pass {
     open: Option<switchyard_bus::OpenSession>,
     /// Credentials to check with the chain of authenticators before the CONNECT goes on.
     auth: Option<switchyard_auth::OwnedCredentials>,
+    /// What an HTTP authorization source must answer before the next queued datagram.
+    authz: Option<switchyard_auth::AuthzQuery>,
     closed: bool,
 }
 
 fn pass(cell: &ClientCell) -> Pass {
     let mut g = cell.inner.lock();
     let inner = &mut *g;
-    // Stop at a CONNECT that opens a session: datagrams behind it wait until it is open.
+    // Stop at a CONNECT that opens a session: datagrams behind it wait until it is open. Stop
+    // too at a datagram an HTTP authorization source must answer first: it goes back to the
+    // front of the queue and is handled once the answer is in.
+    let mut authz = None;
     while !inner.ch.open_request_pending() && !inner.ch.auth_request_pending() {
         let Some((packet, from)) = cell.queue.lock().pop_front() else {
             break;
         };
+        if let Some(query) = inner.ch.authz_query(&packet, now()) {
+            cell.queue.lock().push_front((packet, from));
+            authz = Some(query);
+            break;
+        }
         inner.handle(packet, from);
     }
     let open = inner.ch.take_open_request();
@@ -270,6 +283,7 @@ fn pass(cell: &ClientCell) -> Pass {
         peer: inner.ch.peer(),
         open,
         auth,
+        authz,
         closed: inner.ch.close_reason().is_some(),
     }
 }
@@ -292,6 +306,13 @@ async fn drive(task: ClientTask) {
             // A network authenticator answers here, on this client's task, outside its lock.
             let verdict = gw.settings.security.authenticate(&creds).await;
             cell.inner.lock().ch.on_verdict(verdict);
+            continue;
+        }
+        if let Some(query) = p.authz {
+            // An HTTP authorization source answers here, on this client's task, outside its
+            // lock; the datagram waiting for it is handled on the next pass.
+            let answers = query.run().await;
+            cell.inner.lock().ch.accept_authz(answers);
             continue;
         }
         if let Some(req) = p.open {

@@ -317,7 +317,7 @@ pub enum BootstrapType {
 }
 
 /// `[authorization]`
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthorizationConfig {
     /// Decision when no ACL rule matches. Default allow.
@@ -327,6 +327,12 @@ pub struct AuthorizationConfig {
     /// TOML file of `[[rule]]` tables, relative to the working directory; a missing file means
     /// no rules. Default "config/acl.toml".
     pub file: PathBuf,
+    /// `[[authorization.sources]]`: the sources asked in order after a client's own `acl`, each
+    /// with the body fields of EMQX's `/api/v5/authorization/sources` (`type` = `file` or
+    /// `http`, …), checked by `switchyard-auth` at start. Empty (the default): the `file`
+    /// source (`file` above) alone. Sources changed through the REST API are kept in the
+    /// API-state store and take precedence.
+    pub sources: Vec<toml::Table>,
     /// `[authorization.cache]`: per-client cache of ACL decisions.
     pub cache: AuthzCacheConfig,
 }
@@ -337,6 +343,7 @@ impl Default for AuthorizationConfig {
             no_match: AuthzDecision::Allow,
             deny_action: DenyAction::Ignore,
             file: PathBuf::from("config/acl.toml"),
+            sources: Vec::new(),
             cache: AuthzCacheConfig::default(),
         }
     }

@@ -1,14 +1,17 @@
 //! The ACL at the CoAP channel (docs/coap.md §3.6, §3.7, §3.9): a denied publish or observe is
 //! answered 4.01 Unauthorized, as EMQX does; with `deny_action = "disconnect"` the client is
-//! dropped too. Topics are checked as the client wrote them, before the mountpoint.
+//! dropped too. Topics are checked as the client wrote them, before the mountpoint. An HTTP
+//! source's answer is fetched first by the client's task (`authz_query`), so the checks here
+//! stay synchronous.
 
+use super::request::{self, Resource};
 use super::Channel;
 use crate::transport::demux::ClientChannel;
-use crate::transport::wire::code;
-use crate::transport::Exchange;
+use crate::transport::wire::{self, code};
+use crate::transport::{Exchange, Request};
 use std::net::SocketAddr;
 use std::time::Instant;
-use switchyard_auth::{Action, ClientCtx, Decision, DenyAction};
+use switchyard_auth::{Action, AuthzAnswers, AuthzQuery, ClientCtx, Decision, DenyAction};
 use switchyard_bus::Metrics;
 use switchyard_core::CloseReason;
 
@@ -26,6 +29,62 @@ impl Channel {
             return;
         }
         self.acl = Some(self.gw.settings.security.authz.client(ctx));
+    }
+
+    /// What must be asked of a network authorization source (HTTP) before `req` can be
+    /// handled: the driver awaits it on this client's own task (never the socket task) and
+    /// hands the answers over with [`Channel::accept_authz`]. `None` (no HTTP source, a
+    /// superuser, a cached decision, not a publish or observe) costs one flag test. A client
+    /// with no ACL view yet gets the one `authorize` would use.
+    pub fn authz_query(&mut self, req: &Request, now: Instant) -> Option<AuthzQuery> {
+        let authz = &self.gw.settings.security.authz;
+        if !authz.has_network() {
+            return None;
+        }
+        let Ok(Resource::PubSub(topic)) = request::resource(&req.packet) else {
+            return None;
+        };
+        let q = request::query(&req.packet).ok()?;
+        let con = req.exchange.is_confirmable();
+        let s = &self.gw.settings;
+        let action = match wire::code_of(&req.packet) {
+            code::POST => Action::Publish {
+                topic: &topic,
+                qos: match &q.qos {
+                    Some(v) => request::parse_qos(v).ok()?,
+                    None => s.publish_qos.resolve(con),
+                },
+                retain: match &q.retain {
+                    Some(v) => request::parse_bool(v, "invalid retain").ok()?,
+                    None => false,
+                },
+            },
+            code::GET if request::observe(&req.packet) == Ok(Some(0)) => Action::Subscribe {
+                filter: &topic,
+                qos: match &q.qos {
+                    Some(v) => request::parse_qos(v).ok()?,
+                    None => s.subscribe_qos.resolve(con),
+                },
+            },
+            _ => return None,
+        };
+        if self.acl.is_none() {
+            let ctx = ClientCtx {
+                client_id: self.info.client_id.to_string(),
+                username: self.info.username.clone(),
+                peer_ip: Some(self.peer.ip()),
+                superuser: false,
+            };
+            self.acl = Some(authz.client(ctx));
+        }
+        self.acl.as_ref()?.query(&[action], now)
+    }
+
+    /// The answers of an [`AuthzQuery`] this channel asked for.
+    pub fn accept_authz(&mut self, answers: AuthzAnswers) {
+        if let Some(acl) = self.acl.as_mut() {
+            acl.accept(answers);
+        }
     }
 
     /// Checks a publish or observe; on deny answers 4.01 (and closes the client when

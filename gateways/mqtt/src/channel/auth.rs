@@ -8,11 +8,11 @@ use super::{Channel, ConnectDecision, Violation};
 use crate::codec::{ConnAck, Connect, Packet};
 use std::time::Instant;
 use switchyard_auth::{
-    authorize, will_allowed, Action, Credentials, Decision, DenyReason, OwnedCredentials,
-    RateLimiter, Verdict,
+    authorize, will_allowed, Action, AuthzAnswers, AuthzQuery, Credentials, Decision, DenyReason,
+    OwnedCredentials, RateLimiter, Verdict,
 };
 use switchyard_bus::Metrics;
-use switchyard_core::{ClientId, CloseReason, Message};
+use switchyard_core::{ClientId, CloseReason, Message, QoS, SubscriptionFilter};
 
 impl Channel {
     /// What CONNECT presents to the chain of authenticators (the certificate's name as the
@@ -99,6 +99,81 @@ impl Channel {
             self.fail(CloseReason::NotAuthorized);
         }
         decision
+    }
+
+    /// What must be asked of a network authorization source (HTTP) before `packet` can be
+    /// handled: the driver awaits it on this connection's task and hands the answers over with
+    /// [`Channel::accept_authz`], then handles the packet, whose checks find them. `None` (the
+    /// fast path: no HTTP source, a superuser, a cached decision) costs one flag test. The
+    /// topics are the ones the checks will see: alias resolved, `[[rewrite]]` applied.
+    pub fn authz_query(&self, packet: &Packet, now: Instant) -> Option<AuthzQuery> {
+        let acl = self.acl.as_ref().filter(|a| a.may_query())?;
+        let rewrite = &self.settings.security.rewrite;
+        match packet {
+            Packet::Publish(p) => {
+                let topic = if p.topic.is_empty() {
+                    let alias = p.properties.topic_alias?;
+                    self.inbound_aliases.get(&alias)?.as_str().to_owned()
+                } else {
+                    p.topic.to_string()
+                };
+                let topic = rewrite.publish(&topic);
+                let action = Action::Publish {
+                    topic: &topic,
+                    qos: p.qos,
+                    retain: p.retain,
+                };
+                acl.query(&[action], now)
+            }
+            Packet::Subscribe(s) => {
+                let levels = self.settings.max_topic_levels;
+                let filters: Vec<(SubscriptionFilter, QoS)> = s
+                    .filters
+                    .iter()
+                    .filter_map(|(f, o)| {
+                        let f = rewrite.subscribe(f);
+                        SubscriptionFilter::parse(&f, levels)
+                            .ok()
+                            .map(|sf| (sf, o.qos))
+                    })
+                    .collect();
+                let actions: Vec<Action<'_>> = filters
+                    .iter()
+                    .map(|(sf, qos)| Action::Subscribe {
+                        filter: sf.filter.as_str(),
+                        qos: *qos,
+                    })
+                    .collect();
+                acl.query(&actions, now)
+            }
+            _ => None,
+        }
+    }
+
+    /// What must be asked of a network source before the will can be checked at close.
+    pub fn will_query(&self, now: Instant) -> Option<AuthzQuery> {
+        let will = self.will.as_ref()?;
+        let acl = self.acl.as_ref().filter(|a| a.may_query())?;
+        let m = &will.message;
+        let action = Action::Publish {
+            topic: m.topic.as_str(),
+            qos: m.qos,
+            retain: m.retain,
+        };
+        acl.query(&[action], now)
+    }
+
+    /// The answers of an [`AuthzQuery`] this channel asked for.
+    pub fn accept_authz(&mut self, answers: AuthzAnswers) {
+        if let Some(acl) = self.acl.as_mut() {
+            acl.accept(answers);
+        }
+    }
+
+    /// When the client's credentials expire (a JWT's `exp`, an HTTP authenticator's
+    /// `expire_at`): the driver closes the connection then (MQTT 5 DISCONNECT 0x87, as EMQX).
+    pub fn credentials_expire_at(&self) -> Option<std::time::SystemTime> {
+        self.acl.as_ref().and_then(|a| a.expire_at())
     }
 
     /// The will is authorized when it is published (it may have been allowed at CONNECT and

@@ -4,10 +4,12 @@
 //! 0x80 on deny), always.
 
 use super::Channel;
+use crate::codec::{Packet, SubTopic, TopicIdType};
 use crate::settings::render;
 use std::time::Instant;
 use switchyard_auth::{
-    authorize, will_allowed, Action, Credentials, Decision, OwnedCredentials, Verdict,
+    authorize, will_allowed, Action, AuthzAnswers, AuthzQuery, Credentials, Decision,
+    OwnedCredentials, Verdict,
 };
 use switchyard_bus::Metrics;
 use switchyard_core::{CloseReason, Message};
@@ -97,6 +99,53 @@ impl Channel {
             self.fail(CloseReason::NotAuthorized, true);
         }
         decision
+    }
+
+    /// What must be asked of a network authorization source (HTTP) before `packet` can be
+    /// handled: the client's driver awaits it on the client's own task (never the listener's,
+    /// which serves every client) and hands the answers over with [`Channel::accept_authz`].
+    /// `None` (no HTTP source, a superuser, a cached decision, not a PUBLISH or SUBSCRIBE)
+    /// costs one flag test. Topics are the client-visible names with `[[rewrite]]` applied, as
+    /// the checks see them.
+    pub(crate) fn authz_query(&self, packet: &Packet, now: Instant) -> Option<AuthzQuery> {
+        let acl = self.acl.as_ref().filter(|a| a.may_query())?;
+        let rewrite = &self.settings.security.rewrite;
+        match packet {
+            Packet::Publish(p) => {
+                let name = self.inbound_topic(p.flags.topic_id_type, p.topic_id).ok()?;
+                let name = rewrite.publish(&name);
+                let action = Action::Publish {
+                    topic: &name,
+                    qos: p.flags.qos.to_qos(),
+                    retain: p.flags.retain,
+                };
+                acl.query(&[action], now)
+            }
+            Packet::Subscribe(s) => {
+                let name = match &s.topic {
+                    SubTopic::Name(b) => std::str::from_utf8(b).ok()?.to_owned(),
+                    SubTopic::Short(b) => std::str::from_utf8(b).ok()?.to_owned(),
+                    SubTopic::Predefined(id) => {
+                        self.inbound_topic(TopicIdType::Predefined, *id).ok()?
+                    }
+                    SubTopic::Reserved(_) => return None,
+                };
+                let name = rewrite.subscribe(&name);
+                let action = Action::Subscribe {
+                    filter: &name,
+                    qos: s.flags.qos.to_qos(),
+                };
+                acl.query(&[action], now)
+            }
+            _ => None,
+        }
+    }
+
+    /// The answers of an [`AuthzQuery`] this channel asked for.
+    pub(crate) fn accept_authz(&mut self, answers: AuthzAnswers) {
+        if let Some(acl) = self.acl.as_mut() {
+            acl.accept(answers);
+        }
     }
 
     /// The will is authorized when it is published (docs/mqtt-sn.md §2.4); a denied will is

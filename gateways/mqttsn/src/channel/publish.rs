@@ -20,7 +20,7 @@ pub(crate) fn short_name(id: u16) -> Option<String> {
 impl Channel {
     /// The client-visible topic name of an inbound topic id (docs/mqtt-sn.md §2.5): normal and
     /// predefined ids share one table, predefined first; short names are the two bytes.
-    fn inbound_topic(&self, kind: TopicIdType, id: u16) -> Result<String, u8> {
+    pub(super) fn inbound_topic(&self, kind: TopicIdType, id: u16) -> Result<String, u8> {
         match kind {
             TopicIdType::Normal | TopicIdType::Predefined => self
                 .settings
