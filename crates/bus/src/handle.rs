@@ -45,6 +45,9 @@ pub(crate) struct Inner {
     /// when it publishes. Kept in memory only.
     pub(crate) pending_wills:
         Mutex<std::collections::HashMap<Key, tokio_util::sync::CancellationToken>>,
+    /// The event tap (the rule engine listens there); costs one atomic load per emit point
+    /// while nothing listens.
+    pub(crate) events: Arc<crate::events::EventHub>,
 }
 
 /// Handle to the bus.
@@ -91,6 +94,7 @@ impl BusHandle {
             started: Instant::now(),
             pending_wills: Mutex::new(std::collections::HashMap::new()),
             connections_by_ns: Mutex::new(std::collections::HashMap::new()),
+            events: Arc::default(),
         }))
     }
 
@@ -102,6 +106,12 @@ impl BusHandle {
     /// Node-wide metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.0.metrics
+    }
+
+    /// The event tap: where a listener (the rule engine) hears about messages, clients and
+    /// subscriptions.
+    pub fn events(&self) -> &Arc<crate::events::EventHub> {
+        &self.0.events
     }
 
     /// Retained messages.
@@ -151,6 +161,10 @@ impl BusHandle {
                 }
             };
         }
+        // After the delayed check: a held message is seen when it is really published.
+        self.0
+            .events
+            .emit(crate::events::BusEvent::MessagePublish(&msg));
         let msg = Arc::new(msg);
         let mut stored_id = 0;
         if msg.retain && self.0.config.retain_available {
@@ -159,6 +173,10 @@ impl BusHandle {
         let targets = self.0.router.route(&msg);
         if targets.is_empty() {
             Metrics::inc(&m.messages_dropped_no_subscribers);
+            self.0.events.emit(crate::events::BusEvent::MessageDropped {
+                message: &msg,
+                reason: "no_subscribers",
+            });
         }
         let n = targets.len();
         for (outbox, mut delivery) in targets {
@@ -285,6 +303,13 @@ impl BusHandle {
         };
         self.0.router.subscribe(&sf, s.outbox.clone(), opts);
         tracing::debug!(topic = %sf, qos = opts.qos.as_u8(), "subscribed");
+        self.0
+            .events
+            .emit(crate::events::BusEvent::SessionSubscribed {
+                client_id: s.outbox.client_id(),
+                filter: &sf,
+                opts: &opts,
+            });
         if !exists {
             Metrics::inc(&self.0.metrics.subscriptions);
         }
@@ -339,6 +364,12 @@ impl BusHandle {
         }
         self.0.router.unsubscribe(sf, s.session);
         tracing::debug!(topic = %sf, "unsubscribed");
+        self.0
+            .events
+            .emit(crate::events::BusEvent::SessionUnsubscribed {
+                client_id: s.outbox.client_id(),
+                filter: sf,
+            });
         Metrics::dec(&self.0.metrics.subscriptions);
         if s.outbox.is_stored() {
             crate::store::submit(
@@ -426,6 +457,9 @@ impl BusHandle {
         if self.0.config.sys_client_connected {
             crate::sys::publish_connected(self, info);
         }
+        self.0
+            .events
+            .emit(crate::events::BusEvent::ClientConnected(info));
     }
 
     /// Reports the end of a connection that had connected (through
@@ -441,6 +475,9 @@ impl BusHandle {
         if self.0.config.sys_client_disconnected {
             crate::sys::publish_disconnected(self, info, reason);
         }
+        self.0
+            .events
+            .emit(crate::events::BusEvent::ClientDisconnected { info, reason });
     }
 }
 

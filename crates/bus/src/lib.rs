@@ -22,6 +22,7 @@ mod contain;
 mod delayed;
 mod delivery;
 mod error;
+mod events;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handle;
@@ -50,6 +51,7 @@ pub use delayed::{
 };
 pub use delivery::{Delivery, RetainHandling, SubOptions};
 pub use error::BusError;
+pub use events::{BusEvent, EventHub, EventKind, EventTap};
 pub use handle::{BusHandle, SubscribeOutcome};
 pub use keepalive::Keepalive;
 pub use metrics::{Metrics, MetricsSnapshot};

@@ -51,6 +51,8 @@ pub struct Outbox {
     store_qos0: bool,
     dropped: AtomicU64,
     metrics: Arc<Metrics>,
+    /// Where deliveries are reported (`message_delivered`); `None` outside a bus (tests, bench).
+    events: Option<Arc<crate::events::EventHub>>,
 }
 
 impl Outbox {
@@ -77,7 +79,14 @@ impl Outbox {
             store_qos0,
             dropped: AtomicU64::new(0),
             metrics,
+            events: None,
         }
+    }
+
+    /// Reports the deliveries it hands out to the bus's event tap.
+    pub(crate) fn with_events(mut self, hub: Arc<crate::events::EventHub>) -> Self {
+        self.events = Some(hub);
+        self
     }
 
     /// The session this outbox belongs to.
@@ -176,6 +185,18 @@ impl Outbox {
             }
         }
         drop(inner);
+        // After the lock is released: a listener may publish (republish), and that publish may
+        // push into this very outbox.
+        if let Some(hub) = &self.events {
+            if hub.wants(crate::events::EventKind::MessageDelivered) {
+                for d in out.iter().skip(first) {
+                    hub.emit(crate::events::BusEvent::MessageDelivered {
+                        client_id: &self.client_id,
+                        delivery: d,
+                    });
+                }
+            }
+        }
         // In the subscriber's task, so inside its connection's span (log traces).
         if tracing::level_enabled!(tracing::Level::DEBUG) {
             for d in out.iter().skip(first) {

@@ -106,6 +106,8 @@ pub struct QosEngine {
     store: Option<StoreLink>,
     /// Outgoing entries in flight, readable by the admin API.
     gauge: Arc<AtomicUsize>,
+    /// Where acknowledgements are reported (`message_acked`); `None` outside a bus.
+    events: Option<crate::events::EventLink>,
 }
 
 impl QosEngine {
@@ -119,6 +121,23 @@ impl QosEngine {
             incoming: HashMap::new(),
             store: None,
             gauge: Arc::new(AtomicUsize::new(0)),
+            events: None,
+        }
+    }
+
+    /// Reports acknowledged deliveries to the bus's event tap.
+    pub(crate) fn set_events(&mut self, link: crate::events::EventLink) {
+        self.events = Some(link);
+    }
+
+    fn report_acked(&self, d: &Delivery) {
+        if let Some(link) = &self.events {
+            if link.wants(crate::events::EventKind::MessageAcked) {
+                link.hub.emit(crate::events::BusEvent::MessageAcked {
+                    client_id: &link.client_id,
+                    delivery: d,
+                });
+            }
         }
     }
 
@@ -346,6 +365,7 @@ impl QosEngine {
             .ok_or(AckError::UnknownPacketId(pkid.get()))?;
         self.journal_remove(d.seq);
         self.update_gauge();
+        self.report_acked(&d);
         Ok(d)
     }
 
@@ -399,6 +419,7 @@ impl QosEngine {
             .ok_or(AckError::UnknownPacketId(pkid.get()))?;
         self.journal_remove(d.seq);
         self.update_gauge();
+        self.report_acked(&d);
         Ok(d)
     }
 

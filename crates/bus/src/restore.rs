@@ -97,14 +97,21 @@ impl BusHandle {
             store: store.clone(),
         };
         let c = &inner.config;
-        let outbox = Arc::new(Outbox::new(
-            s.session,
-            client_id.clone(),
-            c.max_mqueue_len,
-            c.mqueue_store_qos0,
-            inner.metrics.clone(),
-        ));
+        let outbox = Arc::new(
+            Outbox::new(
+                s.session,
+                client_id.clone(),
+                c.max_mqueue_len,
+                c.mqueue_store_qos0,
+                inner.metrics.clone(),
+            )
+            .with_events(inner.events.clone()),
+        );
         let mut qos = QosEngine::new(self.qos_config(c.max_inflight));
+        qos.set_events(crate::events::EventLink {
+            hub: inner.events.clone(),
+            client_id: client_id.clone(),
+        });
         let now = tokio::time::Instant::now().into_std();
         let mut subscriptions = SubscriptionSet::default();
         for (sf, opts) in s.subscriptions {

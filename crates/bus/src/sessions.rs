@@ -25,15 +25,22 @@ impl BusHandle {
     ) -> Session {
         let id = SessionId(self.0.next_session.fetch_add(1, Ordering::Relaxed));
         let c = &self.0.config;
-        let outbox = Arc::new(Outbox::new(
-            id,
-            client_id.clone(),
-            c.max_mqueue_len,
-            c.mqueue_store_qos0,
-            self.0.metrics.clone(),
-        ));
+        let outbox = Arc::new(
+            Outbox::new(
+                id,
+                client_id.clone(),
+                c.max_mqueue_len,
+                c.mqueue_store_qos0,
+                self.0.metrics.clone(),
+            )
+            .with_events(self.0.events.clone()),
+        );
         Metrics::inc(&self.0.metrics.sessions);
-        let qos = QosEngine::new(self.qos_config(max_inflight));
+        let mut qos = QosEngine::new(self.qos_config(max_inflight));
+        qos.set_events(crate::events::EventLink {
+            hub: self.0.events.clone(),
+            client_id: client_id.clone(),
+        });
         let shared = Arc::new(SessionShared {
             inflight: qos.gauge(),
             ..Default::default()
