@@ -405,6 +405,7 @@ impl Authorizer {
             enable: true,
             json: file_source_json(),
             text: String::new(),
+            path: None,
             body: Body::File(RwLock::new(Arc::new(rules))),
             metrics,
         };

@@ -122,6 +122,8 @@ pub(crate) struct Source {
     pub(crate) json: Value,
     /// The rules text a file source shows in GET.
     pub(crate) text: String,
+    /// The file a file source read its rules from.
+    pub(crate) path: Option<String>,
     pub(crate) body: Body,
     pub(crate) metrics: Arc<SourceMetrics>,
 }
@@ -160,7 +162,7 @@ impl Source {
         let mut rest: Map<String, Value> = map.clone();
         rest.remove("type");
         rest.remove("enable");
-        let (body, text) = match kind.as_str() {
+        let (body, text, path) = match kind.as_str() {
             "file" => file_body(&rest, default_path)?,
             "http" => {
                 rest.entry("request_timeout")
@@ -169,7 +171,7 @@ impl Source {
                     .map_err(|e| format!("http source: {e}"))?;
                 c.normalize();
                 let call = HttpCall::new(&c, crate::template::AUTHZ_VARS)?;
-                (Body::Http(call), String::new())
+                (Body::Http(call), String::new(), None)
             }
             other => {
                 return Err(format!(
@@ -182,6 +184,7 @@ impl Source {
             enable,
             json: v.clone(),
             text,
+            path,
             body,
             metrics,
         })
@@ -192,8 +195,8 @@ impl Source {
         match &self.body {
             Body::File(_) => {
                 let mut v = json!({"type": "file", "enable": self.enable, "rules": self.text});
-                if let Some(p) = self.json.get("path") {
-                    v["path"] = p.clone();
+                if let Some(p) = &self.path {
+                    v["path"] = json!(p);
                 }
                 v
             }
@@ -269,10 +272,10 @@ impl Source {
     }
 }
 
-fn file_body(
-    rest: &Map<String, Value>,
-    default_path: Option<&Path>,
-) -> Result<(Body, String), String> {
+/// A file source's rules, their text and the file they came from.
+type FileBody = (Body, String, Option<String>);
+
+fn file_body(rest: &Map<String, Value>, default_path: Option<&Path>) -> Result<FileBody, String> {
     for k in rest.keys() {
         if k != "rules" && k != "path" {
             return Err(format!("file source: unknown field {k:?}"));
@@ -303,7 +306,9 @@ fn file_body(
         }
     };
     let rules = parse_rules(&text, &origin).map_err(|e| e.to_string())?;
-    Ok((Body::File(RwLock::new(Arc::new(rules))), text))
+    let path = (!origin.as_os_str().is_empty() && rest.get("rules").is_none())
+        .then(|| origin.display().to_string());
+    Ok((Body::File(RwLock::new(Arc::new(rules))), text, path))
 }
 
 fn file_answer(rules: &[Rule], ctx: &ClientCtx, action: &Action<'_>) -> Answer {

@@ -124,9 +124,27 @@ pub fn router(state: Arc<State>) -> Router {
             get(authn_chain::list).post(authn_chain::create),
         )
         .route("/api/v5/authentication/order", put(authn_chain::order))
-        .route("/api/v5/authorization/sources", get(authz::sources))
-        .route("/api/v5/authorization/sources/:type", get(authz::source))
-        .route("/api/v5/authorization/settings", get(authz::settings))
+        .route(
+            "/api/v5/authorization/sources",
+            get(authz::sources).post(authz::create),
+        )
+        .route("/api/v5/authorization/sources/order", put(authz::order))
+        .route(
+            "/api/v5/authorization/sources/:type",
+            get(authz::source).put(authz::update).delete(authz::delete),
+        )
+        .route(
+            "/api/v5/authorization/sources/:type/status",
+            get(authz::status),
+        )
+        .route(
+            "/api/v5/authorization/sources/:type/move",
+            post(authz::move_to),
+        )
+        .route(
+            "/api/v5/authorization/settings",
+            get(authz::settings).put(authz::put_settings),
+        )
         .route("/api/v5/authorization/cache", delete(authz::clean_cache))
         .route(
             "/api/v5/authentication/:id",

@@ -58,6 +58,34 @@ fn authn_metrics(out: &mut String, statuses: &[switchyard_auth::AuthnStatus]) {
     }
 }
 
+/// Counters of every authorization source, labelled by its type.
+fn authz_metrics(out: &mut String, statuses: &[switchyard_auth::SourceStatus]) {
+    type Field = fn(&switchyard_auth::SourceStatus) -> u64;
+    let families: [(&str, &str, Field); 6] = [
+        ("total", "Operations the source was asked about.", |s| {
+            s.total
+        }),
+        ("allow", "Operations it allowed.", |s| s.allow),
+        ("deny", "Operations it denied.", |s| s.deny),
+        ("nomatch", "Operations it had no rule for.", |s| s.nomatch),
+        (
+            "ignore",
+            "Operations it could not answer (unreachable, timed out).",
+            |s| s.ignore,
+        ),
+        ("timeouts", "Requests that ran into its timeout.", |s| {
+            s.timeouts
+        }),
+    ];
+    for (name, help, get) in families {
+        let metric = format!("switchyard_authz_source_{name}");
+        family(out, &metric, "counter", help);
+        for s in statuses {
+            let _ = writeln!(out, "{metric}{{source=\"{}\"}} {}", s.kind, get(s));
+        }
+    }
+}
+
 /// The exposition text.
 pub async fn stats(st: St) -> impl IntoResponse {
     let st = &st.0;
@@ -134,6 +162,7 @@ pub async fn stats(st: St) -> impl IntoResponse {
         let _ = writeln!(out, "{name} {value}");
     }
     authn_metrics(&mut out, &st.ctx.chain.statuses());
+    authz_metrics(&mut out, &st.ctx.authz.source_statuses());
     family(
         &mut out,
         "switchyard_uptime_seconds",
