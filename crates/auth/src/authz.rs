@@ -624,12 +624,18 @@ impl Authorizer {
 
     /// Decides one operation, uncached, asking every source (an HTTP request is awaited,
     /// bounded by its `request_timeout`). Run on the client's own task.
-    pub async fn decide(&self, ctx: &ClientCtx, action: &Action<'_>) -> Decision {
+    /// `attrs` are the client's attributes from its authenticator (`${client_attrs.NAME}`).
+    pub async fn decide(
+        &self,
+        ctx: &ClientCtx,
+        action: &Action<'_>,
+        attrs: Option<&crate::backend::ClientAttrs>,
+    ) -> Decision {
         if ctx.superuser {
             return Decision::Allow;
         }
         for s in self.enabled() {
-            if let Some(d) = settle(s.answer(ctx, action).await) {
+            if let Some(d) = settle(s.answer(ctx, action, attrs).await) {
                 return d;
             }
         }
@@ -658,6 +664,7 @@ impl Authorizer {
             last: None,
             fresh: Vec::new(),
             expire_at: None,
+            attrs: None,
         }
     }
 }
@@ -710,6 +717,8 @@ pub struct ClientAcl {
     /// When the client's credentials stop being valid (a JWT's `exp`, an HTTP authenticator's
     /// `expire_at`); the gateway closes the client then.
     expire_at: Option<std::time::SystemTime>,
+    /// The client's attributes from its authenticator, for `${client_attrs.NAME}`.
+    attrs: Option<Arc<crate::backend::ClientAttrs>>,
 }
 
 impl CacheKey {
@@ -779,6 +788,17 @@ impl ClientAcl {
         self.expire_at
     }
 
+    /// Keeps the attributes the client's authenticator gave it (`client_attrs`).
+    pub fn with_attrs(mut self, attrs: Option<Arc<crate::backend::ClientAttrs>>) -> Self {
+        self.attrs = attrs;
+        self
+    }
+
+    /// The client's attributes from its authenticator.
+    pub fn attrs(&self) -> Option<&crate::backend::ClientAttrs> {
+        self.attrs.as_deref()
+    }
+
     /// Whether a check of this client may need a network answer: the one cheap test a gateway
     /// makes before building an [`AuthzQuery`] (false for a superuser, and whenever no HTTP
     /// source is enabled).
@@ -802,6 +822,7 @@ impl ClientAcl {
         (!todo.is_empty()).then(|| AuthzQuery {
             authz: self.authz.clone(),
             ctx: self.ctx.clone(),
+            attrs: self.attrs.clone(),
             actions: todo,
         })
     }

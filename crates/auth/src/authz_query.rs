@@ -18,6 +18,7 @@ use std::sync::Arc;
 pub struct AuthzQuery {
     pub(crate) authz: Arc<Authorizer>,
     pub(crate) ctx: ClientCtx,
+    pub(crate) attrs: Option<Arc<crate::backend::ClientAttrs>>,
     pub(crate) actions: Vec<CacheKey>,
 }
 
@@ -30,7 +31,10 @@ impl AuthzQuery {
     pub async fn run(self) -> AuthzAnswers {
         let mut out = Vec::with_capacity(self.actions.len());
         for key in self.actions {
-            let d = self.authz.decide(&self.ctx, &key.action()).await;
+            let d = self
+                .authz
+                .decide(&self.ctx, &key.action(), self.attrs.as_deref())
+                .await;
             out.push((key, d));
         }
         AuthzAnswers(out)

@@ -219,7 +219,12 @@ impl Source {
     }
 
     /// The full answer: an HTTP source's request is awaited (bounded by its timeout).
-    pub(crate) async fn answer(&self, ctx: &ClientCtx, action: &Action<'_>) -> Answer {
+    pub(crate) async fn answer(
+        &self,
+        ctx: &ClientCtx,
+        action: &Action<'_>,
+        attrs: Option<&crate::backend::ClientAttrs>,
+    ) -> Answer {
         let call = match &self.body {
             Body::File(rules) => {
                 return self.counted(file_answer(&rules.read(), ctx, action));
@@ -238,6 +243,7 @@ impl Source {
             action: Some(kind),
             qos: Some(qos.as_u8()),
             retain: Some(retain),
+            client_attrs: attrs,
             ..Vars::default()
         };
         let a = match call.send(&vars).await {

@@ -46,7 +46,7 @@ pub use authz_query::{AuthzAnswers, AuthzQuery};
 pub use authz_sources::{
     parse_settings, settings_json, SourceError, SourceStatus, AUTHZ_KIND, SETTINGS_KEY, SOURCES_KEY,
 };
-pub use backend::Grant;
+pub use backend::{ClientAttrs, Grant};
 pub use banned::{BanEntry, BanError, BanKind, Banned, FlappingSettings, BANNED_KIND};
 pub use chain::{
     AuthnStatus, CacheSettings, Chain, ChainError, Verdict, AUTHENTICATORS_KIND, BUILT_IN_ID,
@@ -101,6 +101,7 @@ impl Security {
         self.authz
             .client_with(ctx, verdict.grant.acl.clone())
             .with_expiry(verdict.grant.expire_at)
+            .with_attrs(verdict.grant.client_attrs.clone())
     }
 
     /// What a gateway does with a connect's verdict: the client's ACL view when it is allowed

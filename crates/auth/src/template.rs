@@ -70,6 +70,8 @@ pub(crate) struct Vars<'a> {
     pub(crate) action: Option<&'a str>,
     pub(crate) qos: Option<u8>,
     pub(crate) retain: Option<bool>,
+    /// `${client_attrs.NAME}`: what the client's authenticator gave it.
+    pub(crate) client_attrs: Option<&'a crate::backend::ClientAttrs>,
 }
 
 impl Vars<'_> {
@@ -101,8 +103,15 @@ impl Vars<'_> {
                 None => "",
             }),
             "zone" => Cow::Borrowed("default"),
-            // Certificates and client attributes are not carried to the back-ends yet.
-            _ => Cow::Borrowed(""),
+            _ => match name.strip_prefix("client_attrs.") {
+                Some(attr) => Cow::Borrowed(
+                    self.client_attrs
+                        .and_then(|a| a.get(attr))
+                        .map_or("", String::as_str),
+                ),
+                // Certificates are not carried to the back-ends yet.
+                None => Cow::Borrowed(""),
+            },
         }
     }
 }

@@ -437,6 +437,7 @@ pub(crate) fn read_reply(fields: &Map<String, Value>, now: SystemTime) -> Outcom
         superuser,
         acl,
         expire_at,
+        client_attrs: super::client_attrs(fields.get("client_attrs")),
     })
 }
 
@@ -546,6 +547,31 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn client_attrs_are_kept_and_rendered() {
+        let ok = read_reply(
+            &obj(json!({"result": "allow",
+                "client_attrs": {"group": "g1", "level": 3, "nested": {"x": 1}}})),
+            SystemTime::now(),
+        );
+        let Outcome::Ok(grant) = ok else {
+            panic!("{ok:?}")
+        };
+        let attrs = grant.client_attrs.unwrap_or_default();
+        assert_eq!(attrs.get("group").map(String::as_str), Some("g1"));
+        assert_eq!(attrs.get("level").map(String::as_str), Some("3"));
+        assert!(!attrs.contains_key("nested"));
+        let t = crate::template::Template::parse(
+            "/authz/${client_attrs.group}/${client_attrs.none}",
+            crate::template::AUTHZ_VARS,
+        );
+        let vars = Vars {
+            client_attrs: Some(&attrs),
+            ..Vars::default()
+        };
+        assert_eq!(t.render_raw(&vars), "/authz/g1/");
     }
 
     #[test]

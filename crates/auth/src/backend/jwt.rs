@@ -372,6 +372,7 @@ impl Jwt {
             superuser: loose_bool(claims.get("is_superuser")),
             acl,
             expire_at,
+            client_attrs: super::client_attrs(claims.get("client_attrs")),
         })
     }
 }

@@ -32,6 +32,31 @@ pub struct Grant {
     pub acl: Option<Arc<ClientRules>>,
     /// When the credentials stop being valid (HTTP `expire_at`, JWT `exp`).
     pub expire_at: Option<SystemTime>,
+    /// Attributes the authenticator gave the client (HTTP reply's or JWT's `client_attrs`),
+    /// usable as `${client_attrs.NAME}` in the HTTP authorization source's templates.
+    pub client_attrs: Option<Arc<ClientAttrs>>,
+}
+
+/// A client's attributes: name → text.
+pub type ClientAttrs = std::collections::BTreeMap<String, String>;
+
+/// Reads a `client_attrs` value: an object whose string, number and boolean values are kept as
+/// text (anything else is skipped); `None` when absent, not an object or empty.
+pub(crate) fn client_attrs(v: Option<&serde_json::Value>) -> Option<Arc<ClientAttrs>> {
+    use serde_json::Value;
+    let Some(Value::Object(m)) = v else {
+        return None;
+    };
+    let attrs: ClientAttrs = m
+        .iter()
+        .filter_map(|(k, v)| match v {
+            Value::String(s) => Some((k.clone(), s.clone())),
+            Value::Number(n) => Some((k.clone(), n.to_string())),
+            Value::Bool(b) => Some((k.clone(), b.to_string())),
+            _ => None,
+        })
+        .collect();
+    (!attrs.is_empty()).then(|| Arc::new(attrs))
 }
 
 /// One authenticator's answer.
