@@ -6,7 +6,7 @@
 //! (`info`, `session`, `attachment`, `close`, `outbound`) and is generic over the packet type.
 //!
 //! Why a macro rather than an embedded struct: the accessors sit on the per-packet path of the
-//! MQTT driver, so they must stay plain field reads the compiler inlines (no dynamic dispatch, no
+//! busiest driver, so they must stay plain field reads the compiler inlines (no dynamic dispatch, no
 //! extra indirection), and the channels' many steps keep addressing those fields directly.
 
 /// What the macro's expansion names from other crates, so a gateway needs no import for it.

@@ -5,10 +5,13 @@
 //! program); [`runtime`] and [`open_session`], which let a synchronous harness open bus sessions
 //! the way a driver does, serving takeovers of the connections it holds; [`replay_dir`], which
 //! runs a committed seed corpus through a harness in the normal test suite; and the QoS engine
-//! target [`qos_engine`].
+//! target [`qos_engine`]; and [`slots`], the session model and world that the channel harnesses
+//! of the protocols built on the QoS engine share.
 //!
 //! The cargo-fuzz targets in `fuzz/` (outside the workspace) are one-line calls into these
 //! harness functions, so the fuzzer and `cargo test` run the same code.
+
+pub mod slots;
 
 use crate::delivery::Delivery;
 use crate::error::BusError;
@@ -20,6 +23,7 @@ use std::num::NonZeroU16;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use slots::Stage;
 use switchyard_core::{Message, QoS, TopicName};
 
 /// Reads fuzz input as a stream of small values; past the end every read is zero.
@@ -140,8 +144,6 @@ pub fn runtime() -> tokio::runtime::Runtime {
 /// A stateful harness: a world of channels on one bus, driven by operations decoded from the
 /// input, as [`run`] drives it.
 pub trait Harness {
-    /// The runtime the harness's session opens run on; entered while the harness runs.
-    fn runtime(&self) -> &tokio::runtime::Runtime;
     /// One operation decoded from the input.
     fn op(&mut self, input: &mut Input<'_>);
     /// What follows every operation (e.g. pulling deliveries); nothing by default.
@@ -151,12 +153,17 @@ pub trait Harness {
     fn finish(&mut self);
 }
 
-/// Runs a stateful harness over `data`: builds it from the input's first bytes (`new`), applies
-/// at most `max_ops` operations while the input lasts, then finishes it.
-pub fn run<H: Harness>(data: &[u8], max_ops: usize, new: impl FnOnce(&mut Input<'_>) -> H) {
+/// Runs a stateful harness over `data`: builds it from the input's first bytes and the runtime
+/// its session opens run on (`new`), applies at most `max_ops` operations while the input lasts,
+/// inside that runtime's context, then finishes it.
+pub fn run<H: Harness>(
+    data: &[u8],
+    max_ops: usize,
+    new: impl FnOnce(&mut Input<'_>, Arc<tokio::runtime::Runtime>) -> H,
+) {
     let mut input = Input::new(data);
-    let mut harness = new(&mut input);
-    let rt = harness.runtime().handle().clone();
+    let rt = Arc::new(runtime());
+    let mut harness = new(&mut input, rt.clone());
     let _guard = rt.enter();
     let mut ops = 0;
     while !input.is_empty() && ops < max_ops {
@@ -231,13 +238,6 @@ pub fn seeds(manifest_dir: &str, target: &str) -> std::path::PathBuf {
     Path::new(manifest_dir)
         .join("../../fuzz/seeds")
         .join(target)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stage {
-    Ack,
-    Rec,
-    Comp,
 }
 
 /// One outgoing entry as the model sees it: id, stage, the delivery's tag, when last sent.

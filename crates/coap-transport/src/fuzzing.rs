@@ -1,16 +1,21 @@
 //! Helpers for the fuzz harnesses of the CoAP-based gateways (doc-hidden; not an API): checks on
 //! what the transport sends, shared by the CoAP and LwM2M harnesses, which both send through it;
-//! a client's session open as the demux drivers do it ([`open_client`]); and the transport's own target, [`transport`] (the body of the `coap_transport` cargo-fuzz
-//! target in `fuzz/`, replayed over its committed seeds `fuzz/seeds/coap_transport/` by the unit
-//! test below, so `cargo test` checks it on stable).
+//! a client's session open as the demux drivers do it ([`open_client`]); the socket task's side
+//! of the demux that both channel harnesses drive ([`DemuxWorld`]); and the transport's own
+//! target, [`transport`] (the body of the `coap_transport` cargo-fuzz target in `fuzz/`,
+//! replayed over its committed seeds `fuzz/seeds/coap_transport/` by the unit test below, so
+//! `cargo test` checks it on stable).
 //!
-//! Must not know: any gateway or harness; these only panic on a broken transport invariant.
+//! Must not know: any gateway; these only panic on a broken transport invariant, and leave what
+//! a gateway's outputs mean to its harness.
 
 #[cfg(test)]
 mod seeds;
 mod transport;
+mod world;
 
 pub use transport::transport;
+pub use world::{Client, DemuxWorld, Sent};
 
 use crate::wire;
 use coap_lite::Packet;

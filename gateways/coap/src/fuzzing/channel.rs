@@ -14,22 +14,21 @@
 //!   observes (exactly, confirmed by 2.05) has reached that client, unless the observation may
 //!   have been cancelled (an RST or a timeout) or the client was touched by raw bytes.
 
-use super::assert_sendable;
 use crate::channel::{self, request, Channel, ClientKey, NotifyOutcome, Output};
 use crate::settings::{mount_prefix, CoapSettings, NotifyType};
 use crate::transport::demux::ClientChannel;
-use crate::transport::fuzzing::open_client;
+use crate::transport::fuzzing::{DemuxWorld, Sent};
 use crate::transport::wire::{self, code};
 use crate::transport::{error_response, Event, Transport};
 use crate::{CoapGateway, CoapRequester};
 use coap_lite::{CoapOption, MessageType, Packet};
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use switchyard_bus::fuzzing::{run, runtime, Harness, Input};
-use switchyard_bus::{BusConfig, BusHandle, ControlEvents};
-use switchyard_core::{CloseReason, Message, QoS, TopicName};
+use switchyard_bus::fuzzing::slots::{tag_of, tagged};
+use switchyard_bus::fuzzing::{run, Harness, Input};
+use switchyard_bus::{BusConfig, BusHandle};
+use switchyard_core::{Message, QoS, TopicName};
 
 const PEERS: usize = 3;
 const TOPICS: [&str; 4] = ["a", "a/b", "b", "a%2Fb"];
@@ -37,10 +36,8 @@ const MAX_OPS: usize = 300;
 
 type Tag = (u64, u64);
 
-struct Client {
-    ch: Channel,
-    rx: ControlEvents,
-    slot: u64,
+/// What the harness tracks about a client.
+struct Track {
     /// The unacknowledged CON notification, if any.
     con_out: Option<u64>,
     /// Topics observed (confirmed), and whether each may have been cancelled.
@@ -52,31 +49,27 @@ struct Client {
     token: Option<String>,
 }
 
+type Client = crate::transport::fuzzing::Client<Channel, Track>;
+
 struct World {
-    rt: tokio::runtime::Runtime,
+    /// The socket task's side; its `sent` are the CON notifications, for the peers to
+    /// acknowledge.
+    d: DemuxWorld<ClientKey, Channel, Track, Tag>,
     gw: CoapGateway,
-    t: Transport<Tag>,
-    now: Instant,
-    clients: HashMap<ClientKey, Client>,
-    next_slot: u64,
     /// The request being handled came from raw bytes.
     raw: bool,
-    /// CON notifications sent (peer, mid), for the peers to acknowledge.
-    cons: Vec<(usize, u16)>,
     next_tag: u64,
 }
 
-fn peer(i: usize) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 5000 + i as u16))
-}
+/// The peers' first port.
+const BASE_PORT: u16 = 5000;
 
-fn tag_of(payload: &[u8]) -> Option<u64> {
-    let rest = payload.strip_prefix(b"T")?;
-    Some(u64::from_be_bytes(rest.try_into().ok()?))
+fn is_con(p: &Packet) -> bool {
+    p.header.get_type() == MessageType::Confirmable
 }
 
 impl World {
-    fn new(input: &mut Input<'_>) -> Self {
+    fn new(input: &mut Input<'_>, rt: Arc<tokio::runtime::Runtime>) -> Self {
         let bus = BusHandle::new(BusConfig {
             sys_client_connected: false,
             sys_client_disconnected: false,
@@ -94,37 +87,18 @@ impl World {
             settings: Arc::new(settings.clone()),
             requests: CoapRequester::new(),
         };
+        let t = Transport::with_seed(settings.transport, u64::from(input.u16()));
         World {
-            rt: runtime(),
-            t: Transport::with_seed(settings.transport, u64::from(input.u16())),
+            d: DemuxWorld::new(rt, t, BASE_PORT, Channel::finish),
             gw,
-            now: Instant::now(),
-            clients: HashMap::new(),
-            next_slot: 1,
             raw: false,
-            cons: Vec::new(),
             next_tag: 0,
         }
     }
 
-    fn transmit(&mut self) {
-        while let Some((addr, bytes)) = self.t.poll_transmit() {
-            let p = assert_sendable(&bytes);
-            if p.header.get_type() == MessageType::Confirmable {
-                let i = usize::from(addr.port().saturating_sub(5000));
-                self.cons.push((i, p.header.message_id));
-                if self.cons.len() > 32 {
-                    self.cons.remove(0);
-                }
-            }
-        }
-    }
-
-    fn datagram(&mut self, i: usize, bytes: &[u8], raw: bool) {
-        self.raw = raw;
-        let events = self.t.handle_datagram(peer(i), bytes, self.now);
+    fn datagram(&mut self, i: usize, bytes: &[u8]) {
+        let events = self.d.datagram(i, bytes);
         self.dispatch(events);
-        self.raw = false;
     }
 
     fn dispatch(&mut self, events: Vec<Event<Tag>>) {
@@ -139,14 +113,14 @@ impl World {
                 Event::Timeout { tag, .. } => (tag, NotifyOutcome::Timeout),
                 Event::Response { .. } => continue,
             };
-            if let Some(c) = self.clients.values_mut().find(|c| c.slot == tag.0) {
-                if c.con_out == Some(tag.1) {
-                    c.con_out = None;
+            if let Some(c) = self.d.clients.values_mut().find(|c| c.slot == tag.0) {
+                if c.track.con_out == Some(tag.1) {
+                    c.track.con_out = None;
                 }
                 if outcome != NotifyOutcome::Acked {
-                    c.lossy = true;
+                    c.track.lossy = true;
                 }
-                c.ch.handle_notify_outcome(tag.1, outcome, self.now);
+                c.ch.handle_notify_outcome(tag.1, outcome, self.d.now);
             }
         }
         self.flush();
@@ -155,18 +129,19 @@ impl World {
     fn request(&mut self, req: crate::transport::Request) {
         let key = match channel::route(&self.gw, req.peer, &req.packet) {
             Ok(k) => k,
-            Err(reply) => return self.t.respond(&req.exchange, reply, self.now),
+            Err(reply) => return self.d.respond(&req.exchange, reply),
         };
-        if let Some(c) = self.clients.get_mut(&key) {
-            c.lossy |= self.raw;
+        if let Some(c) = self.d.clients.get_mut(&key) {
+            c.track.lossy |= self.raw;
             let observe = observed_topic(&req.packet);
-            c.ch.handle_request(req, self.now);
+            c.ch.handle_request(req, self.d.now);
             // A confirmed observation is read from the reply in `flush`; a cancel ends it here.
             if let Some((topic, false)) = observe {
                 // Cancelled (Observe=1): what was queued for it is dropped by design.
-                c.observing.remove(&topic);
-                let seen = &c.seen;
-                c.expected
+                c.track.observing.remove(&topic);
+                let seen = &c.track.seen;
+                c.track
+                    .expected
                     .retain(|tag, t| *t != topic || seen.contains(tag));
             }
             return;
@@ -177,7 +152,7 @@ impl World {
         ) && wire::code_of(&req.packet) == code::POST;
         if self.gw.settings.connection_required && !creates {
             let reply = error_response(code::BAD_REQUEST, "no such client");
-            return self.t.respond(&req.exchange, reply, self.now);
+            return self.d.respond(&req.exchange, reply);
         }
         let q = request::query(&req.packet).unwrap_or_default();
         let info = channel::client_info(&key, &q, req.peer, self.gw.settings.heartbeat);
@@ -189,32 +164,18 @@ impl World {
             Ok(p) => p,
             Err(e) => {
                 let reply = error_response(code::UNAUTHORIZED, &e.to_string());
-                return self.t.respond(&req.exchange, reply, self.now);
+                return self.d.respond(&req.exchange, reply);
             }
         };
         let info = Arc::new(info);
-        let opened = open_client(
-            &self.rt,
-            &self.gw.bus,
-            info.clone(),
-            &mut self.clients,
-            |c| &c.rx,
-            |mut c| {
-                c.ch.fail(CloseReason::Takeover);
-                c.ch.finish();
-            },
-        );
-        let Ok((session, attachment, rx)) = opened else {
+        let Ok((session, attachment, rx)) = self.d.open(&self.gw.bus, info.clone()) else {
             let reply = error_response(code::SERVICE_UNAVAILABLE, "session refused");
-            return self.t.respond(&req.exchange, reply, self.now);
+            return self.d.respond(&req.exchange, reply);
         };
-        let ch = Channel::new(self.gw.clone(), info, session, attachment, prefix, self.now);
-        let slot = self.next_slot;
-        self.next_slot += 1;
-        let mut c = Client {
-            ch,
-            rx,
-            slot,
+        let now = self.d.now;
+        let ch = Channel::new(self.gw.clone(), info, session, attachment, prefix, now);
+        let slot = self.d.next_slot();
+        let track = Track {
             con_out: None,
             observing: HashSet::new(),
             expected: BTreeMap::new(),
@@ -222,70 +183,19 @@ impl World {
             lossy: self.raw,
             token: None,
         };
-        c.ch.handle_request(req, self.now);
-        self.clients.insert(key, c);
+        let mut c = Client {
+            ch,
+            rx,
+            slot,
+            track,
+        };
+        c.ch.handle_request(req, now);
+        self.d.clients.insert(key, c);
     }
 
     /// Turns what the channels produced into transport calls, checking the notification window.
     fn flush(&mut self) {
-        loop {
-            let mut any = false;
-            let keys: Vec<ClientKey> = self.clients.keys().cloned().collect();
-            for key in keys {
-                let Some(c) = self.clients.get_mut(&key) else {
-                    continue;
-                };
-                c.ch.pull_deliveries(self.now);
-                for o in c.ch.take_outputs() {
-                    any = true;
-                    match o {
-                        Output::Reply { exchange, packet } => {
-                            let pc = wire::code_of(&packet);
-                            if pc == code::CREATED && !packet.payload.is_empty() {
-                                c.token = String::from_utf8(packet.payload.clone()).ok();
-                            }
-                            if pc == code::CONTENT && packet.get_observe_value().is_some() {
-                                if let Some(t) = resource_topic(exchange.resource()) {
-                                    c.observing.insert(t);
-                                }
-                            }
-                            self.t.respond(&exchange, packet, self.now);
-                        }
-                        Output::Notify {
-                            peer,
-                            packet,
-                            confirmable,
-                            nid,
-                            resource,
-                        } => {
-                            assert!(
-                                c.con_out.is_none(),
-                                "notification while CON {:?} is unacknowledged",
-                                c.con_out
-                            );
-                            if confirmable {
-                                c.con_out = Some(nid);
-                            }
-                            if let Some(tag) = tag_of(&packet.payload) {
-                                c.seen.insert(tag);
-                            }
-                            let tag = (c.slot, nid);
-                            self.t
-                                .notify(peer, packet, confirmable, tag, &resource, self.now);
-                        }
-                    }
-                }
-                if c.ch.close_reason().is_some() {
-                    if let Some(mut c) = self.clients.remove(&key) {
-                        c.ch.finish();
-                    }
-                }
-            }
-            self.transmit();
-            if !any {
-                break;
-            }
-        }
+        self.d.flush(output, is_con);
     }
 
     fn structured(&mut self, i: usize, input: &mut Input<'_>) {
@@ -305,9 +215,10 @@ impl World {
         if let Some(id) = &id {
             query.push(format!("clientid={id}"));
             let token = self
+                .d
                 .clients
                 .get(&ClientKey::Id(id.clone()))
-                .and_then(|c| c.token.clone());
+                .and_then(|c| c.track.token.clone());
             match (input.u8() % 4, token) {
                 (0, _) => {}
                 (1, _) => query.push("token=123".into()),
@@ -348,14 +259,14 @@ impl World {
             p.add_option(CoapOption::UriQuery, q.into_bytes());
         }
         let bytes = p.to_bytes_unlimited().unwrap_or_default();
-        self.datagram(i, &bytes, false);
+        self.datagram(i, &bytes);
     }
 
     /// Acknowledges every CON until nothing is left, then checks the deliveries.
     fn drain(&mut self) {
         for _ in 0..2048 {
             self.flush();
-            let Some((j, mid)) = self.cons.pop() else {
+            let Some(Sent { peer: j, mid, .. }) = self.d.sent.pop() else {
                 break;
             };
             let mut p = Packet::new();
@@ -363,14 +274,59 @@ impl World {
             p.header.message_id = mid;
             wire::set_code(&mut p, code::EMPTY);
             let bytes = p.to_bytes_unlimited().unwrap_or_default();
-            self.datagram(j, &bytes, false);
+            self.datagram(j, &bytes);
         }
-        for (key, c) in &self.clients {
-            if c.lossy || c.ch.close_reason().is_some() {
+        for (key, c) in &self.d.clients {
+            if c.track.lossy || c.ch.close_reason().is_some() {
                 continue;
             }
-            let lost: Vec<&u64> = c.expected.keys().filter(|t| !c.seen.contains(t)).collect();
+            let lost: Vec<&u64> = c
+                .track
+                .expected
+                .keys()
+                .filter(|t| !c.track.seen.contains(t))
+                .collect();
             assert!(lost.is_empty(), "{key:?}: notifications lost: {lost:?}");
+        }
+    }
+}
+
+/// One output of client `c`'s channel, carried out on the transport and checked: a reply may
+/// hand out a token or confirm an observation; a notification never goes out while a CON one is
+/// unacknowledged.
+fn output(c: &mut Client, o: Output, t: &mut Transport<Tag>, now: Instant) {
+    match o {
+        Output::Reply { exchange, packet } => {
+            let pc = wire::code_of(&packet);
+            if pc == code::CREATED && !packet.payload.is_empty() {
+                c.track.token = String::from_utf8(packet.payload.clone()).ok();
+            }
+            if pc == code::CONTENT && packet.get_observe_value().is_some() {
+                if let Some(topic) = resource_topic(exchange.resource()) {
+                    c.track.observing.insert(topic);
+                }
+            }
+            t.respond(&exchange, packet, now);
+        }
+        Output::Notify {
+            peer,
+            packet,
+            confirmable,
+            nid,
+            resource,
+        } => {
+            assert!(
+                c.track.con_out.is_none(),
+                "notification while CON {:?} is unacknowledged",
+                c.track.con_out
+            );
+            if confirmable {
+                c.track.con_out = Some(nid);
+            }
+            if let Some(tag) = tag_of(&packet.payload) {
+                c.track.seen.insert(tag);
+            }
+            t.notify(peer, packet, confirmable, (c.slot, nid), &resource, now);
         }
     }
 }
@@ -400,24 +356,24 @@ fn observed_topic(p: &Packet) -> Option<(String, bool)> {
 }
 
 impl Harness for World {
-    fn runtime(&self) -> &tokio::runtime::Runtime {
-        &self.rt
-    }
-
     fn op(&mut self, input: &mut Input<'_>) {
         let i = input.below(PEERS);
         match input.u8() % 10 {
             0 => {
-                let raw = input.bytes(200).to_vec();
-                self.datagram(i, &raw, true);
+                // A client that raw bytes reach is no longer held to the delivery check.
+                self.raw = true;
+                let ev = self.d.raw_datagram(i, input);
+                self.dispatch(ev);
+                self.raw = false;
             }
             1..=4 => self.structured(i, input),
             5 | 6 => {
                 // A peer acknowledges (or resets) a CON it got.
-                if self.cons.is_empty() {
+                let sent = &mut self.d.sent;
+                if sent.is_empty() {
                     return;
                 }
-                let (j, mid) = self.cons.remove(input.below(self.cons.len()));
+                let Sent { peer: j, mid, .. } = sent.remove(input.below(sent.len()));
                 let mut p = Packet::new();
                 p.header.set_type(if input.u8() % 4 == 0 {
                     MessageType::Reset
@@ -436,15 +392,12 @@ impl Harness for World {
                 ]);
                 wire::set_code(&mut p, c);
                 let bytes = p.to_bytes_unlimited().unwrap_or_default();
-                self.datagram(j, &bytes, false);
+                self.datagram(j, &bytes);
             }
             7 => {
-                self.now += input.step();
-                let ev = self.t.poll(self.now);
+                let ev = self.d.step(input);
                 self.dispatch(ev);
-                for c in self.clients.values_mut() {
-                    c.ch.tick(self.now);
-                }
+                self.d.tick_all();
                 self.flush();
             }
             _ => {
@@ -453,16 +406,16 @@ impl Harness for World {
                 self.next_tag += 1;
                 let tag = self.next_tag;
                 if qos != QoS::AtMostOnce {
-                    for c in self.clients.values_mut() {
-                        if c.observing.contains(topic) {
-                            c.expected.insert(tag, topic.to_owned());
+                    for c in self.d.clients.values_mut() {
+                        if c.track.observing.contains(topic) {
+                            c.track.expected.insert(tag, topic.to_owned());
                         }
                     }
                 }
                 if let Ok(t) = TopicName::new(topic) {
-                    let mut payload = b"T".to_vec();
-                    payload.extend_from_slice(&tag.to_be_bytes());
-                    self.gw.bus.publish(Message::new(t, payload, qos, false));
+                    self.gw
+                        .bus
+                        .publish(Message::new(t, tagged(tag), qos, false));
                 }
                 self.flush();
             }
@@ -471,9 +424,7 @@ impl Harness for World {
 
     fn finish(&mut self) {
         self.drain();
-        for (_, mut c) in self.clients.drain() {
-            c.ch.finish();
-        }
+        self.d.finish_all();
     }
 }
 

@@ -18,18 +18,16 @@ use crate::channel::{self, Channel, Outcome, Output};
 use crate::register::{query_map, Registration};
 use crate::settings::Lwm2mSettings;
 use crate::Lwm2mGateway;
-use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
-use switchyard_bus::fuzzing::{run, runtime, Harness, Input};
-use switchyard_bus::{BusConfig, BusHandle, ControlEvents};
+use switchyard_bus::fuzzing::{run, Harness, Input};
+use switchyard_bus::{BusConfig, BusHandle};
 use switchyard_coap_transport::coap_lite::{CoapOption, MessageType, Packet};
 use switchyard_coap_transport::demux::ClientChannel;
-use switchyard_coap_transport::fuzzing::open_client;
+use switchyard_coap_transport::fuzzing::{Client, DemuxWorld, Sent};
 use switchyard_coap_transport::wire::{self, code};
 use switchyard_coap_transport::{error_response, Event, Request, Transport};
-use switchyard_core::{CloseReason, Message, TopicName};
+use switchyard_core::{Message, TopicName};
 
 const PEERS: usize = 3;
 const MAX_OPS: usize = 300;
@@ -64,28 +62,35 @@ const CMD_PATHS: [&str; 7] = [
 
 type Tag = (u64, u64);
 
-struct Device {
-    ch: Channel,
-    rx: ControlEvents,
-    slot: u64,
-    /// The command request outstanding, and when its wait for a separate response ends.
-    outstanding: Option<(u64, Option<Instant>)>,
-}
+/// What the harness tracks about a device: the command request outstanding, and when its wait
+/// for a separate response ends.
+type Outstanding = Option<(u64, Option<Instant>)>;
+
+type Device = Client<Channel, Outstanding>;
 
 struct World {
-    rt: tokio::runtime::Runtime,
+    /// The socket task's side, devices by endpoint name; its `sent` are the requests the
+    /// transport sent, for the devices to answer.
+    d: DemuxWorld<String, Channel, Outstanding, Tag>,
     gw: Lwm2mGateway,
-    t: Transport<Tag>,
-    now: Instant,
-    devices: HashMap<String, Device>,
-    next_slot: u64,
-    /// Requests the transport sent (peer index, mid, token), for the devices to answer.
-    sent: Vec<(usize, u16, Vec<u8>)>,
     peer_mid: u16,
 }
 
-fn peer(i: usize) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 5600 + i as u16))
+/// The devices' first port.
+const BASE_PORT: u16 = 5600;
+
+/// Which sent messages a device may answer: the gateway's requests, each with a token of 1 to
+/// 8 bytes (docs/lwm2m.md §4.13.1).
+fn is_request(p: &Packet) -> bool {
+    if !wire::is_request(wire::code_of(p)) {
+        return false;
+    }
+    let token = p.get_token();
+    assert!(
+        !token.is_empty() && token.len() <= 8,
+        "request token {token:?}"
+    );
+    true
 }
 
 /// The endpoint a registration-interface request names (the driver's routing).
@@ -105,7 +110,7 @@ fn route(p: &Packet) -> Result<(String, bool), Packet> {
 }
 
 impl World {
-    fn new(input: &mut Input<'_>) -> Self {
+    fn new(input: &mut Input<'_>, rt: Arc<tokio::runtime::Runtime>) -> Self {
         let settings = Lwm2mSettings {
             auto_observe: input.bool(),
             max_queue: 1 + input.below(4),
@@ -118,41 +123,23 @@ impl World {
         });
         let transport = settings.transport.clone();
         World {
-            rt: runtime(),
             gw: Lwm2mGateway {
                 bus,
                 settings: Arc::new(settings),
                 objects: Arc::new(super::db().clone()),
             },
-            t: Transport::with_seed(transport, u64::from(input.u16())),
-            now: Instant::now(),
-            devices: HashMap::new(),
-            next_slot: 1,
-            sent: Vec::new(),
+            d: DemuxWorld::new(
+                rt,
+                Transport::with_seed(transport, u64::from(input.u16())),
+                BASE_PORT,
+                Channel::finish,
+            ),
             peer_mid: 0,
         }
     }
 
-    fn transmit(&mut self) {
-        while let Some((addr, bytes)) = self.t.poll_transmit() {
-            let p = switchyard_coap_transport::fuzzing::assert_sendable(&bytes);
-            if wire::is_request(wire::code_of(&p)) {
-                let token = p.get_token().to_vec();
-                assert!(
-                    !token.is_empty() && token.len() <= 8,
-                    "request token {token:?}"
-                );
-                let i = usize::from(addr.port().saturating_sub(5600));
-                self.sent.push((i, p.header.message_id, token));
-                if self.sent.len() > 32 {
-                    self.sent.remove(0);
-                }
-            }
-        }
-    }
-
     fn datagram(&mut self, i: usize, bytes: &[u8]) {
-        let ev = self.t.handle_datagram(peer(i), bytes, self.now);
+        let ev = self.d.datagram(i, bytes);
         self.dispatch(ev);
     }
 
@@ -165,19 +152,19 @@ impl World {
                 | Event::Reset { tag, .. }
                 | Event::Timeout { tag, .. } => *tag,
             };
-            let now = self.now;
+            let now = self.d.now;
             let lifetime = self.gw.settings.transport.exchange_lifetime();
-            let dev = self.devices.values_mut().find(|d| d.slot == slot);
+            let dev = self.d.clients.values_mut().find(|d| d.slot == slot);
             match (ev, dev) {
                 (Event::Request(req), _) => self.request(req),
                 (Event::Response { packet, .. }, Some(d)) => {
-                    if d.outstanding.is_some_and(|(c, _)| c == cid) {
-                        d.outstanding = None;
+                    if d.track.is_some_and(|(c, _)| c == cid) {
+                        d.track = None;
                     }
                     d.ch.handle_response(cid, packet, now);
                 }
                 (Event::Acked { .. }, Some(d)) => {
-                    if let Some((c, wait)) = d.outstanding.as_mut() {
+                    if let Some((c, wait)) = d.track.as_mut() {
                         if *c == cid {
                             *wait = Some(now + lifetime);
                         }
@@ -185,8 +172,8 @@ impl World {
                     d.ch.handle_outcome(cid, Outcome::Acked, now);
                 }
                 (Event::Reset { .. } | Event::Timeout { .. }, Some(d)) => {
-                    if d.outstanding.is_some_and(|(c, _)| c == cid) {
-                        d.outstanding = None;
+                    if d.track.is_some_and(|(c, _)| c == cid) {
+                        d.track = None;
                     }
                     // Which of the two does not matter to the window.
                     d.ch.handle_outcome(cid, Outcome::Timeout, now);
@@ -200,125 +187,54 @@ impl World {
     fn request(&mut self, req: Request) {
         let (key, is_register) = match route(&req.packet) {
             Ok(k) => k,
-            Err(reply) => return self.t.respond(&req.exchange, reply, self.now),
+            Err(reply) => return self.d.respond(&req.exchange, reply),
         };
-        if let Some(d) = self.devices.get_mut(&key) {
-            return d.ch.handle_request(req, self.now);
+        let now = self.d.now;
+        if let Some(d) = self.d.clients.get_mut(&key) {
+            return d.ch.handle_request(req, now);
         }
         if !is_register {
             let reply = error_response(code::NOT_FOUND, "not registered");
-            return self.t.respond(&req.exchange, reply, self.now);
+            return self.d.respond(&req.exchange, reply);
         }
         let query = wire::uri_query(&req.packet).unwrap_or_default();
         let reg = match Registration::parse(&query, &req.packet.payload) {
             Ok(r) => r,
-            Err(reason) => {
-                return self
-                    .t
-                    .respond(&req.exchange, channel::login_failed(reason), self.now)
-            }
+            Err(reason) => return self.d.respond(&req.exchange, channel::login_failed(reason)),
         };
-        if let Err(reason) = channel::authenticate(&self.gw, &reg, req.peer, self.now) {
-            return self
-                .t
-                .respond(&req.exchange, channel::login_failed(reason), self.now);
+        if let Err(reason) = channel::authenticate(&self.gw, &reg, req.peer, now) {
+            return self.d.respond(&req.exchange, channel::login_failed(reason));
         }
         let info = Arc::new(channel::client_info(&reg, req.peer));
         let Ok(prefix) = channel::mount_prefix(&self.gw, &reg, &info) else {
             let reply = channel::login_failed("not_authorized");
-            return self.t.respond(&req.exchange, reply, self.now);
+            return self.d.respond(&req.exchange, reply);
         };
-        let opened = open_client(
-            &self.rt,
-            &self.gw.bus,
-            info.clone(),
-            &mut self.devices,
-            |d| &d.rx,
-            |mut d| {
-                d.ch.fail(CloseReason::Takeover);
-                d.ch.finish();
-            },
-        );
-        let Ok((session, attachment, rx)) = opened else {
+        let Ok((session, attachment, rx)) = self.d.open(&self.gw.bus, info.clone()) else {
             let reply = channel::login_failed("session_open_failed");
-            return self.t.respond(&req.exchange, reply, self.now);
+            return self.d.respond(&req.exchange, reply);
         };
-        let mut ch = Channel::new(
-            self.gw.clone(),
-            info,
-            session,
-            attachment,
-            reg,
-            prefix,
-            self.now,
-        );
-        if let Err(reason) = ch.start(&req.exchange, self.now) {
+        let mut ch = Channel::new(self.gw.clone(), info, session, attachment, reg, prefix, now);
+        if let Err(reason) = ch.start(&req.exchange, now) {
             ch.fail(reason);
             let reply = channel::login_failed("invalid endpoint name");
-            self.t.respond(&req.exchange, reply, self.now);
+            self.d.respond(&req.exchange, reply);
         }
-        let slot = self.next_slot;
-        self.next_slot += 1;
-        self.devices.insert(
+        let slot = self.d.next_slot();
+        self.d.clients.insert(
             key,
             Device {
                 ch,
                 rx,
                 slot,
-                outstanding: None,
+                track: None,
             },
         );
     }
 
     /// Executes what the channels produced, as the socket task does.
     fn flush(&mut self) {
-        loop {
-            let mut any = false;
-            let keys: Vec<String> = self.devices.keys().cloned().collect();
-            for key in keys {
-                let Some(d) = self.devices.get_mut(&key) else {
-                    continue;
-                };
-                d.ch.pull_deliveries(self.now);
-                for o in d.ch.take_outputs() {
-                    any = true;
-                    match o {
-                        Output::Reply { exchange, packet } => {
-                            self.t.respond(&exchange, packet, self.now)
-                        }
-                        Output::Request {
-                            peer,
-                            packet,
-                            observe,
-                            token,
-                            cid,
-                        } => {
-                            assert!(
-                                d.outstanding.is_none(),
-                                "command {cid} sent while {:?} is outstanding",
-                                d.outstanding
-                            );
-                            assert!(!token.is_empty() && token.len() <= 8, "token {token:?}");
-                            d.outstanding = Some((cid, None));
-                            let tag = (d.slot, cid);
-                            self.t.request_with_token(
-                                peer, packet, true, observe, token, tag, self.now,
-                            );
-                        }
-                        Output::Forget { peer, token } => self.t.cancel_request(peer, &token),
-                    }
-                }
-                if d.ch.close_reason().is_some() {
-                    if let Some(mut d) = self.devices.remove(&key) {
-                        d.ch.finish();
-                    }
-                }
-            }
-            self.transmit();
-            if !any {
-                break;
-            }
-        }
+        self.d.flush(output, is_request);
     }
 
     fn registration(&mut self, i: usize, input: &mut Input<'_>) {
@@ -401,10 +317,15 @@ impl World {
 
     /// A device answers a request the gateway sent it.
     fn answer(&mut self, input: &mut Input<'_>) {
-        if self.sent.is_empty() {
+        let sent = &self.d.sent;
+        if sent.is_empty() {
             return;
         }
-        let (j, mid, token) = self.sent[input.below(self.sent.len())].clone();
+        let Sent {
+            peer: j,
+            mid,
+            token,
+        } = sent[input.below(sent.len())].clone();
         let mut p = Packet::new();
         let kind = input.u8() % 5;
         match kind {
@@ -450,31 +371,51 @@ impl World {
     }
 }
 
-impl Harness for World {
-    fn runtime(&self) -> &tokio::runtime::Runtime {
-        &self.rt
+/// One output of device `d`'s channel, carried out on the transport; a command request only
+/// goes out while none is outstanding, with a token of 1 to 8 bytes.
+fn output(d: &mut Device, o: Output, t: &mut Transport<Tag>, now: Instant) {
+    match o {
+        Output::Reply { exchange, packet } => t.respond(&exchange, packet, now),
+        Output::Request {
+            peer,
+            packet,
+            observe,
+            token,
+            cid,
+        } => {
+            assert!(
+                d.track.is_none(),
+                "command {cid} sent while {:?} is outstanding",
+                d.track
+            );
+            assert!(!token.is_empty() && token.len() <= 8, "token {token:?}");
+            d.track = Some((cid, None));
+            t.request_with_token(peer, packet, true, observe, token, (d.slot, cid), now);
+        }
+        Output::Forget { peer, token } => t.cancel_request(peer, &token),
     }
+}
 
+impl Harness for World {
     fn op(&mut self, input: &mut Input<'_>) {
         let i = input.below(PEERS);
         match input.u8() % 10 {
             0 => {
-                let raw = input.bytes(200).to_vec();
-                self.datagram(i, &raw);
+                let ev = self.d.raw_datagram(i, input);
+                self.dispatch(ev);
             }
             1..=3 => self.registration(i, input),
             4 | 5 => self.command(input),
             6..=8 => self.answer(input),
             _ => {
-                self.now += input.step();
-                let ev = self.t.poll(self.now);
+                let ev = self.d.step(input);
                 self.dispatch(ev);
-                let now = self.now;
-                for d in self.devices.values_mut() {
-                    d.ch.tick(now);
-                    if let Some((_, Some(wait))) = d.outstanding {
+                self.d.tick_all();
+                let now = self.d.now;
+                for d in self.d.clients.values_mut() {
+                    if let Some((_, Some(wait))) = d.track {
                         if now >= wait {
-                            d.outstanding = None;
+                            d.track = None;
                         }
                     }
                 }
@@ -484,9 +425,7 @@ impl Harness for World {
     }
 
     fn finish(&mut self) {
-        for (_, mut d) in self.devices.drain() {
-            d.ch.finish();
-        }
+        self.d.finish_all();
     }
 }
 

@@ -23,14 +23,16 @@ use crate::codec::{
 };
 use crate::settings::MqttSettings;
 use bytes::BytesMut;
-use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::num::NonZeroU16;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use switchyard_bus::fuzzing::{open_session, run, runtime, Harness, Input};
+use std::time::Duration;
+use switchyard_bus::fuzzing::slots::{
+    settle, tag_of, tagged, ModelConn, SessionModel, Slot, Slots, Stage,
+};
+use switchyard_bus::fuzzing::{open_session, run, Harness, Input};
 use switchyard_bus::{BusConfig, BusHandle, ControlEvent};
-use switchyard_core::{CloseReason, Message, QoS, TopicName};
+use switchyard_core::{CloseReason, QoS};
 
 const SLOTS: usize = 3;
 /// Topic names the structured operations use (exact subscriptions to them are tracked).
@@ -54,98 +56,34 @@ const VERSIONS: [ProtocolVersion; 3] = [
 ];
 const MAX_OPS: usize = 400;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stage {
-    Ack,
-    Rec,
-    Comp,
-}
-
 struct Conn {
     ch: Channel,
     version: ProtocolVersion,
 }
 
-/// One client id and what the harness knows about its session.
-struct Slot {
-    client_id: String,
-    conn: Option<Conn>,
+/// What a slot keeps besides the session model.
+#[derive(Default)]
+struct Extra {
+    /// The version of the slot's latest connection (the final reconnect uses it).
     version: ProtocolVersion,
-    /// Outgoing QoS 1/2 in flight in the session, in send order.
-    inflight: Vec<(u16, Stage)>,
-    /// The largest window the session was given.
-    bound: usize,
-    /// Incoming QoS 2 ids that may await PUBREL (a superset of the engine's).
-    awaiting: HashSet<u16>,
-    /// Exact-topic subscriptions the broker granted, with their QoS.
-    subs: HashMap<&'static str, QoS>,
-    /// Message tags that must reach this session.
-    expected: BTreeSet<u64>,
-    /// Message tags seen in PUBLISHes to this session.
-    seen: HashSet<u64>,
-    /// A connection of this session announced a small Maximum Packet Size: drops are allowed.
-    lossy: bool,
 }
 
-impl Slot {
-    fn new(i: usize) -> Self {
-        Slot {
-            client_id: format!("c{i}"),
-            conn: None,
-            version: ProtocolVersion::V311,
-            inflight: Vec::new(),
-            bound: 0,
-            awaiting: HashSet::new(),
-            subs: HashMap::new(),
-            expected: BTreeSet::new(),
-            seen: HashSet::new(),
-            lossy: false,
-        }
-    }
+impl ModelConn for Conn {
+    type Packet = Packet;
+    type Extra = Extra;
 
-    /// A new session: forget everything about the old one.
-    fn reset_session(&mut self) {
-        self.inflight.clear();
-        self.bound = 0;
-        self.awaiting.clear();
-        self.subs.clear();
-        self.expected.clear();
-        self.seen.clear();
-        self.lossy = false;
-    }
+    switchyard_bus::model_conn_forwarders!(ch);
 
-    /// Checks one packet the broker sent and updates the model.
-    fn outbound(&mut self, p: &Packet, version: ProtocolVersion) {
-        assert_round_trip(p, version);
+    fn observe(&self, p: &Packet, model: &mut SessionModel, _: &mut Extra) {
+        assert_round_trip(p, self.version);
         match p {
             Packet::Publish(p) => {
-                if let Some(tag) = tag_of(&p.payload) {
-                    self.seen.insert(tag);
-                }
-                let Some(id) = p.pkid.map(NonZeroU16::get) else {
-                    assert_eq!(p.qos, QoS::AtMostOnce, "QoS 1/2 PUBLISH without an id");
-                    return;
-                };
-                let pos = self.inflight.iter().position(|(i, _)| *i == id);
-                if p.dup {
-                    let stage = pos.map(|i| self.inflight[i].1);
-                    assert!(
-                        matches!(stage, Some(Stage::Ack | Stage::Rec)),
-                        "DUP PUBLISH {id} not awaiting PUBACK/PUBREC: {stage:?}"
-                    );
-                } else {
-                    assert!(pos.is_none(), "packet id {id} reused while in flight");
-                    let stage = if p.qos == QoS::AtLeastOnce {
-                        Stage::Ack
-                    } else {
-                        Stage::Rec
-                    };
-                    self.inflight.push((id, stage));
-                }
+                let id = p.pkid.map_or(0, NonZeroU16::get);
+                model.server_publish(tag_of(&p.payload), p.qos, id, p.dup);
             }
             Packet::PubRel(a) => {
                 let id = a.pkid.get();
-                let stage = self.inflight.iter().find(|(i, _)| *i == id).map(|e| e.1);
+                let stage = model.stage(id);
                 // PUBREL answers a PUBREC: for an id released (stage Comp), or one not in flight
                 // (reason 0x92 in MQTT 5); never for an id still awaiting PUBACK or PUBREC.
                 assert!(
@@ -156,68 +94,32 @@ impl Slot {
             _ => {}
         }
     }
+}
 
-    /// Mirrors an acknowledgement the client sends into the model (as the engine applies it).
-    fn inbound(&mut self, p: &Packet) {
-        let find = |s: &Self, id: u16| s.inflight.iter().position(|(i, _)| *i == id);
-        match p {
-            Packet::PubAck(a) => {
-                if let Some(i) = find(self, a.pkid.get()) {
-                    if self.inflight[i].1 == Stage::Ack {
-                        self.inflight.remove(i);
-                    }
-                }
+/// Mirrors an acknowledgement the client sends into the model (as the engine applies it).
+fn inbound(model: &mut SessionModel, p: &Packet) {
+    match p {
+        Packet::PubAck(a) => model.client_ack(a.pkid.get(), Stage::Ack, true),
+        Packet::PubRec(a) => model.client_ack(a.pkid.get(), Stage::Rec, a.reason_code < 0x80),
+        Packet::PubComp(a) => model.client_ack(a.pkid.get(), Stage::Comp, true),
+        Packet::PubRel(a) => model.client_qos2(a.pkid.get(), false),
+        Packet::Publish(p) if p.qos == QoS::ExactlyOnce => {
+            if let Some(id) = p.pkid {
+                model.client_qos2(id.get(), true);
             }
-            Packet::PubRec(a) => {
-                if let Some(i) = find(self, a.pkid.get()) {
-                    if self.inflight[i].1 == Stage::Rec {
-                        if a.reason_code < 0x80 {
-                            self.inflight[i].1 = Stage::Comp;
-                        } else {
-                            self.inflight.remove(i);
-                        }
-                    }
-                }
-            }
-            Packet::PubComp(a) => {
-                if let Some(i) = find(self, a.pkid.get()) {
-                    if self.inflight[i].1 == Stage::Comp {
-                        self.inflight.remove(i);
-                    }
-                }
-            }
-            Packet::PubRel(a) => {
-                self.awaiting.remove(&a.pkid.get());
-            }
-            Packet::Publish(p) if p.qos == QoS::ExactlyOnce => {
-                if let Some(id) = p.pkid {
-                    self.awaiting.insert(id.get());
-                }
-            }
-            Packet::Subscribe(s) => {
-                for (f, _) in &s.filters {
-                    self.subs.retain(|t, _| *t != &**f);
-                }
-            }
-            Packet::Unsubscribe(u) => {
-                for f in &u.filters {
-                    self.subs.retain(|t, _| *t != &**f);
-                }
-            }
-            _ => {}
         }
+        Packet::Subscribe(s) => {
+            for (f, _) in &s.filters {
+                model.untrack(f.as_bytes());
+            }
+        }
+        Packet::Unsubscribe(u) => {
+            for f in &u.filters {
+                model.untrack(f.as_bytes());
+            }
+        }
+        _ => {}
     }
-}
-
-fn tag_of(payload: &[u8]) -> Option<u64> {
-    let rest = payload.strip_prefix(b"T")?;
-    Some(u64::from_be_bytes(rest.try_into().ok()?))
-}
-
-fn tagged(tag: u64) -> Vec<u8> {
-    let mut v = b"T".to_vec();
-    v.extend_from_slice(&tag.to_be_bytes());
-    v
 }
 
 fn pkid(n: u16) -> NonZeroU16 {
@@ -225,16 +127,12 @@ fn pkid(n: u16) -> NonZeroU16 {
 }
 
 struct World {
-    rt: tokio::runtime::Runtime,
-    bus: BusHandle,
+    w: Slots<Conn>,
     settings: Arc<MqttSettings>,
-    slots: Vec<Slot>,
-    now: Instant,
-    next_tag: u64,
 }
 
 impl World {
-    fn new(input: &mut Input<'_>) -> Self {
+    fn new(input: &mut Input<'_>, rt: Arc<tokio::runtime::Runtime>) -> Self {
         let mut s = MqttSettings {
             max_inflight: *input.pick(&[1, 2, 3, 8, 32]),
             retry_interval: match input.u8() % 3 {
@@ -265,24 +163,15 @@ impl World {
             ..BusConfig::default()
         });
         World {
-            rt: runtime(),
-            bus,
+            w: Slots::new(rt, bus, "c", SLOTS),
             settings: Arc::new(s),
-            slots: (0..SLOTS).map(Slot::new).collect(),
-            now: Instant::now(),
-            next_tag: 1,
         }
-    }
-
-    fn tag(&mut self) -> u64 {
-        self.next_tag += 1;
-        self.next_tag
     }
 
     /// A CONNECT from slot `i` (clean start and properties from the input).
     fn connect_packet(&mut self, i: usize, input: &mut Input<'_>, resume: bool) -> Connect {
         let version = *input.pick(&VERSIONS);
-        let mut c = Connect::new(version, self.slots[i].client_id.as_str());
+        let mut c = Connect::new(version, self.w.slots[i].client_id.as_str());
         let flags = input.u8();
         c.clean_start = !resume && flags & 1 != 0;
         c.keep_alive = match flags >> 1 & 3 {
@@ -340,8 +229,9 @@ impl World {
             .min(self.settings.max_inflight);
         let small_max = c.properties.maximum_packet_size.is_some_and(|m| m < 1000);
         let peer = SocketAddr::from(([127, 0, 0, 1], 40000 + i as u16));
-        let mut ch = Channel::new(self.bus.clone(), self.settings.clone(), peer, self.now);
-        let req = match ch.handle_connect(c, self.now) {
+        let w = &mut self.w;
+        let mut ch = Channel::new(w.bus.clone(), self.settings.clone(), peer, w.now);
+        let req = match ch.handle_connect(c, w.now) {
             ConnectDecision::Open(req) => req,
             ConnectDecision::Refused => {
                 let mut conn = Conn { ch, version };
@@ -353,10 +243,10 @@ impl World {
                 return;
             }
         };
-        let mut old = self.slots[i].conn.take();
+        let mut old = w.slots[i].conn.take();
         let opened = {
             let old = &mut old;
-            open_session(&self.rt, &self.bus, req, || {
+            open_session(&w.rt, &w.bus, req, || {
                 if let Some(o) = old.as_mut() {
                     if o.ch.control().and_then(|c| c.try_recv()) == Some(ControlEvent::Takeover) {
                         o.ch.fail(CloseReason::Takeover);
@@ -375,18 +265,20 @@ impl World {
             o.ch.fail(CloseReason::Takeover);
             o.ch.finish();
         }
-        let slot = &mut self.slots[i];
-        slot.version = version;
+        let now = w.now;
+        let slot = &mut w.slots[i];
+        slot.extra.version = version;
         let mut conn = Conn { ch, version };
         match opened {
             Ok(opened) => {
                 let present = opened.present;
+                let model = &mut slot.model;
                 if !present {
-                    slot.reset_session();
+                    model.reset();
                 }
-                slot.bound = slot.bound.max(usize::from(window.max(1)));
-                slot.lossy |= small_max;
-                conn.ch.on_session_opened(opened, self.now);
+                model.bound = model.bound.max(usize::from(window.max(1)));
+                model.lossy |= small_max;
+                conn.ch.on_session_opened(opened, now);
                 let out = conn.ch.take_outbound();
                 match out.first() {
                     Some(Packet::ConnAck(a)) => {
@@ -404,17 +296,16 @@ impl World {
                         _ => None,
                     })
                     .collect();
-                let want: Vec<(u16, bool)> = slot
-                    .inflight
-                    .iter()
-                    .map(|(id, st)| (*id, *st == Stage::Comp))
+                let want: Vec<(u16, bool)> = model
+                    .owed()
+                    .map(|(id, st)| (id, st == Stage::Comp))
                     .collect();
                 assert_eq!(resent, want, "resume does not resend what was in flight");
                 for p in &out {
                     if let Packet::Publish(p) = p {
                         assert!(p.dup, "a resend without DUP: {p:?}");
                         if let Some(t) = tag_of(&p.payload) {
-                            slot.seen.insert(t);
+                            model.seen.insert(t);
                         }
                     }
                     assert_round_trip(p, version);
@@ -432,79 +323,23 @@ impl World {
 
     /// Feeds one packet from slot `i`'s client; returns what the broker answered.
     fn send(&mut self, i: usize, p: Packet) -> Vec<Packet> {
-        let slot = &mut self.slots[i];
-        if slot.conn.is_none() {
-            return Vec::new();
-        }
-        slot.inbound(&p);
-        if let Some(conn) = slot.conn.as_mut() {
-            conn.ch.handle_packet(p, self.now);
-        }
-        self.collect(i)
-    }
-
-    /// Takes and checks what slot `i`'s connection produced; closes it if it decided to.
-    fn collect(&mut self, i: usize) -> Vec<Packet> {
-        let slot = &mut self.slots[i];
+        let now = self.w.now;
+        let slot = &mut self.w.slots[i];
         let Some(conn) = slot.conn.as_mut() else {
             return Vec::new();
         };
-        let out = conn.ch.take_outbound();
-        let version = conn.version;
-        for p in &out {
-            slot.outbound(p, version);
-        }
-        self.check(i);
-        let slot = &mut self.slots[i];
-        if slot
-            .conn
-            .as_ref()
-            .is_some_and(|c| c.ch.close_reason().is_some())
-        {
-            if let Some(mut c) = slot.conn.take() {
-                c.ch.finish();
-            }
-        }
-        out
-    }
-
-    fn check(&self, i: usize) {
-        let slot = &self.slots[i];
-        let Some(session) = slot.conn.as_ref().and_then(|c| c.ch.session()) else {
-            return;
-        };
-        let len = session.qos.inflight_len();
-        assert_eq!(len, slot.inflight.len(), "window and model disagree");
-        assert!(len <= slot.bound, "window {len} above {}", slot.bound);
-    }
-
-    fn pull(&mut self) {
-        for i in 0..SLOTS {
-            if let Some(c) = self.slots[i].conn.as_mut() {
-                c.ch.pull_deliveries(self.now);
-            }
-            self.collect(i);
-        }
-    }
-
-    /// Expects `tag`, published on `topic` at `qos`, at every session subscribed to exactly it.
-    fn expect(&mut self, topic: &str, qos: QoS, tag: u64) {
-        for s in &mut self.slots {
-            if let Some(granted) = s.subs.get(topic) {
-                if qos.min(*granted) != QoS::AtMostOnce {
-                    s.expected.insert(tag);
-                }
-            }
-        }
+        inbound(&mut slot.model, &p);
+        conn.ch.handle_packet(p, now);
+        self.w.collect(i)
     }
 
     fn client_publish(&mut self, i: usize, input: &mut Input<'_>) {
-        let Some(v5) = self.slots[i].conn.as_ref().map(|c| c.version.is_v5()) else {
+        let Some(v5) = self.w.slots[i].conn.as_ref().map(|c| c.version.is_v5()) else {
             return;
         };
         let topic = *input.pick(&TOPICS);
         let qos = input.qos();
-        let tag = self.tag();
+        let tag = self.w.tag();
         let mut p = Publish::new(topic, tagged(tag));
         p.qos = qos;
         p.retain = input.u8() % 4 == 0;
@@ -521,13 +356,13 @@ impl World {
                 aliased = true;
             }
         }
-        let slot = &self.slots[i];
+        let awaiting = &self.w.slots[i].model.awaiting;
         // A QoS 2 id already awaiting PUBREL is a duplicate, not routed again; a full
         // awaiting-rel set refuses it.
         let max_rel = self.settings.max_awaiting_rel;
         let routable = match qos {
             QoS::ExactlyOnce => {
-                !slot.awaiting.contains(&id) && (max_rel == 0 || slot.awaiting.len() < max_rel)
+                !awaiting.contains(&id) && (max_rel == 0 || awaiting.len() < max_rel)
             }
             _ => true,
         };
@@ -536,7 +371,7 @@ impl World {
             Packet::PubAck(a) | Packet::PubRec(a) => a.pkid.get() == id && a.reason_code < 0x80,
             _ => false,
         });
-        let open = self.slots[i].conn.is_some();
+        let open = self.w.slots[i].conn.is_some();
         if qos != QoS::AtMostOnce
             && acked
             && open
@@ -544,7 +379,7 @@ impl World {
             && !aliased
             && !topic.starts_with('$')
         {
-            self.expect(topic, qos, tag);
+            self.w.expect(topic, qos, tag);
         }
     }
 
@@ -552,70 +387,52 @@ impl World {
     /// must have seen every message it was owed.
     fn drain(&mut self) {
         for i in 0..SLOTS {
-            if self.slots[i].expected.is_empty() {
+            let slot = &self.w.slots[i];
+            if slot.model.expected.is_empty() || slot.conn.is_some() {
                 continue;
             }
-            if self.slots[i].conn.is_none() {
-                let version = self.slots[i].version;
-                let mut c = Connect::new(version, self.slots[i].client_id.as_str());
-                c.clean_start = false;
-                if version.is_v5() {
-                    c.properties.session_expiry_interval = Some(60);
-                }
-                self.connect(i, c);
+            let version = slot.extra.version;
+            let mut c = Connect::new(version, slot.client_id.as_str());
+            c.clean_start = false;
+            if version.is_v5() {
+                c.properties.session_expiry_interval = Some(60);
             }
+            self.connect(i, c);
         }
-        for _ in 0..64 {
-            let mut any = false;
-            for i in 0..SLOTS {
-                let Some(c) = self.slots[i].conn.as_mut() else {
-                    continue;
-                };
-                c.ch.pull_deliveries(self.now);
-                any |= !self.collect(i).is_empty();
-                // Acknowledge everything in flight, each at its stage.
-                let acks: Vec<Packet> = self.slots[i]
-                    .inflight
-                    .iter()
-                    .map(|(id, stage)| {
-                        let a = Ack::new(pkid(*id));
-                        match stage {
-                            Stage::Ack => Packet::PubAck(a),
-                            Stage::Rec => Packet::PubRec(a),
-                            Stage::Comp => Packet::PubComp(a),
-                        }
-                    })
-                    .collect();
-                for a in acks {
-                    any = true;
-                    self.send(i, a);
-                }
-            }
-            if !any {
-                break;
-            }
-        }
-        for s in &self.slots {
-            // Only a session that is still connected is known to have lived throughout.
-            if s.conn.is_none() || s.lossy {
-                continue;
-            }
-            let lost: Vec<&u64> = s.expected.iter().filter(|t| !s.seen.contains(t)).collect();
-            assert!(lost.is_empty(), "{}: messages lost: {lost:?}", s.client_id);
-        }
+        // Acknowledge everything in flight, each at its stage.
+        settle(
+            self,
+            |w| &mut w.w,
+            owed,
+            |w, i, p| {
+                w.send(i, p);
+            },
+        );
+        self.w.assert_nothing_lost(|_| true);
     }
 }
 
-impl Harness for World {
-    fn runtime(&self) -> &tokio::runtime::Runtime {
-        &self.rt
-    }
+/// The acknowledgements slot `s`'s client owes, each at its stage.
+fn owed(s: &Slot<Conn>) -> Vec<Packet> {
+    s.model
+        .owed()
+        .map(|(id, stage)| {
+            let a = Ack::new(pkid(id));
+            match stage {
+                Stage::Ack => Packet::PubAck(a),
+                Stage::Rec => Packet::PubRec(a),
+                Stage::Comp => Packet::PubComp(a),
+            }
+        })
+        .collect()
+}
 
+impl Harness for World {
     fn op(&mut self, input: &mut Input<'_>) {
         let i = input.below(SLOTS);
         match input.u8() % 16 {
             0 | 1 => {
-                if self.slots[i].conn.is_none() {
+                if self.w.slots[i].conn.is_none() {
                     let c = self.connect_packet(i, input, false);
                     self.connect(i, c);
                 }
@@ -627,107 +444,28 @@ impl Harness for World {
                 self.connect(i, c);
             }
             3 | 4 => {
-                let Some(version) = self.slots[i].conn.as_ref().map(|c| c.version) else {
+                let Some(version) = self.w.slots[i].conn.as_ref().map(|c| c.version) else {
                     return;
                 };
                 let mut buf = BytesMut::from(input.bytes(200));
                 while let Ok(Some(p)) = decode_packet(&mut buf, version, 1 << 16) {
                     self.send(i, p);
-                    if self.slots[i].conn.is_none() {
+                    if self.w.slots[i].conn.is_none() {
                         break;
                     }
                 }
             }
             5..=7 => self.client_publish(i, input),
-            8 => {
-                let filter = *input.pick(&FILTERS);
-                let qos = input.qos();
-                let mut opts = SubscriptionOptions::new(qos);
-                opts.retain_handling = input.u8() % 3;
-                let id = 1 + input.u16() % 4;
-                let sub = Subscribe::new(pkid(id), vec![(filter.into(), opts)]);
-                let out = self.send(i, Packet::Subscribe(sub));
-                let granted = out.iter().find_map(|p| match p {
-                    Packet::SubAck(a) if a.pkid.get() == id => a.return_codes.first().copied(),
-                    _ => None,
-                });
-                if let (Some(code), Some(t)) = (granted, TOPICS.iter().find(|t| **t == filter)) {
-                    let slot = &mut self.slots[i];
-                    if code < 0x80 && !t.starts_with('$') && slot.conn.is_some() {
-                        slot.subs
-                            .insert(t, QoS::try_from(code).unwrap_or(QoS::AtMostOnce));
-                    }
-                }
-            }
+            8 => self.subscribe(i, input),
             9 => {
                 let filter = *input.pick(&FILTERS);
                 let u = Unsubscribe::new(pkid(1 + input.u16() % 4), vec![filter.into()]);
                 self.send(i, Packet::Unsubscribe(u));
             }
-            10 | 11 => {
-                let slot = &self.slots[i];
-                let raw = input.u16();
-                let id = if raw & 0x8000 == 0 && !slot.inflight.is_empty() {
-                    slot.inflight[usize::from(raw) % slot.inflight.len()].0
-                } else {
-                    1 + raw % 8
-                };
-                let v5 = slot.conn.as_ref().is_some_and(|c| c.version.is_v5());
-                let code = *input.pick(&[0, 0, 0, 0x10, 0x80, 0x92]);
-                // MQTT 3.x acks carry no reason code.
-                let code = if v5 { code } else { 0 };
-                let ack = Ack::with_reason(pkid(id), code);
-                let p = match input.u8() % 4 {
-                    0 => Packet::PubAck(ack),
-                    1 => Packet::PubRec(ack),
-                    2 => Packet::PubRel(ack),
-                    _ => Packet::PubComp(ack),
-                };
-                self.send(i, p);
-            }
-            12 => {
-                self.now += input.step();
-                self.bus.reap_expired(self.now);
-                for j in 0..SLOTS {
-                    if let Some(c) = self.slots[j].conn.as_mut() {
-                        c.ch.handle_tick(self.now);
-                    }
-                    self.collect(j);
-                }
-            }
-            13 => {
-                // The server side publishes (another gateway, the rule engine, the API).
-                let topic = *input.pick(&TOPICS);
-                let qos = input.qos();
-                let tag = self.tag();
-                if let Ok(t) = TopicName::new(topic) {
-                    self.expect(topic, qos, tag);
-                    self.bus
-                        .publish(Message::new(t, tagged(tag), qos, input.bool()));
-                }
-            }
-            14 => {
-                // The connection ends: DISCONNECT, a transport close, or a kick.
-                let Some(mut c) = self.slots[i].conn.take() else {
-                    return;
-                };
-                match input.u8() % 3 {
-                    0 => {
-                        let mut d = crate::codec::Disconnect::new(*input.pick(&[0, 4, 0x80]));
-                        if c.version.is_v5() && input.bool() {
-                            d.properties.session_expiry_interval = Some(u32::from(input.u8()));
-                        }
-                        c.ch.handle_packet(Packet::Disconnect(d), self.now);
-                    }
-                    1 => c.ch.fail(CloseReason::PeerClosed),
-                    _ => c.ch.fail(CloseReason::Kicked),
-                }
-                let out = c.ch.take_outbound();
-                for p in &out {
-                    assert_round_trip(p, c.version);
-                }
-                c.ch.finish();
-            }
+            10 | 11 => self.ack(i, input),
+            12 => self.w.step(input),
+            13 => self.w.server_publish(&TOPICS, input),
+            14 => self.close(i, input),
             _ => {
                 let p = if input.bool() {
                     Packet::PingReq
@@ -740,16 +478,83 @@ impl Harness for World {
     }
 
     fn after_op(&mut self) {
-        self.pull();
+        self.w.pull_all();
     }
 
     fn finish(&mut self) {
         self.drain();
-        for s in &mut self.slots {
-            if let Some(mut c) = s.conn.take() {
-                c.ch.finish();
+        self.w.finish_all();
+    }
+}
+
+impl World {
+    fn subscribe(&mut self, i: usize, input: &mut Input<'_>) {
+        let filter = *input.pick(&FILTERS);
+        let qos = input.qos();
+        let mut opts = SubscriptionOptions::new(qos);
+        opts.retain_handling = input.u8() % 3;
+        let id = 1 + input.u16() % 4;
+        let sub = Subscribe::new(pkid(id), vec![(filter.into(), opts)]);
+        let out = self.send(i, Packet::Subscribe(sub));
+        let granted = out.iter().find_map(|p| match p {
+            Packet::SubAck(a) if a.pkid.get() == id => a.return_codes.first().copied(),
+            _ => None,
+        });
+        if let (Some(code), Some(t)) = (granted, TOPICS.iter().find(|t| **t == filter)) {
+            let slot = &mut self.w.slots[i];
+            if code < 0x80 && !t.starts_with('$') && slot.conn.is_some() {
+                slot.model
+                    .subs
+                    .insert(t, QoS::try_from(code).unwrap_or(QoS::AtMostOnce));
             }
         }
+    }
+
+    /// An acknowledgement from the client: for an id in flight or not, any kind and code.
+    fn ack(&mut self, i: usize, input: &mut Input<'_>) {
+        let slot = &self.w.slots[i];
+        let inflight = &slot.model.inflight;
+        let raw = input.u16();
+        let id = if raw & 0x8000 == 0 && !inflight.is_empty() {
+            inflight[usize::from(raw) % inflight.len()].0
+        } else {
+            1 + raw % 8
+        };
+        let v5 = slot.conn.as_ref().is_some_and(|c| c.version.is_v5());
+        let code = *input.pick(&[0, 0, 0, 0x10, 0x80, 0x92]);
+        // MQTT 3.x acks carry no reason code.
+        let code = if v5 { code } else { 0 };
+        let ack = Ack::with_reason(pkid(id), code);
+        let p = match input.u8() % 4 {
+            0 => Packet::PubAck(ack),
+            1 => Packet::PubRec(ack),
+            2 => Packet::PubRel(ack),
+            _ => Packet::PubComp(ack),
+        };
+        self.send(i, p);
+    }
+
+    /// The connection ends: DISCONNECT, a transport close, or a kick.
+    fn close(&mut self, i: usize, input: &mut Input<'_>) {
+        let Some(mut c) = self.w.slots[i].conn.take() else {
+            return;
+        };
+        match input.u8() % 3 {
+            0 => {
+                let mut d = crate::codec::Disconnect::new(*input.pick(&[0, 4, 0x80]));
+                if c.version.is_v5() && input.bool() {
+                    d.properties.session_expiry_interval = Some(u32::from(input.u8()));
+                }
+                c.ch.handle_packet(Packet::Disconnect(d), self.w.now);
+            }
+            1 => c.ch.fail(CloseReason::PeerClosed),
+            _ => c.ch.fail(CloseReason::Kicked),
+        }
+        let out = c.ch.take_outbound();
+        for p in &out {
+            assert_round_trip(p, c.version);
+        }
+        c.ch.finish();
     }
 }
 

@@ -23,13 +23,15 @@ use crate::registry::Predefined;
 use crate::settings::MqttSnSettings;
 use crate::Channel;
 use bytes::Bytes;
-use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use switchyard_bus::fuzzing::{open_session, run, runtime, Harness, Input};
+use std::time::Duration;
+use switchyard_bus::fuzzing::slots::{
+    settle, tag_of, tagged, ModelConn, SessionModel, Slot, Slots, Stage,
+};
+use switchyard_bus::fuzzing::{open_session, run, Harness, Input};
 use switchyard_bus::{BusConfig, BusHandle, ControlEvent, OpenSession};
-use switchyard_core::{CloseReason, Message, QoS, TopicName};
+use switchyard_core::CloseReason;
 
 const SLOTS: usize = 3;
 /// Topic names: one needing REGISTER, a short name, a registered-on-subscribe name, the
@@ -39,153 +41,59 @@ const FILTERS: [&str; 8] = ["a", "ab", "a/b", "pre/one", "x/y/z", "a/#", "+/b", 
 const PREDEFINED_ID: u16 = 1;
 const MAX_OPS: usize = 400;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stage {
-    Ack,
-    Rec,
-    Comp,
-}
-
 struct Conn {
     ch: Channel,
 }
 
-struct Slot {
-    client_id: String,
-    conn: Option<Conn>,
-    inflight: Vec<(u16, Stage)>,
-    awaiting: HashSet<u16>,
-    subs: HashMap<&'static str, QoS>,
-    expected: BTreeSet<u64>,
-    seen: HashSet<u64>,
-    /// The client refused a REGISTER: deliveries on that topic are dropped by design.
-    lossy: bool,
+impl ModelConn for Conn {
+    type Packet = Packet;
     /// Topic ids the gateway assigned (client REGISTER, SUBSCRIBE by name) in this session.
-    registered: Vec<u16>,
-}
+    type Extra = Vec<u16>;
 
-impl Slot {
-    fn new(i: usize) -> Self {
-        Slot {
-            client_id: format!("s{i}"),
-            conn: None,
-            inflight: Vec::new(),
-            awaiting: HashSet::new(),
-            subs: HashMap::new(),
-            expected: BTreeSet::new(),
-            seen: HashSet::new(),
-            lossy: false,
-            registered: Vec::new(),
-        }
-    }
+    switchyard_bus::model_conn_forwarders!(ch);
 
-    fn reset_session(&mut self) {
-        self.inflight.clear();
-        self.awaiting.clear();
-        self.subs.clear();
-        self.expected.clear();
-        self.seen.clear();
-        self.lossy = false;
-        self.registered.clear();
-    }
-
-    fn outbound(&mut self, p: &Packet) {
+    fn observe(&self, p: &Packet, model: &mut SessionModel, registered: &mut Vec<u16>) {
         assert_round_trip(p);
         match p {
             Packet::Publish(p) => {
-                if let Some(tag) = tag_of(&p.data) {
-                    self.seen.insert(tag);
-                }
-                if !matches!(p.flags.qos, SnQos::Q1 | SnQos::Q2) {
-                    assert_eq!(p.msg_id, 0, "QoS 0 PUBLISH with a message id");
-                    return;
-                }
-                let id = p.msg_id;
-                assert_ne!(id, 0, "QoS 1/2 PUBLISH without a message id");
-                let pos = self.inflight.iter().position(|(i, _)| *i == id);
-                if p.flags.dup {
-                    let stage = pos.map(|i| self.inflight[i].1);
-                    assert!(
-                        matches!(stage, Some(Stage::Ack | Stage::Rec)),
-                        "DUP PUBLISH {id} not awaiting PUBACK/PUBREC: {stage:?}"
-                    );
-                } else {
-                    assert!(pos.is_none(), "message id {id} reused while in flight");
-                    let stage = if p.flags.qos == SnQos::Q1 {
-                        Stage::Ack
-                    } else {
-                        Stage::Rec
-                    };
-                    self.inflight.push((id, stage));
-                }
+                let (qos, dup) = (p.flags.qos.to_qos(), p.flags.dup);
+                model.server_publish(tag_of(&p.data), qos, p.msg_id, dup);
             }
             Packet::PubRel { msg_id } => {
-                let stage = self.inflight.iter().find(|(i, _)| i == msg_id).map(|e| e.1);
+                let stage = model.stage(*msg_id);
                 assert_eq!(stage, Some(Stage::Comp), "PUBREL {msg_id} not after PUBREC");
             }
-            Packet::RegAck { topic_id, rc, .. } if *rc == 0 => self.registered.push(*topic_id),
+            Packet::RegAck { topic_id, rc, .. } if *rc == 0 => registered.push(*topic_id),
             Packet::SubAck { topic_id, rc, .. } if *rc == 0 && *topic_id != 0 => {
-                self.registered.push(*topic_id)
-            }
-            _ => {}
-        }
-    }
-
-    /// Mirrors what the engine does with a packet from a connected client.
-    fn inbound(&mut self, p: &Packet, reregisters: bool) {
-        let find = |s: &Self, id: u16| s.inflight.iter().position(|(i, _)| *i == id);
-        match p {
-            Packet::PubAck { msg_id, rc, .. } => {
-                if *rc == rc::INVALID_TOPIC_ID && reregisters {
-                    return;
-                }
-                if let Some(i) = find(self, *msg_id) {
-                    if self.inflight[i].1 == Stage::Ack {
-                        self.inflight.remove(i);
-                    }
-                }
-            }
-            Packet::PubRec { msg_id } => {
-                if let Some(i) = find(self, *msg_id) {
-                    if self.inflight[i].1 == Stage::Rec {
-                        self.inflight[i].1 = Stage::Comp;
-                    }
-                }
-            }
-            Packet::PubComp { msg_id } => {
-                if let Some(i) = find(self, *msg_id) {
-                    if self.inflight[i].1 == Stage::Comp {
-                        self.inflight.remove(i);
-                    }
-                }
-            }
-            Packet::PubRel { msg_id } => {
-                self.awaiting.remove(msg_id);
-            }
-            Packet::Publish(p) if p.flags.qos == SnQos::Q2 => {
-                self.awaiting.insert(p.msg_id);
-            }
-            Packet::RegAck { rc, .. } if *rc != 0 && *rc != rc::CONGESTION => self.lossy = true,
-            Packet::Subscribe(s) | Packet::Unsubscribe(s) => {
-                // A raw (un)subscribe may change what is tracked: stop tracking it.
-                if let SubTopic::Name(n) = &s.topic {
-                    self.subs.retain(|t, _| t.as_bytes() != &n[..]);
-                }
+                registered.push(*topic_id)
             }
             _ => {}
         }
     }
 }
 
-fn tag_of(payload: &[u8]) -> Option<u64> {
-    let rest = payload.strip_prefix(b"T")?;
-    Some(u64::from_be_bytes(rest.try_into().ok()?))
-}
-
-fn tagged(tag: u64) -> Bytes {
-    let mut v = b"T".to_vec();
-    v.extend_from_slice(&tag.to_be_bytes());
-    Bytes::from(v)
+/// Mirrors what the engine does with a packet from a connected client.
+fn inbound(model: &mut SessionModel, p: &Packet, reregisters: bool) {
+    match p {
+        Packet::PubAck { msg_id, rc, .. } => {
+            if *rc == rc::INVALID_TOPIC_ID && reregisters {
+                return;
+            }
+            model.client_ack(*msg_id, Stage::Ack, true);
+        }
+        Packet::PubRec { msg_id } => model.client_ack(*msg_id, Stage::Rec, true),
+        Packet::PubComp { msg_id } => model.client_ack(*msg_id, Stage::Comp, true),
+        Packet::PubRel { msg_id } => model.client_qos2(*msg_id, false),
+        Packet::Publish(p) if p.flags.qos == SnQos::Q2 => model.client_qos2(p.msg_id, true),
+        Packet::RegAck { rc, .. } if *rc != 0 && *rc != rc::CONGESTION => model.lossy = true,
+        Packet::Subscribe(s) | Packet::Unsubscribe(s) => {
+            // A raw (un)subscribe may change what is tracked: stop tracking it.
+            if let SubTopic::Name(n) = &s.topic {
+                model.untrack(n);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn sn_qos(input: &mut Input<'_>) -> SnQos {
@@ -198,16 +106,12 @@ fn sn_qos(input: &mut Input<'_>) -> SnQos {
 }
 
 struct World {
-    rt: tokio::runtime::Runtime,
-    bus: BusHandle,
+    w: Slots<Conn>,
     settings: Arc<MqttSnSettings>,
-    slots: Vec<Slot>,
-    now: Instant,
-    next_tag: u64,
 }
 
 impl World {
-    fn new(input: &mut Input<'_>) -> Self {
+    fn new(input: &mut Input<'_>, rt: Arc<tokio::runtime::Runtime>) -> Self {
         let settings = MqttSnSettings {
             predefined: Arc::new(Predefined::new([(PREDEFINED_ID, "pre/one".to_owned())])),
             retry_interval: Duration::from_secs(1 + u64::from(input.u8() % 20)),
@@ -215,18 +119,15 @@ impl World {
             subs_resume: input.bool(),
             ..MqttSnSettings::default()
         };
+        let bus = BusHandle::new(BusConfig {
+            sys_client_connected: false,
+            sys_client_disconnected: false,
+            max_mqueue_len: 10_000,
+            ..BusConfig::default()
+        });
         World {
-            rt: runtime(),
-            bus: BusHandle::new(BusConfig {
-                sys_client_connected: false,
-                sys_client_disconnected: false,
-                max_mqueue_len: 10_000,
-                ..BusConfig::default()
-            }),
+            w: Slots::new(rt, bus, "s", SLOTS),
             settings: Arc::new(settings),
-            slots: (0..SLOTS).map(Slot::new).collect(),
-            now: Instant::now(),
-            next_tag: 1,
         }
     }
 
@@ -237,10 +138,10 @@ impl World {
 
     fn new_conn(&self, i: usize) -> Conn {
         let ch = Channel::new(
-            self.bus.clone(),
+            self.w.bus.clone(),
             self.settings.clone(),
             Self::peer(i, false),
-            self.now,
+            self.w.now,
         );
         Conn { ch }
     }
@@ -260,7 +161,7 @@ impl World {
                 2 => 60,
                 _ => input.u16(),
             },
-            client_id: Bytes::copy_from_slice(self.slots[i].client_id.as_bytes()),
+            client_id: Bytes::copy_from_slice(self.w.slots[i].client_id.as_bytes()),
         }
     }
 
@@ -274,9 +175,9 @@ impl World {
                 }
                 _ => false,
             };
-            self.slots[i].inbound(&p, reregisters);
+            inbound(&mut self.w.slots[i].model, &p, reregisters);
         }
-        conn.ch.handle_packet(p, Self::peer(i, moved), self.now);
+        conn.ch.handle_packet(p, Self::peer(i, moved), self.w.now);
         match conn.ch.take_open_request() {
             Some(req) => {
                 self.open(i, conn, req);
@@ -289,8 +190,8 @@ impl World {
     /// Opens the session `conn` asked for, serving takeovers of the live channels; the new
     /// connection then replaces whatever slot `i` held.
     fn open(&mut self, i: usize, mut conn: Conn, req: OpenSession) {
-        let slots = &mut self.slots;
-        let opened = open_session(&self.rt, &self.bus, req, || {
+        let slots = &mut self.w.slots;
+        let opened = open_session(&self.w.rt, &self.w.bus, req, || {
             for s in slots.iter_mut() {
                 let event = s.conn.as_ref().and_then(|c| c.ch.control());
                 if event.and_then(|e| e.try_recv()) != Some(ControlEvent::Takeover) {
@@ -298,25 +199,28 @@ impl World {
                 }
                 if let Some(mut old) = s.conn.take() {
                     old.ch.fail(CloseReason::Takeover, false);
-                    for p in old.ch.take_outbound() {
-                        s.outbound(&p);
-                    }
+                    let out = old.ch.take_outbound();
+                    s.observe_all(&old, &out);
                     old.ch.finish();
                 }
             }
         });
-        if let Some(mut old) = self.slots[i].conn.take() {
+        if let Some(mut old) = self.w.slots[i].conn.take() {
             // A channel still in its handshake has no session to hand over.
             old.ch.fail(CloseReason::Takeover, false);
             old.ch.finish();
         }
-        let slot = &mut self.slots[i];
+        let now = self.w.now;
+        let slot = &mut self.w.slots[i];
         match opened {
             Ok(opened) => {
                 if !opened.present {
-                    slot.reset_session();
+                    slot.model.reset();
+                    slot.extra.clear();
                 }
-                conn.ch.on_session_opened(opened, self.now);
+                // One message in flight at a time (docs/mqtt-sn.md §2.10).
+                slot.model.bound = 1;
+                conn.ch.on_session_opened(opened, now);
                 let out = conn.ch.take_outbound();
                 assert_eq!(out.first(), Some(&Packet::ConnAck { rc: 0 }));
                 let registers = out.iter().any(|p| matches!(p, Packet::Register { .. }));
@@ -328,7 +232,7 @@ impl World {
                         _ => None,
                     })
                     .collect();
-                let want: Vec<u16> = slot.inflight.iter().map(|e| e.0).collect();
+                let want: Vec<u16> = slot.model.owed().map(|e| e.0).collect();
                 if !registers {
                     assert_eq!(resent, want, "resume does not resend what was in flight");
                 }
@@ -336,8 +240,8 @@ impl World {
                     if let Packet::Publish(p) = p {
                         assert!(p.flags.dup, "a resend without DUP");
                     }
-                    slot.outbound(p);
                 }
+                slot.observe_all(&conn, &out);
                 slot.conn = Some(conn);
             }
             Err(e) => {
@@ -353,9 +257,9 @@ impl World {
     /// A datagram from slot `i`'s client to its channel (a CONNECT to a live client id goes to
     /// a new channel, as the driver routes it).
     fn send(&mut self, i: usize, p: Packet, moved: bool) -> Vec<Packet> {
-        let conn = match (&p, self.slots[i].conn.take()) {
+        let conn = match (&p, self.w.slots[i].conn.take()) {
             (Packet::Connect(_), Some(old)) if old.ch.is_connected() => {
-                self.slots[i].conn = Some(old);
+                self.w.slots[i].conn = Some(old);
                 self.new_conn(i)
             }
             (_, Some(c)) => c,
@@ -364,8 +268,8 @@ impl World {
             (_, None) => return Vec::new(),
         };
         if let Some(conn) = self.feed(i, conn, p, moved) {
-            if conn.ch.is_connected() || self.slots[i].conn.is_none() {
-                if let Some(mut old) = self.slots[i].conn.replace(conn) {
+            if conn.ch.is_connected() || self.w.slots[i].conn.is_none() {
+                if let Some(mut old) = self.w.slots[i].conn.replace(conn) {
                     old.ch.fail(CloseReason::Takeover, false);
                     old.ch.finish();
                 }
@@ -377,45 +281,7 @@ impl World {
                 conn.ch.finish();
             }
         }
-        self.collect(i)
-    }
-
-    fn collect(&mut self, i: usize) -> Vec<Packet> {
-        let slot = &mut self.slots[i];
-        let Some(conn) = slot.conn.as_mut() else {
-            return Vec::new();
-        };
-        let out = conn.ch.take_outbound();
-        for p in &out {
-            slot.outbound(p);
-        }
-        let slot = &mut self.slots[i];
-        if let Some(s) = slot.conn.as_ref().and_then(|c| c.ch.session()) {
-            let len = s.qos.inflight_len();
-            assert_eq!(len, slot.inflight.len(), "window and model disagree");
-            assert!(len <= 1, "{len} messages in flight to an MQTT-SN client");
-        }
-        if slot
-            .conn
-            .as_ref()
-            .is_some_and(|c| c.ch.close_reason().is_some())
-        {
-            if let Some(mut c) = slot.conn.take() {
-                c.ch.finish();
-            }
-        }
-        out
-    }
-
-    fn expect(&mut self, topic: &str, qos: QoS, tag: u64) {
-        for s in &mut self.slots {
-            if s.subs
-                .get(topic)
-                .is_some_and(|g| qos.min(*g) != QoS::AtMostOnce)
-            {
-                s.expected.insert(tag);
-            }
-        }
+        self.w.collect(i)
     }
 
     fn will_handshake(&mut self, i: usize, input: &mut Input<'_>) {
@@ -438,16 +304,7 @@ impl World {
 
     fn misc(&mut self, i: usize, input: &mut Input<'_>) {
         match input.u8() % 8 {
-            0 => {
-                self.now += input.step();
-                self.bus.reap_expired(self.now);
-                for j in 0..SLOTS {
-                    if let Some(c) = self.slots[j].conn.as_mut() {
-                        c.ch.handle_tick(self.now);
-                    }
-                    self.collect(j);
-                }
-            }
+            0 => self.w.step(input),
             1 => {
                 let duration = match input.u8() % 3 {
                     0 => None,
@@ -457,7 +314,7 @@ impl World {
                 self.send(i, Packet::Disconnect { duration }, false);
             }
             2 => {
-                if let Some(mut c) = self.slots[i].conn.take() {
+                if let Some(mut c) = self.w.slots[i].conn.take() {
                     c.ch.fail(CloseReason::PeerClosed, false);
                     for p in c.ch.take_outbound() {
                         assert_round_trip(&p);
@@ -468,7 +325,7 @@ impl World {
             3 => {
                 let client_id = match input.u8() % 3 {
                     0 => None,
-                    1 => Some(Bytes::copy_from_slice(self.slots[i].client_id.as_bytes())),
+                    1 => Some(Bytes::copy_from_slice(self.w.slots[i].client_id.as_bytes())),
                     _ => Some(Bytes::from_static(b"someone-else")),
                 };
                 self.send(i, Packet::PingReq { client_id }, input.u8() % 8 == 0);
@@ -505,7 +362,7 @@ impl World {
             0 => (TopicIdType::Short, u16::from_be_bytes(*b"ab"), Some("ab")),
             1 => (TopicIdType::Predefined, PREDEFINED_ID, Some("pre/one")),
             2 => {
-                let reg = &self.slots[i].registered;
+                let reg = &self.w.slots[i].extra;
                 let id = if reg.is_empty() {
                     1025
                 } else {
@@ -520,8 +377,7 @@ impl World {
             SnQos::Q0 | SnQos::Minus1 => 0,
             _ => 1 + input.u16() % 8,
         };
-        self.next_tag += 1;
-        let tag = self.next_tag;
+        let tag = self.w.tag();
         let p = Publish {
             flags: Flags {
                 dup: input.u8() % 4 == 0,
@@ -532,10 +388,11 @@ impl World {
             },
             topic_id,
             msg_id,
-            data: tagged(tag),
+            data: Bytes::from(tagged(tag)),
         };
-        let slot = &self.slots[i];
-        let routable = qos == SnQos::Q1 || qos == SnQos::Q2 && !slot.awaiting.contains(&msg_id);
+        let slot = &self.w.slots[i];
+        let routable =
+            qos == SnQos::Q1 || qos == SnQos::Q2 && !slot.model.awaiting.contains(&msg_id);
         let connected = slot.conn.as_ref().is_some_and(|c| c.ch.is_connected());
         let out = self.send(i, Packet::Publish(p), false);
         let acked = out.iter().any(|p| match p {
@@ -544,18 +401,18 @@ impl World {
             _ => false,
         });
         if let (true, true, true, Some(name)) = (routable, connected, acked, name) {
-            if self.slots[i].conn.is_some() {
-                self.expect(name, qos.to_qos(), tag);
+            if self.w.slots[i].conn.is_some() {
+                self.w.expect(name, qos.to_qos(), tag);
             }
         }
     }
 
     fn drain(&mut self) {
         for i in 0..SLOTS {
-            if self.slots[i].expected.is_empty() {
+            if self.w.slots[i].model.expected.is_empty() {
                 continue;
             }
-            let awake = self.slots[i]
+            let awake = self.w.slots[i]
                 .conn
                 .as_ref()
                 .is_some_and(|c| c.ch.is_connected() && !c.ch.is_asleep());
@@ -564,71 +421,48 @@ impl World {
                     flags: Flags::default(),
                     protocol_id: 1,
                     duration: 0,
-                    client_id: Bytes::copy_from_slice(self.slots[i].client_id.as_bytes()),
+                    client_id: Bytes::copy_from_slice(self.w.slots[i].client_id.as_bytes()),
                 };
                 self.send(i, Packet::Connect(c), false);
             }
         }
-        for _ in 0..64 {
-            let mut any = false;
-            for i in 0..SLOTS {
-                let Some(c) = self.slots[i].conn.as_mut() else {
-                    continue;
-                };
-                c.ch.pull_deliveries(self.now);
-                let out = self.collect(i);
-                any |= !out.is_empty();
-                // The REGISTER in flight (sent now or in an earlier step) is accepted.
-                let mut replies: Vec<Packet> = self.slots[i]
-                    .conn
-                    .as_ref()
-                    .and_then(|c| c.ch.reg_inflight.as_ref())
-                    .map(|r| Packet::RegAck {
-                        topic_id: r.topic_id,
-                        msg_id: r.msg_id,
-                        rc: 0,
-                    })
-                    .into_iter()
-                    .collect();
-                replies.extend(
-                    self.slots[i]
-                        .inflight
-                        .iter()
-                        .map(|(id, stage)| match stage {
-                            Stage::Ack => Packet::PubAck {
-                                topic_id: 0,
-                                msg_id: *id,
-                                rc: 0,
-                            },
-                            Stage::Rec => Packet::PubRec { msg_id: *id },
-                            Stage::Comp => Packet::PubComp { msg_id: *id },
-                        }),
-                );
-                for r in replies {
-                    any = true;
-                    self.send(i, r, false);
-                }
-            }
-            if !any {
-                break;
-            }
-        }
-        for s in &self.slots {
-            let live = s.conn.as_ref().is_some_and(|c| c.ch.is_connected());
-            if !live || s.lossy {
-                continue;
-            }
-            let lost: Vec<&u64> = s.expected.iter().filter(|t| !s.seen.contains(t)).collect();
-            assert!(lost.is_empty(), "{}: messages lost: {lost:?}", s.client_id);
-        }
+        settle(
+            self,
+            |w| &mut w.w,
+            owed,
+            |w, i, p| {
+                w.send(i, p, false);
+            },
+        );
+        self.w.assert_nothing_lost(|c| c.ch.is_connected());
     }
 }
 
-impl Harness for World {
-    fn runtime(&self) -> &tokio::runtime::Runtime {
-        &self.rt
-    }
+/// What slot `s`'s client answers to settle: the REGISTER in flight (sent now or in an earlier
+/// step) is accepted, and everything in flight acknowledged at its stage.
+fn owed(s: &Slot<Conn>) -> Vec<Packet> {
+    let regack = s
+        .conn
+        .as_ref()
+        .and_then(|c| c.ch.reg_inflight.as_ref())
+        .map(|r| Packet::RegAck {
+            topic_id: r.topic_id,
+            msg_id: r.msg_id,
+            rc: 0,
+        });
+    let acks = s.model.owed().map(|(msg_id, stage)| match stage {
+        Stage::Ack => Packet::PubAck {
+            topic_id: 0,
+            msg_id,
+            rc: 0,
+        },
+        Stage::Rec => Packet::PubRec { msg_id },
+        Stage::Comp => Packet::PubComp { msg_id },
+    });
+    regack.into_iter().chain(acks).collect()
+}
 
+impl Harness for World {
     fn op(&mut self, input: &mut Input<'_>) {
         let i = input.below(SLOTS);
         match input.u8() % 16 {
@@ -667,7 +501,7 @@ impl Harness for World {
                 if let Ok(mut p) = crate::codec::decode(&raw) {
                     if let Packet::Connect(c) = &mut p {
                         // The driver routes a CONNECT by its client id: keep it in this slot.
-                        c.client_id = Bytes::copy_from_slice(self.slots[i].client_id.as_bytes());
+                        c.client_id = Bytes::copy_from_slice(self.w.slots[i].client_id.as_bytes());
                     }
                     let moved = input.u8() % 8 == 0;
                     self.send(i, p, moved);
@@ -699,8 +533,8 @@ impl Harness for World {
                 let ok = out
                     .iter()
                     .any(|p| matches!(p, Packet::SubAck { msg_id: m, rc: 0, .. } if *m == msg_id));
-                if let (true, Some(name)) = (ok && self.slots[i].conn.is_some(), name) {
-                    self.slots[i].subs.insert(name, granted);
+                if let (true, Some(name)) = (ok && self.w.slots[i].conn.is_some(), name) {
+                    self.w.slots[i].model.subs.insert(name, granted);
                 }
             }
             9 => {
@@ -710,15 +544,16 @@ impl Harness for World {
                     topic: SubTopic::Name(Bytes::from_static(input.pick(&FILTERS).as_bytes())),
                 };
                 if let SubTopic::Name(n) = &s.topic {
-                    self.slots[i].subs.retain(|t, _| t.as_bytes() != &n[..]);
+                    self.w.slots[i].model.untrack(n);
                 }
                 self.send(i, Packet::Unsubscribe(s), false);
             }
             10 | 11 => {
-                let slot = &self.slots[i];
+                let slot = &self.w.slots[i];
                 let raw = input.u16();
-                let msg_id = if raw & 0x8000 == 0 && !slot.inflight.is_empty() {
-                    slot.inflight[usize::from(raw) % slot.inflight.len()].0
+                let inflight = &slot.model.inflight;
+                let msg_id = if raw & 0x8000 == 0 && !inflight.is_empty() {
+                    inflight[usize::from(raw) % inflight.len()].0
                 } else {
                     raw % 8
                 };
@@ -736,7 +571,7 @@ impl Harness for World {
                 self.send(i, p, false);
             }
             12 => {
-                let pending = self.slots[i]
+                let pending = self.w.slots[i]
                     .conn
                     .as_ref()
                     .and_then(|c| c.ch.reg_inflight.as_ref())
@@ -763,36 +598,17 @@ impl Harness for World {
                 self.send(i, p, false);
             }
             14 => self.misc(i, input),
-            _ => {
-                let topic = *input.pick(&TOPICS);
-                let qos = input.qos();
-                self.next_tag += 1;
-                let tag = self.next_tag;
-                if let Ok(t) = TopicName::new(topic) {
-                    self.expect(topic, qos, tag);
-                    self.bus
-                        .publish(Message::new(t, tagged(tag), qos, input.bool()));
-                }
-            }
+            _ => self.w.server_publish(&TOPICS, input),
         }
     }
 
     fn after_op(&mut self) {
-        for i in 0..SLOTS {
-            if let Some(c) = self.slots[i].conn.as_mut() {
-                c.ch.pull_deliveries(self.now);
-            }
-            self.collect(i);
-        }
+        self.w.pull_all();
     }
 
     fn finish(&mut self) {
         self.drain();
-        for s in &mut self.slots {
-            if let Some(mut c) = s.conn.take() {
-                c.ch.finish();
-            }
-        }
+        self.w.finish_all();
     }
 }
 
