@@ -8,9 +8,17 @@
 //! protocol-free event tap (`switchyard_bus::EventTap`); what a client spoke is only the event's
 //! `proto_name` column.
 
+pub mod columns;
+pub mod engine;
 pub mod eval;
 pub mod funcs;
+pub mod http;
+pub mod metrics;
+pub mod model;
+pub mod republish;
 pub mod sql;
+pub mod template;
 
+pub use engine::{ActionStat, RuleEngine, RuleStat, RulesError, TestError};
 pub use eval::{run, EvalError, Outcome};
 pub use sql::{parse, Pos, SqlError};

@@ -532,6 +532,11 @@ pub fn call(name: &str, args: Vec<Value>, s: &Scope) -> Result<Value, EvalError>
     })
 }
 
+/// RFC 3339 text of epoch milliseconds, UTC (`2024-05-02T10:11:12.345+00:00`).
+pub fn rfc3339_ms(ms: i64) -> String {
+    time::rfc3339(ms, 1_000, 0)
+}
+
 fn column(s: &Scope, name: &str) -> Value {
     s.columns().get(name).cloned().unwrap_or(Value::Null)
 }
