@@ -19,7 +19,9 @@ use std::sync::Arc;
 use switchyard_auth::Security;
 use switchyard_bus::BusHandle;
 use switchyard_config::Config;
-use switchyard_net::{BoundListener, Gateway, GatewayDescriptor, TlsListener};
+use switchyard_net::{
+    BoundListener, DtlsListener, Gateway, GatewayDescriptor, ListenerKind, TlsListener,
+};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -62,6 +64,8 @@ pub struct BuildContext {
     /// Shared by every CoAP gateway instance, so the admin API reaches the clients of the one
     /// running now, across restarts.
     pub coap_requests: switchyard_coap::CoapRequester,
+    /// The pre-shared keys of the DTLS listeners (`None`: `psk_authentication` is off).
+    pub psk: Option<switchyard_net::dtls::PskStore>,
 }
 
 /// A running gateway: how to stop it, and its tasks (the listeners and their clients, which
@@ -92,6 +96,7 @@ impl GatewayRunner {
         config: Arc<Config>,
         bus: BusHandle,
         security: Security,
+        psk: Option<switchyard_net::dtls::PskStore>,
         root: CancellationToken,
         tracker: TaskTracker,
     ) -> Self {
@@ -101,6 +106,7 @@ impl GatewayRunner {
                 bus,
                 security,
                 coap_requests: switchyard_coap::CoapRequester::new(),
+                psk,
             },
             root,
             tracker,
@@ -194,6 +200,10 @@ impl GatewayRunner {
                 (Some(o), true) => Some(tls_listener(&id, o)?),
                 _ => None,
             };
+            let dtls = match (&view.dtls, spec.kind == ListenerKind::Dtls) {
+                (Some(d), true) => Some(dtls_listener(&id, d, self.ctx.psk.as_ref())?),
+                _ => None,
+            };
             let configured = self.bound.lock().get(&id).copied();
             let addr = configured.unwrap_or(view.bind);
             let socket = switchyard_net::bind(spec, addr)
@@ -211,7 +221,7 @@ impl GatewayRunner {
                 enable_authn: view.enable_authn,
                 ws_path: view.ws_path.clone(),
                 tls,
-                dtls: None,
+                dtls,
             };
             let serve = gateway.serve(listener, cancel.clone(), tracker.clone())?;
             tracker.spawn(serve);
@@ -233,6 +243,29 @@ pub fn tls_listener(name: &str, o: &switchyard_config::TlsOptions) -> anyhow::Re
         peer_cert_as_username: o.peer_cert_as_username == switchyard_config::PeerCertAsUsername::Cn,
     };
     TlsListener::new(&settings).with_context(|| format!("listener {name}"))
+}
+
+/// The DTLS configuration of listener `name` from its config keys; a bad file is an error naming
+/// it.
+pub fn dtls_listener(
+    name: &str,
+    d: &switchyard_config::DtlsView,
+    psk: Option<&switchyard_net::dtls::PskStore>,
+) -> anyhow::Result<DtlsListener> {
+    let o = &d.options;
+    let path = |p: &std::path::PathBuf| (!p.as_os_str().is_empty()).then(|| p.clone());
+    let settings = switchyard_net::dtls::DtlsSettings {
+        certfile: path(&o.certfile),
+        keyfile: path(&o.keyfile),
+        cacertfile: path(&o.cacertfile),
+        verify_peer: o.verify == switchyard_config::TlsVerify::VerifyPeer,
+        fail_if_no_peer_cert: o.fail_if_no_peer_cert,
+        ciphers: o.ciphers.clone(),
+        handshake_timeout: o.handshake_timeout.as_std(),
+        max_handshakes: usize::try_from(d.max_handshakes).unwrap_or(usize::MAX),
+        psk: psk.cloned(),
+    };
+    DtlsListener::new(name, &settings).with_context(|| format!("listener {name}"))
 }
 
 impl switchyard_admin::GatewayControl for GatewayRunner {

@@ -84,11 +84,17 @@ fn config_validation_rejects_a_bad_bind_for_every_table_entry() {
                 .into_iter()
                 .filter(|p| p.enable)
                 .flat_map(|p| p.listeners)
-                .find(|o| o.enable && o.key != *key && (o.kind == "udp") == (view.kind == "udp"))
+                .find(|o| {
+                    let stream = ListenerKind::parse(o.kind).is_some_and(|k| k.is_stream());
+                    o.enable && o.key != *key && stream == spec.kind.is_stream()
+                })
                 .expect("another listener on the same transport");
             let mut toml = format!("[{key}]\nbind = \"{}\"\n", other.bind);
             if spec.kind.is_tls() {
                 toml.push_str("enable = true\ncertfile = \"c.pem\"\nkeyfile = \"k.pem\"\n");
+            }
+            if spec.kind == ListenerKind::Dtls {
+                toml.push_str("enable = true\n[psk_authentication]\nenable = true\n");
             }
             if section.key.starts_with("gateway.") {
                 toml.push_str(&format!("[{}]\nenable = true\n", section.key));
@@ -135,6 +141,7 @@ async fn the_runner_starts_stops_and_restarts_every_entry() {
         config.clone(),
         bus,
         Security::default(),
+        None,
         root.clone(),
         tracker.clone(),
     );

@@ -7,6 +7,7 @@ mod delayed_store;
 mod gateways;
 mod logfile;
 mod pidfile;
+mod psk;
 mod sdnotify;
 mod settings;
 mod startup;

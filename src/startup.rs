@@ -124,6 +124,7 @@ pub async fn run(
     traces
         .attach(state.clone(), &config.node.data_dir)
         .context("log traces")?;
+    let psk = crate::psk::open(&config.psk_authentication, &state)?;
     let mut views: Vec<Arc<dyn StateView>> = vec![
         security.authn.clone(),
         security.banned.clone(),
@@ -131,10 +132,14 @@ pub async fn run(
         security.authz.clone(),
         traces.clone(),
     ];
+    if let Some(p) = &psk {
+        views.push(Arc::new(p.clone()));
+    }
     let gateways = Arc::new(crate::gateways::GatewayRunner::new(
         Arc::new(config.clone()),
         bus.clone(),
         security.clone(),
+        psk.map(|p| p.keys),
         cancel.clone(),
         tracker.clone(),
     ));

@@ -28,6 +28,7 @@ pub use api::trace::{
     PayloadEncode, TraceControl, TraceError, TraceFormatter, TraceInfo, TraceKind, TraceSpec,
     MAX_TRACES,
 };
+pub use api::psk::PSK_KIND;
 pub use error::ApiError;
 
 use std::collections::BTreeMap;

@@ -329,10 +329,10 @@ fn unknown_top_level_key_is_an_error() {
 fn unknown_nested_keys_are_errors() {
     let err = toml_error("[mqtt]\nmax_infligt = 3\n");
     assert_contains(&err, &["mqtt.max_infligt: unknown key", "`max_inflight`"]);
-    let err = toml_error("[gateway.mqttsn.listeners.dtls.default]\nbind = \"0.0.0.0:1885\"\n");
+    let err = toml_error("[gateway.mqttsn.listeners.quic.default]\nbind = \"0.0.0.0:1885\"\n");
     assert_contains(
         &err,
-        &["gateway.mqttsn.listeners.dtls: unknown key", "`udp`"],
+        &["gateway.mqttsn.listeners.quic: unknown key", "`udp`"],
     );
     let err = toml_error("[listeners.tcp.defualt]\nbind = \"0.0.0.0:1885\"\n");
     assert_contains(&err, &["listeners.tcp.defualt: unknown key"]);

@@ -247,6 +247,9 @@ fn check_listeners(c: &Config, listeners: &[(bool, ListenerView)], issues: &mut 
         if let Some(tls) = l.tls.as_ref().filter(|_| l.enable) {
             check_tls(&l.key, tls, issues);
         }
+        if let Some(dtls) = l.dtls.as_ref().filter(|_| l.enable) {
+            crate::schema::dtls_check(&l.key, dtls, &c.psk_authentication, issues);
+        }
     }
     let https = &c.dashboard.listeners.https;
     if https.enable {
@@ -305,7 +308,12 @@ type Binds = Vec<(String, SocketAddr)>;
 fn binds(c: &Config, listeners: &[(bool, ListenerView)]) -> (Binds, Binds) {
     let (mut tcp, mut udp) = (Vec::new(), Vec::new());
     for (_, l) in listeners.iter().filter(|(starts, _)| *starts) {
-        let space = if l.kind == "udp" { &mut udp } else { &mut tcp };
+        // DTLS runs over UDP: it shares the UDP port space.
+        let space = if matches!(l.kind, "udp" | "dtls") {
+            &mut udp
+        } else {
+            &mut tcp
+        };
         space.push((format!("{}.bind", l.key), l.bind));
     }
     let http = &c.dashboard.listeners.http;

@@ -33,13 +33,16 @@ use std::sync::Arc;
 use switchyard_bus::BusHandle;
 use switchyard_net::GatewayDescriptor;
 
-/// The CoAP gateway's entry in the gateway table: `[gateway.coap]`, the demux's one UDP listener
-/// on 5683. The table serves it as `switchyard_coap_transport::demux::UdpDemux(CoapGateway)`.
+/// The CoAP gateway's entry in the gateway table: `[gateway.coap]`, the demux's UDP listener on
+/// 5683 and its DTLS listener on 5684 (off by default). The table serves it as `switchyard_coap_transport::demux::UdpDemux(CoapGateway)`.
 pub const DESCRIPTOR: GatewayDescriptor = GatewayDescriptor::new(
     "coap",
     NAMESPACE.0,
     "CoAP",
-    &[transport::demux::listener(5683)],
+    &[
+        transport::demux::listener(5683),
+        transport::demux::dtls_listener(5684),
+    ],
 );
 
 /// What every client of the CoAP gateway shares.

@@ -32,10 +32,15 @@ use switchyard_bus::BusHandle;
 use switchyard_coap_transport::demux;
 use switchyard_net::GatewayDescriptor;
 
-/// The LwM2M gateway's entry in the gateway table: `[gateway.lwm2m]`, the CoAP demux's one UDP
-/// listener on 5783. The table serves it as `demux::UdpDemux(Lwm2mGateway)`.
-pub const DESCRIPTOR: GatewayDescriptor =
-    GatewayDescriptor::new("lwm2m", NAMESPACE.0, "LwM2M", &[demux::listener(5783)]);
+/// The LwM2M gateway's entry in the gateway table: `[gateway.lwm2m]`, the CoAP demux's UDP
+/// listener on 5783 and its DTLS listener on 5784 (off by default). The table serves it as
+/// `demux::UdpDemux(Lwm2mGateway)`.
+pub const DESCRIPTOR: GatewayDescriptor = GatewayDescriptor::new(
+    "lwm2m",
+    NAMESPACE.0,
+    "LwM2M",
+    &[demux::listener(5783), demux::dtls_listener(5784)],
+);
 
 /// What every device of the LwM2M gateway shares.
 #[derive(Debug, Clone)]

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use switchyard_bus::{contain, durability_scope, next_control, ControlEvent, Ticket};
 use switchyard_core::CloseReason;
 use switchyard_net::clock::{now, sleep_until};
-use tokio::net::UdpSocket;
+use switchyard_net::DatagramSender;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -215,7 +215,7 @@ impl ClientCell {
 /// What the listener hands a new client task.
 pub(crate) struct ClientTask {
     pub(crate) cell: Arc<ClientCell>,
-    pub(crate) socket: Arc<UdpSocket>,
+    pub(crate) socket: DatagramSender,
     pub(crate) gw: MqttSnGateway,
     pub(crate) cancel: CancellationToken,
 }
@@ -227,7 +227,12 @@ pub(crate) async fn run_client(task: ClientTask) {
 }
 
 /// Encodes and sends `packets` to `peer`.
-async fn send_all(packets: Vec<Packet>, peer: SocketAddr, socket: &UdpSocket, buf: &mut BytesMut) {
+async fn send_all(
+    packets: Vec<Packet>,
+    peer: SocketAddr,
+    socket: &DatagramSender,
+    buf: &mut BytesMut,
+) {
     for packet in packets {
         buf.clear();
         if let Err(e) = encode(&packet, buf) {

@@ -30,13 +30,16 @@ use std::sync::Arc;
 use switchyard_bus::BusHandle;
 use switchyard_net::{GatewayDescriptor, ListenerKind, ListenerSpec};
 
-/// The MQTT-SN gateway's entry in the gateway table: `[gateway.mqttsn]`, one UDP listener on
-/// 1884 with one socket per core. Served through [`switchyard_net::Gateway`].
+/// The MQTT-SN gateway's entry in the gateway table: `[gateway.mqttsn]`, a UDP listener on 1884
+/// and a DTLS listener on 1885 (off by default), each with one socket per core. Served through [`switchyard_net::Gateway`].
 pub const DESCRIPTOR: GatewayDescriptor = GatewayDescriptor::new(
     "mqttsn",
     NAMESPACE.0,
     "MQTT-SN",
-    &[ListenerSpec::default_on(ListenerKind::Udp, 1884).per_core()],
+    &[
+        ListenerSpec::default_on(ListenerKind::Udp, 1884).per_core(),
+        ListenerSpec::default_on(ListenerKind::Dtls, 1885).per_core(),
+    ],
 );
 
 /// What every client of the MQTT-SN gateway shares.

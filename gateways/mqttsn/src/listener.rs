@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchyard_bus::Metrics;
 use switchyard_net::clock::now;
-use switchyard_net::{Admission, ListenerLimits, Permit};
+use switchyard_net::{Admission, DatagramSender, DatagramSocket, ListenerLimits, Permit};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -70,7 +70,8 @@ struct Table {
 
 /// One socket and its task.
 struct Receiver {
-    socket: Arc<UdpSocket>,
+    /// Where replies go: the plain socket, or the DTLS task that encrypts them.
+    socket: DatagramSender,
     shared: Arc<Shared>,
     /// Clients by the address their datagrams come from, as seen on this socket. Looked up
     /// for every datagram, so a fast seeded hash rather than SipHash.
@@ -86,13 +87,15 @@ impl switchyard_net::Gateway for MqttSnGateway {
         cancel: CancellationToken,
         tracker: TaskTracker,
     ) -> Result<switchyard_net::ServeFuture, switchyard_net::ServeError> {
-        if listener.kind != switchyard_net::ListenerKind::Udp {
+        use switchyard_net::ListenerKind;
+        if !matches!(listener.kind, ListenerKind::Udp | ListenerKind::Dtls) {
             return Err(switchyard_net::ServeError::Unsupported {
                 id: listener.id,
                 kind: listener.kind,
             });
         }
-        let (sockets, parts) = listener.into_datagram()?;
+        // Plain, or the decrypted side of one DTLS server per socket: the same receivers.
+        let (sockets, parts) = listener.into_datagram_sockets(&cancel, &tracker)?;
         let gw = self.clone();
         Ok(Box::pin(serve_udp(
             sockets,
@@ -108,7 +111,7 @@ impl switchyard_net::Gateway for MqttSnGateway {
 /// Serves the MQTT-SN gateway on `sockets` (bound by `switchyard_net::bind_udp`, one per core)
 /// until `cancel`.
 pub(crate) async fn serve_udp(
-    sockets: Vec<UdpSocket>,
+    sockets: Vec<DatagramSocket>,
     name: String,
     gw: MqttSnGateway,
     limits: ListenerLimits,
@@ -140,23 +143,52 @@ pub(crate) async fn serve_udp(
     );
     let mut receivers = tokio::task::JoinSet::new();
     for (i, (socket, mailbox)) in sockets.into_iter().zip(mailboxes).enumerate() {
-        // Only the first receiver advertises.
-        let advertise = i == 0 && shared.gw.settings.broadcast.is_some();
-        if advertise {
-            if let Err(e) = socket.set_broadcast(true) {
+        // Only the first receiver of a plain listener advertises (a broadcast cannot be
+        // encrypted for peers we have no association with).
+        let plain = socket.as_plain().cloned();
+        let advertise = i == 0 && shared.gw.settings.broadcast.is_some() && plain.is_some();
+        if let Some(p) = plain.as_ref().filter(|_| advertise) {
+            if let Err(e) = p.set_broadcast(true) {
                 tracing::warn!(listener = name, error = %e, "cannot enable broadcast on the socket");
             }
         }
         let r = Receiver {
-            socket: Arc::new(socket),
+            socket: socket.sender(),
             shared: shared.clone(),
             by_addr: HashMap::default(),
             addrs: HashMap::new(),
         };
-        receivers.spawn(r.run(name.clone(), mailbox, advertise));
+        receivers.spawn(r.run(name.clone(), socket, mailbox, advertise));
     }
     while receivers.join_next().await.is_some() {}
     tracing::info!(listener = name, "listener stopped");
+}
+
+/// Largest decrypted datagram taken from a DTLS listener (MQTT-SN's 3-byte length form).
+const DTLS_DATAGRAM: usize = 65_536;
+
+/// What a receiver's socket has for it.
+enum Input {
+    /// The plain socket is readable: drain it in batches.
+    Ready(Arc<UdpSocket>),
+    /// One decrypted datagram of `n` bytes from a DTLS peer.
+    Decrypted(usize, SocketAddr),
+    /// The socket (or the DTLS task) failed.
+    Failed(std::io::Error),
+}
+
+/// Waits for input on either kind of socket; cancel-safe, as `select!` needs.
+async fn next_input(source: &mut DatagramSocket, buf: &mut [u8]) -> Input {
+    if let Some(plain) = source.as_plain().cloned() {
+        return match plain.readable().await {
+            Ok(()) => Input::Ready(plain),
+            Err(e) => Input::Failed(e),
+        };
+    }
+    match source.recv_from(buf).await {
+        Ok((n, from)) => Input::Decrypted(n, from),
+        Err(e) => Input::Failed(e),
+    }
 }
 
 async fn tick(i: Option<&mut tokio::time::Interval>) {
@@ -169,23 +201,37 @@ async fn tick(i: Option<&mut tokio::time::Interval>) {
 }
 
 impl Receiver {
-    async fn run(mut self, name: String, mut exits: mpsc::UnboundedReceiver<u64>, advertise: bool) {
+    async fn run(
+        mut self,
+        name: String,
+        mut source: DatagramSocket,
+        mut exits: mpsc::UnboundedReceiver<u64>,
+        advertise: bool,
+    ) {
         let mut batch = crate::recv::Batch::new();
+        let mut one = vec![0u8; DTLS_DATAGRAM];
         let interval = self.shared.gw.settings.broadcast_interval;
         let mut advertise =
             advertise.then(|| tokio::time::interval(interval.max(Duration::from_secs(1))));
         let cancel = self.shared.cancel.clone();
-        let socket = self.socket.clone();
         loop {
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break,
                 Some(id) = exits.recv() => self.forget(id),
-                r = socket.readable() => {
-                    if let Err(e) = r {
-                        tracing::warn!(listener = name, error = %e, "socket failed");
-                        break;
-                    }
+                r = next_input(&mut source, &mut one) => {
+                    let socket = match r {
+                        Input::Ready(socket) => socket,
+                        Input::Failed(e) => {
+                            tracing::warn!(listener = name, error = %e, "socket failed");
+                            break;
+                        }
+                        Input::Decrypted(n, from) => {
+                            let datagram = Bytes::copy_from_slice(one.get(..n).unwrap_or_default());
+                            self.on_datagram(datagram, from).await;
+                            continue;
+                        }
+                    };
                     // Drain up to RECV_BATCH datagrams before going back to `select!`.
                     let mut taken = 0;
                     while taken < RECV_BATCH {
@@ -500,7 +546,7 @@ mod tests {
             max_conn_burst: 0,
         };
         let server = tokio::spawn(serve_udp(
-            vec![socket],
+            vec![DatagramSocket::Plain(Arc::new(socket))],
             "t".into(),
             gw,
             limits,

@@ -13,6 +13,7 @@ mod messages;
 mod openapi;
 mod ops;
 mod prometheus;
+pub mod psk;
 mod session;
 pub mod trace;
 
@@ -82,6 +83,8 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/api/v5/logout", post(session::logout))
         .route("/api/v5/banned", get(banned::list).post(banned::create))
         .route("/api/v5/banned/:as/:who", delete(banned::delete))
+        .route("/api/v5/psk", get(psk::list).post(psk::create))
+        .route("/api/v5/psk/:identity", delete(psk::delete))
         .route(
             "/api/v5/trace",
             get(trace::list).post(trace::create).delete(trace::clear),

@@ -1,7 +1,7 @@
 //! `GET /api/v5/prometheus/stats`: Prometheus text exposition format 0.0.4. Connections and
 //! sessions by protocol, every bus metric (messages received by QoS, sent, dropped, queue
-//! drops), routes and retained count, and the counters of every authenticator. Gauge vs counter
-//! follows the bus's own split.
+//! drops), routes and retained count, the counters of every authenticator, and DTLS handshakes
+//! and peers per DTLS listener. Gauge vs counter follows the bus's own split.
 
 use super::{broker, St};
 use axum::http::header;
@@ -86,6 +86,28 @@ fn authz_metrics(out: &mut String, statuses: &[switchyard_auth::SourceStatus]) {
     }
 }
 
+/// Every DTLS listener's handshake counters and peers, labelled by listener id (issue 19).
+fn dtls_metrics(out: &mut String) {
+    let listeners = switchyard_net::dtls::all_stats();
+    let Some((_, first)) = listeners.first() else {
+        return;
+    };
+    for (i, (name, _)) in first.snapshot().into_iter().enumerate() {
+        let metric = format!("switchyard_dtls_{name}");
+        let gauge = matches!(name, "peers" | "handshaking");
+        let help = if gauge {
+            "DTLS peers of the listener (in handshake or established) now."
+        } else {
+            "DTLS handshakes of the listener, by outcome."
+        };
+        family(out, &metric, if gauge { "gauge" } else { "counter" }, help);
+        for (id, stats) in &listeners {
+            let value = stats.snapshot().get(i).map_or(0, |(_, v)| *v);
+            let _ = writeln!(out, "{metric}{{listener=\"{id}\"}} {value}");
+        }
+    }
+}
+
 /// The exposition text.
 pub async fn stats(st: St) -> impl IntoResponse {
     let st = &st.0;
@@ -163,6 +185,7 @@ pub async fn stats(st: St) -> impl IntoResponse {
     }
     authn_metrics(&mut out, &st.ctx.chain.statuses());
     authz_metrics(&mut out, &st.ctx.authz.source_statuses());
+    dtls_metrics(&mut out);
     family(
         &mut out,
         "switchyard_uptime_seconds",

@@ -23,6 +23,7 @@ use switchyard_bus::{
 };
 use switchyard_core::CloseReason;
 use switchyard_net::clock::{now, sleep_until};
+use switchyard_net::PeerIdentity;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -166,6 +167,8 @@ pub struct ClientLink<G: DemuxGateway> {
     /// has gone.
     me: mpsc::WeakSender<Inbound<G::Local>>,
     cancel: CancellationToken,
+    /// On a DTLS listener, who the client's handshake proved it is.
+    peer_identity: Option<PeerIdentity>,
 }
 
 impl<G: DemuxGateway> ClientLink<G> {
@@ -176,6 +179,7 @@ impl<G: DemuxGateway> ClientLink<G> {
         outcomes: mpsc::UnboundedReceiver<(u64, Outcome)>,
         me: mpsc::WeakSender<Inbound<G::Local>>,
         cancel: CancellationToken,
+        peer_identity: Option<PeerIdentity>,
     ) -> Self {
         ClientLink {
             key,
@@ -184,7 +188,14 @@ impl<G: DemuxGateway> ClientLink<G> {
             outcomes,
             me,
             cancel,
+            peer_identity,
         }
+    }
+
+    /// On a DTLS listener, what the client's handshake proved (a PSK identity, a certificate's
+    /// CN); `None` over plain UDP.
+    pub fn peer_identity(&self) -> Option<&PeerIdentity> {
+        self.peer_identity.as_ref()
     }
 
     /// The key the demux routes this client's requests by.

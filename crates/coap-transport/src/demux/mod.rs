@@ -36,10 +36,9 @@ use std::net::SocketAddr;
 use switchyard_bus::{contain, Metrics};
 use switchyard_net::clock::{now, sleep_until};
 use switchyard_net::{
-    Admission, BoundListener, Gateway, ListenerKind, ListenerLimits, ListenerSpec, Permit,
-    ServeError, ServeFuture,
+    Admission, BoundListener, DatagramSender, DatagramSocket, Gateway, ListenerKind,
+    ListenerLimits, ListenerSpec, Permit, ServeError, ServeFuture,
 };
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -195,6 +194,12 @@ pub const fn listener(port: u16) -> ListenerSpec {
     ListenerSpec::default_on(ListenerKind::Udp, port)
 }
 
+/// The DTLS listener a gateway on the demux may declare too: one socket on `port`, whose
+/// decrypted datagrams take the same path as [`listener`]'s.
+pub const fn dtls_listener(port: u16) -> ListenerSpec {
+    ListenerSpec::default_on(ListenerKind::Dtls, port)
+}
+
 /// A CoAP-based gateway served on the demux: what the binary's gateway table holds for it.
 #[derive(Debug, Clone)]
 pub struct UdpDemux<G>(pub G);
@@ -206,13 +211,14 @@ impl<G: DemuxGateway> Gateway for UdpDemux<G> {
         cancel: CancellationToken,
         tracker: TaskTracker,
     ) -> Result<ServeFuture, ServeError> {
-        if listener.kind != ListenerKind::Udp {
+        if !matches!(listener.kind, ListenerKind::Udp | ListenerKind::Dtls) {
             return Err(ServeError::Unsupported {
                 id: listener.id,
                 kind: listener.kind,
             });
         }
-        let (mut sockets, parts) = listener.into_datagram()?;
+        // Plain, or the decrypted side of the listener's DTLS server: the same path below.
+        let (mut sockets, parts) = listener.into_datagram_sockets(&cancel, &tracker)?;
         // The descriptor asks for one socket ([`listener`]); `into_datagram` guarantees at least
         // one.
         let socket = sockets.swap_remove(0);
@@ -228,10 +234,10 @@ impl<G: DemuxGateway> Gateway for UdpDemux<G> {
     }
 }
 
-/// Serves `gw` on `socket` (bound by `switchyard_net`, with its receive buffer) until `cancel`,
-/// admitting new clients under `limits` (over them: 5.03).
+/// Serves `gw` on `socket` (bound by `switchyard_net`, with its receive buffer; plain or DTLS)
+/// until `cancel`, admitting new clients under `limits` (over them: 5.03).
 pub async fn serve<G: DemuxGateway>(
-    socket: UdpSocket,
+    mut socket: DatagramSocket,
     name: String,
     gw: G,
     limits: ListenerLimits,
@@ -240,7 +246,9 @@ pub async fn serve<G: DemuxGateway>(
 ) {
     let mut transport: Transport<Tag> = Transport::new(gw.transport_config());
     let (to_socket, mut from_clients) = mpsc::channel(SOCKET_QUEUE);
+    let sender = socket.sender();
     let mut demux = Demux {
+        sender: sender.clone(),
         admission: Admission::new(limits, tokio::time::Instant::now()),
         gw,
         slots: HashMap::new(),
@@ -255,7 +263,7 @@ pub async fn serve<G: DemuxGateway>(
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         while let Some((addr, bytes)) = transport.poll_transmit() {
-            if let Err(e) = socket.send_to(&bytes, addr).await {
+            if let Err(e) = sender.send_to(&bytes, addr).await {
                 tracing::debug!(%addr, error = %e, proto = G::PROTO, "send failed");
             }
         }
@@ -302,6 +310,8 @@ struct Direct {
 /// The socket task's state besides the transport.
 struct Demux<G: DemuxGateway> {
     gw: G,
+    /// The socket's sending side, and on DTLS the peers' proven identities.
+    sender: DatagramSender,
     slots: HashMap<u64, Slot<G>>,
     keys: HashMap<G::Key, u64>,
     next_slot: u64,
@@ -424,6 +434,7 @@ impl<G: DemuxGateway> Demux<G> {
             outcomes_rx,
             tx.downgrade(),
             self.cancel.clone(),
+            self.sender.peer_identity(&first.peer),
         );
         self.keys.insert(key.clone(), slot);
         self.slots.insert(

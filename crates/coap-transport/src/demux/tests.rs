@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchyard_bus::{BusConfig, BusHandle, ClientInfo, Namespace};
 use switchyard_core::CloseReason;
+use tokio::net::UdpSocket;
 
 const NS: Namespace = Namespace("demux-test");
 
@@ -207,7 +208,7 @@ impl Rig {
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         tokio::spawn(serve(
-            socket,
+            switchyard_net::DatagramSocket::Plain(std::sync::Arc::new(socket)),
             "test:udp:default".to_owned(),
             gw,
             limits,

@@ -1,11 +1,12 @@
 //! `[gateway.*]`: the UDP protocol gateways (MQTT-SN, CoAP, LwM2M). Each has one UDP listener
-//! named `default`; other transports (e.g. `listeners.dtls`) are rejected as unknown keys
-//! until they exist.
+//! and one DTLS listener (off by default), both named `default`; other transports are rejected
+//! as unknown keys.
 
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+use super::dtls::DtlsListenersConfig;
 use super::listeners::{
     any_v4, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONN_BURST, DEFAULT_UDP_MAX_CONN_RATE,
 };
@@ -96,7 +97,7 @@ impl Default for MqttSnGatewayConfig {
             idle_timeout: Duration::from_secs(30),
             enable_authn: false,
             clientinfo_override: ClientInfoOverrideConfig::default(),
-            listeners: UdpGatewayListenersConfig::on_port(1884),
+            listeners: UdpGatewayListenersConfig::on_ports(1884, 1885),
         }
     }
 }
@@ -221,7 +222,7 @@ impl Default for CoapGatewayConfig {
             max_retransmit: 4,
             max_block_size: 1024,
             max_body_size: ByteSize(4 * ByteSize::MB),
-            listeners: UdpGatewayListenersConfig::on_port(5683),
+            listeners: UdpGatewayListenersConfig::on_ports(5683, 5684),
         }
     }
 }
@@ -311,7 +312,7 @@ impl Default for Lwm2mGatewayConfig {
             ack_random_factor: 1.5,
             max_retransmit: 4,
             translators: Lwm2mTranslatorsConfig::default(),
-            listeners: UdpGatewayListenersConfig::on_port(5783),
+            listeners: UdpGatewayListenersConfig::on_ports(5783, 5784),
         }
     }
 }
@@ -380,17 +381,23 @@ pub struct TranslatorConfig {
 pub struct UdpGatewayListenersConfig {
     /// `[gateway.<name>.listeners.udp.*]`
     pub udp: UdpListenersConfig,
+    /// `[gateway.<name>.listeners.dtls.*]`
+    pub dtls: DtlsListenersConfig,
 }
 
 impl UdpGatewayListenersConfig {
-    /// The listener set with the default UDP listener on `0.0.0.0:<port>`.
-    pub fn on_port(port: u16) -> Self {
+    /// The listener set with the default UDP listener on `0.0.0.0:<port>` and the (disabled)
+    /// DTLS listener on `0.0.0.0:<dtls_port>`.
+    pub fn on_ports(port: u16, dtls_port: u16) -> Self {
         UdpGatewayListenersConfig {
             udp: UdpListenersConfig {
                 default: UdpListenerConfig {
                     bind: any_v4(port),
                     ..UdpListenerConfig::default()
                 },
+            },
+            dtls: DtlsListenersConfig {
+                default: super::dtls::DtlsListenerConfig::on_port(dtls_port),
             },
         }
     }

@@ -6,6 +6,7 @@
 //! [`Duration`](crate::Duration), sizes [`ByteSize`](crate::ByteSize), and a duration that can
 //! be switched off is `Option<Duration>` (`None` = off, written "off").
 
+mod dtls;
 mod gateway;
 mod listeners;
 mod mqtt;
@@ -24,6 +25,10 @@ pub use gateway::{
     Lwm2mTranslatorsConfig, Lwm2mUpdateCondition, MqttSnGatewayConfig, PredefinedTopicConfig,
     TranslatorConfig, UdpGatewayListenersConfig, UdpListenerConfig, UdpListenersConfig,
 };
+pub use dtls::{
+    DtlsListenerConfig, DtlsListenersConfig, DtlsOptions, DtlsView, PskAuthenticationConfig,
+    DEFAULT_MAX_HANDSHAKES,
+};
 pub use gateway::{CoapNotifyType, CoapQosMode};
 pub use listeners::{
     HttpListenerConfig, HttpListenersConfig, ListenersConfig, PeerCertAsUsername,
@@ -36,6 +41,7 @@ pub use ops::{
     RetainerConfig, RewriteAction, RewriteRule,
 };
 pub use protocols::{ListenerView, ProtocolSection};
+pub(crate) use dtls::check as dtls_check;
 pub use storage::{DurabilityMode, StorageConfig};
 
 /// The whole configuration: the root of `switchyard.toml`.
@@ -74,6 +80,8 @@ pub struct Config {
     pub rewrite: Vec<RewriteRule>,
     /// `[prometheus]`: the metrics endpoint.
     pub prometheus: PrometheusConfig,
+    /// `[psk_authentication]`: pre-shared keys for the DTLS listeners.
+    pub psk_authentication: PskAuthenticationConfig,
 }
 
 /// `[node]`

@@ -9,6 +9,7 @@
 
 use std::net::SocketAddr;
 
+use super::dtls::DtlsView;
 use super::gateway::UdpGatewayListenersConfig;
 use super::listeners::ListenersConfig;
 use super::{Config, TlsOptions};
@@ -40,6 +41,8 @@ pub struct ListenerView {
     pub ws_path: Option<String>,
     /// The TLS keys, on TLS listeners.
     pub tls: Option<TlsOptions>,
+    /// The DTLS keys, on DTLS listeners.
+    pub dtls: Option<DtlsView>,
 }
 
 /// One protocol's part of the config: its listeners and whether it runs.
@@ -106,6 +109,7 @@ impl ListenersConfig {
                 enable_authn: Some(authn),
                 ws_path: None,
                 tls: None,
+                dtls: None,
             };
         let listeners = vec![
             view(
@@ -159,24 +163,45 @@ impl ListenersConfig {
 impl UdpGatewayListenersConfig {
     /// The section of gateway `name` (table `key`, `gateway.<name>`) with these listeners.
     pub fn section(&self, name: &'static str, key: &'static str, enable: bool) -> ProtocolSection {
-        let udp = &self.udp.default;
+        let (udp, dtls) = (&self.udp.default, &self.dtls.default);
         ProtocolSection {
             name,
             key,
             enable,
-            listeners: vec![ListenerView {
-                key: format!("{key}.listeners.udp.default"),
-                kind: "udp",
-                name: "default",
-                enable: true,
-                bind: udp.bind,
-                max_connections: udp.max_connections,
-                max_conn_rate: udp.max_conn_rate,
-                max_conn_burst: udp.max_conn_burst,
-                enable_authn: None,
-                ws_path: None,
-                tls: None,
-            }],
+            listeners: vec![
+                ListenerView {
+                    key: format!("{key}.listeners.udp.default"),
+                    kind: "udp",
+                    name: "default",
+                    enable: true,
+                    bind: udp.bind,
+                    max_connections: udp.max_connections,
+                    max_conn_rate: udp.max_conn_rate,
+                    max_conn_burst: udp.max_conn_burst,
+                    enable_authn: None,
+                    ws_path: None,
+                    tls: None,
+                    dtls: None,
+                },
+                ListenerView {
+                    key: format!("{key}.listeners.dtls.default"),
+                    kind: "dtls",
+                    name: "default",
+                    enable: dtls.enable,
+                    bind: dtls.bind,
+                    max_connections: dtls.max_connections,
+                    max_conn_rate: dtls.max_conn_rate,
+                    max_conn_burst: dtls.max_conn_burst,
+                    enable_authn: None,
+                    ws_path: None,
+                    tls: None,
+                    dtls: Some(DtlsView {
+                        max_handshakes: dtls.max_handshakes,
+                        peer_cert_as_username: dtls.peer_cert_as_username,
+                        options: dtls.dtls_options.clone(),
+                    }),
+                },
+            ],
         }
     }
 }
@@ -232,7 +257,7 @@ mod tests {
         assert_eq!(lwm2m.enabled_listeners().count(), 0);
         assert_eq!(
             lwm2m.listeners.len(),
-            1,
+            2,
             "still there for a start at run time"
         );
     }
