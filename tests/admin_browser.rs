@@ -6,7 +6,9 @@
 //! publish (a TCP subscriber of this test receives both), create an API key on the admins page,
 //! find its subscriptions, topics and a retained message on their pages, open the overview,
 //! trace a publishing client on the log trace page (its lines in the viewer, then stopped),
-//! open the gateways page,
+//! add, reorder, disable and delete an HTTP authenticator and test a login through the chain on
+//! the authentication page, add, move and delete an HTTP source and change the settings on the
+//! authorization page, open the gateways page,
 //! switch to 简体中文 and see the navigation translated. Screenshots go to target/screenshots/.
 //!
 //! Needs node, chromium and tests/admin_browser/node_modules (scripts/install-test-deps.sh);
@@ -23,7 +25,7 @@ use std::process::Command;
 use std::time::Duration;
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(150);
-const STEPS: [&str; 11] = [
+const STEPS: [&str; 12] = [
     "login",
     "change_password",
     "client_listed",
@@ -33,6 +35,7 @@ const STEPS: [&str; 11] = [
     "lists",
     "overview",
     "trace",
+    "security",
     "gateways",
     "chinese",
 ];

@@ -130,6 +130,42 @@ try {
   await page.waitForSelector(`${traceRow} .badge.stopped`);
   ok("trace");
 
+  // Authentication: add an HTTP authenticator from its template, move it first, disable it,
+  // test a login through the whole chain, delete it.
+  await page.click("nav a[data-route='/authentication']");
+  await page.waitForSelector("#authn-table tr[data-id='password_based:built_in_database']");
+  await page.selectOption("#authn-tpl", "http");
+  await page.click("#authn-add");
+  await page.waitForSelector("#authn-table tbody tr:nth-child(2)[data-id='password_based:http']");
+  await page.click("#authn-table tr[data-id='password_based:http'] button.authn-up");
+  await page.waitForSelector("#authn-table tbody tr:nth-child(1)[data-id='password_based:http']");
+  await page.click("#authn-table tr[data-id='password_based:http'] button.authn-toggle");
+  await page.waitForSelector("#authn-table tr[data-id='password_based:http'][data-enable='false']");
+  await page.fill("#authn-test-user", "nobody");
+  await page.click("#authn-test");
+  await page.waitForSelector("#authn-test-result.connected");
+  await shot("dashboard-authentication");
+  await page.click("#authn-table tr[data-id='password_based:http'] button.authn-del");
+  await page.waitForSelector("#authn-table tr[data-id='password_based:http']", { state: "detached" });
+  // Authorization: add an HTTP source (put first), move it after the file, change the
+  // settings, clean the cache, delete it.
+  await page.click("nav a[data-route='/authorization']");
+  await page.waitForSelector("#authz-table tr[data-type='file']");
+  await page.selectOption("#authz-tpl", "http");
+  await page.click("#authz-add");
+  await page.waitForSelector("#authz-table tbody tr:nth-child(1)[data-type='http']");
+  await page.click("#authz-table tr[data-type='http'] button.authz-down");
+  await page.waitForSelector("#authz-table tbody tr:nth-child(2)[data-type='http']");
+  await page.fill("#authz-cache-max", "64");
+  await page.click("#authz-save");
+  await page.waitForFunction(() => document.querySelector("#authz-settings-msg").textContent === "Saved");
+  await page.click("#authz-clean");
+  await page.waitForFunction(() => document.querySelector("#authz-settings-msg").textContent === "Cache cleaned");
+  await shot("dashboard-authorization");
+  await page.click("#authz-table tr[data-type='http'] button.authz-del");
+  await page.waitForSelector("#authz-table tr[data-type='http']", { state: "detached" });
+  ok("security");
+
   await page.click("nav a[data-route='/gateways']");
   await page.waitForSelector("#gateways-table tr[data-gateway='lwm2m']");
   await shot("dashboard-gateways");
@@ -138,7 +174,7 @@ try {
   await page.click("#lang-toggle");
   await page.waitForFunction(() => document.querySelector("nav a[data-route='/clients']").textContent === "客户端");
   const nav = await page.textContent("nav");
-  for (const word of ["概览", "订阅", "主题", "保留消息", "网关", "日志追踪", "管理员"]) {
+  for (const word of ["概览", "订阅", "主题", "保留消息", "网关", "日志追踪", "管理员", "认证", "授权"]) {
     if (!nav.includes(word)) throw new Error("navigation lacks " + word + ": " + nav);
   }
   await page.waitForFunction(() => document.querySelector("#gateways-table") && document.querySelector("#gateways-table").textContent.includes("运行中"));

@@ -69,6 +69,8 @@
     "/retained": retained, "/gateways": gateways, "/websocket": websocket, "/admins": admins,
     "/banned": banned, "/trace": traces,
   };
+  // Pages of other files (security.js): each gets the helpers it needs.
+  Object.entries(window.SY_PAGES || {}).forEach(([p, page]) => { pages[p] = (main) => page(main, { api, esc, t, $ }); });
   function route() {
     timers.forEach(clearInterval); timers = [];
     const path = location.pathname;

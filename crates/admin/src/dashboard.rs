@@ -13,6 +13,7 @@ const APP_JS: &str = include_str!("../assets/app.js");
 const I18N_JS: &str = include_str!("../assets/i18n.js");
 const MQTT_JS: &str = include_str!("../assets/mqtt.js");
 const CHART_JS: &str = include_str!("../assets/chart.js");
+const SECURITY_JS: &str = include_str!("../assets/security.js");
 const APP_CSS: &str = include_str!("../assets/app.css");
 
 fn asset(kind: &'static str, body: &'static str) -> Response {
@@ -34,6 +35,7 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route("/assets/i18n.js", get(|| async { asset(JS, I18N_JS) }))
         .route("/assets/mqtt.js", get(|| async { asset(JS, MQTT_JS) }))
         .route("/assets/chart.js", get(|| async { asset(JS, CHART_JS) }))
+        .route("/assets/security.js", get(|| async { asset(JS, SECURITY_JS) }))
         .route(
             "/assets/app.css",
             get(|| async { asset("text/css; charset=utf-8", APP_CSS) }),
