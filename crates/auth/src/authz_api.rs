@@ -225,3 +225,7 @@ impl StateView for Authorizer {
         self.reload()
     }
 }
+
+#[cfg(test)]
+#[path = "authz_api_tests.rs"]
+mod tests;
