@@ -8,6 +8,7 @@ mod gateways;
 mod logfile;
 mod pidfile;
 mod psk;
+mod rules;
 mod sdnotify;
 mod settings;
 mod startup;

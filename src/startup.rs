@@ -135,6 +135,9 @@ pub async fn run(
     if let Some(p) = &psk {
         views.push(Arc::new(p.clone()));
     }
+    // Before any gateway starts: rules see every client from its first connect.
+    let rules = crate::rules::open(&config, &bus, &state, cancel.clone())?;
+    views.push(rules.clone());
     let gateways = Arc::new(crate::gateways::GatewayRunner::new(
         Arc::new(config.clone()),
         bus.clone(),
@@ -172,6 +175,7 @@ pub async fn run(
             gateway_control: Some(gateways.clone()),
             coap_requests: Some(gateways.clone()),
             traces: Some(traces.clone()),
+            rules: Some(rules.clone()),
             version: env!("CARGO_PKG_VERSION"),
         })
         .map_err(|e| anyhow::anyhow!("dashboard: cannot open the admin store: {e}"))?;

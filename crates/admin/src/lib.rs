@@ -78,6 +78,9 @@ pub struct AdminContext {
     pub coap_requests: Option<Arc<dyn CoapRequests>>,
     /// The log traces (`/api/v5/trace`); `None`: those routes answer 404.
     pub traces: Option<Arc<dyn TraceControl>>,
+    /// The rule engine (`/api/v5/rules`, `/connectors`, `/actions`); `None`: those routes
+    /// answer 404.
+    pub rules: Option<Arc<switchyard_rules::RuleEngine>>,
 }
 
 /// A CoAP request method the request API may send.

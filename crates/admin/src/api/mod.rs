@@ -13,6 +13,7 @@ mod messages;
 mod openapi;
 mod ops;
 mod prometheus;
+mod rules;
 pub mod psk;
 mod session;
 pub mod trace;
@@ -239,14 +240,20 @@ pub fn router(state: Arc<State>) -> Router {
         );
     // EMQX 5 serves the Prometheus endpoint without credentials unless
     // prometheus.enable_basic_auth is set.
-    let prometheus = Router::new().route("/api/v5/prometheus/stats", get(prometheus::stats));
+    let prometheus = Router::new()
+        .route("/api/v5/prometheus/stats", get(prometheus::stats))
+        .route(
+            "/api/v5/prometheus/data_integration",
+            get(rules::prometheus),
+        );
     let (open, protected) = if state.ctx.config.prometheus.enable_basic_auth {
         (Router::new(), protected.merge(prometheus))
     } else {
         (prometheus, protected)
     };
-    let protected =
-        protected.route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
+    let protected = protected
+        .merge(rules::routes())
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
     Router::new()
         .merge(open)
         .route("/status", get(broker::status))

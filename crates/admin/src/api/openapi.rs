@@ -90,7 +90,7 @@ const ROUTES: &[(&str, &str, &str, &str, bool)] = &[
 /// The document.
 pub async fn document(st: St) -> Json<Value> {
     let mut paths = Map::new();
-    for (method, path, tag, summary, auth) in ROUTES {
+    for (method, path, tag, summary, auth) in ROUTES.iter().chain(super::rules::ROUTES) {
         let params: Vec<Value> = path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))

@@ -12,6 +12,7 @@ mod listeners;
 mod mqtt;
 mod ops;
 mod protocols;
+mod rules;
 mod storage;
 
 use std::path::PathBuf;
@@ -41,6 +42,7 @@ pub use ops::{
     RetainerConfig, RewriteAction, RewriteRule,
 };
 pub use protocols::{ListenerView, ProtocolSection};
+pub use rules::{ActionsConfig, ConnectorsConfig, RuleConfig, RuleEngineConfig};
 pub(crate) use dtls::check as dtls_check;
 pub use storage::{DurabilityMode, StorageConfig};
 
@@ -82,6 +84,12 @@ pub struct Config {
     pub prometheus: PrometheusConfig,
     /// `[psk_authentication]`: pre-shared keys for the DTLS listeners.
     pub psk_authentication: PskAuthenticationConfig,
+    /// `[rule_engine]`: rules over messages and events (EMQX rule SQL).
+    pub rule_engine: RuleEngineConfig,
+    /// `[connectors.<type>.<name>]`: connections the rules' sinks use.
+    pub connectors: ConnectorsConfig,
+    /// `[actions.<type>.<name>]`: sinks rules send to (`"http:<name>"`).
+    pub actions: ActionsConfig,
 }
 
 /// `[node]`
