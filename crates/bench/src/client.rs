@@ -51,6 +51,8 @@ pub struct Target {
     pub sources: Vec<IpAddr>,
     /// Keepalive sent in CONNECT, seconds.
     pub keep_alive: u16,
+    /// Username and password sent in CONNECT (benchmarks of the authenticators).
+    pub credentials: Option<(String, String)>,
 }
 
 impl Target {
@@ -67,6 +69,7 @@ impl Target {
             broker,
             sources,
             keep_alive,
+            credentials: None,
         }
     }
 
@@ -110,7 +113,11 @@ impl Target {
     ) -> Result<TcpStream, ConnectError> {
         let mut stream = self.tcp(n).await?;
         let mut out = BytesMut::with_capacity(64);
-        wire::connect(&mut out, client_id, self.keep_alive, clean);
+        let creds = self
+            .credentials
+            .as_ref()
+            .map(|(u, p)| (u.as_str(), p.as_str()));
+        wire::connect_as(&mut out, client_id, self.keep_alive, clean, creds);
         // SUBSCRIBE only after CONNACK, as ordinary clients do (MQTT-3.1.4 would allow
         // pipelining, but the tool measures what real clients see).
         let step = async {

@@ -66,6 +66,12 @@ struct Common {
     /// PID of the broker, to record its CPU seconds and RSS (Linux /proc).
     #[arg(long)]
     broker_pid: Option<u32>,
+    /// Username sent in CONNECT (with --password), to measure an authenticator.
+    #[arg(long, requires = "password")]
+    username: Option<String>,
+    /// Password sent in CONNECT (with --username).
+    #[arg(long, requires = "username")]
+    password: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -134,6 +140,10 @@ enum Command {
         /// How long to hold the connections once all are up.
         #[arg(long, default_value = "2s", value_parser = parse_duration)]
         hold: Duration,
+        /// Client ids are PREFIX-c0, PREFIX-c1, … (default: sb<pid>); a second run with the
+        /// same prefix reconnects the same clients (an authenticator's warm cache).
+        #[arg(long)]
+        client_prefix: Option<String>,
     },
     /// P publishers on TOPIC ({i} = publisher index), no subscribers.
     Pub {
@@ -300,7 +310,9 @@ fn resolve(common: &Common) -> anyhow::Result<client::Target> {
         .with_context(|| format!("resolving {}", common.broker))?
         .next()
         .with_context(|| format!("no address for {}", common.broker))?;
-    Ok(client::Target::new(addr, common.sources, common.keepalive))
+    let mut target = client::Target::new(addr, common.sources, common.keepalive);
+    target.credentials = common.username.clone().zip(common.password.clone());
+    Ok(target)
 }
 
 fn emit(common: &Common, mut result: report::BenchResult) {
@@ -492,6 +504,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             concurrency,
             conn_rate,
             hold,
+            client_prefix,
         } => {
             let target = resolve(&common)?;
             let plan = conn::ConnPlan {
@@ -501,7 +514,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 rate: conn_rate,
                 hold,
                 qos: common.qos,
-                client_prefix: format!("sb{}", std::process::id()),
+                client_prefix: client_prefix.unwrap_or_else(|| format!("sb{}", std::process::id())),
                 file_limit,
             };
             let broker = common.broker_pid.map(report::BrokerProc);

@@ -98,14 +98,34 @@ fn put_str(buf: &mut BytesMut, s: &[u8]) {
 
 /// Appends a CONNECT (MQTT 3.1.1, no will, no credentials).
 pub fn connect(buf: &mut BytesMut, client_id: &str, keep_alive: u16, clean: bool) {
+    connect_as(buf, client_id, keep_alive, clean, None);
+}
+
+/// Appends a CONNECT (MQTT 3.1.1, no will) with a username and password when given.
+pub fn connect_as(
+    buf: &mut BytesMut,
+    client_id: &str,
+    keep_alive: u16,
+    clean: bool,
+    credentials: Option<(&str, &str)>,
+) {
     let id = client_id.as_bytes();
+    let creds_len = credentials.map_or(0, |(u, p)| 4 + u.len() + p.len());
+    let mut flags = if clean { 0x02 } else { 0x00 };
+    if credentials.is_some() {
+        flags |= 0xC0;
+    }
     buf.put_u8(0x10);
-    put_len(buf, 10 + 2 + id.len());
+    put_len(buf, 10 + 2 + id.len() + creds_len);
     put_str(buf, b"MQTT");
     buf.put_u8(4);
-    buf.put_u8(if clean { 0x02 } else { 0x00 });
+    buf.put_u8(flags);
     buf.put_u16(keep_alive);
     put_str(buf, id);
+    if let Some((u, p)) = credentials {
+        put_str(buf, u.as_bytes());
+        put_str(buf, p.as_bytes());
+    }
 }
 
 /// Appends a SUBSCRIBE for one filter.
@@ -279,6 +299,15 @@ mod tests {
         b.clear();
         subscribe(&mut b, 1, "a/#", 1);
         assert_eq!(&b[..], &[0x82, 8, 0, 1, 0, 3, b'a', b'/', b'#', 1]);
+        b.clear();
+        connect_as(&mut b, "c", 60, true, Some(("u", "pw")));
+        assert_eq!(
+            &b[..],
+            &[
+                0x10, 20, 0, 4, b'M', b'Q', b'T', b'T', 4, 0xC2, 0, 60, 0, 1, b'c', 0, 1, b'u', 0,
+                2, b'p', b'w'
+            ]
+        );
     }
 
     #[test]
