@@ -12,6 +12,8 @@ pub mod columns;
 pub mod engine;
 pub mod eval;
 pub mod funcs;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod metrics;
 pub mod model;

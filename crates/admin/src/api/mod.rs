@@ -13,8 +13,8 @@ mod messages;
 mod openapi;
 mod ops;
 mod prometheus;
-mod rules;
 pub mod psk;
+mod rules;
 mod session;
 pub mod trace;
 

@@ -1,0 +1,1 @@
+SELECT CASE WHEN payload.a[1] > 0 THEN 'pos' ELSE concat('n', str(payload.a[-1])) END AS s, payload.a[1..2] AS r, 1 div 0 AS z FROM "#"

@@ -1,0 +1,1 @@
+FOREACH payload.a AS x DO x.b AS b, nth(1, payload.a) AS f INCASE is_map(x) FROM "t/#", "$events/message_delivered" WHERE topic =~ 't/+'

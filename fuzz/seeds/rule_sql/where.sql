@@ -1,0 +1,1 @@
+SELECT clientid, payload.temp AS t FROM "sensors/+/temp" WHERE payload.temp > 30
