@@ -434,7 +434,11 @@ async fn connect_v5(addr: SocketAddr, id: &str, user: &str, pw: &str) -> TcpStre
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jwt_expiry_disconnects_the_client() {
     let secret = b"switchyard-jwt-secret-0123456789";
-    let broker = Broker::start_with(
+    // MQTT-SN carries no password: the gateway's clientinfo_override gives it the token.
+    let start = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let sn_exp = start.as_secs() + 5;
+    let sn_token = jwt(secret, &json!({"exp": sn_exp}));
+    let broker = Broker::start_with(&format!(
         r#"
 [authentication]
 allow_anonymous = false
@@ -445,10 +449,18 @@ algorithm = "hmac-based"
 secret = "switchyard-jwt-secret-0123456789"
 from = "password"
 
+[gateway.mqttsn]
+enable_authn = true
+
+[gateway.mqttsn.clientinfo_override]
+password = "{sn_token}"
+
 [gateway.lwm2m]
 enable = false
-"#,
-    );
+"#
+    ));
+    let sn = SnClient::new(broker.listener("mqttsn:udp:default"), "sn-jwt").await;
+    sn.connect(true, 60).await;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
     // exp is whole seconds: at least two seconds ahead, so the CONNECT is surely before it.
     let exp = now.as_secs() + 3;
@@ -470,4 +482,18 @@ enable = false
         .expect("PINGRESP");
     assert_eq!(first, 0xD0);
     assert!(broker.log_contains("credentials expired"));
+    // The MQTT-SN client is told with a DISCONNECT once its token's exp passed.
+    let p = sn
+        .recv(Duration::from_secs(10))
+        .await
+        .expect("DISCONNECT at expiry");
+    let at = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    assert!(
+        matches!(p, switchyard_mqttsn::codec::Packet::Disconnect { .. }),
+        "{p:?}"
+    );
+    assert!(
+        at.as_secs() >= sn_exp,
+        "closed at {at:?}, before exp {sn_exp}"
+    );
 }

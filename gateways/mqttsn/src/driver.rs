@@ -339,11 +339,17 @@ async fn drive(task: ClientTask) {
         if p.closed {
             break;
         }
-        let (outbox, control, deliver, deadline) = {
+        let (outbox, control, deliver, deadline, expiry) = {
             let g = cell.inner.lock();
             let outbox = g.ch.session().map(|s| s.outbox.clone());
             let deliver = g.ch.can_deliver() && outbox.is_some();
-            (outbox, g.ch.control(), deliver, g.ch.next_deadline())
+            let expiry = g.ch.credentials_expire_at().map(|at| {
+                let left = at
+                    .duration_since(std::time::SystemTime::now())
+                    .unwrap_or_default();
+                now() + left
+            });
+            (outbox, g.ch.control(), deliver, g.ch.next_deadline(), expiry)
         };
         tokio::select! {
             biased;
@@ -355,9 +361,21 @@ async fn drive(task: ClientTask) {
             _ = cell.wake.notified() => {}
             _ = notified(outbox.as_deref()), if deliver => {}
             _ = sleep_until(deadline) => cell.inner.lock().ch.handle_tick(now()),
+            // Credentials that expire (a JWT's exp, an HTTP authenticator's expire_at) end
+            // the connection then, with a DISCONNECT.
+            _ = sleep_until(expiry), if expiry.is_some() => {
+                tracing::info!("credentials expired; disconnecting");
+                cell.inner.lock().ch.fail(CloseReason::NotAuthorized, true);
+            }
         }
     }
-    // The loop ends only right after a pass that sent the closing packets.
+    // The loop ends only right after a pass that sent the closing packets. The will is checked
+    // when it is published; an HTTP authorization source answers first, outside the lock.
+    let will_query = cell.inner.lock().ch.will_query(now());
+    if let Some(query) = will_query {
+        let answers = query.run().await;
+        cell.inner.lock().ch.accept_authz(answers);
+    }
     cell.inner.lock().ch.finish();
     {
         // Under the queue lock, so no datagram is queued after the flag is seen unset.

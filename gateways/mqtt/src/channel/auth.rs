@@ -152,6 +152,9 @@ impl Channel {
 
     /// What must be asked of a network source before the will can be checked at close.
     pub fn will_query(&self, now: Instant) -> Option<AuthzQuery> {
+        if !self.close.as_ref().is_some_and(CloseReason::publishes_will) {
+            return None;
+        }
         let will = self.will.as_ref()?;
         let acl = self.acl.as_ref().filter(|a| a.may_query())?;
         let m = &will.message;

@@ -141,6 +141,28 @@ impl Channel {
         }
     }
 
+    /// What must be asked of a network source before the will can be checked at close (the
+    /// driver awaits it before `finish`).
+    pub(crate) fn will_query(&self, now: Instant) -> Option<AuthzQuery> {
+        if !self.close.as_ref().is_some_and(CloseReason::publishes_will) {
+            return None;
+        }
+        let will = self.will.as_ref()?;
+        let acl = self.acl.as_ref().filter(|a| a.may_query())?;
+        let action = Action::Publish {
+            topic: will.topic.as_str(),
+            qos: will.qos,
+            retain: will.retain,
+        };
+        acl.query(&[action], now)
+    }
+
+    /// When the client's credentials expire (a JWT's `exp`, an HTTP authenticator's
+    /// `expire_at`): the driver disconnects the client then (DISCONNECT, as EMQX's MQTT does).
+    pub(crate) fn credentials_expire_at(&self) -> Option<std::time::SystemTime> {
+        self.acl.as_ref().and_then(|a| a.expire_at())
+    }
+
     /// The answers of an [`AuthzQuery`] this channel asked for.
     pub(crate) fn accept_authz(&mut self, answers: AuthzAnswers) {
         if let Some(acl) = self.acl.as_mut() {
