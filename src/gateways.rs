@@ -264,6 +264,7 @@ pub fn dtls_listener(
         handshake_timeout: o.handshake_timeout.as_std(),
         max_handshakes: usize::try_from(d.max_handshakes).unwrap_or(usize::MAX),
         psk: psk.cloned(),
+        cn_as_username: d.peer_cert_as_username == switchyard_config::PeerCertAsUsername::Cn,
     };
     DtlsListener::new(name, &settings).with_context(|| format!("listener {name}"))
 }

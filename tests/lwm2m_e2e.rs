@@ -458,11 +458,13 @@ async fn built_in_definitions_when_the_default_xml_dir_is_absent() {
 
 #[test]
 fn start_up_errors() {
+    // An enabled DTLS listener with neither a certificate nor pre-shared keys cannot start.
     let dtls = Broker::try_start(
-        "[gateway.lwm2m.listeners.dtls.default]\nbind = \"127.0.0.1:0\"\n",
+        "[gateway.lwm2m.listeners.dtls.default]\nenable = true\nbind = \"127.0.0.1:0\"\n",
         &[],
     );
-    assert!(dtls.is_err(), "listeners.dtls is refused until DTLS exists");
+    let err = dtls.err().unwrap_or_default();
+    assert!(err.contains("psk_authentication"), "{err}");
     let missing = Broker::try_start("[gateway.lwm2m]\nxml_dir = \"/nonexistent/xml\"\n", &[]);
     let err = missing.err().unwrap_or_default();
     assert!(err.contains("gateway.lwm2m.xml_dir"), "{err}");

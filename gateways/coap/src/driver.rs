@@ -57,7 +57,8 @@ impl DemuxGateway for CoapGateway {
             }
             _ => None,
         };
-        let q = channel::request::query(&first.packet).unwrap_or_default();
+        let mut q = channel::request::query(&first.packet).unwrap_or_default();
+        q.apply_peer(link.peer_identity());
         let info = channel::client_info(link.key(), &q, first.peer, self.settings.heartbeat);
         let span = tracing::info_span!("conn", peer = %first.peer, proto = "coap", client_id = %info.client_id);
         serve(self, link, info, first).instrument(span).await;
@@ -98,7 +99,8 @@ async fn serve(
     first: Request,
 ) {
     let info = Arc::new(info);
-    let (opened, prefix) = match admit(gw, &info, &first).await {
+    let identity = link.peer_identity().cloned();
+    let (opened, prefix) = match admit(gw, &info, &first, identity.as_ref()).await {
         Ok(admitted) => admitted,
         Err((reply, reason)) => {
             link.uplink().reply(first.exchange, reply).await;
@@ -110,6 +112,7 @@ async fn serve(
     attachment.report_connected();
     let control = attachment.control();
     let mut ch = Channel::new(gw.clone(), info, opened.session, attachment, prefix, now());
+    ch.set_peer_identity(identity);
     if let Some(query) = ch.authz_query(&first, now()) {
         ch.accept_authz(query.run().await);
     }
@@ -125,8 +128,9 @@ async fn admit(
     gw: &CoapGateway,
     info: &Arc<ClientInfo>,
     first: &Request,
+    identity: Option<&switchyard_net::PeerIdentity>,
 ) -> Result<(Opened, String), (Packet, CloseReason)> {
-    channel::login(gw, &first.packet, first.peer, now())
+    channel::login(gw, &first.packet, first.peer, identity, now())
         .await
         .map_err(|reply| (reply, CloseReason::NotAuthorized))?;
     let prefix = crate::settings::mount_prefix(

@@ -92,7 +92,8 @@ type Refusal = (Packet, Option<CloseReason>);
 
 /// One device from its Register until its channel closes.
 async fn serve(gw: &Lwm2mGateway, mut link: ClientLink<Lwm2mGateway>, first: Request) {
-    let (reg, info, prefix, opened) = match admit(gw, &first).await {
+    let identity = link.peer_identity().cloned();
+    let (reg, info, prefix, opened) = match admit(gw, &first, identity).await {
         Ok(admitted) => admitted,
         Err((reply, counted)) => {
             link.uplink().reply(first.exchange, reply).await;
@@ -129,10 +130,12 @@ async fn serve(gw: &Lwm2mGateway, mut link: ClientLink<Lwm2mGateway>, first: Req
 async fn admit(
     gw: &Lwm2mGateway,
     first: &Request,
+    identity: Option<switchyard_net::PeerIdentity>,
 ) -> Result<(Registration, Arc<ClientInfo>, String, Opened), Refusal> {
     let query = wire::uri_query(&first.packet).unwrap_or_default();
-    let reg = Registration::parse(&query, &first.packet.payload)
+    let mut reg = Registration::parse(&query, &first.packet.payload)
         .map_err(|reason| (login_failed(reason), None))?;
+    reg.peer = identity;
     channel::check_network(gw, &reg, first.peer).await;
     channel::authenticate(gw, &reg, first.peer, now())
         .map_err(|reason| (login_failed(reason), Some(CloseReason::NotAuthorized)))?;

@@ -25,6 +25,25 @@ pub struct Registration {
     pub alternate_path: String,
     /// Whether a link payload was ever given (objectList/alternatePath appear only then).
     pub has_links: bool,
+    /// On a DTLS listener, what the device's handshake proved; set by the driver, never read
+    /// from the wire. Its username (a PSK identity, or a mapped certificate CN) replaces
+    /// `imei`, and a PSK identity needs no password.
+    pub peer: Option<switchyard_net::PeerIdentity>,
+}
+
+impl Registration {
+    /// The username the device authenticates as: the DTLS identity, else `imei`.
+    pub fn username(&self) -> Option<&str> {
+        match self.peer.as_ref().and_then(|p| p.username()) {
+            Some(u) => Some(u),
+            None => self.params.get("imei").map(String::as_str),
+        }
+    }
+
+    /// Whether a DTLS-PSK handshake already proved who the device is.
+    pub fn psk_proven(&self) -> bool {
+        self.peer.as_ref().is_some_and(|p| p.is_psk())
+    }
 }
 
 /// Splits `k=v` query parts (percent-decoded).
@@ -62,6 +81,7 @@ impl Registration {
             object_list: Vec::new(),
             alternate_path: "/".into(),
             has_links: false,
+            peer: None,
         };
         r.set_links(payload);
         Ok(r)

@@ -5,7 +5,9 @@
 //! tests drive it step by step and inspect what it saw.
 //!
 //! Test knobs: [`Device::drop_next`] loses the next inbound datagrams (to see retransmission),
-//! [`Device::mute`] ignores every request (to see `coap_timeout`).
+//! [`Device::mute`] ignores every request (to see `coap_timeout`). [`Device::bind_dtls`] speaks
+//! DTLS-PSK instead (the client side of `switchyard_net::dtls`), for the gateway's DTLS
+//! listener.
 
 use crate::codec::tlv::{self, Kind, Tlv};
 use crate::codec::{format, text};
@@ -15,6 +17,7 @@ use std::time::{Duration, Instant};
 use switchyard_coap_transport::coap_lite::{CoapOption, MessageType, Packet};
 use switchyard_coap_transport::wire::{self, code};
 use switchyard_coap_transport::{error_response, response, Event, Request, Transport};
+use switchyard_net::dtls::client::{ClientAuth, ClientError, DtlsClient};
 use tokio::net::UdpSocket;
 
 fn now() -> Instant {
@@ -103,9 +106,55 @@ struct Observer {
     seq: u32,
 }
 
+/// How the device reaches the gateway.
+enum Link {
+    Plain(UdpSocket),
+    Dtls(Box<DtlsClient>),
+}
+
+impl Link {
+    async fn send_to(&mut self, bytes: &[u8], to: SocketAddr) {
+        match self {
+            Link::Plain(s) => {
+                let _ = s.send_to(bytes, to).await;
+            }
+            // One association, to the server: `to` is always the server.
+            Link::Dtls(c) => {
+                let _ = c.send(bytes).await;
+            }
+        }
+    }
+
+    /// One datagram; cancel-safe (what the DTLS client decrypted stays in its inbox).
+    async fn recv_from(
+        &mut self,
+        buf: &mut [u8],
+        server: SocketAddr,
+    ) -> std::io::Result<(usize, SocketAddr)> {
+        match self {
+            Link::Plain(s) => s.recv_from(buf).await,
+            Link::Dtls(c) => match c.recv(Duration::from_secs(24 * 3600)).await {
+                Ok(d) => {
+                    let n = d.len().min(buf.len());
+                    buf[..n].copy_from_slice(&d[..n]);
+                    Ok((n, server))
+                }
+                Err(e) => Err(std::io::Error::other(e.to_string())),
+            },
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        match self {
+            Link::Plain(s) => s.local_addr(),
+            Link::Dtls(c) => c.local_addr(),
+        }
+    }
+}
+
 /// The simulated device.
 pub struct Device {
-    socket: UdpSocket,
+    socket: Link,
     server: SocketAddr,
     transport: Transport<u8>,
     /// Endpoint name.
@@ -132,6 +181,30 @@ impl Device {
     /// A device talking to the gateway at `server` from a fresh local port.
     pub async fn bind(server: SocketAddr, endpoint: &str) -> std::io::Result<Device> {
         let socket = UdpSocket::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        Ok(Self::with_link(Link::Plain(socket), server, endpoint))
+    }
+
+    /// A device talking DTLS-PSK (`TLS_PSK_WITH_AES_128_CCM_8`, LwM2M's mandatory suite) to the
+    /// gateway's DTLS listener at `server`; the handshake is done when this returns.
+    pub async fn bind_dtls(
+        server: SocketAddr,
+        endpoint: &str,
+        identity: &str,
+        key: &[u8],
+    ) -> Result<Device, ClientError> {
+        let auth = ClientAuth::Psk {
+            identity: identity.as_bytes().to_vec(),
+            key: key.to_vec(),
+        };
+        let client = DtlsClient::connect(server, &auth, None, Duration::from_secs(10)).await?;
+        Ok(Self::with_link(
+            Link::Dtls(Box::new(client)),
+            server,
+            endpoint,
+        ))
+    }
+
+    fn with_link(socket: Link, server: SocketAddr, endpoint: &str) -> Device {
         let mut values = BTreeMap::new();
         let s = |v: &str| SimValue::Str(v.into());
         values.insert((3, 0, 0), s("Switchyard"));
@@ -143,7 +216,7 @@ impl Device {
         values.insert((3, 0, 16), s("UQ"));
         values.insert((3303, 0, 5700), SimValue::Float(21.5));
         values.insert((3303, 0, 5701), s("Cel"));
-        Ok(Device {
+        Device {
             socket,
             server,
             transport: Transport::new(Default::default()),
@@ -158,7 +231,7 @@ impl Device {
             ignored: 0,
             location: None,
             last_reply: None,
-        })
+        }
     }
 
     /// The device's local address.
@@ -178,7 +251,7 @@ impl Device {
 
     async fn flush(&mut self) {
         while let Some((addr, bytes)) = self.transport.poll_transmit() {
-            let _ = self.socket.send_to(&bytes, addr).await;
+            self.socket.send_to(&bytes, addr).await;
         }
     }
 
@@ -281,7 +354,7 @@ impl Device {
             .map(tokio::time::Instant::from_std)
             .map_or(deadline, |t| t.min(deadline));
         let events = tokio::select! {
-            r = self.socket.recv_from(&mut buf) => match r {
+            r = self.socket.recv_from(&mut buf, self.server) => match r {
                 Ok((n, peer)) => {
                     if self.drop_next > 0 {
                         self.drop_next -= 1;

@@ -468,7 +468,8 @@ impl Receiver {
         from: SocketAddr,
     ) {
         let gw = self.shared.gw.clone();
-        let ch = Channel::new(gw.bus.clone(), gw.settings.clone(), from, now());
+        let mut ch = Channel::new(gw.bus.clone(), gw.settings.clone(), from, now());
+        ch.set_peer_identity(self.socket.peer_identity(&from));
         let cell = ClientCell::new(ch, (first, from));
         let route = Route {
             task,

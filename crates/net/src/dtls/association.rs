@@ -44,8 +44,8 @@ pub trait Association: Send {
     fn handle_timeout(&mut self, now: Instant) -> Result<(), AssocError>;
     /// Queues close_notify; the association is finished afterwards.
     fn close(&mut self, now: Instant);
-    /// Who the peer proved to be, once established.
-    fn identity(&self) -> PeerIdentity;
+    /// Who the peer proved to be, once established; `cn_as_username` is the listener's policy.
+    fn identity(&self, cn_as_username: bool) -> PeerIdentity;
 }
 
 /// One `rtc-dtls` endpoint per peer: the library's endpoint multiplexes by address too, but its
@@ -114,7 +114,7 @@ impl Association for RtcAssociation {
         let _ = self.endpoint.stop(now, self.remote);
     }
 
-    fn identity(&self) -> PeerIdentity {
+    fn identity(&self, cn_as_username: bool) -> PeerIdentity {
         match self.endpoint.get_connection_state(self.remote) {
             Some(state) if !state.identity_hint.is_empty() => {
                 PeerIdentity::Psk(String::from_utf8_lossy(&state.identity_hint).into_owned())
@@ -122,6 +122,7 @@ impl Association for RtcAssociation {
             Some(state) => match state.peer_certificates.first() {
                 Some(der) => PeerIdentity::Certificate {
                     common_name: super::common_name(der),
+                    cn_as_username,
                 },
                 None => PeerIdentity::Anonymous,
             },

@@ -243,6 +243,28 @@ impl DtlsClient {
     }
 }
 
+/// The first datagram a PSK client sends `server` (its ClientHello), for load and flood tests
+/// that must look like real clients to the server without completing a handshake.
+pub fn client_hello(server: SocketAddr, identity: &[u8]) -> Result<Vec<u8>, ClientError> {
+    let provider = rtc_dtls::crypto_provider::default_provider().map_err(dtls)?;
+    let config = ConfigBuilder::default()
+        .with_crypto_provider(provider)
+        .with_psk(Some(Arc::new(|_hint: &[u8]| Ok(vec![0u8; 16]))))
+        .with_psk_identity_hint(Some(identity.to_vec()))
+        .with_cipher_suites(vec![CipherSuiteId::Tls_Psk_With_Aes_128_Ccm_8])
+        .build(true, Some(server))
+        .map_err(dtls)?;
+    let local: SocketAddr = "127.0.0.1:1".parse().map_err(dtls)?;
+    let mut endpoint = Endpoint::new(local, rtc_shared::TransportProtocol::UDP, None);
+    endpoint
+        .connect(std::time::Instant::now(), server, Arc::new(config), None)
+        .map_err(dtls)?;
+    endpoint
+        .poll_transmit()
+        .map(|t| t.message.to_vec())
+        .ok_or_else(|| dtls("no ClientHello produced"))
+}
+
 fn client_certificate(
     cert: &str,
     key: &str,

@@ -73,6 +73,8 @@ pub struct DtlsSettings {
     pub max_handshakes: usize,
     /// Pre-shared keys; `None` = no PSK suites.
     pub psk: Option<PskStore>,
+    /// A client certificate's CN becomes the username (`peer_cert_as_username = "cn"`).
+    pub cn_as_username: bool,
 }
 
 /// Why a DTLS listener cannot start.
@@ -107,20 +109,24 @@ pub enum PeerIdentity {
     Certificate {
         /// Subject CN.
         common_name: Option<String>,
+        /// Whether the listener makes the CN the username (`peer_cert_as_username = "cn"`).
+        cn_as_username: bool,
     },
     /// A certificate handshake without a client certificate.
     Anonymous,
 }
 
 impl PeerIdentity {
-    /// The username this identity stands for: the PSK identity always (the key proved it), the
-    /// certificate's CN only when the listener maps it (`cn_as_username`).
-    pub fn username(&self, cn_as_username: bool) -> Option<&str> {
+    /// The username this identity stands for, replacing the one the protocol carries: the PSK
+    /// identity always (the key proved it), the certificate's CN only when the listener maps
+    /// it (`peer_cert_as_username = "cn"`).
+    pub fn username(&self) -> Option<&str> {
         match self {
             PeerIdentity::Psk(id) => Some(id),
             PeerIdentity::Certificate {
                 common_name: Some(cn),
-            } if cn_as_username => Some(cn),
+                cn_as_username: true,
+            } => Some(cn),
             _ => None,
         }
     }
@@ -269,6 +275,7 @@ pub struct DtlsListener {
     pub(crate) config: Arc<HandshakeConfig>,
     pub(crate) handshake_timeout: Duration,
     pub(crate) max_handshakes: usize,
+    pub(crate) cn_as_username: bool,
     pub(crate) stats: Arc<DtlsStats>,
 }
 
@@ -357,6 +364,7 @@ impl DtlsListener {
             config: Arc::new(config),
             handshake_timeout: s.handshake_timeout,
             max_handshakes: s.max_handshakes.max(1),
+            cn_as_username: s.cn_as_username,
             stats,
         })
     }

@@ -256,7 +256,7 @@ impl Server {
             return;
         };
         p.established = true;
-        let identity = p.assoc.identity();
+        let identity = p.assoc.identity(self.listener.cn_as_username);
         self.handshaking = self.handshaking.saturating_sub(1);
         let stats = &self.listener.stats;
         stats.handshaking.fetch_sub(1, Ordering::Relaxed);

@@ -22,6 +22,7 @@ fn psk_settings(store: &PskStore) -> DtlsSettings {
         handshake_timeout: Duration::from_secs(15),
         max_handshakes: DEFAULT_MAX_HANDSHAKES,
         psk: Some(store.clone()),
+        cn_as_username: true,
     }
 }
 
@@ -47,8 +48,8 @@ fn echo_server(settings: &DtlsSettings, cancel: &CancellationToken) -> (SocketAd
         let mut buf = vec![0u8; 2048];
         while let Ok((n, from)) = ds.recv_from(&mut buf).await {
             let who = match sender.peer_identity(&from) {
-                Some(PeerIdentity::Psk(id)) => id,
-                other => format!("{other:?}"),
+                Some(id) => id.username().unwrap_or("anonymous").to_owned(),
+                None => "plain".to_owned(),
             };
             let mut reply = format!("{who}:").into_bytes();
             reply.extend_from_slice(&buf[..n]);
@@ -209,6 +210,12 @@ fn emqx_psk_file_lines() {
 
 #[test]
 fn only_a_client_hello_may_create_state() {
+    let addr: SocketAddr = "127.0.0.1:5684".parse().expect("addr");
+    let real = super::client::client_hello(addr, b"id").expect("hello");
+    assert!(
+        server::is_client_hello(&real),
+        "the library's own ClientHello"
+    );
     let mut hello = vec![22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 50, 1];
     assert!(server::is_client_hello(&hello));
     hello[13] = 2;

@@ -126,6 +126,8 @@ pub struct Channel {
     last_seen: Instant,
     /// The ACL as it applies to this client, set by its latest successful authentication.
     acl: Option<ClientAcl>,
+    /// On a DTLS listener, what the client's handshake proved (applied to every request).
+    peer_identity: Option<switchyard_net::PeerIdentity>,
 }
 
 /// Identity of a new client from its first request.
@@ -171,9 +173,11 @@ pub async fn login(
     gw: &CoapGateway,
     packet: &Packet,
     peer: SocketAddr,
+    identity: Option<&switchyard_net::PeerIdentity>,
     now: Instant,
 ) -> Result<(), Packet> {
-    let q = request::query(packet).map_err(|(c, t)| error_response(c, t))?;
+    let mut q = request::query(packet).map_err(|(c, t)| error_response(c, t))?;
+    q.apply_peer(identity);
     let ban = gw.settings.security.banned.check_connect(
         q.clientid.as_deref().unwrap_or_default(),
         q.username.as_deref(),
@@ -186,7 +190,8 @@ pub async fn login(
     }
     let creates = matches!(request::resource(packet), Ok(Resource::Connection))
         && wire::code_of(packet) == code::POST;
-    if !creates || !gw.settings.enable_authn {
+    // A DTLS-PSK identity is proven by the handshake: no password check follows.
+    if !creates || !gw.settings.enable_authn || q.dtls_proven {
         return Ok(());
     }
     let Some(id) = q.clientid.clone() else {
@@ -222,6 +227,10 @@ pub fn authenticate(
     client_id: &str,
     peer: SocketAddr,
 ) -> Result<bool, &'static str> {
+    if q.dtls_proven {
+        // The DTLS-PSK handshake proved the identity (the username); never a superuser.
+        return Ok(false);
+    }
     let creds = Credentials {
         client_id,
         username: q.username.as_deref(),
@@ -267,7 +276,14 @@ impl Channel {
             next_nid: 1,
             last_seen: now,
             acl: None,
+            peer_identity: None,
         }
+    }
+
+    /// What the client's DTLS handshake proved (`None` over plain UDP): its username replaces
+    /// the query's on every request, and a PSK identity needs no password.
+    pub fn set_peer_identity(&mut self, identity: Option<switchyard_net::PeerIdentity>) {
+        self.peer_identity = identity;
     }
 
     /// Where the client last spoke from (after its identity was checked).
@@ -303,10 +319,11 @@ impl Channel {
             return;
         }
         let ex = req.exchange;
-        let q = match request::query(&req.packet) {
+        let mut q = match request::query(&req.packet) {
             Ok(q) => q,
             Err(r) => return self.refuse(&ex, r),
         };
+        q.apply_peer(self.peer_identity.as_ref());
         let res = request::resource(&req.packet);
         let is_connection = matches!(res, Ok(Resource::Connection));
         let method = wire::code_of(&req.packet);

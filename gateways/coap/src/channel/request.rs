@@ -35,6 +35,25 @@ pub struct Query {
     pub nl: Option<String>,
     /// `rh`, unchecked.
     pub rh: Option<String>,
+    /// The client proved its identity in a DTLS-PSK handshake: `username` is that identity and
+    /// no password is checked (docs/coap.md, DTLS).
+    pub dtls_proven: bool,
+}
+
+impl Query {
+    /// Applies what a DTLS handshake proved: its username (a PSK identity, or a certificate's
+    /// CN where the listener maps it) replaces the query's, and a PSK identity needs no
+    /// password. Nothing changes over plain UDP.
+    pub fn apply_peer(&mut self, identity: Option<&switchyard_net::PeerIdentity>) {
+        let Some(id) = identity else { return };
+        if let Some(user) = id.username() {
+            self.username = Some(user.to_owned());
+        }
+        if id.is_psk() {
+            self.password = None;
+            self.dtls_proven = true;
+        }
+    }
 }
 
 /// A request refused before it reached a handler: the code and diagnostic payload.

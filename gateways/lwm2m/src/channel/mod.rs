@@ -137,7 +137,7 @@ pub fn client_info(reg: &Registration, peer: SocketAddr) -> ClientInfo {
     ClientInfo {
         namespace: NAMESPACE,
         client_id: client_id.as_str().into(),
-        username: Some(p.get("imei").unwrap_or(&reg.ep).clone()),
+        username: Some(reg.username().unwrap_or(&reg.ep).to_owned()),
         peer: Some(peer),
         proto_name: "LwM2M",
         proto_ver: 1,
@@ -176,7 +176,7 @@ pub fn authenticate(
     let p = &reg.params;
     let client_id = p.get("device_id").unwrap_or(&reg.ep);
     // Banned (or flapping) devices are refused before authentication: 4.00 `Login Failed: banned`.
-    let username = p.get("imei").unwrap_or(&reg.ep);
+    let username = reg.username().unwrap_or(&reg.ep);
     if let Some(ban) =
         s.security
             .banned
@@ -185,9 +185,13 @@ pub fn authenticate(
         tracing::info!(%peer, ep = %reg.ep, reason = ban.reason, "LwM2M register refused: banned");
         return Err("banned");
     }
+    if reg.psk_proven() {
+        // The DTLS-PSK handshake proved the identity: no password check follows.
+        return Ok(());
+    }
     let creds = switchyard_auth::Credentials {
         client_id,
-        username: p.get("imei").map(String::as_str),
+        username: reg.username(),
         password: p.get("password").map(|pw| pw.as_bytes()),
         peer_ip: Some(peer.ip()),
         listener_authn_enabled: s.enable_authn,
@@ -208,13 +212,13 @@ pub fn authenticate(
 /// Nothing to do when the chain has none.
 pub async fn check_network(gw: &Lwm2mGateway, reg: &Registration, peer: SocketAddr) {
     let s = &gw.settings;
-    if !s.enable_authn || s.security.chain.is_local() {
+    if !s.enable_authn || s.security.chain.is_local() || reg.psk_proven() {
         return;
     }
     let p = &reg.params;
     let creds = switchyard_auth::OwnedCredentials {
         client_id: p.get("device_id").unwrap_or(&reg.ep).clone(),
-        username: p.get("imei").cloned(),
+        username: reg.username().map(str::to_owned),
         password: p.get("password").map(|pw| pw.clone().into_bytes()),
         peer_ip: Some(peer.ip()),
         listener_authn_enabled: true,
@@ -352,10 +356,12 @@ impl Channel {
     }
 
     fn reregister(&mut self, ex: &Exchange, query: &[String], payload: &[u8], now: Instant) {
-        let reg = match Registration::parse(query, payload) {
+        let mut reg = match Registration::parse(query, payload) {
             Ok(r) => r,
             Err(reason) => return self.reply(ex, login_failed(reason)),
         };
+        // Same association, same proven identity.
+        reg.peer = self.reg.peer.clone();
         if let Err(reason) = authenticate(&self.gw, &reg, self.peer, now) {
             return self.reply(ex, login_failed(reason));
         }

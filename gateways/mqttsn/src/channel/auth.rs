@@ -90,6 +90,18 @@ impl Channel {
         }
     }
 
+    /// Admits a client whose DTLS-PSK handshake proved its identity: its ACL view, never a
+    /// superuser.
+    pub(crate) fn admit_proven(&mut self, client_id: &str, username: Option<&str>) {
+        let ctx = switchyard_auth::ClientCtx {
+            client_id: client_id.to_owned(),
+            username: username.map(str::to_owned),
+            peer_ip: Some(self.peer.ip()),
+            superuser: false,
+        };
+        self.acl = Some(self.settings.security.authz.client(ctx));
+    }
+
     /// Checks a PUBLISH or SUBSCRIBE (client-visible topic, before the mountpoint) against the
     /// ACL. With `deny_action = "disconnect"` a denial also closes the client (DISCONNECT).
     pub(crate) fn authorize(&mut self, action: Action<'_>, now: Instant) -> Decision {

@@ -127,12 +127,18 @@ impl Channel {
         let Some(p) = self.pending.clone() else {
             return;
         };
-        let username = self
-            .settings
-            .username
-            .as_deref()
-            .map(|t| render(t, &p.client_id, None));
-        if self.wants_async_check(&p.client_id, username.as_deref()) {
+        // A DTLS identity (PSK, or a mapped certificate CN) is the username; a PSK one is
+        // proven by the handshake, so no password check follows.
+        let proven = self.peer_identity.as_ref().is_some_and(|i| i.is_psk());
+        let username = match self.peer_identity.as_ref().and_then(|i| i.username()) {
+            Some(u) => Some(u.to_owned()),
+            None => self
+                .settings
+                .username
+                .as_deref()
+                .map(|t| render(t, &p.client_id, None)),
+        };
+        if !proven && self.wants_async_check(&p.client_id, username.as_deref()) {
             // The driver awaits the chain and calls `on_verdict`, which comes back here.
             return;
         }
@@ -150,7 +156,9 @@ impl Channel {
             self.fail(CloseReason::NotAuthorized, false);
             return;
         }
-        if !self.authenticate(&p.client_id, username.as_deref()) {
+        if proven {
+            self.admit_proven(&p.client_id, username.as_deref());
+        } else if !self.authenticate(&p.client_id, username.as_deref()) {
             // docs/mqtt-sn.md §2.4, §2.6: authentication failed → CONNACK 0x80, then close.
             self.connack(rc::NOT_AUTHORIZED);
             self.fail(CloseReason::NotAuthorized, false);

@@ -123,6 +123,8 @@ pub struct Channel {
     pub(crate) topics: TopicRegistry,
     /// The ACL as it applies to this client, once authenticated.
     pub(crate) acl: Option<switchyard_auth::ClientAcl>,
+    /// On a DTLS listener, what the client's handshake proved (see `connect.rs`).
+    pub(crate) peer_identity: Option<switchyard_net::PeerIdentity>,
     /// The last inbound topic id resolved: (id type, id), client topic, mounted topic.
     pub(crate) last_topic: Option<(
         (crate::codec::TopicIdType, u16),
@@ -166,9 +168,16 @@ impl Channel {
             inflight_topic: None,
             topics: TopicRegistry::default(),
             acl: None,
+            peer_identity: None,
             last_topic: None,
             clock: now,
         }
+    }
+
+    /// What the client's DTLS handshake proved (`None` over plain UDP): its username replaces
+    /// `clientinfo_override.username`, and a PSK identity needs no password.
+    pub fn set_peer_identity(&mut self, identity: Option<switchyard_net::PeerIdentity>) {
+        self.peer_identity = identity;
     }
 
     /// Where replies go: the source of the latest datagram (NAT rebinding follows the client).
