@@ -4,7 +4,10 @@
 # (contents: the binary, /etc/switchyard with switchyard.toml, acl.toml and the LwM2M object
 # files, the systemd unit, /var/lib/switchyard), the unit's readiness and limits, and the
 # packaged binary accepting the packaged configuration. With --image it also builds the
-# container image (Dockerfile) with podman, or docker when its daemon answers.
+# container image (Dockerfile) with podman, or docker when its daemon answers. With
+# --static-image it builds the FROM scratch image (Dockerfile.static) around the static musl
+# binary of scripts/build-static.sh with podman and checks it: started on free ports, it
+# answers /api/v5/status and an MQTT publish, and stops cleanly on SIGTERM.
 #
 # Usage: scripts/package.sh [--release | --debug | --binary PATH] [--out DIR] [--image]
 #   --release      package target/release/switchyard (the default; build it first with
@@ -13,6 +16,10 @@
 #   --binary PATH  package that binary (e.g. a static musl build)
 #   --out DIR      where the .deb goes (default target/package)
 #   --image        also build the container image switchyard:<version>
+#   --static-image also build and check switchyard:<version>-static (podman; extra podman
+#                  flags from PODMAN_FLAGS, e.g. "--storage-driver vfs --runtime runc
+#                  --cgroup-manager cgroupfs" inside a container; run flags from
+#                  PODMAN_RUN_FLAGS, e.g. "--ulimit nofile=10000:10000 --ulimit nproc=1000:1000")
 #
 # Needs: bash, cargo (for `cargo metadata`), python3, dpkg-deb; strip and objdump (binutils)
 # when present. Prints the path of the .deb on its last line.
@@ -27,6 +34,7 @@ profile="release"
 binary=""
 out="target/package"
 image=0
+static_image=0
 while [ "$#" -gt 0 ]; do
     case "$1" in
         --release) profile="release" ;;
@@ -34,7 +42,8 @@ while [ "$#" -gt 0 ]; do
         --binary) [ "$#" -ge 2 ] || die "--binary needs a path"; binary="$2"; shift ;;
         --out) [ "$#" -ge 2 ] || die "--out needs a directory"; out="$2"; shift ;;
         --image) image=1 ;;
-        -h | --help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --static-image) static_image=1 ;;
+        -h | --help) sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument: $1 (see --help)" ;;
     esac
     shift
@@ -182,6 +191,48 @@ if [ "$image" -eq 1 ]; then
     else
         log "neither podman nor a docker daemon: image not built"
     fi
+fi
+
+if [ "$static_image" -eq 1 ]; then
+    command -v podman >/dev/null 2>&1 || die "--static-image needs podman"
+    static_bin="target/x86_64-unknown-linux-musl/release/switchyard"
+    [ -x "$static_bin" ] || die "no $static_bin: run scripts/build-static.sh first"
+    scripts/packaged-config.sh config/switchyard.toml target/package/switchyard.toml
+    tag="switchyard:$version-static"
+    # shellcheck disable=SC2086 # word splitting of the flag lists is wanted
+    podman ${PODMAN_FLAGS:-} build --format docker -q -f Dockerfile.static -t "$tag" . >/dev/null
+    log "built image $tag"
+    free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+    api=$(free_port)
+    mqtt=$(free_port)
+    name="switchyard-check-$$"
+    # shellcheck disable=SC2086
+    podman ${PODMAN_FLAGS:-} run -d --name "$name" --network host ${PODMAN_RUN_FLAGS:-} \
+        -e SWITCHYARD_DASHBOARD__LISTENERS__HTTP__BIND="127.0.0.1:$api" \
+        -e SWITCHYARD_LISTENERS__TCP__DEFAULT__BIND="127.0.0.1:$mqtt" \
+        -e SWITCHYARD_LISTENERS__WS__DEFAULT__ENABLE=false \
+        -e SWITCHYARD_GATEWAY__MQTTSN__ENABLE=false -e SWITCHYARD_GATEWAY__COAP__ENABLE=false \
+        -e SWITCHYARD_GATEWAY__LWM2M__ENABLE=false "$tag" >/dev/null
+    # shellcheck disable=SC2086
+    cleanup_container() { podman ${PODMAN_FLAGS:-} rm -f "$name" >/dev/null 2>&1 || true; }
+    trap cleanup_container EXIT
+    up=""
+    for _ in $(seq 1 100); do
+        if curl -fsS "http://127.0.0.1:$api/api/v5/status" >/dev/null 2>&1; then up=1; break; fi
+        sleep 0.1
+    done
+    # shellcheck disable=SC2086
+    [ -n "$up" ] || { podman ${PODMAN_FLAGS:-} logs "$name" >&2 || true; die "the image did not answer /api/v5/status"; }
+    if command -v mosquitto_pub >/dev/null 2>&1; then
+        mosquitto_pub -h 127.0.0.1 -p "$mqtt" -q 1 -t package/check -m ok \
+            || die "the image refused an MQTT publish"
+    fi
+    # shellcheck disable=SC2086
+    podman ${PODMAN_FLAGS:-} stop -t 15 "$name" >/dev/null
+    # shellcheck disable=SC2086
+    podman ${PODMAN_FLAGS:-} logs "$name" 2>&1 | grep -q 'switchyard::startup: stopped' \
+        || die "the container did not stop cleanly on SIGTERM"
+    log "image $tag: served the API and MQTT, stopped cleanly on SIGTERM"
 fi
 
 echo "$deb"
