@@ -474,3 +474,19 @@ fn lists_of_tables_from_the_environment() {
     assert_eq!(c.rewrite[0].dest_topic, "y/$1");
     assert_eq!(c.rewrite[0].action, crate::RewriteAction::Publish);
 }
+
+/// `[[authorization.sources]]` from the file and from the environment (the README's example).
+#[test]
+fn authorization_sources_from_file_and_environment() {
+    let vars = env(&[(
+        "SWITCHYARD_AUTHORIZATION__SOURCES",
+        r#"[{type="http",method="post",url="http://127.0.0.1:8080/authz"},{type="file"}]"#,
+    )]);
+    let c = load_from(None, vars).expect("load");
+    assert_eq!(c.authorization.sources.len(), 2);
+    assert_eq!(
+        c.authorization.sources[0].get("type").and_then(|v| v.as_str()),
+        Some("http")
+    );
+    assert!(Config::default().authorization.sources.is_empty());
+}
