@@ -498,3 +498,69 @@ async fn api_made_rules_survive_sigkill() {
     assert_eq!(got.topic, "kept/k/1");
     node.stop();
 }
+
+#[tokio::test]
+async fn rules_and_webhook_from_the_config_file() {
+    let (addr, mut rx) = webhook_server().await;
+    let toml = format!(
+        r##"
+[rule_engine.rules.from_file]
+sql = 'SELECT payload.v AS v, clientid FROM "cfg/#"'
+actions = ["http:filehook", {{ function = "republish", args = {{ topic = "cfg_out/${{clientid}}", payload = "v=${{v}}" }} }}]
+description = "made in the file"
+
+[rule_engine.rules.sys_watch]
+sql = 'SELECT topic FROM "#"'
+actions = [{{ function = "republish", args = {{ topic = "seen_sys", payload = "${{topic}}" }} }}]
+
+[connectors.http.filehook]
+url = "http://{addr}/file"
+
+[actions.http.filehook]
+connector = "filehook"
+parameters = {{ body = '{{"v": ${{v}}}}' }}
+"##
+    );
+    let broker = Broker::start_with(&toml);
+    let api = Api::ready(&broker).await;
+    let (s, v) = api.get("/api/v5/rules/from_file").await;
+    assert_eq!(
+        (s, v["description"].clone()),
+        (StatusCode::OK, json!("made in the file"))
+    );
+    let mut sub = Client::connect(broker.mqtt_addr(), "cfgsub").await;
+    sub.subscribe("cfg_out/#", QoS::AtLeastOnce).await;
+    let mut sys = Client::connect(broker.mqtt_addr(), "syswatch").await;
+    sys.subscribe("seen_sys", QoS::AtLeastOnce).await;
+    let mut dev = Client::connect(broker.mqtt_addr(), "cfgdev").await;
+    dev.publish("cfg/1", QoS::AtLeastOnce, false, br#"{"v": 7}"#)
+        .await;
+    let p = sub.expect_publish("republished by the file's rule").await;
+    assert_eq!(
+        (p.topic.as_str(), text(&p).as_str()),
+        ("cfg_out/cfgdev", "v=7")
+    );
+    let (path, body) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((path.as_str(), body.as_str()), ("/file", "{\"v\": 7}"));
+    // ignore_sys_message (default true): "#" never sees the $SYS presence messages of these
+    // connects, only ordinary topics.
+    let mut topics = Vec::new();
+    while !topics.iter().any(|t| t == "cfg/1") {
+        let p = sys.expect_publish("sys_watch output").await;
+        topics.push(text(&p));
+    }
+    topics.extend(
+        sys.publishes_for(Duration::from_millis(200))
+            .await
+            .iter()
+            .map(text),
+    );
+    assert!(topics.iter().all(|t| !t.starts_with("$SYS")), "{topics:?}");
+    // A bad SQL in the file stops the node with the position.
+    let bad = Broker::try_start("[rule_engine.rules.bad]\nsql = 'SELECT * FRM \"t\"'\n", &[]);
+    let err = bad.err().unwrap_or_default();
+    assert!(err.contains("line 1, column 10"), "{err}");
+}

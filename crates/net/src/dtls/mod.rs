@@ -20,8 +20,6 @@
 
 pub mod association;
 pub mod client;
-#[doc(hidden)]
-pub mod fuzzing;
 mod server;
 
 pub(crate) use server::serve;
