@@ -2,7 +2,7 @@
 //! what the transport sends, shared by the CoAP and LwM2M harnesses, which both send through it;
 //! a client's session open as the demux drivers do it ([`open_client`]); the socket task's side
 //! of the demux that both channel harnesses drive ([`DemuxWorld`]); and the transport's own
-//! target, [`transport`] (the body of the `coap_transport` cargo-fuzz target in `fuzz/`,
+//! target, `transport` (the body of the `coap_transport` cargo-fuzz target in `fuzz/`,
 //! replayed over its committed seeds `fuzz/seeds/coap_transport/` by the unit test below, so
 //! `cargo test` checks it on stable).
 //!

@@ -20,6 +20,8 @@
 
 pub mod association;
 pub mod client;
+#[doc(hidden)]
+pub mod fuzzing;
 mod server;
 
 pub(crate) use server::serve;

@@ -156,8 +156,21 @@ impl Server {
             return;
         };
         p.last_seen = t;
-        let result = p.assoc.handle_datagram(t, data);
+        // The library parses what the peer sent: a panic in it ends that peer's association,
+        // never this task, which serves every peer of the socket.
+        let assoc = &mut p.assoc;
+        let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            assoc.handle_datagram(t, data)
+        }));
         let unknown = take_unknown_identity();
+        let Ok(result) = handled else {
+            tracing::warn!(listener = %self.id, peer = %from, "DTLS library panicked on a datagram: peer dropped");
+            self.fail(from, Failure::Error);
+            return;
+        };
+        let Some(p) = self.peers.get_mut(&from) else {
+            return;
+        };
         let mut established_now = false;
         let mut closed = false;
         let mut app = Vec::new();
