@@ -96,11 +96,6 @@ fn put_str(buf: &mut BytesMut, s: &[u8]) {
     buf.put_slice(&s[..s.len().min(usize::from(u16::MAX))]);
 }
 
-/// Appends a CONNECT (MQTT 3.1.1, no will, no credentials).
-pub fn connect(buf: &mut BytesMut, client_id: &str, keep_alive: u16, clean: bool) {
-    connect_as(buf, client_id, keep_alive, clean, None);
-}
-
 /// Appends a CONNECT (MQTT 3.1.1, no will) with a username and password when given.
 pub fn connect_as(
     buf: &mut BytesMut,
@@ -291,7 +286,7 @@ mod tests {
     #[test]
     fn connect_and_subscribe_layout() {
         let mut b = BytesMut::new();
-        connect(&mut b, "c1", 60, true);
+        connect_as(&mut b, "c1", 60, true, None);
         assert_eq!(
             &b[..],
             &[0x10, 14, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 2, b'c', b'1']

@@ -162,7 +162,7 @@ impl ClientCell {
         // queued for the client's own task: the receiver serves every client and never waits.
         let Some(mut g) = inner.filter(|g| {
             (g.ch.session().is_some() || g.ch.close_reason().is_some())
-                && g.ch.authz_query(&packet, now()).is_none()
+                && !(g.ch.authz_may_query() && g.ch.authz_query(&packet, now()).is_some())
         }) else {
             if queue.len() >= CLIENT_QUEUE {
                 return Offered::Full;
@@ -272,7 +272,12 @@ fn pass(cell: &ClientCell) -> Pass {
         let Some((packet, from)) = cell.queue.lock().pop_front() else {
             break;
         };
-        if let Some(query) = inner.ch.authz_query(&packet, now()) {
+        let query = inner
+            .ch
+            .authz_may_query()
+            .then(|| inner.ch.authz_query(&packet, now()))
+            .flatten();
+        if let Some(query) = query {
             cell.queue.lock().push_front((packet, from));
             authz = Some(query);
             break;
@@ -349,7 +354,13 @@ async fn drive(task: ClientTask) {
                     .unwrap_or_default();
                 now() + left
             });
-            (outbox, g.ch.control(), deliver, g.ch.next_deadline(), expiry)
+            (
+                outbox,
+                g.ch.control(),
+                deliver,
+                g.ch.next_deadline(),
+                expiry,
+            )
         };
         tokio::select! {
             biased;

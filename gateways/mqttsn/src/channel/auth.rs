@@ -153,6 +153,12 @@ impl Channel {
         }
     }
 
+    /// Whether a check may need an HTTP source's answer at all (one flag test): the receiver's
+    /// hot path asks this before it reads the clock for [`Channel::authz_query`].
+    pub(crate) fn authz_may_query(&self) -> bool {
+        self.acl.as_ref().is_some_and(|a| a.may_query())
+    }
+
     /// What must be asked of a network source before the will can be checked at close (the
     /// driver awaits it before `finish`).
     pub(crate) fn will_query(&self, now: Instant) -> Option<AuthzQuery> {
