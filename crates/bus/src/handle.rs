@@ -48,6 +48,8 @@ pub(crate) struct Inner {
     /// The event tap (the rule engine listens there); costs one atomic load per emit point
     /// while nothing listens.
     pub(crate) events: Arc<crate::events::EventHub>,
+    /// The link to other nodes, when clustered ([`BusHandle::set_peer`]).
+    pub(crate) peer: std::sync::OnceLock<Arc<dyn crate::peer::Peer>>,
 }
 
 /// Handle to the bus.
@@ -95,6 +97,7 @@ impl BusHandle {
             pending_wills: Mutex::new(std::collections::HashMap::new()),
             connections_by_ns: Mutex::new(std::collections::HashMap::new()),
             events: Arc::default(),
+            peer: std::sync::OnceLock::new(),
         }))
     }
 
@@ -166,12 +169,41 @@ impl BusHandle {
             .events
             .emit(crate::events::BusEvent::MessagePublish(&msg));
         let msg = Arc::new(msg);
+        let n = self.route_here(&msg, true);
+        if let Some(peer) = self.0.peer.get() {
+            peer.forward(&msg);
+        }
+        n
+    }
+
+    /// Links this node to others: `peer` hears which filters have local subscribers (those
+    /// already subscribed at once) and every message published here. Only the first call counts.
+    pub fn set_peer(&self, peer: Arc<dyn crate::peer::Peer>) {
+        if self.0.peer.set(peer.clone()).is_ok() {
+            self.0.router.set_peer(peer);
+        }
+    }
+
+    /// Delivers a message another node published (it reached this node because a local
+    /// subscription may match it): stored if retained, routed to local subscribers, never
+    /// forwarded again. Counted once, on the node where it was published, so not here.
+    pub fn publish_remote(&self, msg: Message) -> usize {
+        Metrics::inc(&self.0.metrics.messages_from_peers);
+        let msg = Arc::new(msg);
+        self.route_here(&msg, false)
+    }
+
+    /// Stores a retained message and routes `msg` to this node's subscribers; `local` says
+    /// whether it was published here (only then is "no subscribers" a drop worth reporting).
+    fn route_here(&self, msg: &Arc<Message>, local: bool) -> usize {
+        let m = &self.0.metrics;
+        let msg = msg.clone();
         let mut stored_id = 0;
         if msg.retain && self.0.config.retain_available {
             stored_id = self.store_retained(&msg);
         }
         let targets = self.0.router.route(&msg);
-        if targets.is_empty() {
+        if targets.is_empty() && local && self.0.peer.get().is_none() {
             Metrics::inc(&m.messages_dropped_no_subscribers);
             self.0.events.emit(crate::events::BusEvent::MessageDropped {
                 message: &msg,

@@ -69,6 +69,8 @@ metrics! {
     messages_qos2_received => "messages.qos2.received",
     /// Messages that matched no subscription.
     messages_dropped_no_subscribers => "messages.dropped.no_subscribers",
+    /// Messages other cluster nodes published that reached this node's subscribers' routing.
+    messages_from_peers => "messages.from_peers",
     /// Messages dropped from full or closed queues.
     messages_dropped => "messages.dropped",
     /// Messages that expired before delivery.

@@ -53,11 +53,21 @@ impl Leaf {
 }
 
 /// The subscription table.
-#[derive(Debug)]
 pub struct Router {
     trie: RwLock<Trie<Leaf>>,
     strategy: SharedStrategy,
     upgrade_qos: bool,
+    /// Told when a filter gets its first subscriber and loses its last (a cluster link).
+    peer: std::sync::OnceLock<Arc<dyn crate::peer::Peer>>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("strategy", &self.strategy)
+            .field("upgrade_qos", &self.upgrade_qos)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Router {
@@ -68,6 +78,16 @@ impl Router {
             trie: RwLock::new(Trie::default()),
             strategy,
             upgrade_qos,
+            peer: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Reports filter interest to `peer` from now on, starting with every filter that already
+    /// has subscribers (sessions restored before the link came up). Only the first call counts.
+    pub(crate) fn set_peer(&self, peer: Arc<dyn crate::peer::Peer>) {
+        let trie = self.trie.write();
+        if self.peer.set(peer.clone()).is_ok() {
+            trie.for_each_filter(|filter| peer.interest(filter, true));
         }
     }
 
@@ -82,6 +102,11 @@ impl Router {
         let sub = Subscriber { outbox, opts };
         let mut trie = self.trie.write();
         let leaf = trie.entry(sf.filter.as_str());
+        if leaf.is_empty() {
+            if let Some(peer) = self.peer.get() {
+                peer.interest(sf.filter.as_str(), true);
+            }
+        }
         match &sf.group {
             None => leaf.direct.insert(session, sub).is_none(),
             Some(group) => {
@@ -121,6 +146,11 @@ impl Router {
                 None => false,
             },
         };
+        if removed && leaf.is_empty() {
+            if let Some(peer) = self.peer.get() {
+                peer.interest(sf.filter.as_str(), false);
+            }
+        }
         trie.prune(sf.filter.as_str(), Leaf::is_empty);
         removed
     }

@@ -73,6 +73,25 @@ impl<L> Trie<L> {
         match_node(&self.root, &levels, !system, &mut f);
     }
 
+    /// Calls `f` with every filter that holds a value (in no particular order).
+    pub(crate) fn for_each_filter(&self, mut f: impl FnMut(&str)) {
+        fn walk<L>(node: &Node<L>, path: &mut String, top: bool, f: &mut impl FnMut(&str)) {
+            for (level, child) in &node.children {
+                let len = path.len();
+                if !top {
+                    path.push('/');
+                }
+                path.push_str(level);
+                if child.value.is_some() {
+                    f(path);
+                }
+                walk(child, path, false, f);
+                path.truncate(len);
+            }
+        }
+        walk(&self.root, &mut String::new(), true, &mut f);
+    }
+
     /// Whether nothing is stored.
     #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
@@ -134,6 +153,18 @@ mod tests {
         trie.for_each_match(topic, |v| out.extend_from_slice(v));
         out.sort_unstable();
         out
+    }
+
+    #[test]
+    fn every_filter_is_listed_once() {
+        let mut trie: Trie<Vec<usize>> = Trie::default();
+        for (i, f) in ["a/b", "a/#", "/x//", "+", "a"].iter().enumerate() {
+            trie.entry(f).push(i);
+        }
+        let mut seen = Vec::new();
+        trie.for_each_filter(|f| seen.push(f.to_string()));
+        seen.sort();
+        assert_eq!(seen, vec!["+", "/x//", "a", "a/#", "a/b"]);
     }
 
     #[test]
