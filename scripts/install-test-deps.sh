@@ -92,11 +92,13 @@ fi
 # pyenv only sees new console scripts after a rehash.
 if command -v pyenv >/dev/null 2>&1; then pyenv rehash 2>/dev/null || true; fi
 
-# === CoAP gateway clients (tests/coap_libcoap.rs, tests/coap_aiocoap.rs) ==================
-# libcoap's coap-client (Debian libcoap3-bin: coap-client-notls) and aiocoap, pinned.
+# === CoAP gateway clients (tests/coap_libcoap.rs, tests/coap_aiocoap.rs, tests/dtls_*.rs) =====
+# libcoap's coap-client (Debian libcoap3-bin: coap-client-notls, and for DTLS
+# coap-client-openssl and coap-client-gnutls) and aiocoap, pinned.
 AIOCOAP_VERSION="0.4.17"
-if command -v coap-client-notls >/dev/null 2>&1 || command -v coap-client >/dev/null 2>&1; then
-    log "coap-client present"
+if command -v coap-client-notls >/dev/null 2>&1 && command -v coap-client-openssl >/dev/null 2>&1 \
+    && command -v coap-client-gnutls >/dev/null 2>&1; then
+    log "coap-client present (notls, openssl, gnutls)"
 else
     apt_install libcoap3-bin
 fi

@@ -334,6 +334,18 @@ async fn a_client_hello_flood_is_held_to_max_handshakes_while_peers_are_served()
     }
     // The established peer is still served during the flood.
     assert_eq!(coap_post(&mut peer, 2, "flood/during", "y").await, CHANGED);
+    // The gateways API shows the DTLS listener with its peers (the established one and the
+    // flood's 20 in handshake).
+    let (_, gw) = api.get("/api/v5/gateways/coap").await;
+    let dtls = gw["listeners"]
+        .as_array()
+        .and_then(|ls| ls.iter().find(|l| l["type"] == "dtls"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no DTLS listener in {gw}"));
+    assert_eq!(dtls["id"], "coap:dtls:default");
+    assert_eq!(dtls["running"], true);
+    assert_eq!(dtls["dtls_peers"], 21, "{dtls}");
+    assert_eq!(dtls["dtls_handshaking"], 20, "{dtls}");
     let got = sub.publishes_for(Duration::from_millis(300)).await;
     assert!(got.iter().any(|p| p.topic == "flood/during"));
     // A newcomer is refused while the table is full...

@@ -344,7 +344,7 @@
         const display = (g) => (names[g.name] ? names[g.name].display_name : g.name);
         const protoName = (g) => (names[g.name] ? names[g.name].proto_name : g.name);
         tb.innerHTML = gws.map((g) => `<tr data-gateway="${esc(g.name)}"><td>${esc(display(g))}</td><td><span class="badge ${esc(g.status)}">${t(g.status)}</span></td>
-          <td>${(g.listeners || []).map((l) => esc(l.id + " " + l.bind)).join("<br>") || "–"}</td><td>${g.current_connections === undefined ? "–" : g.current_connections}</td>
+          <td>${(g.listeners || []).map((l) => esc(l.id + " " + l.bind + (l.dtls_peers === undefined ? "" : ` (DTLS peers: ${l.dtls_peers})`))).join("<br>") || "–"}</td><td>${g.current_connections === undefined ? "–" : g.current_connections}</td>
           <td>${g.status === "unloaded" ? "" : `<a href="/clients?proto_name=${encodeURIComponent(protoName(g))}">${t("navClients")}</a>
             <button class="${g.status === "running" ? "danger" : ""} gw-toggle" data-n="${esc(g.name)}" data-e="${g.status === "running" ? "false" : "true"}">${g.status === "running" ? t("disable") : t("enable")}</button>`}</td></tr>`).join("");
         tb.querySelectorAll(".gw-toggle").forEach((b) => b.addEventListener("click", async () => {

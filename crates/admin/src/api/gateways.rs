@@ -70,7 +70,7 @@ fn gateway_json(st: &State, gw: &Gw) -> Value {
             let config = gw.section.listener(spec.kind.as_str())?;
             let id = gw.desc.listener_id(spec);
             let bound = st.ctx.listeners.get(&id);
-            Some(json!({
+            let mut v = json!({
                 "id": id,
                 "type": spec.kind.as_str(),
                 "name": spec.name,
@@ -78,7 +78,17 @@ fn gateway_json(st: &State, gw: &Gw) -> Value {
                 "running": bound.is_some(),
                 "max_connections": config.max_connections,
                 "max_conn_rate": config.max_conn_rate,
-            }))
+            });
+            // A DTLS listener also shows its peers and handshakes (switchyard_net's counters).
+            if let Some((_, stats)) = switchyard_net::dtls::all_stats()
+                .into_iter()
+                .find(|(l, _)| *l == id)
+            {
+                for (name, value) in stats.snapshot() {
+                    v[format!("dtls_{name}")] = json!(value);
+                }
+            }
+            Some(v)
         })
         .collect();
     let max_connections = gw
