@@ -274,6 +274,22 @@ async fn http_authenticator_on_every_protocol() {
     let (code, token) =
         coap_create(coap, &["clientid=c1", "username=plain", "password=good"]).await;
     assert_eq!(code, "2.01", "{token}");
+    // The reply's acl holds for CoAP too: dev/{clientid}/# allowed, the rest denied (4.01).
+    let (code, token) = coap_create(coap, &["clientid=c3", "username=dev", "password=good"]).await;
+    assert_eq!(code, "2.01", "{token}");
+    // Every request of a client outside connection mode carries its credentials (docs/coap.md
+    // §3.4); the HTTP service's answer to the create is reused from the result cache.
+    let auth = [
+        "clientid=c3".to_owned(),
+        format!("token={token}"),
+        "username=dev".to_owned(),
+        "password=good".to_owned(),
+    ];
+    let auth: Vec<&str> = auth.iter().map(String::as_str).collect();
+    let (code, _) = common::coap::post(coap, &["ps", "dev", "c3", "t"], &auth, "x").await;
+    assert_eq!(code, "2.04");
+    let (code, _) = common::coap::post(coap, &["ps", "other", "t"], &auth, "x").await;
+    assert_eq!(code, "4.01");
     let (code, text) = coap_create(coap, &["clientid=c2", "username=bad", "password=x"]).await;
     assert_eq!(
         (code.as_str(), text.as_str()),

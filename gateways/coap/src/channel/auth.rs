@@ -11,24 +11,37 @@ use crate::transport::wire::{self, code};
 use crate::transport::{Exchange, Request};
 use std::net::SocketAddr;
 use std::time::Instant;
-use switchyard_auth::{Action, AuthzAnswers, AuthzQuery, ClientCtx, Decision, DenyAction};
+use switchyard_auth::{
+    Action, AuthzAnswers, AuthzQuery, ClientAcl, ClientCtx, Decision, DenyAction, Grant,
+};
 use switchyard_bus::Metrics;
 use switchyard_core::CloseReason;
 
 impl Channel {
     /// Records who this client is after a successful authentication (connection create, or
-    /// each connectionless request); the decision cache survives while nothing changes.
-    pub(super) fn set_acl(&mut self, username: Option<&str>, superuser: bool, peer: SocketAddr) {
+    /// each connectionless request), with what its authenticator granted (its own `acl`,
+    /// checked first, its expiry and attributes); the decision cache survives while nothing
+    /// changes.
+    pub(super) fn set_acl(&mut self, username: Option<&str>, grant: &Grant, peer: SocketAddr) {
         let ctx = ClientCtx {
             client_id: self.info.client_id.to_string(),
             username: username.map(str::to_owned),
             peer_ip: Some(peer.ip()),
-            superuser,
+            superuser: grant.superuser,
         };
-        if self.acl.as_ref().is_some_and(|a| *a.ctx() == ctx) {
+        let same = |a: &ClientAcl| *a.ctx() == ctx && a.expire_at() == grant.expire_at;
+        if self.acl.as_ref().is_some_and(same) {
             return;
         }
-        self.acl = Some(self.gw.settings.security.authz.client(ctx));
+        let acl = self
+            .gw
+            .settings
+            .security
+            .authz
+            .client_with(ctx, grant.acl.clone())
+            .with_expiry(grant.expire_at)
+            .with_attrs(grant.client_attrs.clone());
+        self.acl = Some(acl);
     }
 
     /// What must be asked of a network authorization source (HTTP) before `req` can be

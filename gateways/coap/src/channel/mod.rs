@@ -219,17 +219,18 @@ pub async fn login(
 }
 
 /// Checks the `username`/`password` (`u`/`p`) of a request when `enable_authn` is set
-/// (always allowed otherwise): `Ok(superuser)`, or the reason for `Login Failed: <reason>`
+/// (always allowed otherwise): `Ok(grant)` (superuser, the authenticator's `acl`, expiry and
+/// attributes), or the reason for `Login Failed: <reason>`
 /// (docs/coap.md §3.5) / 4.01 (connectionless, §3.4). Failures are counted.
 pub fn authenticate(
     gw: &CoapGateway,
     q: &Query,
     client_id: &str,
     peer: SocketAddr,
-) -> Result<bool, &'static str> {
+) -> Result<switchyard_auth::Grant, &'static str> {
     if q.dtls_proven {
         // The DTLS-PSK handshake proved the identity (the username); never a superuser.
-        return Ok(false);
+        return Ok(switchyard_auth::Grant::default());
     }
     let creds = Credentials {
         client_id,
@@ -239,8 +240,9 @@ pub fn authenticate(
         listener_authn_enabled: gw.settings.enable_authn,
     };
     // A network authenticator's answer comes from the check `login` awaited (or the cache).
-    match gw.settings.security.authenticate_now(&creds).result {
-        AuthResult::Allow { superuser } => Ok(superuser),
+    let verdict = gw.settings.security.authenticate_now(&creds);
+    match verdict.result {
+        AuthResult::Allow { .. } => Ok(verdict.grant),
         AuthResult::Deny(reason) => {
             Metrics::inc(&gw.bus.metrics().auth_failures);
             tracing::info!(%peer, client_id, reason = %reason, "authentication failed");
@@ -350,7 +352,7 @@ impl Channel {
                 // docs/coap.md §3.4, §3.12.11 (6.x hardened profile): every connectionless
                 // request authenticates.
                 match authenticate(&self.gw, &q, self.info.client_id.as_str(), req.peer) {
-                    Ok(superuser) => self.set_acl(q.username.as_deref(), superuser, req.peer),
+                    Ok(grant) => self.set_acl(q.username.as_deref(), &grant, req.peer),
                     Err(_) => return self.refuse(&ex, (code::UNAUTHORIZED, "not authorized")),
                 }
             }
@@ -373,7 +375,7 @@ impl Channel {
             code::POST => {
                 let id = self.info.client_id.to_string();
                 match authenticate(&self.gw, q, &id, self.peer) {
-                    Ok(superuser) => self.set_acl(q.username.as_deref(), superuser, self.peer),
+                    Ok(grant) => self.set_acl(q.username.as_deref(), &grant, self.peer),
                     Err(reason) => {
                         let text = format!("Login Failed: {reason}");
                         return self.reply(ex, error_response(code::BAD_REQUEST, &text));
