@@ -344,6 +344,13 @@ async fn http_source_on_mqtt_mqttsn_coap_and_its_api() {
     assert_eq!(st["status"], json!("connected"));
     assert!(st["metrics"]["deny"].as_u64().unwrap() >= 3, "{st}");
     assert!(st["timeouts"].as_u64().unwrap() >= 2, "{st}");
+    let (s, text) = api.get("/api/v5/prometheus/stats").await;
+    assert_eq!(s, 200);
+    let text = text.as_str().unwrap_or_default().to_owned();
+    assert!(
+        text.contains("switchyard_authz_source_timeouts{source=\"http\"} 2"),
+        "{text}"
+    );
     let (s, _) = api.get("/api/v5/authorization/sources/redis").await;
     assert_eq!(s, 404);
     let (s, e) = api
