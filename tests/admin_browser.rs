@@ -25,7 +25,7 @@ use std::process::Command;
 use std::time::Duration;
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(150);
-const STEPS: [&str; 12] = [
+const STEPS: [&str; 13] = [
     "login",
     "change_password",
     "client_listed",
@@ -36,6 +36,7 @@ const STEPS: [&str; 12] = [
     "overview",
     "trace",
     "security",
+    "rules",
     "gateways",
     "chinese",
 ];

@@ -166,6 +166,31 @@ try {
   await page.waitForSelector("#authz-table tr[data-type='http']", { state: "detached" });
   ok("security");
 
+  // Rules: create one from the editor, test its SQL (match and no match), add a webhook,
+  // disable the rule, delete both.
+  await page.click("nav a[data-route='/rules']");
+  await page.waitForSelector("#rules-table tbody tr");
+  await page.fill("#rule-id", "browser_rule");
+  await page.click("#rule-save");
+  await page.waitForSelector("#rules-table tr[data-id='browser_rule']");
+  await page.click("#rule-test");
+  await page.waitForFunction(() => document.querySelector("#rule-test-output").textContent.includes('"t": 35'));
+  await page.fill("#rule-context", '{"topic": "other/1", "payload": "{}"}');
+  await page.click("#rule-test");
+  await page.waitForFunction(() => document.querySelector("#rule-test-output").textContent.includes("412"));
+  await page.fill("#hook-name", "browser_hook");
+  await page.fill("#hook-url", "http://127.0.0.1:9/hook");
+  await page.click("#hook-add");
+  await page.waitForSelector("#hooks-table tr[data-id='http:browser_hook']");
+  await page.click("#rules-table tr[data-id='browser_rule'] button.rule-toggle");
+  await page.waitForSelector("#rules-table tr[data-id='browser_rule'] .badge.stopped");
+  await shot("dashboard-rules");
+  await page.click("#rules-table tr[data-id='browser_rule'] button.rule-del");
+  await page.waitForSelector("#rules-table tr[data-id='browser_rule']", { state: "detached" });
+  await page.click("#hooks-table tr[data-id='http:browser_hook'] button.hook-del");
+  await page.waitForSelector("#hooks-table tr[data-id='http:browser_hook']", { state: "detached" });
+  ok("rules");
+
   await page.click("nav a[data-route='/gateways']");
   await page.waitForSelector("#gateways-table tr[data-gateway='lwm2m']");
   await shot("dashboard-gateways");
@@ -174,7 +199,7 @@ try {
   await page.click("#lang-toggle");
   await page.waitForFunction(() => document.querySelector("nav a[data-route='/clients']").textContent === "客户端");
   const nav = await page.textContent("nav");
-  for (const word of ["概览", "订阅", "主题", "保留消息", "网关", "日志追踪", "管理员", "认证", "授权"]) {
+  for (const word of ["概览", "订阅", "主题", "保留消息", "网关", "日志追踪", "管理员", "认证", "授权", "规则"]) {
     if (!nav.includes(word)) throw new Error("navigation lacks " + word + ": " + nav);
   }
   await page.waitForFunction(() => document.querySelector("#gateways-table") && document.querySelector("#gateways-table").textContent.includes("运行中"));

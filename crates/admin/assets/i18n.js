@@ -43,6 +43,7 @@
     payload: ["Payload", "消息内容"], receivedMessages: ["Received messages", "已接收消息"],
     description: ["Description", "描述"], add: ["Add", "添加"], apiKeys: ["API keys", "API 密钥"],
     secretOnce: ["Copy the secret now: it is not shown again.", "请立即复制密钥：它不会再次显示。"],
+    navRules: ["Rules", "规则"],
     navAuthn: ["Authentication", "认证"], navAuthz: ["Authorization", "授权"],
     authnHelp: ["Authenticators are tried in order: each accepts, refuses or ignores a client; when all ignore, allow_anonymous decides.",
       "认证器按顺序执行：每个认证器接受、拒绝或忽略客户端；全部忽略时由 allow_anonymous 决定。"],

@@ -14,6 +14,7 @@ const I18N_JS: &str = include_str!("../assets/i18n.js");
 const MQTT_JS: &str = include_str!("../assets/mqtt.js");
 const CHART_JS: &str = include_str!("../assets/chart.js");
 const SECURITY_JS: &str = include_str!("../assets/security.js");
+const RULES_JS: &str = include_str!("../assets/rules.js");
 const APP_CSS: &str = include_str!("../assets/app.css");
 
 fn asset(kind: &'static str, body: &'static str) -> Response {
@@ -36,6 +37,7 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route("/assets/mqtt.js", get(|| async { asset(JS, MQTT_JS) }))
         .route("/assets/chart.js", get(|| async { asset(JS, CHART_JS) }))
         .route("/assets/security.js", get(|| async { asset(JS, SECURITY_JS) }))
+        .route("/assets/rules.js", get(|| async { asset(JS, RULES_JS) }))
         .route(
             "/assets/app.css",
             get(|| async { asset("text/css; charset=utf-8", APP_CSS) }),
