@@ -334,7 +334,7 @@ impl Server {
                 continue;
             };
             if !p.established && t >= p.started + self.listener.handshake_timeout {
-                tracing::info!(listener = %self.id, peer = %addr, "DTLS handshake timed out");
+                tracing::debug!(listener = %self.id, peer = %addr, "DTLS handshake timed out");
                 self.fail(addr, Failure::Timeout);
                 continue;
             }
