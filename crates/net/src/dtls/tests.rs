@@ -29,19 +29,20 @@ fn psk_settings(store: &PskStore) -> DtlsSettings {
 /// Starts a DTLS listener whose gateway echoes every datagram, prefixed with the peer's PSK
 /// identity.
 fn echo_server(settings: &DtlsSettings, cancel: &CancellationToken) -> (SocketAddr, DtlsListener) {
+    echo_server_with(settings, ListenerLimits::UNLIMITED, cancel)
+}
+
+fn echo_server_with(
+    settings: &DtlsSettings,
+    limits: ListenerLimits,
+    cancel: &CancellationToken,
+) -> (SocketAddr, DtlsListener) {
     let listener = DtlsListener::new("test:dtls:default", settings).expect("listener");
     let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
     let socket = bind_udp(any, false).expect("bind").remove(0);
     let tracker = TaskTracker::new();
-    let mut ds = server::serve(
-        &listener,
-        "t",
-        socket,
-        ListenerLimits::UNLIMITED,
-        cancel.clone(),
-        &tracker,
-    )
-    .expect("serve");
+    let mut ds =
+        server::serve(&listener, "t", socket, limits, cancel.clone(), &tracker).expect("serve");
     let addr = ds.local_addr().expect("addr");
     tokio::spawn(async move {
         let sender = ds.sender();
@@ -222,4 +223,56 @@ fn only_a_client_hello_may_create_state() {
     assert!(!server::is_client_hello(&hello));
     assert!(!server::is_client_hello(&[23, 0xfe, 0xfd]));
     assert!(!server::is_client_hello(&[]));
+}
+
+/// Waits (bounded) until `cond` holds; the server task updates its counters asynchronously.
+async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn close_notify_ends_the_association() {
+    let store = PskStore::new();
+    store.insert(b"sensor-1", b"secret-key-1");
+    let cancel = CancellationToken::new();
+    let (addr, listener) = echo_server(&psk_settings(&store), &cancel);
+    let c = DtlsClient::connect(addr, &psk("sensor-1", "secret-key-1"), None, WAIT)
+        .await
+        .expect("handshake");
+    let stats = listener.stats().clone();
+    eventually("one peer", || stats.peers.load(Ordering::Relaxed) == 1).await;
+    c.close().await.expect("close_notify");
+    eventually("no peer after close_notify", || {
+        stats.peers.load(Ordering::Relaxed) == 0
+    })
+    .await;
+    cancel.cancel();
+}
+
+#[tokio::test]
+async fn max_conn_rate_applies_to_new_handshakes() {
+    let store = PskStore::new();
+    store.insert(b"sensor-1", b"secret-key-1");
+    let cancel = CancellationToken::new();
+    let limits = ListenerLimits {
+        max_connections: 100,
+        max_conn_rate: 1,
+        max_conn_burst: 1,
+    };
+    let (addr, listener) = echo_server_with(&psk_settings(&store), limits, &cancel);
+    let auth = psk("sensor-1", "secret-key-1");
+    let mut first = DtlsClient::connect(addr, &auth, None, WAIT)
+        .await
+        .expect("the burst admits one");
+    let second = DtlsClient::connect(addr, &auth, None, Duration::from_millis(300)).await;
+    assert!(second.is_err(), "a second handshake within the same second");
+    assert!(listener.stats().refused.load(Ordering::Relaxed) >= 1);
+    // The admitted peer is unaffected.
+    first.send(b"still").await.expect("send");
+    assert_eq!(first.recv(WAIT).await.expect("echo"), b"sensor-1:still");
+    cancel.cancel();
 }
