@@ -36,7 +36,7 @@ pub struct UdpPlan {
 }
 
 impl UdpPlan {
-    fn retry_for(&self, n: u64) -> Retry {
+    pub(crate) fn retry_for(&self, n: u64) -> Retry {
         match self.coap {
             Some((t, f, m)) => coap::coap_retry(t, f, m, n),
             None => self.retry,

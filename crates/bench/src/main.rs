@@ -15,6 +15,7 @@
 mod client;
 mod coap;
 mod conn;
+mod dtls;
 #[cfg(test)]
 mod e2e_tests;
 mod gateways;
@@ -120,6 +121,14 @@ struct CoapTiming {
     /// RFC 7252 MAX_RETRANSMIT.
     #[arg(long, default_value_t = 4)]
     max_retransmit: u32,
+    /// coap-pub over DTLS with this pre-shared key, `identity:key` (-g is then the DTLS
+    /// listener, e.g. 127.0.0.1:5684); the handshake rate is printed before the run.
+    #[arg(long)]
+    dtls_psk: Option<String>,
+    /// coap-pub over DTLS with the ECDSA certificate suite (the gateway's certificate is not
+    /// verified; no client certificate).
+    #[arg(long)]
+    dtls_ecdsa: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -427,7 +436,13 @@ async fn run_gateway(command: &Command) -> anyhow::Result<Option<(Common, report
             let target = resolve(common)?;
             let broker = common.broker_pid.map(report::BrokerProc);
             let u = coap_udp_plan(timing)?;
-            let r = gateways::coap_pub(&plan, &target, &u, broker, common.json).await?;
+            let r = if timing.dtls_psk.is_some() || timing.dtls_ecdsa {
+                plan.name.push_str(" dtls");
+                let auth = dtls::auth(timing.dtls_psk.as_deref())?;
+                dtls::coap_pub(&plan, &target, &u, auth, broker, common.json).await?
+            } else {
+                gateways::coap_pub(&plan, &target, &u, broker, common.json).await?
+            };
             (common, r)
         }
         Command::CoapObserve {
