@@ -462,12 +462,21 @@ enable_authn = true
 [gateway.mqttsn.clientinfo_override]
 password = "{sn_token}"
 
+[gateway.coap]
+enable_authn = true
+
 [gateway.lwm2m]
 enable = false
 "#
     ));
     let sn = SnClient::new(broker.listener("mqttsn:udp:default"), "sn-jwt").await;
     sn.connect(true, 60).await;
+    // A CoAP client with the same token (exp = sn_exp).
+    let coap = broker.listener("coap:udp:default");
+    let create = ["clientid=co-jwt".to_owned(), format!("password={sn_token}")];
+    let create: Vec<&str> = create.iter().map(String::as_str).collect();
+    let (code, token) = common::coap::post(coap, &["mqtt", "connection"], &create, "").await;
+    assert_eq!(code, "2.01", "{token}");
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
     // exp is whole seconds: at least two seconds ahead, so the CONNECT is surely before it.
     let exp = now.as_secs() + 3;
@@ -503,4 +512,20 @@ enable = false
         at.as_secs() >= sn_exp,
         "closed at {at:?}, before exp {sn_exp}"
     );
+    // The CoAP client's channel is closed at expiry too: its token is then unknown.
+    let closed = || {
+        broker
+            .log()
+            .lines()
+            .any(|l| l.contains("co-jwt") && l.contains("credentials expired"))
+    };
+    assert!(
+        common::wait_until(Duration::from_secs(5), closed),
+        "{}",
+        broker.log()
+    );
+    let publish = ["clientid=co-jwt".to_owned(), format!("token={token}")];
+    let publish: Vec<&str> = publish.iter().map(String::as_str).collect();
+    let (code, _) = common::coap::post(coap, &["ps", "t"], &publish, "x").await;
+    assert_eq!(code, "4.00");
 }

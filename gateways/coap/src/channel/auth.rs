@@ -44,6 +44,23 @@ impl Channel {
         self.acl = Some(acl);
     }
 
+    /// Whether the client's credentials (a JWT's `exp`, an HTTP authenticator's `expire_at`)
+    /// have expired: the client is then closed at its next timer.
+    pub(super) fn credentials_expired(&self) -> bool {
+        let at = self.acl.as_ref().and_then(|a| a.expire_at());
+        at.is_some_and(|at| at <= std::time::SystemTime::now())
+    }
+
+    /// When the credentials expire, on the drivers' clock (`switchyard_net::clock`): the
+    /// wall-clock time left, added to its reading now.
+    pub(super) fn expiry_deadline(&self) -> Option<Instant> {
+        let at = self.acl.as_ref().and_then(|a| a.expire_at())?;
+        let left = at
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        Some(switchyard_net::clock::now() + left)
+    }
+
     /// What must be asked of a network authorization source (HTTP) before `req` can be
     /// handled: the driver awaits it on this client's own task (never the socket task) and
     /// hands the answers over with [`Channel::accept_authz`]. `None` (no HTTP source, a

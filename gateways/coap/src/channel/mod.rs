@@ -695,18 +695,29 @@ impl ClientChannel for Channel {
 
     /// When the keepalive fires: 1.5 × heartbeat after the last message from the client, except
     /// for a connectionless client that still has observations (see the module doc).
+    /// Also when the client's credentials expire (a JWT's `exp`, an HTTP `expire_at`).
     fn next_deadline(&self) -> Option<Instant> {
-        if self.base.close.is_some()
-            || (!self.gw.settings.connection_required && !self.observations.is_empty())
-        {
+        if self.base.close.is_some() {
             return None;
         }
-        Some(self.last_seen + self.gw.settings.heartbeat.mul_f64(1.5))
+        let expiry = self.expiry_deadline();
+        if !self.gw.settings.connection_required && !self.observations.is_empty() {
+            return expiry;
+        }
+        let keepalive = self.last_seen + self.gw.settings.heartbeat.mul_f64(1.5);
+        Some(expiry.map_or(keepalive, |e| e.min(keepalive)))
     }
 
     /// Timer wakeup.
     fn tick(&mut self, now: Instant) {
-        if self.next_deadline().is_some_and(|d| now >= d) {
+        if self.credentials_expired() {
+            tracing::info!("credentials expired; disconnecting");
+            return self.fail(CloseReason::NotAuthorized);
+        }
+        // The keepalive alone: next_deadline may be the credentials' expiry instead.
+        let watched = self.gw.settings.connection_required || self.observations.is_empty();
+        let due = self.last_seen + self.gw.settings.heartbeat.mul_f64(1.5);
+        if self.base.close.is_none() && watched && now >= due {
             self.fail(CloseReason::KeepaliveTimeout);
         }
     }
