@@ -437,7 +437,9 @@ async fn run_gateway(command: &Command) -> anyhow::Result<Option<(Common, report
             let broker = common.broker_pid.map(report::BrokerProc);
             let u = coap_udp_plan(timing)?;
             let r = if timing.dtls_psk.is_some() || timing.dtls_ecdsa {
-                plan.name.push_str(" dtls");
+                if common.name.is_none() {
+                    plan.name.push_str(" dtls");
+                }
                 let auth = dtls::auth(timing.dtls_psk.as_deref())?;
                 dtls::coap_pub(&plan, &target, &u, auth, broker, common.json).await?
             } else {
