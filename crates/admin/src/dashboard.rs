@@ -36,7 +36,10 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route("/assets/i18n.js", get(|| async { asset(JS, I18N_JS) }))
         .route("/assets/mqtt.js", get(|| async { asset(JS, MQTT_JS) }))
         .route("/assets/chart.js", get(|| async { asset(JS, CHART_JS) }))
-        .route("/assets/security.js", get(|| async { asset(JS, SECURITY_JS) }))
+        .route(
+            "/assets/security.js",
+            get(|| async { asset(JS, SECURITY_JS) }),
+        )
         .route("/assets/rules.js", get(|| async { asset(JS, RULES_JS) }))
         .route(
             "/assets/app.css",

@@ -485,7 +485,9 @@ fn authorization_sources_from_file_and_environment() {
     let c = load_from(None, vars).expect("load");
     assert_eq!(c.authorization.sources.len(), 2);
     assert_eq!(
-        c.authorization.sources[0].get("type").and_then(|v| v.as_str()),
+        c.authorization.sources[0]
+            .get("type")
+            .and_then(|v| v.as_str()),
         Some("http")
     );
     assert!(Config::default().authorization.sources.is_empty());
