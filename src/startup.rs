@@ -116,6 +116,9 @@ pub async fn run(
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
     let (bus, store) = open_bus(&config)?;
+    let cluster = crate::cluster::start(&config, &bus)
+        .await
+        .context("cluster")?;
     let mut bound: BTreeMap<String, String> = BTreeMap::new();
 
     let state: SharedState = Arc::new(
@@ -226,6 +229,9 @@ pub async fn run(
         .is_err()
     {
         tracing::warn!("some connections did not close within the grace period");
+    }
+    if let Some(link) = cluster {
+        link.shutdown().await;
     }
     if let Some(store) = store {
         // Commits whatever the closing connections submitted (their sessions going offline).

@@ -6,6 +6,7 @@
 //! [`Duration`](crate::Duration), sizes [`ByteSize`](crate::ByteSize), and a duration that can
 //! be switched off is `Option<Duration>` (`None` = off, written "off").
 
+mod cluster;
 mod dtls;
 mod gateway;
 mod listeners;
@@ -21,14 +22,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::units::{self, Duration};
 
+pub use cluster::{ClusterConfig, ClusterNatsConfig, ClusterNatsTlsConfig};
+pub(crate) use dtls::check as dtls_check;
+pub use dtls::{
+    DtlsListenerConfig, DtlsListenersConfig, DtlsOptions, DtlsView, PskAuthenticationConfig,
+    DEFAULT_MAX_HANDSHAKES,
+};
 pub use gateway::{
     ClientInfoOverrideConfig, CoapGatewayConfig, GatewayConfig, Lwm2mGatewayConfig,
     Lwm2mTranslatorsConfig, Lwm2mUpdateCondition, MqttSnGatewayConfig, PredefinedTopicConfig,
     TranslatorConfig, UdpGatewayListenersConfig, UdpListenerConfig, UdpListenersConfig,
-};
-pub use dtls::{
-    DtlsListenerConfig, DtlsListenersConfig, DtlsOptions, DtlsView, PskAuthenticationConfig,
-    DEFAULT_MAX_HANDSHAKES,
 };
 pub use gateway::{CoapNotifyType, CoapQosMode};
 pub use listeners::{
@@ -43,7 +46,6 @@ pub use ops::{
 };
 pub use protocols::{ListenerView, ProtocolSection};
 pub use rules::{ActionsConfig, ConnectorsConfig, RuleConfig, RuleEngineConfig};
-pub(crate) use dtls::check as dtls_check;
 pub use storage::{DurabilityMode, StorageConfig};
 
 /// The whole configuration: the root of `switchyard.toml`.
@@ -90,6 +92,8 @@ pub struct Config {
     pub connectors: ConnectorsConfig,
     /// `[actions.<type>.<name>]`: sinks rules send to (`"http:<name>"`).
     pub actions: ActionsConfig,
+    /// `[cluster]`: joining other nodes over NATS.
+    pub cluster: ClusterConfig,
 }
 
 /// `[node]`
