@@ -136,74 +136,97 @@ fn props(m: &Message) -> Value {
     Value::Object(out)
 }
 
-fn peer_fields(c: &mut Map<String, Value>, peer: Option<std::net::SocketAddr>) {
-    let (host, name) = match peer {
-        Some(p) => (json!(p.ip().to_string()), json!(p.to_string())),
-        None => (Value::Null, Value::Null),
-    };
-    c.insert("peerhost".into(), host);
-    c.insert("peername".into(), name);
+fn peer_fields(c: &mut Cols, peer: Option<std::net::SocketAddr>) {
+    c.put("peerhost", || {
+        peer.map_or(Value::Null, |p| json!(p.ip().to_string()))
+    });
+    c.put("peername", || {
+        peer.map_or(Value::Null, |p| json!(p.to_string()))
+    });
 }
 
-fn message_fields(c: &mut Map<String, Value>, m: &Message, dir: &Directory) {
-    let publisher = m.origin.as_ref().map(|o| o.client_id.as_str().to_string());
-    let meta = publisher.as_deref().and_then(|p| dir.get(p));
-    c.insert("id".into(), json!(message_id()));
-    c.insert("topic".into(), json!(m.topic.as_str()));
-    c.insert("qos".into(), json!(m.qos.as_u8()));
-    c.insert("flags".into(), json!({"retain": m.retain, "dup": false}));
-    c.insert("retain".into(), json!(m.retain));
+/// Username and peer of a connected client, looked up only when a rule reads them.
+fn who(c: &Cols, dir: &Directory, client_id: Option<&str>) -> Option<ClientMeta> {
+    if c.wants("username") || c.wants("peerhost") || c.wants("peername") || c.wants("from_username")
+    {
+        client_id.and_then(|id| dir.get(id))
+    } else {
+        None
+    }
+}
+
+fn username(meta: &Option<ClientMeta>) -> Value {
+    meta.as_ref()
+        .and_then(|m| m.username.clone())
+        .map_or(Value::Null, Value::from)
+}
+
+fn message_fields(c: &mut Cols, m: &Message, dir: &Directory) {
+    let publisher = m.origin.as_ref().map(|o| o.client_id.as_str());
+    let meta = who(c, dir, publisher);
+    c.put("id", || json!(message_id()));
+    c.put("topic", || json!(m.topic.as_str()));
+    c.put("qos", || json!(m.qos.as_u8()));
+    c.put("flags", || json!({"retain": m.retain, "dup": false}));
+    c.put("retain", || json!(m.retain));
     // Rule values are text: a binary payload is kept with invalid UTF-8 replaced.
-    c.insert(
-        "payload".into(),
-        json!(String::from_utf8_lossy(&m.payload).into_owned()),
-    );
-    c.insert("pub_props".into(), props(m));
-    c.insert("publish_received_at".into(), json!(ms(m.timestamp)));
-    c.insert(
-        "clientid".into(),
-        publisher.map(Value::from).unwrap_or(Value::Null),
-    );
-    c.insert(
-        "username".into(),
-        meta.as_ref()
-            .and_then(|m| m.username.clone())
-            .map(Value::from)
-            .unwrap_or(Value::Null),
-    );
+    c.put("payload", || {
+        json!(String::from_utf8_lossy(&m.payload).into_owned())
+    });
+    c.put("pub_props", || props(m));
+    c.put("publish_received_at", || json!(ms(m.timestamp)));
+    c.put("clientid", || publisher.map_or(Value::Null, Value::from));
+    c.put("username", || username(&meta));
     peer_fields(c, meta.and_then(|m| m.peer));
 }
 
-fn delivery_fields(c: &mut Map<String, Value>, client_id: &str, d: &Delivery, dir: &Directory) {
+fn delivery_fields(c: &mut Cols, client_id: &str, d: &Delivery, dir: &Directory) {
+    let publisher = d.message.origin.as_ref().map(|o| o.client_id.as_str());
+    let from_meta = if c.wants("from_username") {
+        publisher.and_then(|p| dir.get(p))
+    } else {
+        None
+    };
     message_fields(c, &d.message, dir);
-    let from = c.remove("clientid").unwrap_or(Value::Null);
-    let from_user = c.remove("username").unwrap_or(Value::Null);
-    c.insert("from_clientid".into(), from);
-    c.insert("from_username".into(), from_user);
-    c.insert("qos".into(), json!(d.qos.as_u8()));
-    c.insert("clientid".into(), json!(client_id));
-    let meta = dir.get(client_id);
-    c.insert(
-        "username".into(),
-        meta.as_ref()
-            .and_then(|m| m.username.clone())
-            .map(Value::from)
-            .unwrap_or(Value::Null),
-    );
+    c.put("from_clientid", || {
+        publisher.map_or(Value::Null, Value::from)
+    });
+    c.put("from_username", || username(&from_meta));
+    c.put("qos", || json!(d.qos.as_u8()));
+    c.put("clientid", || json!(client_id));
+    let meta = who(c, dir, Some(client_id));
+    c.put("username", || username(&meta));
     peer_fields(c, meta.and_then(|m| m.peer));
 }
 
-fn client_fields(c: &mut Map<String, Value>, i: &ClientInfo) {
-    c.insert("clientid".into(), json!(i.client_id.as_str()));
-    c.insert(
-        "username".into(),
-        i.username.clone().map(Value::from).unwrap_or(Value::Null),
-    );
+fn client_fields(c: &mut Cols, i: &ClientInfo) {
+    c.put("clientid", || json!(i.client_id.as_str()));
+    c.put("username", || {
+        i.username.clone().map(Value::from).unwrap_or(Value::Null)
+    });
     peer_fields(c, i.peer);
-    c.insert("sockname".into(), Value::Null);
-    c.insert("proto_name".into(), json!(i.proto_name));
-    c.insert("proto_ver".into(), json!(i.proto_ver));
-    c.insert("connected_at".into(), json!(ms(i.connected_at)));
+    c.put("sockname", || Value::Null);
+    c.put("proto_name", || json!(i.proto_name));
+    c.put("proto_ver", || json!(i.proto_ver));
+    c.put("connected_at", || json!(ms(i.connected_at)));
+}
+
+/// Columns under construction: only those some rule reads are computed.
+struct Cols<'a> {
+    map: Map<String, Value>,
+    want: &'a dyn Fn(&str) -> bool,
+}
+
+impl Cols<'_> {
+    fn wants(&self, k: &str) -> bool {
+        (self.want)(k)
+    }
+
+    fn put(&mut self, k: &str, v: impl FnOnce() -> Value) {
+        if (self.want)(k) {
+            self.map.insert(k.to_string(), v());
+        }
+    }
 }
 
 /// The event's FROM topic (a message topic for a publish) and its columns; `None` for what no
@@ -212,8 +235,12 @@ pub fn columns(
     e: &BusEvent<'_>,
     dir: &Directory,
     node: &str,
+    want: &dyn Fn(&str) -> bool,
 ) -> Option<(String, Map<String, Value>)> {
-    let mut c = Map::new();
+    let mut c = Cols {
+        map: Map::new(),
+        want,
+    };
     let (topic, event) = match e {
         BusEvent::MessagePublish(m) => {
             message_fields(&mut c, m, dir);
@@ -231,31 +258,31 @@ pub fn columns(
             delivery,
         } => {
             delivery_fields(&mut c, client_id.as_str(), delivery, dir);
-            c.insert("puback_props".into(), json!({}));
+            c.put("puback_props", || json!({}));
             ("$events/message_acked".into(), "message.acked")
         }
         BusEvent::MessageDropped { message, reason } => {
             message_fields(&mut c, message, dir);
-            c.insert("reason".into(), json!(reason));
+            c.put("reason", || json!(reason));
             ("$events/message_dropped".into(), "message.dropped")
         }
         BusEvent::ClientConnected(i) => {
             dir.connected(i);
             client_fields(&mut c, i);
-            c.insert("keepalive".into(), json!(i.keepalive));
-            c.insert("clean_start".into(), json!(i.clean_start));
-            c.insert("expiry_interval".into(), json!(i.expiry_interval));
-            c.insert("is_bridge".into(), json!(false));
-            c.insert("mountpoint".into(), Value::Null);
-            c.insert("conn_props".into(), json!({}));
+            c.put("keepalive", || json!(i.keepalive));
+            c.put("clean_start", || json!(i.clean_start));
+            c.put("expiry_interval", || json!(i.expiry_interval));
+            c.put("is_bridge", || json!(false));
+            c.put("mountpoint", || Value::Null);
+            c.put("conn_props", || json!({}));
             ("$events/client_connected".into(), "client.connected")
         }
         BusEvent::ClientDisconnected { info, reason } => {
             client_fields(&mut c, info);
             dir.disconnected(info);
-            c.insert("reason".into(), json!(disconnect_reason(reason)));
-            c.insert("disconnected_at".into(), json!(ms(SystemTime::now())));
-            c.insert("disconn_props".into(), json!({}));
+            c.put("reason", || json!(disconnect_reason(reason)));
+            c.put("disconnected_at", || json!(ms(SystemTime::now())));
+            c.put("disconn_props", || json!({}));
             ("$events/client_disconnected".into(), "client.disconnected")
         }
         BusEvent::SessionSubscribed {
@@ -264,37 +291,31 @@ pub fn columns(
             opts,
         } => {
             sub_fields(&mut c, client_id.as_str(), &filter.to_string(), dir);
-            c.insert("qos".into(), json!(opts.qos.as_u8()));
-            c.insert("sub_props".into(), json!({}));
+            c.put("qos", || json!(opts.qos.as_u8()));
+            c.put("sub_props", || json!({}));
             ("$events/session_subscribed".into(), "session.subscribed")
         }
         BusEvent::SessionUnsubscribed { client_id, filter } => {
             sub_fields(&mut c, client_id.as_str(), &filter.to_string(), dir);
-            c.insert("unsub_props".into(), json!({}));
+            c.put("unsub_props", || json!({}));
             (
                 "$events/session_unsubscribed".into(),
                 "session.unsubscribed",
             )
         }
     };
-    c.insert("event".into(), json!(event));
-    c.insert("timestamp".into(), json!(ms(SystemTime::now())));
-    c.insert("node".into(), json!(node));
-    Some((topic, c))
+    c.put("event", || json!(event));
+    c.put("timestamp", || json!(ms(SystemTime::now())));
+    c.put("node", || json!(node));
+    Some((topic, c.map))
 }
 
-fn sub_fields(c: &mut Map<String, Value>, client_id: &str, filter: &str, dir: &Directory) {
-    let meta = dir.get(client_id);
-    c.insert("clientid".into(), json!(client_id));
-    c.insert(
-        "username".into(),
-        meta.as_ref()
-            .and_then(|m| m.username.clone())
-            .map(Value::from)
-            .unwrap_or(Value::Null),
-    );
+fn sub_fields(c: &mut Cols, client_id: &str, filter: &str, dir: &Directory) {
+    let meta = who(c, dir, Some(client_id));
+    c.put("clientid", || json!(client_id));
+    c.put("username", || username(&meta));
     peer_fields(c, meta.and_then(|m| m.peer));
-    c.insert("topic".into(), json!(filter));
+    c.put("topic", || json!(filter));
 }
 
 /// Example columns for `rule_test` (EMQX's `test_columns`), overlaid by the caller's context.

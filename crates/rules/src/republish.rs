@@ -28,9 +28,9 @@ pub struct Parts<'a> {
     /// Topic template.
     pub topic: &'a Template,
     /// QoS: a number or a template.
-    pub qos: &'a Value,
+    pub qos: &'a Typed,
     /// Retain: a bool or a template.
-    pub retain: &'a Value,
+    pub retain: &'a Typed,
     /// Payload template.
     pub payload: &'a Template,
     /// `mqtt_properties` by EMQX name.
@@ -39,10 +39,29 @@ pub struct Parts<'a> {
     pub user_properties: Option<&'a Template>,
 }
 
-fn typed(v: &Value, out: &Value) -> Value {
+/// A value given as itself (`1`, `true`) or as a template (`"${qos}"`), parsed once.
+#[derive(Debug, Clone)]
+pub enum Typed {
+    /// A literal.
+    Lit(Value),
+    /// A template, rendered per message.
+    Tpl(Template),
+}
+
+impl Typed {
+    /// From the action's JSON argument.
+    pub fn new(v: &Value) -> Typed {
+        match v {
+            Value::String(s) => Typed::Tpl(Template::parse(s)),
+            other => Typed::Lit(other.clone()),
+        }
+    }
+}
+
+fn typed(v: &Typed, out: &Value) -> Value {
     match v {
-        Value::String(s) => Template::parse(s).value(out).unwrap_or(Value::Null),
-        other => other.clone(),
+        Typed::Tpl(t) => t.value(out).unwrap_or(Value::Null),
+        Typed::Lit(v) => v.clone(),
     }
 }
 

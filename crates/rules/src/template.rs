@@ -7,6 +7,7 @@
 //! placeholder (`undefined` for republish and HTTP).
 
 use serde_json::Value;
+use std::borrow::Cow;
 
 /// A parsed template.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,8 +57,8 @@ impl Template {
         for p in &self.parts {
             match p {
                 Part::Text(t) => out.push_str(t),
-                Part::Var(path) => match lookup(data, path) {
-                    Some(v) => out.push_str(&text_of(&v)),
+                Part::Var(path) => match find(data, path) {
+                    Some(v) => push_text(&mut out, &v),
                     None => {
                         absent += 1;
                         out.push_str(missing);
@@ -89,18 +90,20 @@ fn path_of(name: &str) -> Vec<String> {
 
 /// Follows `path` into `data`, decoding JSON text on the way; a JSON null is missing.
 pub fn lookup(data: &Value, path: &[String]) -> Option<Value> {
-    let mut cur = data.clone();
+    find(data, path).map(Cow::into_owned)
+}
+
+/// [`lookup`] without copying: borrowed from `data` unless a JSON text had to be decoded on
+/// the way (rendering runs once per message per action, so no copy of the whole output).
+fn find<'a>(data: &'a Value, path: &[String]) -> Option<Cow<'a, Value>> {
+    let mut cur = Cow::Borrowed(data);
     for k in path {
-        if let Value::String(s) = &cur {
-            cur = serde_json::from_str(s).ok()?;
+        if let Value::String(s) = cur.as_ref() {
+            cur = Cow::Owned(serde_json::from_str(s).ok()?);
         }
         cur = match cur {
-            Value::Object(mut m) => m.remove(k)?,
-            Value::Array(a) => {
-                let i: usize = k.parse().ok()?;
-                a.into_iter().nth(i.checked_sub(1)?)?
-            }
-            _ => return None,
+            Cow::Borrowed(v) => Cow::Borrowed(child(v, k)?),
+            Cow::Owned(v) => Cow::Owned(child(&v, k)?.clone()),
         };
     }
     if cur.is_null() {
@@ -110,10 +113,21 @@ pub fn lookup(data: &Value, path: &[String]) -> Option<Value> {
     }
 }
 
-fn text_of(v: &Value) -> String {
+fn child<'a>(v: &'a Value, k: &str) -> Option<&'a Value> {
     match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+        Value::Object(m) => m.get(k),
+        Value::Array(a) => {
+            let i: usize = k.parse().ok()?;
+            a.get(i.checked_sub(1)?)
+        }
+        _ => None,
+    }
+}
+
+fn push_text(out: &mut String, v: &Value) {
+    match v {
+        Value::String(s) => out.push_str(s),
+        other => out.push_str(&other.to_string()),
     }
 }
 

@@ -237,3 +237,28 @@ fn deep_nesting_is_refused_not_a_stack_overflow() {
     let sql = format!("SELECT {}1 FROM \"t\"", "- ".repeat(10_000));
     assert!(parse(&sql).is_err());
 }
+
+#[test]
+fn columns_used_lists_what_the_sql_reads() {
+    let cols = |s: &str| {
+        parse(s)
+            .ok()
+            .and_then(|r| r.columns_used())
+            .map(|c| c.into_iter().collect::<Vec<_>>())
+    };
+    assert_eq!(
+        cols(r#"SELECT payload.a AS x, upper(topic()) FROM "t" WHERE qos > 0 and x = 1"#),
+        Some(vec![
+            "payload".into(),
+            "qos".into(),
+            "topic".into(),
+            "x".into()
+        ])
+    );
+    assert_eq!(cols(r#"SELECT *, clientid FROM "t""#), None);
+    assert_eq!(cols(r#"FOREACH payload.l FROM "t""#), None);
+    assert_eq!(
+        cols(r#"FOREACH payload.l AS e DO e.v AS v INCASE e.v > peerhost() FROM "t""#),
+        Some(vec!["e".into(), "payload".into(), "peerhost".into()])
+    );
+}

@@ -123,8 +123,8 @@ enum ActionRef {
 
 struct Republish {
     topic: Template,
-    qos: Value,
-    retain: Value,
+    qos: crate::republish::Typed,
+    retain: crate::republish::Typed,
     payload: Template,
     properties: Vec<(String, Template)>,
     user_properties: Option<Template>,
@@ -141,6 +141,8 @@ struct Installed {
     enable: bool,
     actions: Vec<ActionRef>,
     metrics: Arc<RuleMetrics>,
+    /// The columns the SQL reads (`None`: all of them).
+    columns: Option<std::collections::BTreeSet<String>>,
 }
 
 struct RuleEntry {
@@ -325,15 +327,7 @@ impl RuleEngine {
         if is_publish && self.ignore_sys_message && topic.starts_with("$SYS/") {
             return;
         }
-        let mut cols: Option<Map<String, Value>> = None;
-        let connect_event = matches!(
-            event,
-            BusEvent::ClientConnected(_) | BusEvent::ClientDisconnected { .. }
-        );
-        if connect_event {
-            // Always, to keep the directory current.
-            cols = columns::columns(event, &self.dir, &self.node).map(|(_, c)| c);
-        }
+        let mut hits: Vec<&Arc<Installed>> = Vec::new();
         for r in rules.iter() {
             if !r.enable {
                 continue;
@@ -352,11 +346,29 @@ impl RuleEngine {
                 tracing::debug!(rule = %r.id, topic, "recursive republish detected; skipped");
                 continue;
             }
-            if cols.is_none() {
-                cols = columns::columns(event, &self.dir, &self.node).map(|(_, c)| c);
-            }
-            let Some(c) = &cols else { return };
-            self.apply_rule(r, c);
+            hits.push(r);
+        }
+        let connect_event = matches!(
+            event,
+            BusEvent::ClientConnected(_) | BusEvent::ClientDisconnected { .. }
+        );
+        if hits.is_empty() && !connect_event {
+            return;
+        }
+        // Only the columns some matching rule reads are built (a rule on topic and payload
+        // does not pay for ids, properties or the publisher's username). A connect or
+        // disconnect always goes through, to keep the client directory current.
+        let all = hits.iter().any(|r| r.columns.is_none());
+        let want = |k: &str| {
+            all || hits
+                .iter()
+                .any(|r| r.columns.as_ref().is_some_and(|c| c.contains(k)))
+        };
+        let Some((_, cols)) = columns::columns(event, &self.dir, &self.node, &want) else {
+            return;
+        };
+        for r in hits {
+            self.apply_rule(r, &cols);
         }
     }
 
@@ -461,8 +473,10 @@ fn action_ref(v: &Value) -> Option<ActionRef> {
                 };
                 Some(ActionRef::Republish(Republish {
                     topic: t("topic", ""),
-                    qos: args.get("qos").cloned().unwrap_or(json!("${qos}")),
-                    retain: args.get("retain").cloned().unwrap_or(json!("${retain}")),
+                    qos: crate::republish::Typed::new(args.get("qos").unwrap_or(&json!("${qos}"))),
+                    retain: crate::republish::Typed::new(
+                        args.get("retain").unwrap_or(&json!("${retain}")),
+                    ),
                     payload: t("payload", "${payload}"),
                     properties: args
                         .get("mqtt_properties")

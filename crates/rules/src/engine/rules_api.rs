@@ -39,8 +39,10 @@ impl RuleEngine {
             Some(old) if enable => old.installed.metrics.clone(),
             _ => Arc::new(RuleMetrics::default()),
         };
+        let columns = parsed.columns_used();
         let installed = Arc::new(Installed {
             id: Arc::from(id),
+            columns,
             sql: parsed,
             filters,
             events,

@@ -122,3 +122,119 @@ pub enum Expr {
         otherwise: Option<Box<Expr>>,
     },
 }
+
+/// Columns the message helper functions read (`topic()` reads `topic`, …).
+const HELPER_COLUMNS: &[(&str, &[&str])] = &[
+    ("topic", &["topic"]),
+    ("clientid", &["clientid"]),
+    ("username", &["username"]),
+    ("payload", &["payload"]),
+    ("qos", &["qos"]),
+    ("flags", &["flags"]),
+    ("flag", &["flags"]),
+    ("peerhost", &["peerhost"]),
+    ("clientip", &["peerhost"]),
+    ("msgid", &["id"]),
+];
+
+impl Rule {
+    /// The event columns the rule reads, so an event's columns can be built only as far as
+    /// needed; `None` when it needs them all (`SELECT *`, or FOREACH without DO). Names of
+    /// aliases may appear too (harmless: no column has them).
+    pub fn columns_used(&self) -> Option<std::collections::BTreeSet<String>> {
+        let mut out = std::collections::BTreeSet::new();
+        match &self.kind {
+            RuleKind::Select(fields) => fields_used(fields, &mut out)?,
+            RuleKind::Foreach {
+                over,
+                fields,
+                incase,
+                ..
+            } => {
+                if fields.is_empty() {
+                    return None;
+                }
+                expr_used(over, &mut out);
+                fields_used(fields, &mut out)?;
+                if let Some(c) = incase {
+                    expr_used(c, &mut out);
+                }
+            }
+        }
+        if let Some(c) = &self.condition {
+            expr_used(c, &mut out);
+        }
+        Some(out)
+    }
+}
+
+fn fields_used(fields: &[Field], out: &mut std::collections::BTreeSet<String>) -> Option<()> {
+    for f in fields {
+        match f {
+            Field::All => return None,
+            Field::Expr { expr, .. } => expr_used(expr, out),
+        }
+    }
+    Some(())
+}
+
+fn segs_used(segs: &[Seg], out: &mut std::collections::BTreeSet<String>) {
+    for s in segs {
+        match s {
+            Seg::Key(_) => {}
+            Seg::Index(e) => expr_used(e, out),
+            Seg::Range(a, b) => {
+                expr_used(a, out);
+                expr_used(b, out);
+            }
+        }
+    }
+}
+
+fn expr_used(e: &Expr, out: &mut std::collections::BTreeSet<String>) {
+    match e {
+        Expr::Lit(_) => {}
+        Expr::Path(segs) => {
+            if let Some(Seg::Key(k)) = segs.first() {
+                out.insert(k.clone());
+            }
+            segs_used(segs, out);
+        }
+        Expr::Sub(base, segs) => {
+            expr_used(base, out);
+            segs_used(segs, out);
+        }
+        Expr::Array(items) => items.iter().for_each(|i| expr_used(i, out)),
+        Expr::Call(name, args) => {
+            if let Some((_, cols)) = HELPER_COLUMNS.iter().find(|(n, _)| n == name) {
+                out.extend(cols.iter().map(|c| c.to_string()));
+            }
+            args.iter().for_each(|a| expr_used(a, out));
+        }
+        Expr::Bin(_, l, r) => {
+            expr_used(l, out);
+            expr_used(r, out);
+        }
+        Expr::Not(x) | Expr::Neg(x) => expr_used(x, out),
+        Expr::In(x, list, _) => {
+            expr_used(x, out);
+            list.iter().for_each(|i| expr_used(i, out));
+        }
+        Expr::Case {
+            subject,
+            whens,
+            otherwise,
+        } => {
+            if let Some(s) = subject {
+                expr_used(s, out);
+            }
+            for (c, v) in whens {
+                expr_used(c, out);
+                expr_used(v, out);
+            }
+            if let Some(o) = otherwise {
+                expr_used(o, out);
+            }
+        }
+    }
+}
