@@ -398,9 +398,32 @@ impl HttpAction {
         self.queue.lock().push_front(q);
     }
 
+    /// Drops the requests at the front of the buffer that are older than `request_ttl`.
+    fn expire(&self) {
+        let Some(ttl) = self.ttl else { return };
+        let mut queue = self.queue.lock();
+        while queue.front().is_some_and(|q| q.at.elapsed() > ttl) {
+            if let Some(old) = queue.pop_front() {
+                self.queued_bytes.fetch_sub(old.bytes, Ordering::Relaxed);
+                inc(&self.metrics.dropped);
+                inc(&self.metrics.dropped_expired);
+            }
+        }
+    }
+
     async fn worker(self: Arc<Self>) {
         loop {
-            if !self.connector.wait_connected().await {
+            // While the server is away, requests past their TTL leave the buffer anyway (counted
+            // as expired), so an outage longer than request_ttl does not keep stale requests.
+            let connected = tokio::select! {
+                () = self.cancel.cancelled() => return,
+                up = self.connector.wait_connected() => up,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {
+                    self.expire();
+                    continue;
+                }
+            };
+            if !connected {
                 return;
             }
             let permit = tokio::select! {

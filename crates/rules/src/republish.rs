@@ -72,7 +72,7 @@ pub fn publish(
     p: Parts<'_>,
     out: &Value,
 ) -> Result<(), RepublishError> {
-    let (topic, _) = p.topic.render(out, "undefined");
+    let (topic, missing_in_topic) = p.topic.render(out, "undefined");
     let topic_name =
         TopicName::new(topic.as_str()).map_err(|_| RepublishError::Topic(topic.clone()))?;
     let qos = match typed(p.qos, out) {
@@ -95,7 +95,12 @@ pub fn publish(
         Value::Number(n) => n.as_u64() == Some(1),
         _ => false,
     };
-    let (payload, _) = p.payload.render(out, "undefined");
+    let (payload, missing_in_payload) = p.payload.render(out, "undefined");
+    let missing = missing_in_topic + missing_in_payload;
+    if missing > 0 {
+        // EMQX renders a missing variable as "undefined"; say so, a typo is the usual cause.
+        tracing::debug!(rule, topic = %topic, missing, "republish: template variables missing");
+    }
     let mut msg = Message::new(topic_name, Bytes::from(payload), qos, retain);
     let mut props = Properties::default();
     for (k, t) in p.properties {

@@ -443,3 +443,31 @@ async fn full_buffer_drops_the_oldest_and_missing_action_counts_out_of_service()
         Some(json!(["http:missing"]))
     );
 }
+
+#[tokio::test]
+async fn requests_past_their_ttl_expire_while_the_server_is_away() {
+    let bus = BusHandle::new(Default::default());
+    let e = engine(&bus);
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let addr = free.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    drop(free);
+    assert!(e
+        .create_connector(&json!({"type": "http", "name": "down", "url": format!("http://{addr}")}))
+        .is_ok());
+    assert!(e
+        .create_action(&json!({"type": "http", "name": "hook", "connector": "down",
+            "parameters": {}, "resource_opts": {"request_ttl": "200ms"}}))
+        .is_ok());
+    assert!(e
+        .create_rule(&json!({"id": "x", "sql": "SELECT * FROM \"x/#\"", "actions": ["http:hook"]}))
+        .is_ok());
+    let dev = connect(&bus, "d").await;
+    // A huge, non-JSON payload: SELECT * takes it as text, nothing breaks.
+    let big = "\u{fffd}".repeat(300_000);
+    publish(&bus, &dev, "x/1", &big);
+    publish(&bus, &dev, "x/1", "small");
+    assert_eq!(action_metric(&e, "queuing"), 2);
+    wait_until("expired", || action_metric(&e, "dropped.expired") == 2).await;
+    assert_eq!(action_metric(&e, "queuing"), 0);
+    assert_eq!(action_metric(&e, "queuing_bytes"), 0);
+}
