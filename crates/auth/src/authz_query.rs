@@ -10,7 +10,8 @@
 //! Invariant: a query never waits longer than the HTTP sources' `request_timeout`s (a silent
 //! server is ignore, then the next source, then `no_match`).
 
-use crate::authz::{Authorizer, CacheKey, ClientCtx, Decision};
+use crate::authz::{Authorizer, ClientCtx, Decision};
+use crate::client_acl::CacheKey;
 use std::sync::Arc;
 
 /// Operations to decide with every source, network ones included.

@@ -2,6 +2,7 @@
 //! no_match, the cache, and the shipped `config/acl.toml`.
 
 use super::*;
+use std::time::Instant;
 
 fn rules(text: &str) -> Vec<Rule> {
     parse_rules(text, Path::new("test.toml")).expect("rules")

@@ -24,6 +24,7 @@ mod backend;
 mod banned;
 mod bootstrap;
 mod chain;
+mod client_acl;
 mod hash;
 mod offload;
 mod passwd;
