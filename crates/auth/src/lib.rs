@@ -4,10 +4,12 @@
 //! in order, configured by `[[authentication.authenticators]]` or the REST API; gateways await
 //! [`Security::authenticate`] on the client's own task), the built-in user database ([`Authenticator`]: salted argon2 or PBKDF2-SHA256 hashes,
 //! durable in the API-state store (`switchyard_state`, kind [`USERS_KIND`]) and served from an
-//! in-memory view the store's feed keeps current, seeded from a bootstrap CSV), the ACL
-//! ([`Authorizer`]: first-match `[[rule]]` tables from `authorization.file`, with a per-client
-//! decision cache in [`ClientAcl`]) and a token-bucket [`RateLimiter`] for per-client message
-//! rates.
+//! in-memory view the store's feed keeps current, seeded from a bootstrap CSV), authorization
+//! ([`Authorizer`]: the sources asked in order, `file` (first-match `[[rule]]` tables) and
+//! `http`, configured by `[[authorization.sources]]` or the REST API (kind [`AUTHZ_KIND`]);
+//! [`ClientAcl`], one client's view with its own `acl` and decision cache; an HTTP source is
+//! awaited through an [`AuthzQuery`] on the client's own task, so checks stay synchronous) and
+//! a token-bucket [`RateLimiter`] for per-client message rates.
 //! Must not know: any protocol. A gateway maps its own credentials into [`Credentials`] and its
 //! own operations into [`Action`], and maps the answers onto its own wire codes.
 //! Invariants: passwords are never logged or stored in clear; hashes are compared in constant
