@@ -553,7 +553,7 @@ impl Authorizer {
     }
 
     /// Whether an enabled source needs a network, so a gateway must build an
-    /// [`AuthzQuery`] and await it before a check can be complete.
+    /// [`crate::AuthzQuery`] and await it before a check can be complete.
     pub fn has_network(&self) -> bool {
         self.network.load(Ordering::Acquire)
     }
@@ -599,7 +599,7 @@ impl Authorizer {
     }
 
     /// Decides one operation, uncached, without waiting for a network: an HTTP source counts
-    /// as ignore here (gateways await [`AuthzQuery::run`] first, whose answer the client's
+    /// as ignore here (gateways await [`crate::AuthzQuery::run`] first, whose answer the client's
     /// [`ClientAcl`] then holds).
     pub fn check(&self, ctx: &ClientCtx, action: &Action<'_>) -> Decision {
         if ctx.superuser {
