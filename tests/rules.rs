@@ -404,6 +404,19 @@ async fn events_from_mqtt_mqttsn_and_coap_clients() {
             .await;
         assert_eq!(s, StatusCode::CREATED, "{v}");
     }
+    // Message publish from any protocol: who published what.
+    let (s, v) = api
+        .send(
+            "POST",
+            "/api/v5/rules",
+            Some(
+                json!({"id": "pubs", "sql": "SELECT clientid, topic FROM \"t/#\"",
+                "actions": [{"function": "republish", "args": {
+                    "topic": "ev/message_publish/${clientid}", "qos": 0, "payload": "${topic}"}}]}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
     let mut w = Client::connect(broker.mqtt_addr(), "watcher").await;
     w.subscribe("ev/#", QoS::AtLeastOnce).await;
     let mut seen: Vec<String> = Vec::new();
@@ -456,6 +469,20 @@ async fn events_from_mqtt_mqttsn_and_coap_clients() {
     assert!(expect(&mut w, &mut seen, "ev/session_subscribed/sn1")
         .await
         .contains("|t/sn|"));
+    let (id, _) = sn.register("t/sn/up").await;
+    sn.publish(switchyard_mqttsn::codec::TopicIdType::Normal, id, 1, "up")
+        .await;
+    assert_eq!(
+        expect(&mut w, &mut seen, "ev/message_publish/sn1").await,
+        "ev/message_publish/sn1 t/sn/up"
+    );
+    // A message to the MQTT-SN client: delivered, then acknowledged.
+    w.publish("t/sn", QoS::AtLeastOnce, false, b"down").await;
+    let mut registered = Vec::new();
+    let p = sn.next_publish(&mut registered).await;
+    sn.ack(&p).await;
+    expect(&mut w, &mut seen, "ev/message_delivered/sn1").await;
+    expect(&mut w, &mut seen, "ev/message_acked/sn1").await;
     sn.disconnect(None).await;
     expect(&mut w, &mut seen, "ev/client_disconnected/sn1").await;
 
@@ -465,6 +492,10 @@ async fn events_from_mqtt_mqttsn_and_coap_clients() {
     assert_eq!(code, "2.04");
     let c = expect(&mut w, &mut seen, "ev/client_connected/cp1").await;
     assert!(c.to_lowercase().contains("coap"), "{c}");
+    assert_eq!(
+        expect(&mut w, &mut seen, "ev/message_publish/cp1").await,
+        "ev/message_publish/cp1 t/coap"
+    );
 }
 
 #[tokio::test]
