@@ -201,13 +201,16 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 by = {r["name"]: r for r in rows}
 base = by.get("anonymous cold", {}).get("conn_per_s")
-print("| authenticator | cache | connections | connections/s ↑ | vs anonymous | broker CPU-s | failures |")
-print("|---|---|---|---|---|---|---|")
+builtin = by.get("builtin cold", {}).get("conn_per_s")
+ratio = lambda a, b: f"{a / b:.2f}x" if b else "–"
+print("| authenticator | cache | connections | connections/s ↑ | vs built-in (cold) | vs anonymous | broker CPU-s | failures |")
+print("|---|---|---|---|---|---|---|---|")
 for r in rows:
     kind, phase = r["name"].rsplit(" ", 1)
     rate = r.get("conn_per_s") or 0
-    ratio = f"{rate / base:.2f}x" if base else "–"
-    print(f"| {kind} | {phase} | {r.get('connections')} | {rate:.0f} | {ratio} | {r.get('broker_cpu_s')} | {r.get('failures')} |")
+    cpu = r.get("broker_cpu_s")
+    cpu = f"{cpu:.2f}" if isinstance(cpu, (int, float)) else "–"
+    print(f"| {kind} | {phase} | {r.get('connections')} | {rate:.0f} | {ratio(rate, builtin)} | {ratio(rate, base)} | {cpu} | {r.get('failures')} |")
 PY
 }
 
