@@ -329,3 +329,64 @@ async fn a_node_serves_its_clients_before_nats_is_up_and_joins_later() {
         ("j/after", &b"joined"[..])
     );
 }
+
+/// An MQTT 5 CONNECT, clean start, no properties.
+fn connect_v5(client_id: &str) -> Vec<u8> {
+    use common::raw::{mqtt_str, packet, CONNECT};
+    let mut body = mqtt_str(b"MQTT");
+    body.extend_from_slice(&[5, 0x02, 0, 30, 0]);
+    body.extend(mqtt_str(client_id.as_bytes()));
+    packet(CONNECT, &body)
+}
+
+#[test]
+fn connecting_on_another_node_takes_the_client_id_over() {
+    use common::raw::{Got, Raw, CONNACK, DISCONNECT, PINGREQ, PINGRESP};
+    if !require_program("nats-server") {
+        return;
+    }
+    let (_n1, _n2, a, b) = cluster_of_two();
+    let mut old = Raw::open(a.mqtt_addr());
+    old.send(&connect_v5("dev-1"));
+    assert!(matches!(
+        old.read(common::raw::WAIT),
+        Got::Packet(CONNACK, _)
+    ));
+    // Takeover notices ride the same NATS connection as messages: wait until the nodes see
+    // each other before the second connect (a probe message, a's filter, b publishes).
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut sub = Client::connect(a.mqtt_addr(), "probe-sub").await;
+        sub.subscribe("probe", QoS::AtMostOnce).await;
+        let mut publ = Client::connect(b.mqtt_addr(), "probe-pub").await;
+        await_route(&mut publ, &mut sub, "probe").await;
+    });
+
+    let mut new = Raw::open(b.mqtt_addr());
+    new.send(&connect_v5("dev-1"));
+    assert!(matches!(
+        new.read(common::raw::WAIT),
+        Got::Packet(CONNACK, _)
+    ));
+    let seen = old.expect_closed("the connection on the first node is taken over");
+    let reason = seen
+        .iter()
+        .find(|(first, _)| *first == DISCONNECT)
+        .and_then(|(_, body)| body.first().copied());
+    assert_eq!(
+        reason,
+        Some(0x8E),
+        "DISCONNECT 0x8E (session taken over); got {seen:?}"
+    );
+    // The new connection lives on.
+    new.send(&[PINGREQ, 0]);
+    assert!(matches!(
+        new.read(common::raw::WAIT),
+        Got::Packet(PINGRESP, _)
+    ));
+    assert!(
+        a.log_contains("session taken over by another node"),
+        "{}",
+        a.log_excerpt()
+    );
+}

@@ -26,6 +26,10 @@ pub trait Peer: Send + Sync + 'static {
     /// A message published on this node (after local routing): send it to the nodes that need
     /// it. Not called for messages that came from another node.
     fn forward(&self, message: &Arc<Message>);
+
+    /// A client opened a session on this node: a connection or session of the same client id on
+    /// another node must end ([`BusHandle::taken_over_elsewhere`](crate::BusHandle) there).
+    fn session_opened(&self, _namespace: &str, _client_id: &ClientId) {}
 }
 
 /// The session id a message from another node carries as its origin: never allocated here

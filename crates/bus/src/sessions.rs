@@ -147,6 +147,9 @@ impl BusHandle {
             }
         }
         self.apply_auto_subscribe(&mut session, &req.info);
+        if let Some(peer) = self.0.peer.get() {
+            peer.session_opened(req.info.namespace.0, &req.info.client_id);
+        }
         Ok(Opened {
             session,
             present,
@@ -392,6 +395,53 @@ impl BusHandle {
         match session {
             Some(s) => {
                 self.discard(*s);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Another node opened a session for `client_id` (namespace by name, as it travels between
+    /// nodes): one client id has one owner in a cluster, so a connection here closes as taken
+    /// over (MQTT 5 0x8E) and its session, or an offline session kept here, is discarded (a
+    /// session does not move between nodes yet: docs/cluster.md). True if there was one.
+    pub fn taken_over_elsewhere(&self, namespace: &str, client_id: &ClientId) -> bool {
+        // Namespaces are a handful of static labels; one that no local client ever used has
+        // nothing to take over.
+        let ns = self
+            .0
+            .connections_by_ns
+            .lock()
+            .keys()
+            .copied()
+            .find(|n| *n == namespace);
+        let Some(ns) = ns else {
+            return false;
+        };
+        let key: Key = (Namespace(ns), client_id.clone());
+        let mut reg = self.0.registry.lock();
+        match reg.entries.remove(&key) {
+            Some(Entry::Online { control, .. }) => {
+                // The reply's receiver is dropped: at its finish the connection hands the session
+                // to nobody, which discards it. Sent inside the lock (registry.rs invariant).
+                let (tx, _) = oneshot::channel();
+                let _ = control.try_send(Request::Takeover { reply: tx });
+                drop(reg);
+                Metrics::inc(&self.0.metrics.takeovers);
+                tracing::info!(%client_id, namespace, "session taken over by another node");
+                true
+            }
+            Some(Entry::Offline {
+                session,
+                expires_at,
+                generation,
+                ..
+            }) => {
+                reg.expiries.remove(&(expires_at, generation, key));
+                drop(reg);
+                self.discard(*session);
+                tracing::info!(%client_id, namespace,
+                    "offline session dropped: the client connected to another node");
                 true
             }
             None => false,

@@ -13,6 +13,10 @@
 //! never twice). The connection is made with `no_echo`, so a node never receives its own
 //! messages back: local subscribers got them when they were published.
 //!
+//! Client ids have one owner in the cluster: a node that opens a session announces it on
+//! `sy.<name>.takeover` (namespace, a NUL, the client id), and every other node closes its
+//! connection of that id as taken over (MQTT 5 0x8E) and drops its session of that id.
+//!
 //! NATS delivers one copy per matching subscription, and a topic can match several of a node's
 //! subjects, so every subscription feeds one queue read by one task, which keeps the first copy
 //! of each message ([`wire::Dedup`]). Each subscription's order is NATS's order, and a topic's
@@ -29,7 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use switchyard_bus::{BusHandle, Peer};
-use switchyard_core::{Message, TopicName};
+use switchyard_core::{ClientId, Message, TopicName};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -126,6 +130,7 @@ struct Seam {
     forward: mpsc::Sender<(String, Bytes)>,
     messages: String,
     retained: String,
+    takeover: String,
     stats: Arc<ClusterStats>,
     /// This node's id in envelopes, new at every start.
     node_id: u64,
@@ -133,6 +138,24 @@ struct Seam {
 }
 
 impl Peer for Seam {
+    fn session_opened(&self, namespace: &str, client_id: &ClientId) {
+        let mut body = Vec::with_capacity(namespace.len() + 1 + client_id.as_str().len());
+        body.extend_from_slice(namespace.as_bytes());
+        body.push(0);
+        body.extend_from_slice(client_id.as_str().as_bytes());
+        if self
+            .forward
+            .try_send((self.takeover.clone(), Bytes::from(body)))
+            .is_err()
+        {
+            self.stats
+                .dropped_queue_full
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%client_id,
+                "cluster: forward queue full, other nodes not told of this session");
+        }
+    }
+
     fn interest(&self, filter: &str, present: bool) {
         let change = if present {
             Interest::Add(filter.to_owned())
@@ -190,6 +213,7 @@ impl ClusterLink {
         let stats = Arc::new(ClusterStats::default());
         let messages = subject::prefix(&opts.name, "m");
         let retained = subject::prefix(&opts.name, "r");
+        let takeover = subject::prefix(&opts.name, "takeover");
         let (itx, irx) = mpsc::unbounded_channel();
         let (ftx, frx) = mpsc::channel(opts.forward_queue.max(1));
         // Bounded: a node that cannot route as fast as NATS delivers slows its subscriptions'
@@ -213,6 +237,11 @@ impl ClusterLink {
             retained.clone(),
             rtx.clone(),
         )));
+        let sub = client
+            .subscribe(takeover.clone())
+            .await
+            .map_err(|e| ClusterError::Connect(e.to_string()))?;
+        tasks.push(tokio::spawn(takeover_task(sub, bus.clone())));
         tasks.push(tokio::spawn(interest_task(
             client.clone(),
             irx,
@@ -224,6 +253,7 @@ impl ClusterLink {
             forward: ftx,
             messages,
             retained,
+            takeover,
             stats: stats.clone(),
             node_id: node_id(),
             seq: AtomicU64::new(1),
@@ -423,6 +453,24 @@ async fn interest_task(
     }
     for (_, (_, task)) in subs {
         task.abort();
+    }
+}
+
+/// Ends local connections and sessions of client ids that opened a session on another node.
+async fn takeover_task(mut sub: async_nats::Subscriber, bus: BusHandle) {
+    while let Some(m) = sub.next().await {
+        let body = &m.payload[..];
+        let parsed = body.iter().position(|b| *b == 0).and_then(|nul| {
+            let ns = std::str::from_utf8(&body[..nul]).ok()?;
+            let id = std::str::from_utf8(&body[nul + 1..]).ok()?;
+            Some((ns, id))
+        });
+        match parsed {
+            Some((ns, id)) => {
+                bus.taken_over_elsewhere(ns, &ClientId::from(id));
+            }
+            None => tracing::warn!("cluster: malformed takeover notice, ignored"),
+        }
     }
 }
 
