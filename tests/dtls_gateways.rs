@@ -80,6 +80,16 @@ async fn lwm2m_register_and_read_over_dtls_psk() {
         dev.serve_until_seen(n + 1, WAIT).await,
         "the read reached the device"
     );
+    // Another PSK identity naming the same endpoint cannot take the registration over.
+    let mut other = Device::bind_dtls(
+        b.listener("lwm2m:dtls:default"),
+        ep,
+        "dev-a",
+        KEY.as_bytes(),
+    )
+    .await
+    .expect("handshake as dev-a");
+    assert_eq!(other.register().await, Some(0x83), "4.03 Forbidden");
     let resp = mqtt.expect_publish("read response").await;
     let v: Value = serde_json::from_str(&text(&resp)).unwrap();
     assert_eq!(
@@ -226,10 +236,32 @@ async fn mqttsn_over_dtls_both_directions_with_the_psk_identity_as_username() {
     assert_eq!(sub_b.expect_publish("dev-b").await.topic, "dev-b/up/temp");
     sub.expect_no_publish(Duration::from_millis(200), "dev-a sees nothing of dev-b")
         .await;
+    // dev-b cannot rebind dev-a's client to itself by naming its client id in a PINGREQ.
+    sn_b.send(Packet::PingReq {
+        client_id: Some(Bytes::from_static(b"sn-1")),
+    })
+    .await;
+    assert!(
+        sn_b.0.recv(Duration::from_millis(300)).await.is_err(),
+        "no PINGRESP for another identity's client"
+    );
+    let pong = sn.call(Packet::PingReq { client_id: None }).await;
+    assert_eq!(pong, Packet::PingResp, "dev-a's client is still its own");
 }
 
 /// A CoAP CON POST to `/ps/<topic>` over `c`; the response code.
 async fn coap_post(c: &mut DtlsClient, mid: u16, topic: &str, body: &str) -> u8 {
+    coap_post_as(c, mid, topic, None, body).await
+}
+
+/// [`coap_post`] naming a client id (`?clientid=`).
+async fn coap_post_as(
+    c: &mut DtlsClient,
+    mid: u16,
+    topic: &str,
+    client_id: Option<&str>,
+    body: &str,
+) -> u8 {
     let mut p = coap_lite::Packet::new();
     p.header.set_type(coap_lite::MessageType::Confirmable);
     p.header.code = coap_lite::MessageClass::Request(coap_lite::RequestType::Post);
@@ -238,6 +270,10 @@ async fn coap_post(c: &mut DtlsClient, mid: u16, topic: &str, body: &str) -> u8 
     p.add_option(coap_lite::CoapOption::UriPath, b"ps".to_vec());
     for seg in topic.split('/') {
         p.add_option(coap_lite::CoapOption::UriPath, seg.as_bytes().to_vec());
+    }
+    if let Some(id) = client_id {
+        let q = format!("clientid={id}");
+        p.add_option(coap_lite::CoapOption::UriQuery, q.into_bytes());
     }
     p.payload = body.as_bytes().to_vec();
     c.send(&p.to_bytes().unwrap()).await.unwrap();
@@ -444,4 +480,37 @@ async fn a_certificate_cn_is_the_username_in_the_acl() {
     );
     sub.expect_no_publish(Duration::from_millis(300), "nothing from blocked-cn")
         .await;
+}
+
+#[tokio::test]
+async fn a_client_id_is_not_usable_from_another_dtls_identity() {
+    let dir = temp_dir("dtls-idmix");
+    let b = psk_broker(&dir, &["coap"], "");
+    let server = b.listener("coap:dtls:default");
+    let mut sub = Client::connect(b.mqtt_addr(), "sub").await;
+    sub.subscribe("mix/#", QoS::AtMostOnce).await;
+    let mut a = DtlsClient::connect(server, &psk("dev-a"), None, WAIT)
+        .await
+        .unwrap();
+    let mut other = DtlsClient::connect(server, &psk("dev-b"), None, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(
+        coap_post_as(&mut a, 1, "mix/a", Some("shared"), "1").await,
+        CHANGED
+    );
+    assert_eq!(sub.expect_publish("dev-a").await.topic, "mix/a");
+    // dev-b names dev-a's client id: refused, nothing published as dev-a.
+    assert_eq!(
+        coap_post_as(&mut other, 2, "mix/b", Some("shared"), "2").await,
+        0x83
+    );
+    sub.expect_no_publish(Duration::from_millis(300), "dev-b acting as dev-a")
+        .await;
+    // dev-a itself goes on.
+    assert_eq!(
+        coap_post_as(&mut a, 3, "mix/a2", Some("shared"), "3").await,
+        CHANGED
+    );
+    assert_eq!(sub.expect_publish("dev-a again").await.topic, "mix/a2");
 }

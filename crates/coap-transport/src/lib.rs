@@ -144,6 +144,9 @@ pub struct Request {
     pub packet: Packet,
     /// What [`Transport::respond`] needs.
     pub exchange: Exchange,
+    /// On a DTLS listener, what the sender's handshake proved (set by the UDP driver; the
+    /// transport itself knows nothing of DTLS and leaves it `None`).
+    pub peer_identity: Option<switchyard_net::PeerIdentity>,
 }
 
 /// What the transport reports.
@@ -408,6 +411,7 @@ impl<T: Clone> Transport<T> {
             peer,
             packet,
             exchange,
+            peer_identity: None,
         }));
     }
 

@@ -59,6 +59,9 @@ pub(crate) struct ClientCell {
     /// handles a datagram of this client on its own task, so every line about the client
     /// (log traces included) carries it.
     span: tracing::Span,
+    /// On a DTLS listener, what the client's handshake proved: datagrams from a peer that proved
+    /// something else are never routed here (the listener checks).
+    identity: Option<switchyard_net::PeerIdentity>,
 }
 
 struct Inner {
@@ -114,15 +117,23 @@ impl ClientCell {
             client_id = tracing::field::Empty
         );
         let route = Mutex::new(first.1);
+        let identity = ch.peer_identity.clone();
         Arc::new(ClientCell {
             span,
             route,
+            identity,
             inner: Mutex::new(Inner { ch, ticket: None }),
             queue: Mutex::new(VecDeque::from([first])),
             wake: Notify::new(),
             connected: AtomicBool::new(false),
             ended: AtomicBool::new(false),
         })
+    }
+
+    /// Whether a datagram whose sender proved `identity` (`None`: plain UDP) may reach this
+    /// client: only from the identity the client connected with.
+    pub(crate) fn accepts(&self, identity: Option<&switchyard_net::PeerIdentity>) -> bool {
+        self.identity.as_ref() == identity
     }
 
     /// Where the client's datagrams come from.

@@ -302,11 +302,21 @@ impl Receiver {
     }
 
     /// The client datagrams from `from` belong to, if its entry is still current (looked up for
-    /// every datagram: borrowed, not cloned).
+    /// every datagram: borrowed, not cloned). On DTLS, also only while `from` still proves the
+    /// identity the client connected with (its address may have handshaken again as another).
     fn current(&self, from: SocketAddr) -> Option<&Route> {
         self.by_addr
             .get(&from)
             .filter(|r| r.cell.route() == from && !r.cell.has_ended())
+            .filter(|r| self.same_identity(from, r))
+    }
+
+    /// Whether datagrams from `from` may go to `route`'s client: always on plain UDP; on DTLS
+    /// only when `from` proved the identity the client connected with, so a peer with another
+    /// PSK identity or certificate cannot rebind, resume or feed someone else's client by
+    /// naming its client id.
+    fn same_identity(&self, from: SocketAddr, route: &Route) -> bool {
+        !self.socket.is_dtls() || route.cell.accepts(self.socket.peer_identity(&from).as_ref())
     }
 
     /// Forgets `from` if its entry is stale (the client moved away or its task ended).
@@ -363,6 +373,7 @@ impl Receiver {
                 client_id: Some(ref id),
             } => {
                 let known = self.shared.table.lock().by_client.get(id).cloned();
+                let known = known.filter(|r| self.same_identity(from, r));
                 match known.or_else(|| self.current(from).cloned()) {
                     Some(r) => {
                         let by_id = self
@@ -419,10 +430,12 @@ impl Receiver {
 
     async fn on_connect(&mut self, packet: Packet, client_id: Option<Bytes>, from: SocketAddr) {
         // A finished task may linger in the tables until its exit is processed: not a match.
+        // On DTLS a client id connected under another identity is not reused: the CONNECT gets
+        // a channel of its own (which takes the session over, as any CONNECT would).
         let known = client_id
             .as_ref()
             .and_then(|id| self.shared.table.lock().by_client.get(id).cloned())
-            .filter(|r| !r.cell.has_ended());
+            .filter(|r| !r.cell.has_ended() && self.same_identity(from, r));
         // Same address, still in its handshake: a retransmitted or corrected CONNECT.
         let existing = known.or_else(|| {
             self.current(from)

@@ -382,12 +382,14 @@ impl<G: DemuxGateway> Demux<G> {
         }
     }
 
-    fn request(&mut self, req: Request, transport: &mut Transport<Tag>) {
+    fn request(&mut self, mut req: Request, transport: &mut Transport<Tag>) {
+        // Every request carries what its sender proved, so a client task can refuse one from
+        // another identity that names its key (client id, endpoint).
+        req.peer_identity = self.sender.peer_identity(&req.peer);
         let key = match self.gw.route(&req) {
             Ok(k) => k,
             Err(reply) => return transport.respond(&req.exchange, reply, now()),
         };
-        let mut req = req;
         if let Some(slot) = self.keys.get(&key).copied() {
             match self
                 .slots

@@ -321,6 +321,12 @@ impl Channel {
             return;
         }
         let ex = req.exchange;
+        if req.peer_identity != self.peer_identity {
+            // DTLS: a peer that proved another identity names this client (its client id); it
+            // may not act as this client.
+            tracing::info!(peer = %req.peer, "request refused: another DTLS identity");
+            return self.refuse(&ex, (code::FORBIDDEN, "forbidden"));
+        }
         let mut q = match request::query(&req.packet) {
             Ok(q) => q,
             Err(r) => return self.refuse(&ex, r),

@@ -333,6 +333,12 @@ impl Channel {
         if self.base.close.is_some() {
             return;
         }
+        if req.peer_identity != self.reg.peer {
+            // DTLS: a peer that proved another identity names this device's endpoint; it may
+            // not update or take over the registration through this device's channel.
+            tracing::info!(peer = %req.peer, "request refused: another DTLS identity");
+            return self.reply(&req.exchange, error_response(code::FORBIDDEN, "forbidden"));
+        }
         self.last_inbound = now;
         self.peer = req.peer;
         let ex = req.exchange;
