@@ -335,9 +335,13 @@ fn walk(mut v: Value, segs: &[Seg], s: &Scope) -> Result<Value, EvalError> {
 /// 1-based position `n` (negative: from the end); 0 is refused as EMQX does.
 pub(crate) fn index(a: &[Value], n: i64) -> Result<Option<&Value>, EvalError> {
     let len = a.len() as i64;
+    // Checked: the index may come from a payload (`payload.l[payload.i]`).
     let i = match n.cmp(&0) {
         Ordering::Greater => n - 1,
-        Ordering::Less => len + n,
+        Ordering::Less => match len.checked_add(n) {
+            Some(i) => i,
+            None => return Ok(None),
+        },
         Ordering::Equal => return Err(bad("index 0 (arrays are 1-based)")),
     };
     if i < 0 {
@@ -349,7 +353,13 @@ pub(crate) fn index(a: &[Value], n: i64) -> Result<Option<&Value>, EvalError> {
 /// Elements `a..=b`, 1-based (negative from the end), clamped to the array.
 pub(crate) fn range(arr: &[Value], a: i64, b: i64) -> Vec<Value> {
     let len = arr.len() as i64;
-    let norm = |n: i64| if n < 0 { len + n + 1 } else { n };
+    let norm = |n: i64| {
+        if n < 0 {
+            len.saturating_add(n).saturating_add(1)
+        } else {
+            n
+        }
+    };
     let (a, b) = (norm(a).max(1), norm(b).min(len));
     if a > b {
         return Vec::new();

@@ -262,3 +262,25 @@ fn columns_used_lists_what_the_sql_reads() {
         Some(vec!["e".into(), "payload".into(), "peerhost".into()])
     );
 }
+
+#[test]
+fn hostile_indexes_and_offsets_from_a_payload_do_not_panic() {
+    let c = publish(r#"{"l": [1, 2, 3], "i": -9223372036854775808, "j": 9223372036854775807}"#);
+    assert_eq!(
+        one(
+            r#"SELECT payload.l[payload.i] AS a, payload.l[payload.j] AS b,
+                      payload.l[payload.i..payload.j] AS r, payload.l[payload.j..payload.i] AS e,
+                      nth(payload.i, payload.l) AS n
+               FROM "t/#""#,
+            &c
+        ),
+        Ok(Some(
+            json!({"a": null, "b": null, "r": [1, 2, 3], "e": [], "n": null})
+        ))
+    );
+    let r = one(
+        r#"SELECT format_date('second', -9223372036854775807 - 1, '%Y %:z', 0) AS d FROM "t/#""#,
+        &c,
+    );
+    assert!(r.is_ok(), "{r:?}");
+}

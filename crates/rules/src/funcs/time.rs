@@ -145,7 +145,7 @@ fn split(ts: i64, per: i64, offset: i64) -> Parts {
 
 fn offset_text(offset: i64, colon: bool, secs: bool) -> String {
     let sign = if offset < 0 { '-' } else { '+' };
-    let o = offset.abs();
+    let o = offset.unsigned_abs();
     let (h, m, s) = (o / 3600, o % 3600 / 60, o % 60);
     match (colon, secs) {
         (false, _) => format!("{sign}{h:02}{m:02}"),
