@@ -329,3 +329,43 @@ fn every_function_in_the_table_is_callable() {
         }
     }
 }
+
+#[test]
+fn hostile_arguments_never_panic() {
+    // Every function, every arity it takes (up to 3), every combination of awkward values.
+    let vals = [
+        "'1'",
+        "-9223372036854775807 - 1",
+        "9223372036854775807",
+        "1.5e300",
+        "-1",
+        "0",
+        "''",
+        "payload.l",
+        "payload.a",
+        "null",
+        "'%'",
+    ];
+    for name in super::names() {
+        for n in 0..=3usize {
+            if super::check(name, n).is_err() {
+                continue;
+            }
+            let combos = vals.len().pow(n as u32);
+            let step = if name == "jq" { 37 } else { 1 };
+            for k in (0..combos).step_by(step) {
+                let mut idx = k;
+                let args: Vec<&str> = (0..n)
+                    .map(|_| {
+                        let a = vals[idx % vals.len()];
+                        idx /= vals.len();
+                        a
+                    })
+                    .collect();
+                let e = format!("{name}({})", args.join(", "));
+                let r = std::panic::catch_unwind(|| v(&e));
+                assert!(r.is_ok(), "{e} panics");
+            }
+        }
+    }
+}
