@@ -339,13 +339,21 @@ impl BoundListener {
             what: "a DTLS configuration",
         })?;
         let mut out = Vec::with_capacity(sockets.len());
+        // One admission for the listener, whatever its number of sockets.
+        let admission = crate::Admission::new(parts.limits, tokio::time::Instant::now());
         for s in sockets {
-            let socket =
-                crate::dtls::serve(&dtls, &parts.id, s, parts.limits, cancel.clone(), tracker)
-                    .map_err(|_| ServeError::Missing {
-                        id: parts.id.clone(),
-                        what: "a bound UDP socket",
-                    })?;
+            let socket = crate::dtls::serve(
+                &dtls,
+                &parts.id,
+                s,
+                admission.clone(),
+                cancel.clone(),
+                tracker,
+            )
+            .map_err(|_| ServeError::Missing {
+                id: parts.id.clone(),
+                what: "a bound UDP socket",
+            })?;
             out.push(socket);
         }
         Ok((out, parts))

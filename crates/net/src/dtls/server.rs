@@ -12,7 +12,7 @@
 
 use super::association::{AssocEvent, Association, RtcAssociation};
 use super::{take_unknown_identity, DtlsListener, PeerIdentity};
-use crate::admission::{Admission, ListenerLimits, Permit};
+use crate::admission::{Admission, Permit};
 use crate::clock::{now, sleep_until};
 use crate::datagram::{DatagramSocket, DtlsSocket, PeerTable, Received};
 use std::cmp::Reverse;
@@ -50,12 +50,13 @@ struct Peer {
     _permit: Permit,
 }
 
-/// Starts the DTLS server on `socket` and returns the gateway's side of it.
+/// Starts the DTLS server on `socket` and returns the gateway's side of it; `admission` is the
+/// listener's (shared by its sockets' tasks).
 pub(crate) fn serve(
     listener: &DtlsListener,
     id: &str,
     socket: UdpSocket,
-    limits: ListenerLimits,
+    admission: Admission,
     cancel: CancellationToken,
     tracker: &TaskTracker,
 ) -> std::io::Result<DatagramSocket> {
@@ -70,8 +71,7 @@ pub(crate) fn serve(
         local,
         peers: HashMap::new(),
         timers: BinaryHeap::new(),
-        handshaking: 0,
-        admission: Admission::new(limits, tokio::time::Instant::now()),
+        admission,
         to_app: in_tx,
         identities: peers.clone(),
     };
@@ -89,7 +89,6 @@ struct Server {
     peers: HashMap<SocketAddr, Peer>,
     /// Retransmission and handshake deadlines; stale entries are skipped when due.
     timers: BinaryHeap<Reverse<(Instant, SocketAddr)>>,
-    handshaking: usize,
     admission: Admission,
     to_app: mpsc::Sender<Received>,
     identities: PeerTable,
@@ -230,7 +229,15 @@ impl Server {
             return false;
         }
         let stats = &self.listener.stats;
-        if self.handshaking >= self.listener.max_handshakes {
+        // The listener's count (shared by its sockets' tasks), reserved atomically so tasks on
+        // several cores never overshoot `max_handshakes` together.
+        let max = u64::try_from(self.listener.max_handshakes).unwrap_or(u64::MAX);
+        let reserved = stats
+            .handshaking
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| {
+                (h < max).then_some(h + 1)
+            });
+        if reserved.is_err() {
             stats.refused.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(listener = %self.id, peer = %from, "max_handshakes reached: ClientHello dropped");
             return false;
@@ -238,6 +245,7 @@ impl Server {
         let permit = match self.admission.try_admit(tokio::time::Instant::now()) {
             Ok(p) => p,
             Err(refusal) => {
+                stats.handshaking.fetch_sub(1, Ordering::AcqRel);
                 stats.refused.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(listener = %self.id, peer = %from, limit = refusal.limit(), "new DTLS handshake refused");
                 return false;
@@ -255,8 +263,6 @@ impl Server {
                 _permit: permit,
             },
         );
-        self.handshaking += 1;
-        stats.handshaking.fetch_add(1, Ordering::Relaxed);
         stats.peers.fetch_add(1, Ordering::Relaxed);
         // The handshake deadline.
         self.timers
@@ -270,9 +276,8 @@ impl Server {
         };
         p.established = true;
         let identity = p.assoc.identity(self.listener.cn_as_username);
-        self.handshaking = self.handshaking.saturating_sub(1);
         let stats = &self.listener.stats;
-        stats.handshaking.fetch_sub(1, Ordering::Relaxed);
+        stats.handshaking.fetch_sub(1, Ordering::AcqRel);
         stats.handshakes_ok.fetch_add(1, Ordering::Relaxed);
         match &identity {
             PeerIdentity::Psk(id) => {
@@ -303,8 +308,7 @@ impl Server {
         if p.established {
             self.identities.remove(&addr);
         } else {
-            self.handshaking = self.handshaking.saturating_sub(1);
-            stats.handshaking.fetch_sub(1, Ordering::Relaxed);
+            stats.handshaking.fetch_sub(1, Ordering::AcqRel);
         }
         Some(p)
     }

@@ -41,8 +41,9 @@ fn echo_server_with(
     let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
     let socket = bind_udp(any, false).expect("bind").remove(0);
     let tracker = TaskTracker::new();
+    let admission = crate::Admission::new(limits, tokio::time::Instant::now());
     let mut ds =
-        server::serve(&listener, "t", socket, limits, cancel.clone(), &tracker).expect("serve");
+        server::serve(&listener, "t", socket, admission, cancel.clone(), &tracker).expect("serve");
     let addr = ds.local_addr().expect("addr");
     tokio::spawn(async move {
         let sender = ds.sender();
