@@ -229,6 +229,33 @@ impl RuleEngine {
     pub fn attach(self: &Arc<Self>) {
         self.bus.events().set_tap(Some(self.clone()));
         self.refresh();
+        // Rates (`matched.rate`, an action's `rate`) are sampled here, off the publish path.
+        let me = Arc::downgrade(self);
+        let cancel = self.cancel.clone();
+        tokio::spawn(async move {
+            let secs = crate::metrics::SAMPLE_EVERY.as_secs_f64();
+            loop {
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(crate::metrics::SAMPLE_EVERY) => {}
+                }
+                let Some(me) = me.upgrade() else { return };
+                me.sample_rates(secs);
+            }
+        });
+    }
+
+    fn sample_rates(&self, secs: f64) {
+        for r in self.rules.lock().values() {
+            let m = &r.installed.metrics;
+            m.rate
+                .sample(m.matched.load(std::sync::atomic::Ordering::Relaxed), secs);
+        }
+        for a in self.actions.read().values() {
+            let m = &a.metrics;
+            m.rate
+                .sample(m.matched.load(std::sync::atomic::Ordering::Relaxed), secs);
+        }
     }
 
     /// Loads objects from the config file (`[rule_engine.rules.<id>]`, `[connectors.http.<n>]`,
