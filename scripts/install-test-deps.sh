@@ -126,6 +126,31 @@ else
 fi
 log "ready: coap-client, aiocoap $AIOCOAP_VERSION"
 
+# --- DTLS: python-mbedtls (mbed TLS 2.28, a binary wheel), tests/dtls_client/mbedtls_coap.py --
+MBEDTLS_VERSION="2.10.1"
+mbedtls_version() {
+    python3 -c 'import importlib.metadata as m; print(m.version("python-mbedtls"))' 2>/dev/null || true
+}
+have="$(mbedtls_version)"
+if [ "$have" = "$MBEDTLS_VERSION" ]; then
+    log "python-mbedtls $have present for $(command -v python3)"
+else
+    log "pip install python-mbedtls==$MBEDTLS_VERSION (had: ${have:-none})"
+    tls_pip=(-m pip install --quiet --disable-pip-version-check "python-mbedtls==$MBEDTLS_VERSION")
+    if ! "${SUDO[@]}" python3 "${tls_pip[@]}" 2>/tmp/install-test-deps-mbedtls.err; then
+        if grep -q externally-managed-environment /tmp/install-test-deps-mbedtls.err; then
+            "${SUDO[@]}" python3 "${tls_pip[@]}" --break-system-packages
+        else
+            cat /tmp/install-test-deps-mbedtls.err >&2
+            exit 1
+        fi
+    fi
+    if [ "$(mbedtls_version)" != "$MBEDTLS_VERSION" ]; then
+        log "python-mbedtls still not importable as $MBEDTLS_VERSION"
+        exit 1
+    fi
+fi
+
 # --- browser test: MQTT.js in headless Chromium (tests/browser_mqttjs.rs, tests/browser/) -------
 # Debian's chromium driven by playwright-core from npm. No browser download: playwright-core
 # has no install step of its own, and `npx playwright install` is never run.

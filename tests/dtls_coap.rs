@@ -341,3 +341,87 @@ fn a_missing_certificate_file_stops_the_start_naming_it() {
     .expect("the broker must not start");
     assert!(err.contains("/nonexistent/psk.txt"), "{err}");
 }
+
+/// python-mbedtls importable (scripts/install-test-deps.sh installs it); a missing module fails
+/// the test unless SY_SKIP_EXTERNAL_CLIENTS is set, as for the other external clients.
+fn mbedtls_available() -> bool {
+    if !require_program("python3") {
+        return false;
+    }
+    let ok = Command::new("python3")
+        .args(["-c", "import mbedtls.tls"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if ok {
+        return true;
+    }
+    if std::env::var_os("SY_SKIP_EXTERNAL_CLIENTS").is_some() {
+        eprintln!("skipping: python-mbedtls not importable and SY_SKIP_EXTERNAL_CLIENTS is set");
+        return false;
+    }
+    panic!("python3 cannot import mbedtls: run scripts/install-test-deps.sh");
+}
+
+/// One POST through tests/dtls_client/mbedtls_coap.py; its one-line answer.
+fn mbedtls_post(args: &[&str]) -> String {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/dtls_client/mbedtls_coap.py"
+    );
+    let mut cmd = Command::new("python3");
+    cmd.arg(script).args(args);
+    let (status, out, err) = run_with_timeout(&mut cmd, Duration::from_secs(30));
+    assert!(
+        status.is_some(),
+        "mbedtls client timed out: {args:?}\n{out}\n{err}"
+    );
+    format!("{out}{err}")
+}
+
+#[tokio::test]
+async fn mbed_tls_client_with_psk_and_with_a_certificate() {
+    if !mbedtls_available() {
+        return;
+    }
+    let dir = temp_dir("dtls-coap-mbedtls");
+    let p = pki(&dir, "device-3");
+    let psk = format!(
+        "{}[gateway.coap.listeners.dtls.default.dtls_options]\ncertfile = \"{}\"\nkeyfile = \"{}\"\n",
+        psk_config(&dir, "mbed-1:mbed-key-1\n", ""),
+        p.server_cert.display(),
+        p.server_key.display(),
+    );
+    let broker = Broker::start_with(&psk);
+    let port = broker.listener("coap:dtls:default").port().to_string();
+    let mut sub = Client::connect(broker.mqtt_addr(), "sub").await;
+    sub.subscribe("mbed/#", QoS::AtMostOnce).await;
+    // One port serves PSK and certificate clients.
+    let out = mbedtls_post(&[
+        "127.0.0.1",
+        &port,
+        "psk",
+        "mbed-1",
+        "mbed-key-1",
+        "mbed/psk",
+        "p",
+    ]);
+    assert!(out.contains("code=2.04"), "{out}");
+    assert_eq!(sub.expect_publish("mbed psk").await.topic, "mbed/psk");
+    let ca = p.ca.to_string_lossy().into_owned();
+    let out = mbedtls_post(&["127.0.0.1", &port, "cert", &ca, "mbed/cert", "c"]);
+    assert!(out.contains("code=2.04"), "{out}");
+    assert_eq!(sub.expect_publish("mbed cert").await.topic, "mbed/cert");
+    let out = mbedtls_post(&[
+        "127.0.0.1",
+        &port,
+        "psk",
+        "mbed-1",
+        "wrong",
+        "mbed/wrong",
+        "w",
+    ]);
+    assert!(out.contains("error="), "a wrong key was served: {out}");
+    sub.expect_no_publish(Duration::from_millis(300), "wrong key")
+        .await;
+}
