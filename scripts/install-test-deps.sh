@@ -151,6 +151,33 @@ else
     fi
 fi
 
+# --- DTLS: DTLSSocket (tinydtls) for aiocoap, tests/dtls_client/aiocoap_psk.py ---------------
+# Built from source by pip: it needs autoconf, automake and libtool (and a C compiler).
+DTLSSOCKET_VERSION="0.2.3"
+dtlssocket_version() {
+    python3 -c 'import importlib.metadata as m; print(m.version("DTLSSocket"))' 2>/dev/null || true
+}
+have="$(dtlssocket_version)"
+if [ "$have" = "$DTLSSOCKET_VERSION" ]; then
+    log "DTLSSocket $have present for $(command -v python3)"
+else
+    apt_install autoconf automake libtool
+    log "pip install DTLSSocket==$DTLSSOCKET_VERSION (had: ${have:-none})"
+    dtls_pip=(-m pip install --quiet --disable-pip-version-check "DTLSSocket==$DTLSSOCKET_VERSION")
+    if ! "${SUDO[@]}" python3 "${dtls_pip[@]}" 2>/tmp/install-test-deps-dtlssocket.err; then
+        if grep -q externally-managed-environment /tmp/install-test-deps-dtlssocket.err; then
+            "${SUDO[@]}" python3 "${dtls_pip[@]}" --break-system-packages
+        else
+            cat /tmp/install-test-deps-dtlssocket.err >&2
+            exit 1
+        fi
+    fi
+    if [ "$(dtlssocket_version)" != "$DTLSSOCKET_VERSION" ]; then
+        log "DTLSSocket still not importable as $DTLSSOCKET_VERSION"
+        exit 1
+    fi
+fi
+
 # --- browser test: MQTT.js in headless Chromium (tests/browser_mqttjs.rs, tests/browser/) -------
 # Debian's chromium driven by playwright-core from npm. No browser download: playwright-core
 # has no install step of its own, and `npx playwright install` is never run.

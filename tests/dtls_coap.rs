@@ -425,3 +425,45 @@ async fn mbed_tls_client_with_psk_and_with_a_certificate() {
     sub.expect_no_publish(Duration::from_millis(300), "wrong key")
         .await;
 }
+
+#[tokio::test]
+async fn aiocoap_over_tinydtls_with_psk() {
+    if !require_program("python3") {
+        return;
+    }
+    let ok = Command::new("python3")
+        .args(["-c", "import aiocoap, DTLSSocket"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        if std::env::var_os("SY_SKIP_EXTERNAL_CLIENTS").is_some() {
+            eprintln!("skipping: aiocoap/DTLSSocket not importable");
+            return;
+        }
+        panic!("python3 cannot import aiocoap and DTLSSocket: run scripts/install-test-deps.sh");
+    }
+    let dir = temp_dir("dtls-coap-tinydtls");
+    let broker = Broker::start_with(&psk_config(&dir, "tiny-1:tiny-key-1\n", ""));
+    let port = broker.listener("coap:dtls:default").port().to_string();
+    let mut sub = Client::connect(broker.mqtt_addr(), "sub").await;
+    sub.subscribe("tiny/#", QoS::AtMostOnce).await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/dtls_client/aiocoap_psk.py"
+    );
+    let post = |key: &str, topic: &str| {
+        let mut cmd = Command::new("python3");
+        cmd.args([script, "127.0.0.1", &port, "tiny-1", key, topic, "t"]);
+        let (status, out, err) = run_with_timeout(&mut cmd, Duration::from_secs(40));
+        assert!(status.is_some(), "aiocoap timed out\n{out}\n{err}");
+        format!("{out}{err}")
+    };
+    let out = post("tiny-key-1", "tiny/ok");
+    assert!(out.contains("code=2.04"), "{out}");
+    assert_eq!(sub.expect_publish("tinydtls").await.topic, "tiny/ok");
+    let out = post("wrong-key", "tiny/wrong");
+    assert!(!out.contains("code=2.04"), "a wrong key was served: {out}");
+    sub.expect_no_publish(Duration::from_millis(300), "wrong key")
+        .await;
+}
