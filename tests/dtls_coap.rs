@@ -340,6 +340,27 @@ fn a_missing_certificate_file_stops_the_start_naming_it() {
     .err()
     .expect("the broker must not start");
     assert!(err.contains("/nonexistent/psk.txt"), "{err}");
+    // The same through the environment (SWITCHYARD_<SECTION>__<KEY>).
+    let err = Broker::try_start(
+        "[psk_authentication]\nenable = true\n",
+        &[
+            (
+                "SWITCHYARD_GATEWAY__COAP__LISTENERS__DTLS__DEFAULT__ENABLE",
+                "true",
+            ),
+            (
+                "SWITCHYARD_GATEWAY__COAP__LISTENERS__DTLS__DEFAULT__DTLS_OPTIONS__CERTFILE",
+                "/nonexistent/env-cert.pem",
+            ),
+            (
+                "SWITCHYARD_GATEWAY__COAP__LISTENERS__DTLS__DEFAULT__DTLS_OPTIONS__KEYFILE",
+                "/nonexistent/env-key.pem",
+            ),
+        ],
+    )
+    .err()
+    .expect("the broker must not start");
+    assert!(err.contains("/nonexistent/env-cert.pem"), "{err}");
 }
 
 /// python-mbedtls importable (scripts/install-test-deps.sh installs it); a missing module fails
