@@ -1,8 +1,9 @@
 //! `[cluster]` → the cluster link (`switchyard-cluster`), started before any gateway so the
 //! link hears every filter from the first subscription (and those of restored sessions).
 
+use switchyard_admin::{ClusterView, PeerNode};
 use switchyard_bus::BusHandle;
-use switchyard_cluster::{ClusterLink, ClusterOptions, NatsTls};
+use switchyard_cluster::{ClusterLink, ClusterOptions, LinkView, NatsTls};
 use switchyard_config::Config;
 
 /// Messages queued for NATS before new ones are dropped and counted: about a second of a busy
@@ -31,7 +32,31 @@ pub async fn start(config: &Config, bus: &BusHandle) -> anyhow::Result<Option<Cl
             keyfile: path(&c.nats.tls.keyfile),
         },
         forward_queue: FORWARD_QUEUE,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
     };
     let link = ClusterLink::start(opts, bus.clone()).await?;
     Ok(Some(link))
+}
+
+/// The link as the admin API shows it (`/api/v5/nodes`, `/status`).
+pub struct AdminView(pub LinkView);
+
+impl ClusterView for AdminView {
+    fn peers(&self) -> Vec<PeerNode> {
+        self.0
+            .peers()
+            .into_iter()
+            .map(|n| PeerNode {
+                name: n.name,
+                running: n.running,
+                version: n.version,
+                uptime_ms: n.uptime_ms,
+                connections: n.connections,
+            })
+            .collect()
+    }
+
+    fn connected(&self) -> bool {
+        self.0.connected()
+    }
 }

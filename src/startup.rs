@@ -185,6 +185,10 @@ pub async fn run(
             coap_requests: Some(gateways.clone()),
             traces: Some(traces.clone()),
             rules: Some(rules.clone()),
+            cluster: cluster.as_ref().map(|l| {
+                Arc::new(crate::cluster::AdminView(l.view()))
+                    as Arc<dyn switchyard_admin::ClusterView>
+            }),
             version: env!("CARGO_PKG_VERSION"),
         })
         .map_err(|e| anyhow::anyhow!("dashboard: cannot open the admin store: {e}"))?;

@@ -8,6 +8,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "admin_support/mod.rs"]
+mod admin_support;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -389,4 +391,69 @@ fn connecting_on_another_node_takes_the_client_id_over() {
         "{}",
         a.log_excerpt()
     );
+}
+
+#[tokio::test]
+async fn every_node_lists_the_cluster_and_names_are_unique() {
+    if !require_program("nats-server") {
+        return;
+    }
+    let (n1, _n2, a, b) = cluster_of_two();
+    let api = admin_support::Api::ready(&a).await;
+    // Heartbeats every 2 s: wait for b to appear on a, polling the API (bounded).
+    let mut listed = serde_json::Value::Null;
+    for _ in 0..100 {
+        let (status, v) = api.get("/api/v5/nodes").await;
+        assert_eq!(status, reqwest::StatusCode::OK, "{v}");
+        if v.as_array().is_some_and(|l| l.len() == 2) {
+            listed = v;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut nodes: Vec<(String, String)> = listed
+        .as_array()
+        .unwrap_or_else(|| panic!("b never listed on a"))
+        .iter()
+        .map(|n| {
+            (
+                n["node"].as_str().unwrap_or_default().to_owned(),
+                n["node_status"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    nodes.sort();
+    assert_eq!(
+        nodes,
+        vec![
+            ("a@127.0.0.1".to_string(), "running".to_string()),
+            ("b@127.0.0.1".to_string(), "running".to_string())
+        ]
+    );
+    let (status, v) = api.get("/api/v5/nodes/b@127.0.0.1").await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{v}");
+    assert_eq!(v["node"], "b@127.0.0.1");
+    let text = reqwest::get(api.url("/status"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("cluster: connected to NATS"), "{text}");
+
+    // A third node named like b is refused at start, naming the name.
+    let config = format!(
+        "[node]\nname = \"b@127.0.0.1\"\n[cluster]\nenable = true\nname = \"t{}\"\n\
+         [cluster.nats]\nservers = [\"nats://127.0.0.1:{}\"]\n",
+        std::process::id(),
+        n1.port
+    );
+    match Broker::try_start(&config, &[]) {
+        Ok(_) => panic!("a second node named b@127.0.0.1 started"),
+        Err(log) => assert!(
+            log.contains("b@127.0.0.1 is already used by a running node"),
+            "{log}"
+        ),
+    }
+    drop(b);
 }

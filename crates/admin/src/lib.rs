@@ -24,11 +24,11 @@ mod json;
 mod time;
 mod view;
 
+pub use api::psk::PSK_KIND;
 pub use api::trace::{
     PayloadEncode, TraceControl, TraceError, TraceFormatter, TraceInfo, TraceKind, TraceSpec,
     MAX_TRACES,
 };
-pub use api::psk::PSK_KIND;
 pub use error::ApiError;
 
 use std::collections::BTreeMap;
@@ -81,6 +81,31 @@ pub struct AdminContext {
     /// The rule engine (`/api/v5/rules`, `/connectors`, `/actions`); `None`: those routes
     /// answer 404.
     pub rules: Option<Arc<switchyard_rules::RuleEngine>>,
+    /// The other nodes of the cluster (`/api/v5/nodes`, `/status`); `None` on a single node.
+    pub cluster: Option<Arc<dyn ClusterView>>,
+}
+
+/// The cluster as the admin API shows it; the binary implements it over the cluster link.
+pub trait ClusterView: Send + Sync {
+    /// Every other node heard from recently, by name.
+    fn peers(&self) -> Vec<PeerNode>;
+    /// Whether this node's link to the others is up right now.
+    fn connected(&self) -> bool;
+}
+
+/// Another node, as it last described itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerNode {
+    /// Its `node.name`.
+    pub name: String,
+    /// Heard from within the last few heartbeats.
+    pub running: bool,
+    /// Its version.
+    pub version: String,
+    /// Milliseconds since it started.
+    pub uptime_ms: u64,
+    /// Connections open on it.
+    pub connections: u64,
 }
 
 /// A CoAP request method the request API may send.

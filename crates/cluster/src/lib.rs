@@ -14,7 +14,9 @@
 //! and shared groups across nodes are not clustered yet.
 
 mod link;
+pub mod nodes;
 pub mod subject;
 pub mod wire;
 
-pub use link::{ClusterError, ClusterLink, ClusterOptions, ClusterStats, NatsTls};
+pub use link::{ClusterError, ClusterLink, ClusterOptions, ClusterStats, LinkView, NatsTls};
+pub use nodes::{NodeDirectory, NodeInfo};

@@ -23,6 +23,7 @@
 //! messages all match the same subscriptions, so the first copies of one topic's messages come
 //! out in the order they were published (MQTT 5 §4.6 asks for order per topic).
 
+use crate::nodes::{self, NodeDirectory};
 use crate::subject;
 use crate::wire;
 use bytes::Bytes;
@@ -58,6 +59,8 @@ pub struct ClusterOptions {
     pub tls: NatsTls,
     /// Messages waiting to be forwarded before new ones are dropped (and counted).
     pub forward_queue: usize,
+    /// This node's version, as other nodes list it.
+    pub version: String,
 }
 
 /// TLS to the NATS servers.
@@ -100,6 +103,14 @@ pub enum ClusterError {
     /// The NATS client refused the options.
     #[error("NATS: {0}")]
     Connect(String),
+    /// Another live node of the cluster has this node's name.
+    #[error("node.name {node} is already used by a running node of cluster {cluster}")]
+    NameTaken {
+        /// The name.
+        node: String,
+        /// The cluster.
+        cluster: String,
+    },
 }
 
 /// Counters of the link, for the API and logs.
@@ -192,10 +203,39 @@ impl Peer for Seam {
     }
 }
 
+/// The link as status pages see it.
+#[derive(Clone)]
+pub struct LinkView {
+    client: async_nats::Client,
+    nodes: Arc<NodeDirectory>,
+}
+
+impl std::fmt::Debug for LinkView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkView").finish_non_exhaustive()
+    }
+}
+
+impl LinkView {
+    /// Whether the NATS connection is up right now.
+    pub fn connected(&self) -> bool {
+        matches!(
+            self.client.connection_state(),
+            async_nats::connection::State::Connected
+        )
+    }
+
+    /// The other nodes, as last heard.
+    pub fn peers(&self) -> Vec<crate::NodeInfo> {
+        self.nodes.peers()
+    }
+}
+
 /// A running link; dropping it leaves the tasks running until [`ClusterLink::shutdown`].
 pub struct ClusterLink {
     client: async_nats::Client,
     stats: Arc<ClusterStats>,
+    nodes: Arc<NodeDirectory>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -210,7 +250,28 @@ impl ClusterLink {
     /// own clients and the client retries, logging each attempt) and links `bus` to the cluster.
     pub async fn start(opts: ClusterOptions, bus: BusHandle) -> Result<Self, ClusterError> {
         let client = connect(&opts).await?;
+        let names = subject::prefix(&opts.name, "node");
+        // A node name must be unique in the cluster: ask before answering to it. Only possible
+        // once NATS answers; a node that starts while NATS is away skips the check.
+        if wait_connected(&client, NAME_CHECK_WAIT).await {
+            match nodes::name_taken(&client, &names, &opts.node).await {
+                Some(true) => {
+                    return Err(ClusterError::NameTaken {
+                        node: opts.node.clone(),
+                        cluster: opts.name.clone(),
+                    })
+                }
+                Some(false) => {}
+                None => tracing::warn!(node = %opts.node,
+                    "cluster: could not check that this node's name is unique"),
+            }
+        } else {
+            tracing::warn!(servers = ?opts.servers,
+                "cluster: NATS not reachable yet; serving local clients and retrying \
+                 (node name uniqueness not checked)");
+        }
         let stats = Arc::new(ClusterStats::default());
+        let directory = Arc::new(NodeDirectory::default());
         let messages = subject::prefix(&opts.name, "m");
         let retained = subject::prefix(&opts.name, "r");
         let takeover = subject::prefix(&opts.name, "takeover");
@@ -242,6 +303,28 @@ impl ClusterLink {
             .await
             .map_err(|e| ClusterError::Connect(e.to_string()))?;
         tasks.push(tokio::spawn(takeover_task(sub, bus.clone())));
+        let sub = client
+            .subscribe(nodes::name_subject(&names, &opts.node))
+            .await
+            .map_err(|e| ClusterError::Connect(e.to_string()))?;
+        tasks.push(tokio::spawn(nodes::answer_name(client.clone(), sub)));
+        let heartbeats = subject::prefix(&opts.name, "nodes");
+        let sub = client
+            .subscribe(heartbeats.clone())
+            .await
+            .map_err(|e| ClusterError::Connect(e.to_string()))?;
+        tasks.push(tokio::spawn(nodes::listen(
+            sub,
+            directory.clone(),
+            opts.node.clone(),
+        )));
+        tasks.push(tokio::spawn(nodes::heartbeat(
+            client.clone(),
+            heartbeats,
+            opts.node.clone(),
+            opts.version.clone(),
+            bus.clone(),
+        )));
         tasks.push(tokio::spawn(interest_task(
             client.clone(),
             irx,
@@ -263,8 +346,22 @@ impl ClusterLink {
         Ok(ClusterLink {
             client,
             stats,
+            nodes: directory,
             tasks,
         })
+    }
+
+    /// The other nodes, as last heard.
+    pub fn nodes(&self) -> &Arc<NodeDirectory> {
+        &self.nodes
+    }
+
+    /// What status pages need, kept after the link is moved: connected or not, other nodes.
+    pub fn view(&self) -> LinkView {
+        LinkView {
+            client: self.client.clone(),
+            nodes: self.nodes.clone(),
+        }
     }
 
     /// The link's counters.
@@ -286,6 +383,27 @@ impl ClusterLink {
         for t in &self.tasks {
             t.abort();
         }
+    }
+}
+
+/// How long start-up waits for NATS before going on without it (the client keeps retrying).
+const NAME_CHECK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Whether the client is connected within `within` (polled: the client reports no event for
+/// a connection made before its callback was set).
+async fn wait_connected(client: &async_nats::Client, within: std::time::Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if matches!(
+            client.connection_state(),
+            async_nats::connection::State::Connected
+        ) {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 

@@ -14,20 +14,30 @@ use std::collections::{BTreeMap, BTreeSet};
 /// `GET /status`: 200 while the node runs (for load balancers); `?format=json` for JSON.
 pub async fn status(st: St, Query(q): Query<Params>) -> Response {
     let node = st.0.node().to_owned();
+    // Clustered: whether the link to the other nodes is up (the node serves its own clients
+    // either way).
+    let cluster = st.0.ctx.cluster.as_ref().map(|c| c.connected());
     if q.get("format").map(String::as_str) == Some("json") {
-        return Json(json!({
+        let mut v = json!({
             "node_name": node,
             "rel_vsn": st.0.ctx.version,
             "status": "running",
             "uptime": st.0.ctx.bus.uptime().as_secs(),
-        }))
-        .into_response();
+        });
+        if let Some(up) = cluster {
+            v["cluster"] = json!(if up { "connected" } else { "disconnected" });
+        }
+        return Json(v).into_response();
     }
-    (
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        format!("Node {node} is started\nswitchyard is running\n"),
-    )
-        .into_response()
+    let mut text = format!("Node {node} is started\nswitchyard is running\n");
+    match cluster {
+        Some(true) => text.push_str("cluster: connected to NATS\n"),
+        Some(false) => {
+            text.push_str("cluster: NATS unreachable, serving local clients only\n");
+        }
+        None => {}
+    }
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
 }
 
 /// Connections (online clients) and sessions per namespace: every namespace of the gateway
@@ -124,17 +134,42 @@ fn node_json(st: &State) -> Value {
     })
 }
 
-/// `GET /api/v5/nodes`.
+/// Another cluster node in the same shape as this one's (what it last said of itself).
+fn peer_json(p: &crate::PeerNode) -> Value {
+    json!({
+        "node": p.name,
+        "node_status": if p.running { "running" } else { "stopped" },
+        "version": p.version,
+        "uptime": p.uptime_ms,
+        "connections": p.connections,
+        "role": "core",
+        "edition": "Opensource",
+    })
+}
+
+/// `GET /api/v5/nodes`: this node first, then every other node of the cluster.
 pub async fn nodes(st: St) -> Json<Value> {
-    Json(json!([node_json(&st.0)]))
+    let mut list = vec![node_json(&st.0)];
+    if let Some(c) = &st.0.ctx.cluster {
+        list.extend(c.peers().iter().map(peer_json));
+    }
+    Json(Value::Array(list))
 }
 
 /// `GET /api/v5/nodes/{node}`.
 pub async fn node(st: St, Path(name): Path<String>) -> ApiResult<Json<Value>> {
-    if name != st.0.node() {
-        return Err(ApiError::not_found(format!("node {name} not found")));
+    if name == st.0.node() {
+        return Ok(Json(node_json(&st.0)));
     }
-    Ok(Json(node_json(&st.0)))
+    let peer =
+        st.0.ctx
+            .cluster
+            .as_ref()
+            .and_then(|c| c.peers().into_iter().find(|p| p.name == name));
+    match peer {
+        Some(p) => Ok(Json(peer_json(&p))),
+        None => Err(ApiError::not_found(format!("node {name} not found"))),
+    }
 }
 
 /// `GET /api/v5/listeners`: every bound listener with its address (the WebSocket tool reads
