@@ -104,10 +104,27 @@ impl HttpConnector {
             .and_then(|s| s.get("verify"))
             .and_then(Value::as_str)
             == Some("verify_none");
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(connect_timeout)
             .pool_max_idle_per_host(pool.max(1))
-            .danger_accept_invalid_certs(verify_none)
+            .danger_accept_invalid_certs(verify_none);
+        // ssl.cacertfile: the CAs an https server's certificate must chain to (added to the
+        // built-in web roots).
+        let ca = doc
+            .get("ssl")
+            .and_then(|s| s.get("cacertfile"))
+            .and_then(Value::as_str)
+            .filter(|f| !f.is_empty());
+        if let Some(file) = ca {
+            let pem = std::fs::read(file)
+                .map_err(|e| ModelError::Invalid(format!("ssl.cacertfile {file}: {e}")))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| ModelError::Invalid(format!("ssl.cacertfile {file}: {e}")))?;
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+        let client = builder
             .build()
             .map_err(|e| ModelError::Invalid(format!("http client: {e}")))?;
         let interval = opt_duration(

@@ -471,3 +471,98 @@ async fn requests_past_their_ttl_expire_while_the_server_is_away() {
     assert_eq!(action_metric(&e, "queuing"), 0);
     assert_eq!(action_metric(&e, "queuing_bytes"), 0);
 }
+
+#[tokio::test]
+async fn webhook_over_https_with_the_connectors_ca() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dir = std::env::temp_dir().join(format!("sy-rules-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, cert.cert.pem()).unwrap_or_else(|e| panic!("{e}"));
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into());
+    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap_or_else(|e| panic!("{e}"))
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.cert.der().clone()], key)
+    .unwrap_or_else(|e| panic!("{e}"));
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let port = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .port();
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let tx = tx.clone();
+                        async move {
+                            let body = axum::body::to_bytes(
+                                axum::body::Body::new(req.into_body()),
+                                1 << 20,
+                            )
+                            .await
+                            .unwrap_or_default();
+                            let _ = tx.send(String::from_utf8_lossy(&body).into_owned());
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                                axum::body::Body::from("ok"),
+                            ))
+                        }
+                    },
+                );
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+            });
+        }
+    });
+    let bus = BusHandle::new(Default::default());
+    let e = engine(&bus);
+    let c = e.create_connector(&json!({"type": "http", "name": "tls",
+        "url": format!("https://localhost:{port}/in"),
+        "ssl": {"enable": true, "cacertfile": ca.to_string_lossy()},
+        "resource_opts": {"health_check_interval": "100ms"}}));
+    assert!(c.is_ok(), "{c:?}");
+    assert!(e
+        .create_action(&json!({"type": "http", "name": "hook", "connector": "tls",
+            "parameters": {"body": "secure ${payload}"}}))
+        .is_ok());
+    assert!(e
+        .create_rule(
+            &json!({"id": "s", "sql": "SELECT payload FROM \"s/#\"", "actions": ["http:hook"]})
+        )
+        .is_ok());
+    wait_until("connected", || {
+        e.get_connector("http:tls")
+            .ok()
+            .map(|c| c["status"].clone())
+            == Some(json!("connected"))
+    })
+    .await;
+    let dev = connect(&bus, "tlsdev").await;
+    publish(&bus, &dev, "s/1", "hello");
+    let got = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .ok()
+        .flatten();
+    assert_eq!(got.as_deref(), Some("secure hello"));
+    wait_until("success", || action_metric(&e, "success") == 1).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
