@@ -378,7 +378,7 @@ async fn webhook_through_the_api_and_connector_action_errors() {
 }
 
 #[tokio::test]
-async fn events_from_mqtt_mqttsn_and_coap_clients() {
+async fn events_from_mqtt_mqttsn_coap_and_lwm2m_clients() {
     let broker = Broker::start_with("[gateway.coap]\nconnection_required = false\n");
     let api = Api::ready(&broker).await;
     for ev in [
@@ -496,6 +496,16 @@ async fn events_from_mqtt_mqttsn_and_coap_clients() {
         expect(&mut w, &mut seen, "ev/message_publish/cp1").await,
         "ev/message_publish/cp1 t/coap"
     );
+
+    // LwM2M: a device registers (connected) and deregisters (disconnected).
+    let mut dev = switchyard_lwm2m::sim::Device::bind(broker.listener("lwm2m:udp:default"), "ep1")
+        .await
+        .unwrap();
+    assert_eq!(dev.register().await, Some(0x41), "2.01 Created");
+    let c = expect(&mut w, &mut seen, "ev/client_connected/ep1").await;
+    assert!(c.to_lowercase().contains("lwm2m"), "{c}");
+    dev.deregister().await;
+    expect(&mut w, &mut seen, "ev/client_disconnected/ep1").await;
 }
 
 #[tokio::test]
