@@ -171,6 +171,12 @@ impl DtlsClient {
         }
     }
 
+    /// Sends `data` as is, outside the association (tests: a forged or repeated record).
+    pub async fn send_raw(&self, data: &[u8]) -> Result<(), ClientError> {
+        self.socket.send_to(data, self.server).await?;
+        Ok(())
+    }
+
     /// Sends close_notify.
     pub async fn close(mut self) -> Result<(), ClientError> {
         let _ = self.endpoint.stop(std::time::Instant::now(), self.server);

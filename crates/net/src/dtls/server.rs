@@ -7,8 +7,12 @@
 //! permit (`max_connections` associations, `max_conn_rate` new ones per second) which it keeps
 //! while it lives; the task never waits on the gateway (a full inbound queue drops the
 //! datagram, as the network could); an error ends only that peer's association. An established
-//! association lives until close_notify, a new ClientHello from its address, the listener's
-//! stop, or [`IDLE_LIMIT`] of silence.
+//! association lives until close_notify, a new handshake from its address completes, the
+//! listener's stop, or [`IDLE_LIMIT`] of silence. A ClientHello from an established peer's
+//! address (a restarted client, or anyone spoofing that address) starts a new handshake beside
+//! the association, which goes on serving the peer's records until the new handshake
+//! completes (then it is replaced) or fails (then it is kept): a forged ClientHello cannot end
+//! someone else's association.
 
 use super::association::{AssocEvent, Association, RtcAssociation};
 use super::{take_unknown_identity, DtlsListener, PeerIdentity};
@@ -70,6 +74,7 @@ pub(crate) fn serve(
         socket,
         local,
         peers: HashMap::new(),
+        replacing: HashMap::new(),
         timers: BinaryHeap::new(),
         admission,
         to_app: in_tx,
@@ -87,6 +92,9 @@ struct Server {
     socket: UdpSocket,
     local: SocketAddr,
     peers: HashMap<SocketAddr, Peer>,
+    /// Established associations whose address started a new handshake (in `peers`): kept, and
+    /// serving their records, until that handshake completes or fails.
+    replacing: HashMap<SocketAddr, Peer>,
     /// Retransmission and handshake deadlines; stale entries are skipped when due.
     timers: BinaryHeap<Reverse<(Instant, SocketAddr)>>,
     admission: Admission,
@@ -128,6 +136,10 @@ impl Server {
             }
         }
         // Orderly shutdown: every peer gets close_notify.
+        for (addr, mut p) in std::mem::take(&mut self.replacing) {
+            p.assoc.close(now());
+            flush(&self.socket, &mut *p.assoc, addr).await;
+        }
         let addrs: Vec<SocketAddr> = self.peers.keys().copied().collect();
         for addr in addrs {
             if let Some(mut p) = self.remove(addr) {
@@ -140,15 +152,23 @@ impl Server {
 
     async fn datagram(&mut self, data: &[u8], from: SocketAddr) {
         let t = now();
-        if let Some(p) = self.peers.get(&from) {
-            // A ClientHello on an established association: the client restarted, or another
-            // device got the NAT mapping. Start over rather than feed it to the old keys.
-            if p.established && is_client_hello(data) {
-                tracing::debug!(listener = %self.id, peer = %from, "new ClientHello: association restarted");
-                self.remove(from);
+        if self.replacing.contains_key(&from) && !is_handshake_record(data) {
+            return self.old_association(data, from).await;
+        }
+        if self.peers.get(&from).is_some_and(|p| p.established) && is_client_hello(data) {
+            // A ClientHello on an established association: the client restarted, another
+            // device got the NAT mapping, or someone forged it. The new handshake runs beside
+            // the association, which is replaced only if it completes.
+            if let Some(old) = self.peers.remove(&from) {
+                tracing::debug!(listener = %self.id, peer = %from, "new ClientHello on an established association");
+                self.replacing.insert(from, old);
             }
         }
         if !self.peers.contains_key(&from) && !self.admit(data, from, t) {
+            // Refused (limits): the established association, if any, stays as it was.
+            if let Some(old) = self.replacing.remove(&from) {
+                self.peers.insert(from, old);
+            }
             return;
         }
         let Some(p) = self.peers.get_mut(&from) else {
@@ -222,6 +242,43 @@ impl Server {
         }
     }
 
+    /// A record for the association being replaced (anything but the new handshake's records).
+    async fn old_association(&mut self, data: &[u8], from: SocketAddr) {
+        let Some(p) = self.replacing.get_mut(&from) else {
+            return;
+        };
+        p.last_seen = now();
+        let assoc = &mut p.assoc;
+        let handled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            assoc.handle_datagram(now(), data)
+        }));
+        let _ = take_unknown_identity();
+        let events = match handled {
+            Ok(Ok(events)) => events,
+            // A bad record is dropped (RFC 6347 §4.1.2.7); a panic ends the old association.
+            Ok(Err(_)) => Vec::new(),
+            Err(_) => vec![AssocEvent::Closed],
+        };
+        while let Some(d) = p.assoc.poll_transmit() {
+            let _ = self.socket.send_to(&d, from).await;
+        }
+        for e in events {
+            match e {
+                AssocEvent::Data(d) => {
+                    let _ = self.to_app.try_send(Received {
+                        data: d,
+                        peer: from,
+                    });
+                }
+                AssocEvent::Closed => {
+                    self.replacing.remove(&from);
+                    self.listener.stats.peers.fetch_sub(1, Ordering::Relaxed);
+                }
+                AssocEvent::Established => {}
+            }
+        }
+    }
+
     /// Whether a datagram from an unknown address may start a handshake (and starts it).
     fn admit(&mut self, data: &[u8], from: SocketAddr, t: Instant) -> bool {
         if !is_client_hello(data) {
@@ -279,6 +336,10 @@ impl Server {
         let stats = &self.listener.stats;
         stats.handshaking.fetch_sub(1, Ordering::AcqRel);
         stats.handshakes_ok.fetch_add(1, Ordering::Relaxed);
+        if self.replacing.remove(&from).is_some() {
+            // The new handshake completed: it replaces the association it ran beside.
+            stats.peers.fetch_sub(1, Ordering::Relaxed);
+        }
         match &identity {
             PeerIdentity::Psk(id) => {
                 tracing::debug!(listener = %self.id, peer = %from, psk_identity = %id, "DTLS handshake done");
@@ -309,6 +370,11 @@ impl Server {
             self.identities.remove(&addr);
         } else {
             stats.handshaking.fetch_sub(1, Ordering::AcqRel);
+            // A handshake beside an established association ended without completing: the
+            // association stays as it was.
+            if let Some(old) = self.replacing.remove(&addr) {
+                self.peers.insert(addr, old);
+            }
         }
         Some(p)
     }
@@ -371,6 +437,16 @@ impl Server {
 
     /// Encrypts a gateway's datagram for `to`.
     async fn outbound(&mut self, data: &[u8], to: SocketAddr) {
+        // While a new handshake runs beside an established association, replies are for the
+        // established one (the gateway's client spoke through it).
+        if let Some(p) = self.replacing.get_mut(&to) {
+            if p.assoc.write(now(), data).is_ok() {
+                while let Some(d) = p.assoc.poll_transmit() {
+                    let _ = self.socket.send_to(&d, to).await;
+                }
+            }
+            return;
+        }
         let Some(p) = self.peers.get_mut(&to) else {
             tracing::debug!(listener = %self.id, peer = %to, "reply for a peer without association dropped");
             return;
@@ -411,4 +487,15 @@ pub(crate) fn is_client_hello(data: &[u8]) -> bool {
         && data[3] == 0
         && data[4] == 0
         && data[13] == 1
+}
+
+/// Whether `data` starts with a record of a handshake in progress: a handshake message, a
+/// ChangeCipherSpec, or an alert at epoch 0 (anything else from the address belongs to an
+/// established association).
+pub(crate) fn is_handshake_record(data: &[u8]) -> bool {
+    match data.first() {
+        Some(22 | 20) => true,
+        Some(21) => data.get(3..5) == Some(&[0, 0][..]),
+        _ => false,
+    }
 }

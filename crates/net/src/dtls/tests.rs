@@ -277,3 +277,77 @@ async fn max_conn_rate_applies_to_new_handshakes() {
     assert_eq!(first.recv(WAIT).await.expect("echo"), b"sensor-1:still");
     cancel.cancel();
 }
+
+#[tokio::test]
+async fn a_forged_client_hello_does_not_end_an_established_association() {
+    let store = PskStore::new();
+    store.insert(b"sensor-1", b"secret-key-1");
+    let cancel = CancellationToken::new();
+    let settings = DtlsSettings {
+        handshake_timeout: Duration::from_millis(300),
+        ..psk_settings(&store)
+    };
+    let (addr, listener) = echo_server(&settings, &cancel);
+    let mut c = DtlsClient::connect(addr, &psk("sensor-1", "secret-key-1"), None, WAIT)
+        .await
+        .expect("handshake");
+    // A ClientHello from the peer's own address (as a spoofer would send it).
+    let hello = super::client::client_hello(addr, b"intruder").expect("hello");
+    c.send_raw(&hello).await.expect("raw");
+    let stats = listener.stats().clone();
+    eventually("a handshake beside the association", || {
+        stats.handshaking.load(Ordering::Relaxed) == 1
+    })
+    .await;
+    // The association still serves the peer while the new handshake runs...
+    c.send(b"during").await.expect("send");
+    assert_eq!(c.recv(WAIT).await.expect("echo"), b"sensor-1:during");
+    // ...and after it timed out.
+    eventually("the forged handshake timed out", || {
+        stats.failed_timeout.load(Ordering::Relaxed) == 1
+    })
+    .await;
+    c.send(b"after").await.expect("send");
+    assert_eq!(c.recv(WAIT).await.expect("echo"), b"sensor-1:after");
+    assert_eq!(stats.peers.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.handshaking.load(Ordering::Relaxed), 0);
+    // A real new handshake from another port works as before.
+    let mut again = DtlsClient::connect(addr, &psk("sensor-1", "secret-key-1"), None, WAIT)
+        .await
+        .expect("a new client");
+    again.send(b"x").await.expect("send");
+    assert_eq!(again.recv(WAIT).await.expect("echo"), b"sensor-1:x");
+    cancel.cancel();
+}
+
+#[tokio::test]
+async fn a_client_restarted_on_the_same_port_replaces_its_association() {
+    let store = PskStore::new();
+    store.insert(b"sensor-1", b"secret-key-1");
+    store.insert(b"sensor-2", b"secret-key-2");
+    let cancel = CancellationToken::new();
+    let (addr, listener) = echo_server(&psk_settings(&store), &cancel);
+    let first = DtlsClient::connect(addr, &psk("sensor-1", "secret-key-1"), None, WAIT)
+        .await
+        .expect("handshake");
+    let port = first.local_addr().expect("addr").port();
+    // The client restarts without close_notify and gets the same port back.
+    drop(first);
+    let socket = tokio::net::UdpSocket::bind(("0.0.0.0", port))
+        .await
+        .expect("same port");
+    let auth = psk("sensor-2", "secret-key-2");
+    let mut again = DtlsClient::connect_on(socket, addr, &auth, None, WAIT)
+        .await
+        .expect("a new handshake from the same address");
+    again.send(b"new").await.expect("send");
+    assert_eq!(again.recv(WAIT).await.expect("echo"), b"sensor-2:new");
+    let stats = listener.stats();
+    assert_eq!(
+        stats.peers.load(Ordering::Relaxed),
+        1,
+        "replaced, not added"
+    );
+    assert_eq!(stats.handshakes_ok.load(Ordering::Relaxed), 2);
+    cancel.cancel();
+}
