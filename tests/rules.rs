@@ -523,6 +523,23 @@ async fn api_made_rules_survive_sigkill() {
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v) = api
+        .send(
+            "POST",
+            "/api/v5/connectors",
+            Some(json!({"type": "http", "name": "kept", "url": "http://127.0.0.1:9/x"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, v) = api
+        .send(
+            "POST",
+            "/api/v5/actions",
+            Some(json!({"type": "http", "name": "kept", "connector": "kept",
+                "parameters": {"body": "${payload}"}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
     node.kill();
     node.start();
     let api = Api::login_at(&node.listener("dashboard:http:default").to_string()).await;
@@ -530,6 +547,16 @@ async fn api_made_rules_survive_sigkill() {
     assert_eq!(
         (s, v["sql"].clone()),
         (StatusCode::OK, json!("SELECT * FROM \"k/#\""))
+    );
+    let (s, v) = api.get("/api/v5/actions/http:kept").await;
+    assert_eq!(
+        (s, v["parameters"]["body"].clone(), v["connector"].clone()),
+        (StatusCode::OK, json!("${payload}"), json!("kept"))
+    );
+    let (s, v) = api.get("/api/v5/connectors/http:kept").await;
+    assert_eq!(
+        (s, v["url"].clone()),
+        (StatusCode::OK, json!("http://127.0.0.1:9/x"))
     );
     let mut sub = Client::connect(node.listener("mqtt:tcp:default"), "s").await;
     sub.subscribe("kept/#", QoS::AtLeastOnce).await;
