@@ -382,6 +382,19 @@ async fn a_client_hello_flood_is_held_to_max_handshakes_while_peers_are_served()
     assert_eq!(dtls["running"], true);
     assert_eq!(dtls["dtls_peers"], 21, "{dtls}");
     assert_eq!(dtls["dtls_handshaking"], 20, "{dtls}");
+    let listed = dtls["dtls_peer_list"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(listed.len(), 1, "the one established peer: {dtls}");
+    assert_eq!(listed[0]["identity"], "dev-a");
+    assert_eq!(listed[0]["auth"], "psk");
+    assert_eq!(
+        listed[0]["peer"],
+        peer.local_addr()
+            .map(|a| format!("127.0.0.1:{}", a.port()))
+            .unwrap()
+    );
     let got = sub.publishes_for(Duration::from_millis(300)).await;
     assert!(got.iter().any(|p| p.topic == "flood/during"));
     // A newcomer is refused while the table is full...

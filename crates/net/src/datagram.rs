@@ -39,6 +39,16 @@ impl PeerTable {
         self.0.read().get(addr).cloned()
     }
 
+    /// Up to `limit` established peers and their identities.
+    pub fn snapshot(&self, limit: usize) -> Vec<(SocketAddr, PeerIdentity)> {
+        self.0
+            .read()
+            .iter()
+            .take(limit)
+            .map(|(a, i)| (*a, i.clone()))
+            .collect()
+    }
+
     /// How many peers are established.
     pub fn len(&self) -> usize {
         self.0.read().len()

@@ -87,6 +87,22 @@ fn gateway_json(st: &State, gw: &Gw) -> Value {
                 for (name, value) in stats.snapshot() {
                     v[format!("dtls_{name}")] = json!(value);
                 }
+                // The established peers (at most 100) and what each proved.
+                let peers: Vec<Value> = stats
+                    .established_peers(100)
+                    .into_iter()
+                    .map(|(addr, id)| {
+                        let (kind, name) = match id {
+                            switchyard_net::PeerIdentity::Psk(i) => ("psk", Some(i)),
+                            switchyard_net::PeerIdentity::Certificate { common_name, .. } => {
+                                ("certificate", common_name)
+                            }
+                            switchyard_net::PeerIdentity::Anonymous => ("anonymous", None),
+                        };
+                        json!({ "peer": addr.to_string(), "auth": kind, "identity": name })
+                    })
+                    .collect();
+                v["dtls_peer_list"] = json!(peers);
             }
             Some(v)
         })

@@ -241,9 +241,25 @@ pub struct DtlsStats {
     pub peers: AtomicU64,
     /// Of which in handshake.
     pub handshaking: AtomicU64,
+    /// The established peers of each of the listener's sockets, for the admin API.
+    tables: Mutex<Vec<crate::PeerTable>>,
 }
 
 impl DtlsStats {
+    pub(crate) fn add_table(&self, table: crate::PeerTable) {
+        self.tables.lock().push(table);
+    }
+
+    /// Up to `limit` established peers and what they proved, by address.
+    pub fn established_peers(&self, limit: usize) -> Vec<(std::net::SocketAddr, PeerIdentity)> {
+        let mut out = Vec::new();
+        for t in self.tables.lock().iter() {
+            out.extend(t.snapshot(limit.saturating_sub(out.len())));
+        }
+        out.sort_by_key(|(a, _)| *a);
+        out
+    }
+
     /// `(name, value)` of every counter, for the metrics endpoints.
     pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);

@@ -68,6 +68,7 @@ pub(crate) fn serve(
     let (in_tx, in_rx) = mpsc::channel(INBOUND_QUEUE);
     let (out_tx, out_rx) = mpsc::channel(OUTBOUND_QUEUE);
     let peers = PeerTable::default();
+    listener.stats.add_table(peers.clone());
     let server = Server {
         listener: listener.clone(),
         id: id.to_string(),
