@@ -7,9 +7,9 @@
 //! serves its own clients and joins when the server comes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
 #[path = "admin_support/mod.rs"]
 mod admin_support;
+mod common;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -304,12 +304,18 @@ async fn a_node_serves_its_clients_before_nats_is_up_and_joins_later() {
     let b = node("b", late_port);
     let mut sub_b = Client::connect(b.mqtt_addr(), "sub-b").await;
     sub_b.subscribe("j/#", QoS::AtLeastOnce).await;
+    let mut member = Client::connect(b.mqtt_addr(), "member-b").await;
+    member.subscribe("$share/g/j/#", QoS::AtLeastOnce).await;
     let mut local = Client::connect(b.mqtt_addr(), "local-b").await;
     local
         .publish("j/local", QoS::AtLeastOnce, false, b"here")
         .await;
     let p = sub_b
         .expect_publish("a local message while NATS is away")
+        .await;
+    assert_eq!(&p.payload[..], b"here");
+    let p = member
+        .expect_publish("a shared group's local member while NATS is away")
         .await;
     assert_eq!(&p.payload[..], b"here");
 
@@ -456,4 +462,65 @@ async fn every_node_lists_the_cluster_and_names_are_unique() {
         ),
     }
     drop(b);
+}
+
+#[tokio::test]
+async fn a_shared_group_across_nodes_gets_each_message_once() {
+    if !require_program("nats-server") {
+        return;
+    }
+    let (_n1, _n2, a, b) = cluster_of_two();
+    let mut m_a = Client::connect(a.mqtt_addr(), "member-a").await;
+    m_a.subscribe("$share/g/sh/#", QoS::AtLeastOnce).await;
+    let mut m_b = Client::connect(b.mqtt_addr(), "member-b").await;
+    m_b.subscribe("$share/g/sh/#", QoS::AtLeastOnce).await;
+    // Another group on b, alone: it gets every message.
+    let mut solo = Client::connect(b.mqtt_addr(), "solo-b").await;
+    solo.subscribe("$share/other/sh/+", QoS::AtLeastOnce).await;
+    let mut publ = Client::connect(a.mqtt_addr(), "pub-a").await;
+    // Until the solo group's queue subscription is known on a's server.
+    await_route(&mut publ, &mut solo, "sh/probe").await;
+    // Probes went to one member of g each: drop them.
+    while m_a.next_publish(Duration::from_millis(300)).await.is_some() {}
+    while m_b.next_publish(Duration::from_millis(300)).await.is_some() {}
+
+    let n = 100;
+    for i in 0..n {
+        publ.publish("sh/t", QoS::AtLeastOnce, false, format!("{i}").as_bytes())
+            .await;
+    }
+    let mut got: Vec<u32> = Vec::new();
+    let mut per_member = [0usize; 2];
+    // Every message reaches exactly one of the two members.
+    while got.len() < n {
+        let mut progressed = false;
+        for (k, m) in [&mut m_a, &mut m_b].into_iter().enumerate() {
+            if let Some(p) = m.next_publish(Duration::from_millis(200)).await {
+                got.push(String::from_utf8_lossy(&p.payload).parse().unwrap());
+                per_member[k] += 1;
+                progressed = true;
+            }
+        }
+        assert!(progressed, "stalled at {} of {n}: {got:?}", got.len());
+    }
+    m_a.expect_no_publish(Duration::from_millis(500), "no duplicates")
+        .await;
+    m_b.expect_no_publish(Duration::from_millis(500), "no duplicates")
+        .await;
+    got.sort_unstable();
+    assert_eq!(
+        got,
+        (0..n as u32).collect::<Vec<_>>(),
+        "each message once in group g"
+    );
+    assert!(
+        per_member.iter().all(|c| *c > 0),
+        "both nodes' members took part: {per_member:?}"
+    );
+    for i in 0..n {
+        let p = solo
+            .expect_publish(&format!("group other, message {i}"))
+            .await;
+        assert_eq!(String::from_utf8_lossy(&p.payload), i.to_string());
+    }
 }

@@ -193,6 +193,24 @@ impl BusHandle {
         self.route_here(&msg, false)
     }
 
+    /// Delivers a message to the member of shared group `group` on `filter` that this node
+    /// picks: the cluster chose this node for it (see [`Peer::shared_interest`]). False when
+    /// the group has no member here any more (the message is then dropped and counted).
+    ///
+    /// [`Peer::shared_interest`]: crate::Peer::shared_interest
+    pub fn publish_remote_shared(&self, msg: Message, group: &str, filter: &str) -> bool {
+        let msg = Arc::new(msg);
+        let Some((outbox, mut delivery)) = self.0.router.route_shared(&msg, group, filter) else {
+            Metrics::inc(&self.0.metrics.messages_dropped_no_subscribers);
+            return false;
+        };
+        if delivery.qos != QoS::AtMostOnce && outbox.is_stored() {
+            delivery.message_id = self.store_message(&msg);
+        }
+        outbox.push(delivery);
+        true
+    }
+
     /// Stores a retained message and routes `msg` to this node's subscribers; `local` says
     /// whether it was published here (only then is "no subscribers" a drop worth reporting).
     fn route_here(&self, msg: &Arc<Message>, local: bool) -> usize {

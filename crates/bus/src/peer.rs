@@ -18,13 +18,25 @@ use switchyard_core::{ClientId, Message, Origin, SessionId};
 /// A link to other nodes. Calls come from publishers' and subscribers' tasks and from inside
 /// the router's lock: implementations queue and return, they never block or do I/O.
 pub trait Peer: Send + Sync + 'static {
-    /// Local subscriptions on `filter` (an MQTT topic filter, without any `$share/<group>/`
-    /// prefix) started (`present`) or ended: from now on this node does (or does not) need
-    /// the messages other nodes publish on matching topics.
+    /// Local (non-shared) subscriptions on `filter` started (`present`) or ended: from now on
+    /// this node does (or does not) need the messages other nodes publish on matching topics.
     fn interest(&self, filter: &str, present: bool);
 
+    /// Shared group `group` on `filter` got its first local member (`present`) or lost its
+    /// last. With a peer, shared groups are cluster-wide: the router leaves them out of local
+    /// routing, the peer picks one node among those with members for each message, and that
+    /// node delivers it with [`BusHandle::publish_remote_shared`](crate::BusHandle).
+    fn shared_interest(&self, group: &str, filter: &str, present: bool);
+
+    /// Whether the peer can deliver to shared groups right now; while it cannot (its link is
+    /// down), the router picks local members itself, so local clients keep being served.
+    fn routes_shared(&self) -> bool {
+        true
+    }
+
     /// A message published on this node (after local routing): send it to the nodes that need
-    /// it. Not called for messages that came from another node.
+    /// it, and to the cluster's shared groups. Not called for messages that came from another
+    /// node.
     fn forward(&self, message: &Arc<Message>);
 
     /// A client opened a session on this node: a connection or session of the same client id on

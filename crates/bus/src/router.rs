@@ -82,12 +82,22 @@ impl Router {
         }
     }
 
-    /// Reports filter interest to `peer` from now on, starting with every filter that already
-    /// has subscribers (sessions restored before the link came up). Only the first call counts.
+    /// Reports interest to `peer` from now on, starting with every filter and shared group that
+    /// already has subscribers (sessions restored before the link came up), and leaves shared
+    /// groups to it: with a peer, one member in the whole cluster gets each message, so the
+    /// peer picks the node and [`Router::route_shared`] the member there. Only the first call
+    /// counts.
     pub(crate) fn set_peer(&self, peer: Arc<dyn crate::peer::Peer>) {
         let trie = self.trie.write();
         if self.peer.set(peer.clone()).is_ok() {
-            trie.for_each_filter(|filter| peer.interest(filter, true));
+            trie.for_each_filter(|filter, leaf| {
+                if !leaf.direct.is_empty() {
+                    peer.interest(filter, true);
+                }
+                for group in leaf.shared.keys() {
+                    peer.shared_interest(group.name(), filter, true);
+                }
+            });
         }
     }
 
@@ -102,15 +112,23 @@ impl Router {
         let sub = Subscriber { outbox, opts };
         let mut trie = self.trie.write();
         let leaf = trie.entry(sf.filter.as_str());
-        if leaf.is_empty() {
-            if let Some(peer) = self.peer.get() {
-                peer.interest(sf.filter.as_str(), true);
-            }
-        }
+        let peer = self.peer.get();
         match &sf.group {
-            None => leaf.direct.insert(session, sub).is_none(),
-            Some(group) => {
-                let group = leaf.shared.entry(group.clone()).or_default();
+            None => {
+                if leaf.direct.is_empty() {
+                    if let Some(peer) = peer {
+                        peer.interest(sf.filter.as_str(), true);
+                    }
+                }
+                leaf.direct.insert(session, sub).is_none()
+            }
+            Some(name) => {
+                if !leaf.shared.contains_key(name) {
+                    if let Some(peer) = peer {
+                        peer.shared_interest(name.name(), sf.filter.as_str(), true);
+                    }
+                }
+                let group = leaf.shared.entry(name.clone()).or_default();
                 match group.members.iter_mut().find(|(s, _)| *s == session) {
                     Some(existing) => {
                         existing.1 = sub;
@@ -131,8 +149,17 @@ impl Router {
         let Some(leaf) = trie.get_mut(sf.filter.as_str()) else {
             return false;
         };
+        let peer = self.peer.get();
         let removed = match &sf.group {
-            None => leaf.direct.remove(&session).is_some(),
+            None => {
+                let removed = leaf.direct.remove(&session).is_some();
+                if removed && leaf.direct.is_empty() {
+                    if let Some(peer) = peer {
+                        peer.interest(sf.filter.as_str(), false);
+                    }
+                }
+                removed
+            }
             Some(g) => match leaf.shared.get_mut(g) {
                 Some(group) => {
                     let before = group.members.len();
@@ -140,17 +167,15 @@ impl Router {
                     let removed = group.members.len() != before;
                     if group.members.is_empty() {
                         leaf.shared.remove(g);
+                        if let Some(peer) = peer {
+                            peer.shared_interest(g.name(), sf.filter.as_str(), false);
+                        }
                     }
                     removed
                 }
                 None => false,
             },
         };
-        if removed && leaf.is_empty() {
-            if let Some(peer) = self.peer.get() {
-                peer.interest(sf.filter.as_str(), false);
-            }
-        }
         trie.prune(sf.filter.as_str(), Leaf::is_empty);
         removed
     }
@@ -160,6 +185,12 @@ impl Router {
         let origin = msg.origin.as_ref().map(|o| o.session);
         let mut direct: Direct = SmallVec::new();
         let mut shared: Targets = SmallVec::new();
+        // Clustered, shared groups are the peer's to pick across nodes (`route_shared`), unless
+        // its link is down. Asked only when a matching filter has a group.
+        let mut groups_here: Option<bool> = None;
+        let mut here = || {
+            *groups_here.get_or_insert_with(|| self.peer.get().map_or(true, |p| !p.routes_shared()))
+        };
         {
             let trie = self.trie.read();
             trie.for_each_match(msg.topic.as_str(), |leaf| {
@@ -172,6 +203,9 @@ impl Router {
                         sub.outbox.clone(),
                         delivery_for(msg, &sub.opts, self.upgrade_qos),
                     ));
+                }
+                if leaf.shared.is_empty() || !here() {
+                    return;
                 }
                 for group in leaf.shared.values() {
                     if let Some(sub) = self.pick(group, msg) {
@@ -186,6 +220,32 @@ impl Router {
         let mut out = merge_overlapping(direct);
         out.extend(shared);
         out
+    }
+
+    /// The member of shared group `group` on `filter` that gets `msg` here (the cluster picked
+    /// this node for it), if the group still has members and the topic matches (MQTT's rules,
+    /// which the cluster's subject match only approximates: `$`-topics and wildcards).
+    pub fn route_shared(
+        &self,
+        msg: &Arc<Message>,
+        group: &str,
+        filter: &str,
+    ) -> Option<(Arc<Outbox>, Delivery)> {
+        let trie = self.trie.read();
+        let leaf = trie.get(filter)?;
+        // The filter must match the topic by MQTT's rules: it does when its leaf is among the
+        // topic's matches.
+        let mut matches = false;
+        trie.for_each_match(msg.topic.as_str(), |l| matches |= std::ptr::eq(l, leaf));
+        if !matches {
+            return None;
+        }
+        let (_, g) = leaf.shared.iter().find(|(name, _)| name.name() == group)?;
+        let sub = self.pick(g, msg)?;
+        Some((
+            sub.outbox.clone(),
+            delivery_for(msg, &sub.opts, self.upgrade_qos),
+        ))
     }
 
     fn pick<'a>(&self, group: &'a Group, msg: &Message) -> Option<&'a Subscriber> {

@@ -73,17 +73,26 @@ impl<L> Trie<L> {
         match_node(&self.root, &levels, !system, &mut f);
     }
 
-    /// Calls `f` with every filter that holds a value (in no particular order).
-    pub(crate) fn for_each_filter(&self, mut f: impl FnMut(&str)) {
-        fn walk<L>(node: &Node<L>, path: &mut String, top: bool, f: &mut impl FnMut(&str)) {
+    /// The value at `filter`, if any.
+    pub(crate) fn get(&self, filter: &str) -> Option<&L> {
+        let mut node = &self.root;
+        for level in filter.split('/') {
+            node = node.children.get(level)?;
+        }
+        node.value.as_ref()
+    }
+
+    /// Calls `f` with every filter that holds a value and the value (in no particular order).
+    pub(crate) fn for_each_filter(&self, mut f: impl FnMut(&str, &L)) {
+        fn walk<L>(node: &Node<L>, path: &mut String, top: bool, f: &mut impl FnMut(&str, &L)) {
             for (level, child) in &node.children {
                 let len = path.len();
                 if !top {
                     path.push('/');
                 }
                 path.push_str(level);
-                if child.value.is_some() {
-                    f(path);
+                if let Some(value) = &child.value {
+                    f(path, value);
                 }
                 walk(child, path, false, f);
                 path.truncate(len);
@@ -162,7 +171,7 @@ mod tests {
             trie.entry(f).push(i);
         }
         let mut seen = Vec::new();
-        trie.for_each_filter(|f| seen.push(f.to_string()));
+        trie.for_each_filter(|f, _| seen.push(f.to_string()));
         seen.sort();
         assert_eq!(seen, vec!["+", "/x//", "a", "a/#", "a/b"]);
     }

@@ -13,6 +13,13 @@
 //! never twice). The connection is made with `no_echo`, so a node never receives its own
 //! messages back: local subscribers got them when they were published.
 //!
+//! Shared subscriptions are cluster-wide: each message also goes to `sy.<name>.s.<topic>`, on a
+//! second NATS connection made without `no_echo` (the publishing node's own members compete
+//! too); a node with members of `$share/<group>/<filter>` subscribes to the filter's subjects
+//! there in the NATS queue group named after (group, filter), so NATS hands each message to one
+//! node per group, and that node picks one of its members
+//! ([`BusHandle::publish_remote_shared`]).
+//!
 //! Client ids have one owner in the cluster: a node that opens a session announces it on
 //! `sy.<name>.takeover` (namespace, a NUL, the client id), and every other node closes its
 //! connection of that id as taken over (MQTT 5 0x8E) and drops its session of that id.
@@ -133,14 +140,22 @@ pub struct ClusterStats {
 enum Interest {
     Add(String),
     Remove(String),
+    /// (group, filter)
+    AddShared(String, String),
+    RemoveShared(String, String),
 }
+
+/// Where a queued message goes: the main connection (no echo) or the shared-groups one.
+type Outgoing = (bool, String, Bytes);
 
 /// The bus's [`Peer`]: queues, never blocks.
 struct Seam {
     interest: mpsc::UnboundedSender<Interest>,
-    forward: mpsc::Sender<(String, Bytes)>,
+    forward: mpsc::Sender<Outgoing>,
     messages: String,
     retained: String,
+    shared: String,
+    shared_client: async_nats::Client,
     takeover: String,
     stats: Arc<ClusterStats>,
     /// This node's id in envelopes, new at every start.
@@ -156,7 +171,7 @@ impl Peer for Seam {
         body.extend_from_slice(client_id.as_str().as_bytes());
         if self
             .forward
-            .try_send((self.takeover.clone(), Bytes::from(body)))
+            .try_send((false, self.takeover.clone(), Bytes::from(body)))
             .is_err()
         {
             self.stats
@@ -177,6 +192,23 @@ impl Peer for Seam {
         let _ = self.interest.send(change);
     }
 
+    fn routes_shared(&self) -> bool {
+        matches!(
+            self.shared_client.connection_state(),
+            async_nats::connection::State::Connected
+        )
+    }
+
+    fn shared_interest(&self, group: &str, filter: &str, present: bool) {
+        let (g, f) = (group.to_owned(), filter.to_owned());
+        let change = if present {
+            Interest::AddShared(g, f)
+        } else {
+            Interest::RemoveShared(g, f)
+        };
+        let _ = self.interest.send(change);
+    }
+
     fn forward(&self, message: &Arc<Message>) {
         let prefix = if message.retain {
             &self.retained
@@ -189,7 +221,26 @@ impl Peer for Seam {
             seq: self.seq.fetch_add(1, Ordering::Relaxed),
         };
         let body = wire::encode(message, stamp, Instant::now());
-        if self.forward.try_send((subject, body)).is_err() {
+        // The shared-groups copy only while that link is up: while it is down the router
+        // served the local members itself (`routes_shared`).
+        let to_groups = self.routes_shared();
+        // Capacity checked first, so (but for a race between publishers) a full queue drops
+        // both copies rather than one.
+        let full = self.forward.capacity() < 2
+            || self
+                .forward
+                .try_send((false, subject, body.clone()))
+                .is_err()
+            || (to_groups
+                && self
+                    .forward
+                    .try_send((
+                        true,
+                        subject::subject_for_topic(&self.shared, message.topic.as_str()),
+                        body,
+                    ))
+                    .is_err());
+        if full {
             let n = self
                 .stats
                 .dropped_queue_full
@@ -249,7 +300,9 @@ impl ClusterLink {
     /// Connects to NATS (in the background: while no server answers the node keeps serving its
     /// own clients and the client retries, logging each attempt) and links `bus` to the cluster.
     pub async fn start(opts: ClusterOptions, bus: BusHandle) -> Result<Self, ClusterError> {
-        let client = connect(&opts).await?;
+        let client = connect(&opts, false).await?;
+        // Shared groups' traffic, echo included: this node's own members compete too.
+        let shared_client = connect(&opts, true).await?;
         let names = subject::prefix(&opts.name, "node");
         // A node name must be unique in the cluster: ask before answering to it. Only possible
         // once NATS answers; a node that starts while NATS is away skips the check.
@@ -275,6 +328,7 @@ impl ClusterLink {
         let messages = subject::prefix(&opts.name, "m");
         let retained = subject::prefix(&opts.name, "r");
         let takeover = subject::prefix(&opts.name, "takeover");
+        let shared = subject::prefix(&opts.name, "s");
         let (itx, irx) = mpsc::unbounded_channel();
         let (ftx, frx) = mpsc::channel(opts.forward_queue.max(1));
         // Bounded: a node that cannot route as fast as NATS delivers slows its subscriptions'
@@ -283,7 +337,14 @@ impl ClusterLink {
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(forward_task(
             client.clone(),
+            shared_client.clone(),
             frx,
+            stats.clone(),
+        )));
+        let (stx, srx) = mpsc::channel(opts.forward_queue.max(1));
+        tasks.push(tokio::spawn(deliver_shared_task(
+            srx,
+            bus.clone(),
             stats.clone(),
         )));
         tasks.push(tokio::spawn(deliver_task(rrx, bus.clone(), stats.clone())));
@@ -327,15 +388,19 @@ impl ClusterLink {
         )));
         tasks.push(tokio::spawn(interest_task(
             client.clone(),
+            shared_client.clone(),
             irx,
-            messages.clone(),
+            (messages.clone(), shared.clone()),
             rtx,
+            stx,
         )));
         bus.set_peer(Arc::new(Seam {
             interest: itx,
             forward: ftx,
             messages,
             retained,
+            shared,
+            shared_client: shared_client.clone(),
             takeover,
             stats: stats.clone(),
             node_id: node_id(),
@@ -407,7 +472,7 @@ async fn wait_connected(client: &async_nats::Client, within: std::time::Duration
     }
 }
 
-async fn connect(opts: &ClusterOptions) -> Result<async_nats::Client, ClusterError> {
+async fn connect(opts: &ClusterOptions, echo: bool) -> Result<async_nats::Client, ClusterError> {
     if opts.servers.is_empty() {
         return Err(ClusterError::NoServers);
     }
@@ -423,7 +488,6 @@ async fn connect(opts: &ClusterOptions) -> Result<async_nats::Client, ClusterErr
     }
     let mut o = async_nats::ConnectOptions::new()
         .name(format!("switchyard {}", opts.node))
-        .no_echo()
         .retry_on_initial_connect()
         .event_callback(|event| async move {
             match event {
@@ -434,6 +498,9 @@ async fn connect(opts: &ClusterOptions) -> Result<async_nats::Client, ClusterErr
                 other => tracing::info!(event = %other, "cluster: NATS event"),
             }
         });
+    if !echo {
+        o = o.no_echo();
+    }
     if !opts.user.is_empty() || !opts.password.is_empty() {
         o = o.user_and_password(opts.user.clone(), opts.password.clone());
     }
@@ -487,11 +554,13 @@ fn readable(what: &'static str, path: &PathBuf) -> Result<(), ClusterError> {
 
 async fn forward_task(
     client: async_nats::Client,
-    mut rx: mpsc::Receiver<(String, Bytes)>,
+    shared_client: async_nats::Client,
+    mut rx: mpsc::Receiver<Outgoing>,
     stats: Arc<ClusterStats>,
 ) {
-    while let Some((subject, body)) = rx.recv().await {
-        match client.publish(subject, body).await {
+    while let Some((shared, subject, body)) = rx.recv().await {
+        let c = if shared { &shared_client } else { &client };
+        match c.publish(subject, body).await {
             Ok(()) => {
                 stats.forwarded.fetch_add(1, Ordering::Relaxed);
             }
@@ -521,11 +590,16 @@ type Incoming = (Arc<str>, async_nats::Message);
 /// Keeps one NATS subscription per subject some local filter needs.
 async fn interest_task(
     client: async_nats::Client,
+    shared_client: async_nats::Client,
     mut rx: mpsc::UnboundedReceiver<Interest>,
-    prefix: String,
+    (prefix, shared_prefix): (String, String),
     out: mpsc::Sender<Incoming>,
+    shared_out: mpsc::Sender<SharedIncoming>,
 ) {
     let tree: Arc<str> = Arc::from(prefix.as_str());
+    let shared_tree: Arc<str> = Arc::from(shared_prefix.as_str());
+    // One queue subscription per (group, filter, subject); the router reports each pair once.
+    let mut shared_subs: HashMap<(String, String), Vec<JoinHandle<()>>> = HashMap::new();
     let mut subs: HashMap<String, (usize, JoinHandle<()>)> = HashMap::new();
     while let Some(change) = rx.recv().await {
         match change {
@@ -547,6 +621,38 @@ async fn interest_task(
                                  on it will not arrive");
                         }
                     }
+                }
+            }
+            Interest::AddShared(group, filter) => {
+                let queue = queue_name(&group, &filter);
+                let mut tasks = Vec::new();
+                for s in subject::subjects_for_filter(&shared_prefix, &filter) {
+                    match shared_client
+                        .queue_subscribe(s.clone(), queue.clone())
+                        .await
+                    {
+                        Ok(sub) => {
+                            tracing::debug!(subject = %s, %queue, "cluster: shared group joined");
+                            let key: Arc<(String, String)> =
+                                Arc::new((group.clone(), filter.clone()));
+                            tasks.push(tokio::spawn(receive_shared_task(
+                                sub,
+                                shared_tree.clone(),
+                                key,
+                                shared_out.clone(),
+                            )));
+                        }
+                        Err(e) => tracing::error!(subject = %s, error = %e,
+                            "cluster: NATS refused a shared-group subscription"),
+                    }
+                }
+                if let Some(old) = shared_subs.insert((group, filter), tasks) {
+                    old.iter().for_each(JoinHandle::abort);
+                }
+            }
+            Interest::RemoveShared(group, filter) => {
+                if let Some(tasks) = shared_subs.remove(&(group, filter)) {
+                    tasks.iter().for_each(JoinHandle::abort);
                 }
             }
             Interest::Remove(filter) => {
@@ -571,6 +677,74 @@ async fn interest_task(
     }
     for (_, (_, task)) in subs {
         task.abort();
+    }
+    for (_, tasks) in shared_subs {
+        tasks.iter().for_each(JoinHandle::abort);
+    }
+}
+
+/// The NATS queue group of a shared group on a filter: both encoded as subject tokens, so any
+/// names give a valid queue name and different pairs never share one.
+fn queue_name(group: &str, filter: &str) -> String {
+    let mut q = String::from("sq.");
+    subject::encode_level(group, &mut q);
+    for level in filter.split('/') {
+        q.push('.');
+        subject::encode_level(level, &mut q);
+    }
+    q
+}
+
+/// A shared-group message on its way to delivery: the tree prefix, the (group, filter) it was
+/// queued for, the NATS message.
+type SharedIncoming = (Arc<str>, Arc<(String, String)>, async_nats::Message);
+
+/// Passes each message of one shared-group subscription on, in NATS's order.
+async fn receive_shared_task(
+    mut sub: async_nats::Subscriber,
+    tree: Arc<str>,
+    key: Arc<(String, String)>,
+    out: mpsc::Sender<SharedIncoming>,
+) {
+    while let Some(m) = sub.next().await {
+        if out.send((tree.clone(), key.clone(), m)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Hands each message NATS gave this node for a shared group to one local member.
+async fn deliver_shared_task(
+    mut rx: mpsc::Receiver<SharedIncoming>,
+    bus: BusHandle,
+    stats: Arc<ClusterStats>,
+) {
+    while let Some((tree, key, m)) = rx.recv().await {
+        let topic = subject::topic_for_subject(&tree, m.subject.as_str())
+            .and_then(|t| TopicName::new(t).ok());
+        let Some(topic) = topic else {
+            stats.malformed.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        match wire::decode(topic, m.payload, Instant::now()) {
+            Ok((_, msg)) => {
+                stats.received.fetch_add(1, Ordering::Relaxed);
+                let (group, filter) = (&key.0, &key.1);
+                let bus = &bus;
+                match switchyard_bus::contain(|| bus.publish_remote_shared(msg, group, filter)) {
+                    Ok(true) => {}
+                    Ok(false) => tracing::debug!(%group, %filter,
+                        "cluster: shared-group message arrived after the group's last member left"),
+                    Err(p) => tracing::error!(panic = %p.0,
+                        "cluster: delivering a shared-group message panicked"),
+                }
+            }
+            Err(e) => {
+                stats.malformed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(subject = %m.subject, error = %e,
+                    "cluster: malformed shared-group message, dropped");
+            }
+        }
     }
 }
 
