@@ -93,7 +93,9 @@ impl DtlsSocket {
 }
 
 impl DatagramSocket {
-    /// Receives one datagram into `buf` (truncated to its size). Cancel-safe.
+    /// Receives one datagram into `buf` (truncated to its size). Cancel-safe. On DTLS, once the
+    /// server task has stopped (the listener is being cancelled) it waits forever: the caller's
+    /// cancellation branch ends its loop, and a reader never spins on a closed queue.
     pub async fn recv_from(&mut self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         match self {
             DatagramSocket::Plain(s) => s.recv_from(buf).await,
@@ -103,10 +105,7 @@ impl DatagramSocket {
                     buf[..n].copy_from_slice(&r.data[..n]);
                     Ok((n, r.peer))
                 }
-                None => Err(io::Error::new(
-                    io::ErrorKind::BrokenPipe,
-                    "DTLS server stopped",
-                )),
+                None => std::future::pending().await,
             },
         }
     }
