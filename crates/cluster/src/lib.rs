@@ -13,6 +13,8 @@
 //! once between nodes) and retained messages on every live node; sessions, QoS ≥ 1 replication
 //! and shared groups across nodes are not clustered yet.
 
+#[doc(hidden)]
+pub mod fuzzing;
 mod link;
 pub mod nodes;
 pub mod subject;

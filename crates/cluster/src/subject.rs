@@ -41,7 +41,13 @@ pub fn decode_level(token: &str) -> Option<String> {
         if b == b'~' {
             let hi = hex(*bytes.get(i + 1)?)?;
             let lo = hex(*bytes.get(i + 2)?)?;
-            out.push(hi << 4 | lo);
+            let byte = hi << 4 | lo;
+            // Only the one encoding of each level is accepted (a byte that stands for itself,
+            // escaped, is not), and a level never holds the level separator.
+            if byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-' || byte == b'/' {
+                return None;
+            }
+            out.push(byte);
             i += 3;
         } else if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
             out.push(b);
@@ -164,7 +170,7 @@ mod tests {
 
     #[test]
     fn not_encodings_are_refused() {
-        for bad in ["", "~", "~4", "~4g", "a b", "~C3"] {
+        for bad in ["", "~", "~4", "~4g", "a b", "~C3", "~41", "~2F", "x~5Fy"] {
             let decoded = decode_level(bad);
             // A lone "~" is the empty level; everything else here is not an encoding.
             if bad == "~" {
