@@ -333,7 +333,7 @@ async fn a_client_hello_flood_is_held_to_max_handshakes_while_peers_are_served()
         &dir,
         &["coap"],
         "[gateway.coap.listeners.dtls.default]\nmax_handshakes = 20\nmax_conn_rate = 0\n\
-         [gateway.coap.listeners.dtls.default.dtls_options]\nhandshake_timeout = \"2s\"\n",
+         [gateway.coap.listeners.dtls.default.dtls_options]\nhandshake_timeout = \"4s\"\n",
     );
     let server = b.listener("coap:dtls:default");
     let api = admin_support::Api::ready(&b).await;
