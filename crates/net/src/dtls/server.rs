@@ -411,10 +411,23 @@ impl Server {
             }
             if p.queued.is_some_and(|q| q <= t) {
                 p.queued = None;
-                if let Err(e) = p.assoc.handle_timeout(t) {
-                    tracing::info!(listener = %self.id, peer = %addr, error = %e, "DTLS retransmissions exhausted");
-                    self.fail(addr, Failure::Timeout);
-                    continue;
+                // Library code on state the peer shaped: contained like a datagram.
+                let assoc = &mut p.assoc;
+                let timed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    assoc.handle_timeout(t)
+                }));
+                match timed {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::debug!(listener = %self.id, peer = %addr, error = %e, "DTLS retransmissions exhausted");
+                        self.fail(addr, Failure::Timeout);
+                        continue;
+                    }
+                    Err(_) => {
+                        tracing::warn!(listener = %self.id, peer = %addr, "DTLS library panicked on a timer: peer dropped");
+                        self.fail(addr, Failure::Error);
+                        continue;
+                    }
                 }
                 self.flush_peer(addr).await;
                 self.arm(addr);
