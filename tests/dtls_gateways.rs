@@ -527,3 +527,72 @@ async fn a_client_id_is_not_usable_from_another_dtls_identity() {
     );
     assert_eq!(sub.expect_publish("dev-a again").await.topic, "mix/a2");
 }
+
+#[tokio::test]
+async fn mqttsn_certificate_cn_as_username() {
+    let dir = temp_dir("dtls-mqttsn-cn");
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let server_cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+        .unwrap()
+        .signed_by(&server_key, &ca, &ca_key)
+        .unwrap();
+    let client_key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "cn-dev");
+    let client_cert = params.signed_by(&client_key, &ca, &ca_key).unwrap();
+    let write = |name: &str, pem: String| {
+        let p = dir.join(name);
+        std::fs::write(&p, pem).unwrap();
+        p.display().to_string()
+    };
+    let toml = format!(
+        "[gateway.mqttsn]\nmountpoint = \"${{username}}/\"\n\
+         [gateway.mqttsn.listeners.dtls.default]\nenable = true\nbind = \"127.0.0.1:0\"\n\
+         peer_cert_as_username = \"cn\"\n\
+         [gateway.mqttsn.listeners.dtls.default.dtls_options]\n\
+         certfile = \"{}\"\nkeyfile = \"{}\"\ncacertfile = \"{}\"\n\
+         verify = \"verify_peer\"\nfail_if_no_peer_cert = true\n",
+        write("server.pem", server_cert.pem()),
+        write("server.key", server_key.serialize_pem()),
+        write("ca.pem", ca.pem()),
+    );
+    let b = Broker::start_with(&toml);
+    let server = b.listener("mqttsn:dtls:default");
+    let mut sub = Client::connect(b.mqtt_addr(), "sub").await;
+    sub.subscribe("cn-dev/#", QoS::AtLeastOnce).await;
+    let auth = ClientAuth::Certificate {
+        cert_pem: Some((client_cert.pem(), client_key.serialize_pem())),
+    };
+    let c = DtlsClient::connect(server, &auth, None, WAIT)
+        .await
+        .expect("certificate handshake");
+    let mut sn = SnOverDtls(c);
+    let ack = sn
+        .call(Packet::Connect(Connect {
+            flags: Flags {
+                clean_session: true,
+                ..Flags::default()
+            },
+            protocol_id: 1,
+            duration: 60,
+            client_id: Bytes::from_static(b"sn-cert"),
+        }))
+        .await;
+    assert_eq!(ack, Packet::ConnAck { rc: 0 });
+    let id = sn.register("up").await;
+    sn.publish_q1(id, "v").await;
+    assert_eq!(sub.expect_publish("CN mountpoint").await.topic, "cn-dev/up");
+    // Without a client certificate, no handshake.
+    let none = ClientAuth::Certificate { cert_pem: None };
+    assert!(
+        DtlsClient::connect(server, &none, None, Duration::from_secs(3))
+            .await
+            .is_err()
+    );
+}
