@@ -18,12 +18,12 @@ use crate::error::BusError;
 use crate::handle::BusHandle;
 use crate::qos::{AckError, Incoming2, QosConfig, QosEngine, Resend};
 use crate::registry::{OpenSession, Opened};
+use slots::Stage;
 use std::collections::HashMap;
 use std::num::NonZeroU16;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use slots::Stage;
 use switchyard_core::{Message, QoS, TopicName};
 
 /// Reads fuzz input as a stream of small values; past the end every read is zero.
