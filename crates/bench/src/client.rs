@@ -51,7 +51,8 @@ pub struct Target {
     pub sources: Vec<IpAddr>,
     /// Keepalive sent in CONNECT, seconds.
     pub keep_alive: u16,
-    /// Username and password sent in CONNECT (benchmarks of the authenticators).
+    /// Username and password sent in CONNECT (benchmarks of the authenticators); `{i}` in
+    /// the username is the connection's number, so each connection can be its own user.
     pub credentials: Option<(String, String)>,
 }
 
@@ -113,10 +114,11 @@ impl Target {
     ) -> Result<TcpStream, ConnectError> {
         let mut stream = self.tcp(n).await?;
         let mut out = BytesMut::with_capacity(64);
-        let creds = self
+        let user = self
             .credentials
             .as_ref()
-            .map(|(u, p)| (u.as_str(), p.as_str()));
+            .map(|(u, p)| (u.replace("{i}", &n.to_string()), p.as_str()));
+        let creds = user.as_ref().map(|(u, p)| (u.as_str(), *p));
         wire::connect_as(&mut out, client_id, self.keep_alive, clean, creds);
         // SUBSCRIBE only after CONNACK, as ordinary clients do (MQTT-3.1.4 would allow
         // pipelining, but the tool measures what real clients see).

@@ -67,7 +67,8 @@ struct Common {
     /// PID of the broker, to record its CPU seconds and RSS (Linux /proc).
     #[arg(long)]
     broker_pid: Option<u32>,
-    /// Username sent in CONNECT (with --password), to measure an authenticator.
+    /// Username sent in CONNECT (with --password), to measure an authenticator; `{i}` is the
+    /// connection's number (one user per connection).
     #[arg(long, requires = "password")]
     username: Option<String>,
     /// Password sent in CONNECT (with --username).
