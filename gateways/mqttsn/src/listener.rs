@@ -316,7 +316,10 @@ impl Receiver {
     /// PSK identity or certificate cannot rebind, resume or feed someone else's client by
     /// naming its client id.
     fn same_identity(&self, from: SocketAddr, route: &Route) -> bool {
-        !self.socket.is_dtls() || route.cell.accepts(self.socket.peer_identity(&from).as_ref())
+        !self.socket.is_dtls()
+            || route
+                .cell
+                .accepts(self.socket.peer_identity(&from).as_ref())
     }
 
     /// Forgets `from` if its entry is stale (the client moved away or its task ended).
