@@ -59,19 +59,11 @@ pub fn cluster_wire(data: &[u8]) {
 mod tests {
     #[test]
     fn cluster_wire_seed_corpus_replays() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz/seeds/cluster_wire");
-        let mut files: Vec<_> = std::fs::read_dir(dir)
-            .unwrap_or_else(|e| panic!("{dir}: {e}"))
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .collect();
-        files.sort();
-        assert!(!files.is_empty(), "no seeds in {dir}");
-        for f in files {
-            let data = std::fs::read(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
-            let run = std::panic::catch_unwind(|| super::cluster_wire(&data));
-            assert!(run.is_ok(), "seed {} fails its harness", f.display());
-        }
+        switchyard_bus::fuzzing::replay_seeds(
+            env!("CARGO_MANIFEST_DIR"),
+            "cluster_wire",
+            super::cluster_wire,
+        );
     }
 
     proptest::proptest! {
