@@ -200,14 +200,11 @@ impl BusHandle {
     /// [`Peer::shared_interest`]: crate::Peer::shared_interest
     pub fn publish_remote_shared(&self, msg: Message, group: &str, filter: &str) -> bool {
         let msg = Arc::new(msg);
-        let Some((outbox, mut delivery)) = self.0.router.route_shared(&msg, group, filter) else {
+        let Some((outbox, delivery)) = self.0.router.route_shared(&msg, group, filter) else {
             Metrics::inc(&self.0.metrics.messages_dropped_no_subscribers);
             return false;
         };
-        if delivery.qos != QoS::AtMostOnce && outbox.is_stored() {
-            delivery.message_id = self.store_message(&msg);
-        }
-        outbox.push(delivery);
+        self.push_delivery(&msg, &outbox, delivery, &mut 0);
         true
     }
 
@@ -215,30 +212,41 @@ impl BusHandle {
     /// whether it was published here (only then is "no subscribers" a drop worth reporting).
     fn route_here(&self, msg: &Arc<Message>, local: bool) -> usize {
         let m = &self.0.metrics;
-        let msg = msg.clone();
         let mut stored_id = 0;
         if msg.retain && self.0.config.retain_available {
-            stored_id = self.store_retained(&msg);
+            stored_id = self.store_retained(msg);
         }
-        let targets = self.0.router.route(&msg);
+        let targets = self.0.router.route(msg);
         if targets.is_empty() && local && self.0.peer.get().is_none() {
             Metrics::inc(&m.messages_dropped_no_subscribers);
             self.0.events.emit(crate::events::BusEvent::MessageDropped {
-                message: &msg,
+                message: msg,
                 reason: "no_subscribers",
             });
         }
         let n = targets.len();
-        for (outbox, mut delivery) in targets {
-            if delivery.qos != QoS::AtMostOnce && outbox.is_stored() {
-                if stored_id == 0 {
-                    stored_id = self.store_message(&msg);
-                }
-                delivery.message_id = stored_id;
-            }
-            outbox.push(delivery);
+        for (outbox, delivery) in targets {
+            self.push_delivery(msg, &outbox, delivery, &mut stored_id);
         }
         n
+    }
+
+    /// Queues one delivery of `msg`; a QoS 1/2 delivery to a stored queue references the
+    /// message in the store, written once per message (`stored_id`, 0 until then).
+    fn push_delivery(
+        &self,
+        msg: &Arc<Message>,
+        outbox: &crate::Outbox,
+        mut delivery: Delivery,
+        stored_id: &mut u64,
+    ) {
+        if delivery.qos != QoS::AtMostOnce && outbox.is_stored() {
+            if *stored_id == 0 {
+                *stored_id = self.store_message(msg);
+            }
+            delivery.message_id = *stored_id;
+        }
+        outbox.push(delivery);
     }
 
     /// Hands a message to the store once, however many queues reference it; returns its id.
